@@ -1,0 +1,134 @@
+"""The ``musicgym`` command.
+
+The core defines the ``midi`` group; every other group (``data`` and ``prior`` from ``priors``,
+``agent`` from ``agents``, ``bench`` and ``demo`` from ``benchmarks``) is added by the package that
+owns it through the entry-point group ``musicgym.cli``, so the core never imports the floors above.
+Errors on bad input print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import sys
+import textwrap
+import typing
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+
+from musicgym.errors import MusicgymError
+
+ENTRY_POINT_GROUP = "musicgym.cli"
+EXIT_BAD_INPUT = 2
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring written under each field of a dataclass, by field name."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, after in zip(body, body[1:]):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def add_dataclass_arguments(
+    parser: argparse.ArgumentParser, cls: type, exclude: Sequence[str] = ()
+) -> None:
+    """Add one ``--option`` per field of a dataclass, its help the field's docstring.
+
+    Booleans become ``--flag/--no-flag``; tuples take several values.
+    """
+    docs = field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in exclude or not f.init:
+            continue
+        option = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        default = (
+            f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        )
+        help_text = f"{docs.get(f.name, '')} (default: {default})"
+        origin, args = typing.get_origin(kind), typing.get_args(kind)
+        if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+            kind = next(a for a in args if a is not type(None))
+            origin, args = typing.get_origin(kind), typing.get_args(kind)
+        if kind is bool:
+            parser.add_argument(
+                option, action=argparse.BooleanOptionalAction, default=default, help=help_text
+            )
+        elif origin is tuple:
+            parser.add_argument(
+                option, type=args[0], nargs="+", default=default, help=help_text, dest=f.name
+            )
+        elif origin is typing.Literal:
+            parser.add_argument(option, choices=args, default=default, help=help_text, dest=f.name)
+        else:
+            parser.add_argument(option, type=kind, default=default, help=help_text, dest=f.name)
+
+
+def dataclass_from_args(cls: type, args: argparse.Namespace, **overrides: object):
+    """Build a dataclass from the fields of ``args`` that :func:`add_dataclass_arguments` added."""
+    values = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(cls)
+        if f.init and hasattr(args, f.name)
+    }
+    for name, value in values.items():
+        if isinstance(value, list):
+            values[name] = tuple(value)
+    values.update(overrides)
+    return cls(**values)
+
+
+def _add_midi_commands(subparsers: argparse._SubParsersAction) -> None:
+    from musicgym import midi_cli
+
+    midi_cli.add_commands(subparsers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="musicgym",
+        description="Music composition as a reinforcement-learning problem.",
+    )
+    subparsers = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
+    adders: list[Callable[[argparse._SubParsersAction], None]] = [_add_midi_commands]
+    adders += [ep.load() for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=str)]
+    for add in adders:
+        add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except MusicgymError as error:
+        print(f"musicgym: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("musicgym: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

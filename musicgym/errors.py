@@ -1,0 +1,23 @@
+"""Exceptions raised for bad input: each carries a one-line message naming the file or argument."""
+
+from __future__ import annotations
+
+
+class MusicgymError(Exception):
+    """Base class of every error musicgym raises on bad input; the CLI prints it and exits 2."""
+
+
+class MidiError(MusicgymError):
+    """A MIDI file is missing, empty, truncated, corrupt, or holds no notes."""
+
+
+class DatasetError(MusicgymError):
+    """A dataset name is unknown or a dataset file is malformed."""
+
+
+class NoteStateError(MusicgymError, ValueError):
+    """A note-state array has the wrong shape or values."""
+
+
+class CheckpointError(MusicgymError):
+    """A checkpoint is corrupt, missing, or belongs to another model."""

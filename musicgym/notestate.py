@@ -1,0 +1,143 @@
+"""The note-state matrix: per time step and pitch, whether the note plays and whether it is struck.
+
+A piece is an array ``[T, N, 2]`` of 0/1 values, ``[..., 0]`` = play and ``[..., 1]`` = articulate:
+an onset is (1, 1), a held note (1, 0), silence (0, 0). Its lowest MIDI pitch and its resolution
+(time steps per quarter note) travel with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from musicgym.errors import NoteStateError
+
+PLAY, ARTICULATE = 0, 1
+SIXTEENTH_NOTES = 4  # steps per quarter note
+
+
+@dataclass(frozen=True)
+class NoteState:
+    """A validated note-state matrix with its pitch range and resolution.
+
+    Args:
+        matrix: ``(T, N, 2)`` array of 0/1 (stored as ``uint8``); articulate implies play.
+        lowest_pitch: MIDI pitch of index 0 on the pitch axis.
+        resolution: time steps per quarter note (4 = 16th notes).
+        name: where the piece came from (a file or corpus path), for messages.
+    """
+
+    matrix: np.ndarray
+    lowest_pitch: int = 48
+    resolution: int = SIXTEENTH_NOTES
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        matrix = np.asarray(self.matrix)
+        where = f"{self.name}: " if self.name else ""
+        if matrix.ndim != 3 or matrix.shape[2] != 2:
+            raise NoteStateError(f"{where}note-state must have shape (T, N, 2), got {matrix.shape}")
+        if matrix.size and not np.isin(matrix, (0, 1)).all():
+            raise NoteStateError(f"{where}note-state values must be 0 or 1")
+        matrix = matrix.astype(np.uint8, copy=False)
+        if (matrix[..., ARTICULATE] > matrix[..., PLAY]).any():
+            t, n = np.argwhere(matrix[..., ARTICULATE] > matrix[..., PLAY])[0]
+            raise NoteStateError(
+                f"{where}articulate without play at step {t}, pitch {self.lowest_pitch + n}"
+            )
+        if not (0 <= self.lowest_pitch and self.lowest_pitch + matrix.shape[1] <= 128):
+            raise NoteStateError(
+                f"{where}pitch range {self.lowest_pitch}..{self.lowest_pitch + matrix.shape[1] - 1}"
+                " is outside MIDI 0..127"
+            )
+        if self.resolution < 1:
+            raise NoteStateError(f"{where}resolution must be >= 1, got {self.resolution}")
+        object.__setattr__(self, "matrix", matrix)
+
+    @classmethod
+    def empty(
+        cls, steps: int, lowest_pitch: int, num_pitches: int, resolution: int = SIXTEENTH_NOTES
+    ) -> NoteState:
+        """Silence of ``steps`` steps over ``num_pitches`` pitches."""
+        return cls(np.zeros((steps, num_pitches, 2), np.uint8), lowest_pitch, resolution)
+
+    @property
+    def num_steps(self) -> int:
+        return self.matrix.shape[0]
+
+    @property
+    def num_pitches(self) -> int:
+        return self.matrix.shape[1]
+
+    @property
+    def highest_pitch(self) -> int:
+        """The highest MIDI pitch the matrix can hold."""
+        return self.lowest_pitch + self.num_pitches - 1
+
+    @property
+    def play(self) -> np.ndarray:
+        """``(T, N)`` play bits."""
+        return self.matrix[..., PLAY]
+
+    @property
+    def articulate(self) -> np.ndarray:
+        """``(T, N)`` articulate bits."""
+        return self.matrix[..., ARTICULATE]
+
+    def sounding_pitches(self) -> np.ndarray:
+        """The MIDI pitches that play at least once, ascending."""
+        return self.lowest_pitch + np.flatnonzero(self.play.any(axis=0))
+
+    def with_range(self, lowest_pitch: int, num_pitches: int) -> NoteState:
+        """The same music on another pitch axis; raises if a sounding note would fall outside it."""
+        pitches = self.sounding_pitches()
+        highest = lowest_pitch + num_pitches - 1
+        if pitches.size and (pitches[0] < lowest_pitch or pitches[-1] > highest):
+            raise NoteStateError(
+                f"{self.name or 'note-state'}: notes {pitches[0]}..{pitches[-1]} do not fit the "
+                f"range {lowest_pitch}..{highest}"
+            )
+        matrix = np.zeros((self.num_steps, num_pitches, 2), np.uint8)
+        lo, hi = max(lowest_pitch, self.lowest_pitch), min(highest, self.highest_pitch)
+        if lo <= hi:
+            matrix[:, lo - lowest_pitch : hi - lowest_pitch + 1] = self.matrix[
+                :, lo - self.lowest_pitch : hi - self.lowest_pitch + 1
+            ]
+        return NoteState(matrix, lowest_pitch, self.resolution, self.name)
+
+    def transpose(self, semitones: int) -> NoteState:
+        """Shift every note by ``semitones`` on the same pitch axis; raises if one falls off it."""
+        pitches = self.sounding_pitches()
+        if pitches.size and (
+            pitches[0] + semitones < self.lowest_pitch or pitches[-1] + semitones > self.highest_pitch
+        ):
+            raise NoteStateError(
+                f"{self.name or 'note-state'}: transposing by {semitones} leaves the pitch range"
+            )
+        matrix = np.roll(self.matrix, semitones, axis=1)
+        return NoteState(matrix, self.lowest_pitch, self.resolution, self.name)
+
+    def transposition_room(self) -> tuple[int, int]:
+        """``(down, up)``: the largest shifts down (<= 0) and up (>= 0) that keep every note in range."""
+        pitches = self.sounding_pitches()
+        if not pitches.size:
+            return 0, 0
+        return self.lowest_pitch - int(pitches[0]), self.highest_pitch - int(pitches[-1])
+
+    def top_voice(self) -> NoteState:
+        """The melody: at each step only the highest sounding note, struck when it changes pitch,
+        when it was struck in the original, or when it starts after silence."""
+        play = self.play.astype(bool)
+        matrix = np.zeros_like(self.matrix)
+        previous = -1
+        for t in range(self.num_steps):
+            sounding = np.flatnonzero(play[t])
+            if not sounding.size:
+                previous = -1
+                continue
+            top = sounding[-1]
+            matrix[t, top, 0] = 1
+            matrix[t, top, 1] = int(top != previous or self.articulate[t, top])
+            previous = top
+        return NoteState(matrix, self.lowest_pitch, self.resolution, self.name)
