@@ -17,6 +17,23 @@ PLAY, ARTICULATE = 0, 1
 SIXTEENTH_NOTES = 4  # steps per quarter note
 
 
+def fold_pitches(pitches: np.ndarray, lowest_pitch: int, num_pitches: int) -> np.ndarray:
+    """Move each pitch by whole octaves into ``lowest_pitch .. lowest_pitch + num_pitches - 1``.
+
+    The range must span at least an octave, so that every pitch class has a place in it.
+    """
+    if num_pitches < 12:
+        raise NoteStateError(f"cannot fold into a range of {num_pitches} pitches (< 12)")
+    pitches = np.asarray(pitches, dtype=np.int64)
+    highest = lowest_pitch + num_pitches - 1
+    below = pitches < lowest_pitch
+    above = pitches > highest
+    folded = pitches.copy()
+    folded[below] += 12 * -((pitches[below] - lowest_pitch) // 12)
+    folded[above] -= 12 * -(-(pitches[above] - highest) // 12)
+    return folded
+
+
 @dataclass(frozen=True)
 class NoteState:
     """A validated note-state matrix with its pitch range and resolution.
@@ -46,7 +63,7 @@ class NoteState:
             raise NoteStateError(
                 f"{where}articulate without play at step {t}, pitch {self.lowest_pitch + n}"
             )
-        if not (0 <= self.lowest_pitch and self.lowest_pitch + matrix.shape[1] <= 128):
+        if not (self.lowest_pitch >= 0 and self.lowest_pitch + matrix.shape[1] <= 128):
             raise NoteStateError(
                 f"{where}pitch range {self.lowest_pitch}..{self.lowest_pitch + matrix.shape[1] - 1}"
                 " is outside MIDI 0..127"
@@ -61,6 +78,37 @@ class NoteState:
     ) -> NoteState:
         """Silence of ``steps`` steps over ``num_pitches`` pitches."""
         return cls(np.zeros((steps, num_pitches, 2), np.uint8), lowest_pitch, resolution)
+
+    @classmethod
+    def from_notes(
+        cls,
+        pitches: np.ndarray,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        *,
+        lowest_pitch: int,
+        num_pitches: int,
+        resolution: int = SIXTEENTH_NOTES,
+        num_steps: int | None = None,
+        name: str = "",
+    ) -> NoteState:
+        """Lay notes given as MIDI pitches with start and end steps (end exclusive) on the grid.
+
+        Every note lasts at least one step; a note struck while the same pitch still sounds ends
+        that one (the pitch is re-struck). Pitches must already lie in the range.
+        """
+        pitches, starts, ends = (np.asarray(a, dtype=np.int64) for a in (pitches, starts, ends))
+        ends = np.maximum(ends, starts + 1)
+        steps = int(ends.max(initial=0)) if num_steps is None else num_steps
+        matrix = np.zeros((steps, num_pitches, 2), np.uint8)
+        index = pitches - lowest_pitch
+        if index.size and (index.min() < 0 or index.max() >= num_pitches):
+            raise NoteStateError(f"{name or 'notes'}: a pitch lies outside the range")
+        # Holds first, then onsets, so that a re-struck pitch keeps its articulation.
+        for n, start, end in zip(index, starts, ends):
+            matrix[start:end, n, PLAY] = 1
+        matrix[starts[starts < steps], index[starts < steps], ARTICULATE] = 1
+        return cls(matrix, lowest_pitch, resolution, name)
 
     @property
     def num_steps(self) -> int:
@@ -110,7 +158,8 @@ class NoteState:
         """Shift every note by ``semitones`` on the same pitch axis; raises if one falls off it."""
         pitches = self.sounding_pitches()
         if pitches.size and (
-            pitches[0] + semitones < self.lowest_pitch or pitches[-1] + semitones > self.highest_pitch
+            pitches[0] + semitones < self.lowest_pitch
+            or pitches[-1] + semitones > self.highest_pitch
         ):
             raise NoteStateError(
                 f"{self.name or 'note-state'}: transposing by {semitones} leaves the pitch range"
