@@ -168,7 +168,7 @@ class NoteState:
         return NoteState(matrix, self.lowest_pitch, self.resolution, self.name)
 
     def transposition_room(self) -> tuple[int, int]:
-        """``(down, up)``: the largest shifts down (<= 0) and up (>= 0) that keep every note in range."""
+        """``(down, up)``: the largest shifts down (<= 0) and up (>= 0) that keep all notes."""
         pitches = self.sounding_pitches()
         if not pitches.size:
             return 0, 0

@@ -97,7 +97,6 @@ def _data_inspect(args: argparse.Namespace) -> int:
     peak = max(int(onsets.max()), 1)
     for index in np.flatnonzero(onsets):
         pitch = dataset.lowest_pitch + int(index)
-        print(
-            f"  {pitch:>3} {'#' * max(1, round(40 * int(onsets[index]) / peak)):<40} {int(onsets[index])}"
-        )
+        count = int(onsets[index])
+        print(f"  {pitch:>3} {'#' * max(1, round(40 * count / peak)):<40} {count}")
     return 0

@@ -5,7 +5,7 @@ name                   what it loads
 =====================  ==========================================================================
 ``bach-chorales``      the 371 Bach chorales of the music21 corpus (the embedded default), 4 voices
 ``essen``              the Essen folk melodies of the music21 corpus, monophonic
-``jsb:PATH``           Boulanger-Lewandowski's JSB Chorales (JSON or pickle) with its official split;
+``jsb:PATH``           Boulanger-Lewandowski's JSB Chorales (JSON or pickle), official split;
                        ``Jsb16thSeparated.json`` holds the four voices at 16th notes
 ``jsb-soprano:PATH``   the soprano line of ``Jsb16thSeparated.json``: a melody dataset
 ``midi:PATH`` / PATH   a folder of the user's MIDI files (searched recursively)
@@ -27,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from tqdm import tqdm
@@ -140,7 +141,7 @@ def available_datasets() -> dict[str, str]:
         "essen": "Essen folk melodies of the music21 corpus, monophonic",
         "jsb:PATH": "JSB Chorales JSON/pickle (Boulanger-Lewandowski 2012), official split",
         "jsb-soprano:PATH": "soprano voice of Jsb16thSeparated.json, a melody dataset",
-        "midi:PATH": "a folder of your MIDI files (or just the folder's path), seeded 80/10/10 split",
+        "midi:PATH": "a folder of your MIDI files (or just its path), seeded 80/10/10 split",
     }
 
 
@@ -160,7 +161,8 @@ def load_dataset(
             path of a folder of MIDI files.
         resolution: time steps per quarter note; default 16th notes (4), JSB files their own.
         lowest_pitch: MIDI pitch of the pitch axis' index 0; default per dataset.
-        num_pitches: size of the pitch axis; default per dataset. Notes outside are folded by octaves.
+        num_pitches: size of the pitch axis; default per dataset. Notes outside it are folded
+            by octaves into it.
         seed: seed of the 80/10/10 split of corpora without an official one.
         progress: show a progress bar while converting.
     """
@@ -245,7 +247,7 @@ def _corpus_paths(kind: str) -> list[str]:
 
 
 def _score_notes(score, resolution: int) -> list[tuple[int, int, int]]:
-    """(pitch, start step, end step) of every note of a music21 score, pickups padded to a full bar."""
+    """(pitch, start, end) in steps of every note of a music21 score, pickups padded to a bar."""
     notes = []
     for part in score.parts or [score]:
         measures = part.getElementsByClass("Measure")
@@ -266,7 +268,7 @@ def _convert_corpus_file(
     """Notes of each score in one corpus file (an Essen file holds many tunes)."""
     from music21 import converter, corpus, stream
 
-    kind, path, resolution = task
+    _, path, resolution = task
     parsed = converter.parse(path) if Path(path).is_file() else corpus.parse(path)
     scores = list(parsed.scores) if isinstance(parsed, stream.Opus) else [parsed]
     pieces = []
@@ -367,13 +369,13 @@ def _load_midi_folder(folder: Path, resolution, lowest_pitch, num_pitches, progr
     return pieces, folded, skipped
 
 
-# --- JSB Chorales (Boulanger-Lewandowski) ----------------------------------------------------------
+# --- JSB Chorales (Boulanger-Lewandowski) ---------------------------------------------------------
 
 
 class _PlainUnpickler(pickle.Unpickler):
     """Unpickles only plain containers and numbers: a data file must not run code."""
 
-    SAFE = {("builtins", n) for n in ("list", "tuple", "dict", "set", "int", "float")}
+    SAFE: ClassVar = {("builtins", n) for n in ("list", "tuple", "dict", "set", "int", "float")}
 
     def find_class(self, module: str, name: str):
         if (module, name) in self.SAFE or (module == "numpy" and name in ("int64", "float64")):
