@@ -13,7 +13,9 @@ _ACCIDENTAL = {"": 0, "#": 1, "♯": 1, "b": -1, "♭": -1, "##": 2, "bb": -2}
 # Natural minor: the rules and statistics of the RL Tuner count scale membership, and the
 # natural minor scale is the relative major's set, so "A minor" and "C major" agree on it.
 _SCALE_STEPS = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
-_KEY_PATTERN = re.compile(r"^\s*([A-Ga-g])(##|bb|#|b|♯|♭)?(?:\s*[- ]?\s*(major|minor|maj|min|m))?\s*$")
+_KEY_PATTERN = re.compile(
+    r"^\s*([A-Ga-g])(##|bb|#|b|♯|♭)?(?:\s*[- ]?\s*((?i:major|minor|maj|min)|m))?\s*$"
+)
 
 
 class KeyParseError(MusicgymError, ValueError):
@@ -39,7 +41,8 @@ class Key:
 
     @classmethod
     def parse(cls, name: str | Key) -> Key:
-        """Parse "C", "C major", "A minor", "Am", "F#", "Bb minor" (case of the letter ignored)."""
+        """Parse "C", "C major", "A minor", "Am", "F#", "Bb minor" (case of the letter and of a
+        spelled-out mode ignored; a bare "m" is minor)."""
         if isinstance(name, Key):
             return name
         match = _KEY_PATTERN.match(str(name))
@@ -50,7 +53,7 @@ class Key:
             )
         letter, accidental, mode = match.groups()
         tonic = _LETTER_PITCH_CLASS[letter.upper()] + _ACCIDENTAL[accidental or ""]
-        mode = "minor" if mode in ("minor", "min", "m") else "major"
+        mode = "minor" if mode and mode.lower() in ("minor", "min", "m") else "major"
         return cls(tonic, mode)
 
     @property

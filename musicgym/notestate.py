@@ -34,7 +34,7 @@ def fold_pitches(pitches: np.ndarray, lowest_pitch: int, num_pitches: int) -> np
     return folded
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class NoteState:
     """A validated note-state matrix with its pitch range and resolution.
 
@@ -71,6 +71,20 @@ class NoteState:
         if self.resolution < 1:
             raise NoteStateError(f"{where}resolution must be >= 1, got {self.resolution}")
         object.__setattr__(self, "matrix", matrix)
+        object.__setattr__(self, "lowest_pitch", int(self.lowest_pitch))
+        object.__setattr__(self, "resolution", int(self.resolution))
+
+    def __eq__(self, other: object) -> bool:
+        """Same music: equal matrices, lowest pitch and resolution (the name does not count)."""
+        if not isinstance(other, NoteState):
+            return NotImplemented
+        return (
+            self.lowest_pitch == other.lowest_pitch
+            and self.resolution == other.resolution
+            and np.array_equal(self.matrix, other.matrix)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # the matrix is a mutable array
 
     @classmethod
     def empty(
@@ -104,9 +118,15 @@ class NoteState:
         index = pitches - lowest_pitch
         if index.size and (index.min() < 0 or index.max() >= num_pitches):
             raise NoteStateError(f"{name or 'notes'}: a pitch lies outside the range")
-        # Holds first, then onsets, so that a re-struck pitch keeps its articulation.
-        for n, start, end in zip(index, starts, ends):
-            matrix[start:end, n, PLAY] = 1
+        if starts.size and starts.min() < 0:
+            raise NoteStateError(f"{name or 'notes'}: a note starts before step 0")
+        # A pitch plays wherever more notes of it have started than ended (a running count, so
+        # no loop over notes); onsets are marked after, so a re-struck pitch keeps its articulation.
+        flat_starts = np.minimum(starts, steps) * num_pitches + index
+        flat_ends = np.minimum(ends, steps) * num_pitches + index
+        size = (steps + 1) * num_pitches
+        change = np.bincount(flat_starts, minlength=size) - np.bincount(flat_ends, minlength=size)
+        matrix[..., PLAY] = np.cumsum(change.reshape(steps + 1, num_pitches)[:steps], axis=0) > 0
         matrix[starts[starts < steps], index[starts < steps], ARTICULATE] = 1
         return cls(matrix, lowest_pitch, resolution, name)
 
@@ -177,16 +197,17 @@ class NoteState:
     def top_voice(self) -> NoteState:
         """The melody: at each step only the highest sounding note, struck when it changes pitch,
         when it was struck in the original, or when it starts after silence."""
+        if not self.num_pitches:
+            return self
         play = self.play.astype(bool)
+        sounding = play.any(axis=1)
+        # Index of the highest playing pitch per step, -1 where nothing plays.
+        top = np.where(sounding, self.num_pitches - 1 - np.argmax(play[:, ::-1], axis=1), -1)
+        previous = np.concatenate(([-1], top[:-1]))
+        steps = np.flatnonzero(sounding)
         matrix = np.zeros_like(self.matrix)
-        previous = -1
-        for t in range(self.num_steps):
-            sounding = np.flatnonzero(play[t])
-            if not sounding.size:
-                previous = -1
-                continue
-            top = sounding[-1]
-            matrix[t, top, 0] = 1
-            matrix[t, top, 1] = int(top != previous or self.articulate[t, top])
-            previous = top
+        matrix[steps, top[steps], PLAY] = 1
+        matrix[steps, top[steps], ARTICULATE] = (top[steps] != previous[steps]) | (
+            self.articulate[steps, top[steps]] == 1
+        )
         return NoteState(matrix, self.lowest_pitch, self.resolution, self.name)

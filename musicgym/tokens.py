@@ -107,7 +107,8 @@ def tokens_to_note_state(
 
 def note_state_to_tokens(note_state: NoteState) -> list[int]:
     """Canonical tokens of a monophonic note-state (use :meth:`NoteState.top_voice` first for
-    polyphony). A note that starts unstruck (held into the first step, or after silence) is struck."""
+    polyphony). A note that starts unstruck (held into the first step, or after silence) is
+    struck."""
     play = note_state.play
     if (play.sum(axis=1) > 1).any():
         step = int(np.flatnonzero(play.sum(axis=1) > 1)[0])

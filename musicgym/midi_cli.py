@@ -1,0 +1,94 @@
+"""The ``musicgym midi`` command group: ``inspect`` a MIDI file, ``render`` its piano roll."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from musicgym.notestate import SIXTEENTH_NOTES
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``midi`` group with ``inspect`` and ``render``."""
+    midi = subparsers.add_parser("midi", help="inspect MIDI files and draw their piano rolls")
+    commands = midi.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    inspect = commands.add_parser(
+        "inspect", help="tracks, notes, length, pitch range and ticks per beat of a MIDI file"
+    )
+    inspect.add_argument("file", help="a type 0 or type 1 MIDI file")
+    inspect.add_argument(
+        "--resolution",
+        type=_positive_int,
+        default=SIXTEENTH_NOTES,
+        help="steps per quarter note for the length in steps (default: %(default)s)",
+    )
+    inspect.set_defaults(func=_inspect)
+
+    render = commands.add_parser("render", help="draw a MIDI file's piano roll to a PNG")
+    render.add_argument("file", help="a type 0 or type 1 MIDI file")
+    render.add_argument("--png", required=True, metavar="OUT", help="the picture to write")
+    render.add_argument(
+        "--resolution",
+        type=_positive_int,
+        default=SIXTEENTH_NOTES,
+        help="steps per quarter note (default: %(default)s)",
+    )
+    render.add_argument("--title", help="title above the roll (default: the file name)")
+    render.set_defaults(func=_render)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from musicgym.midi import inspect_midi
+    from musicgym.pianoroll import pitch_name
+
+    summary = inspect_midi(args.file, resolution=args.resolution)
+    tracks = ", ".join(
+        f"{name or '(untitled)'}: {notes}"
+        for name, notes in zip(summary.track_names, summary.notes_per_track)
+    )
+    numerator, denominator = summary.time_signature
+    drums = f" ({summary.drum_notes} on the drum channel left out)" if summary.drum_notes else ""
+    rows = [
+        ("format", f"type {summary.midi_type}, {summary.ticks_per_beat} ticks per beat"),
+        ("tracks", f"{len(summary.track_names)} ({tracks})"),
+        ("notes", f"{summary.num_notes}{drums}"),
+        (
+            "length",
+            f"{summary.steps} steps of 1/{summary.resolution} beat, "
+            f"{summary.bars:.2f} bars of {numerator}/{denominator}, {summary.seconds:.1f} s",
+        ),
+        (
+            "pitch range",
+            f"{summary.lowest_pitch}..{summary.highest_pitch} "
+            f"({pitch_name(summary.lowest_pitch)}..{pitch_name(summary.highest_pitch)})",
+        ),
+    ]
+    print(summary.path)
+    for label, value in rows:
+        print(f"  {label:<12} {value}")
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from musicgym.midi import read_midi
+    from musicgym.pianoroll import save_piano_roll
+
+    note_state = read_midi(args.file, resolution=args.resolution)
+    title = args.title if args.title is not None else Path(args.file).name
+    save_piano_roll(note_state, args.png, title=title)
+    print(
+        f"wrote {args.png}: {note_state.num_steps} steps x {note_state.num_pitches} pitches "
+        f"({note_state.lowest_pitch}..{note_state.highest_pitch})"
+    )
+    return 0

@@ -1,0 +1,140 @@
+"""Piano-roll pictures of note-states.
+
+:func:`piano_roll_rgb` paints the roll straight into a numpy image (no matplotlib; fast enough for
+an environment's ``rgb_array`` render): time runs left to right, pitch bottom to top, rows of black
+keys shaded, a thin line at every beat and a dark one at every bar; an onset step is dark and
+starts with a one-pixel gap, so repeated strikes of a pitch stay apart, and a held step is light.
+:func:`save_piano_roll` and :func:`save_piano_roll_sheet` put that image on matplotlib axes (Agg
+backend, no screen) with pitch names and bar numbers, and write it atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from musicgym.fileio import atomic_output
+from musicgym.keys import PITCH_CLASS_NAMES
+from musicgym.notestate import NoteState
+
+WHITE_KEY_ROW = (250, 250, 250)
+BLACK_KEY_ROW = (233, 234, 238)
+BEAT_LINE = (200, 200, 205)
+BAR_LINE = (110, 110, 120)
+HOLD = (120, 170, 230)
+ONSET = (20, 55, 135)
+_BLACK_KEYS = np.array([pc in (1, 3, 6, 8, 10) for pc in range(12)])
+
+
+def pitch_name(pitch: int) -> str:
+    """Scientific pitch name of a MIDI pitch: 60 -> "C4", 61 -> "C#4"."""
+    return f"{PITCH_CLASS_NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+
+def piano_roll_rgb(
+    note_state: NoteState, *, step_px: int = 4, pitch_px: int = 4, beats_per_bar: int = 4
+) -> np.ndarray:
+    """The piano roll as an ``(N * pitch_px, T * step_px, 3)`` uint8 image, highest pitch on top.
+
+    Args:
+        note_state: the music; ``resolution`` steps make a beat (a quarter note).
+        step_px: image columns per time step.
+        pitch_px: image rows per pitch.
+        beats_per_bar: beats between bar lines.
+    """
+    if step_px < 1 or pitch_px < 1 or beats_per_bar < 1:
+        raise ValueError("step_px, pitch_px and beats_per_bar must be >= 1")
+    steps, pitches = note_state.num_steps, note_state.num_pitches
+    rows = note_state.lowest_pitch + np.arange(pitches)[::-1]  # MIDI pitch of each row, top first
+    row_colour = np.where(_BLACK_KEYS[rows % 12, None], BLACK_KEY_ROW, WHITE_KEY_ROW)  # (N, 3)
+    # The first pixel column of a step shows the beat or bar line (if any) where no note holds
+    # through it; the other columns show the note or the row's background.
+    line_colour = np.broadcast_to(row_colour[:, None, :], (pitches, steps, 3)).copy()
+    beat_steps = np.arange(0, steps, note_state.resolution)
+    line_colour[:, beat_steps] = BEAT_LINE
+    line_colour[:, beat_steps[::beats_per_bar]] = BAR_LINE
+    kind = (note_state.play.astype(np.uint8) + note_state.articulate).T[::-1]  # (N, T): 0, 1, 2
+    body = np.where(kind[..., None] == 2, ONSET, HOLD)
+    body = np.where(kind[..., None] == 0, row_colour[:, None, :], body)
+    first = np.where(kind[..., None] == 1, HOLD, line_colour)
+    if step_px < 3:  # too narrow for a gap before each onset
+        first = np.where(kind[..., None] == 2, ONSET, first)
+    cells = np.empty((pitches, steps, step_px, 3), np.uint8)
+    cells[:, :, 0] = first
+    cells[:, :, 1:] = body[:, :, None]
+    return np.repeat(cells.reshape(pitches, steps * step_px, 3), pitch_px, axis=0)
+
+
+def _draw_roll(axes: Axes, note_state: NoteState, title: str | None, beats_per_bar: int) -> None:
+    image = piano_roll_rgb(note_state, step_px=4, pitch_px=4, beats_per_bar=beats_per_bar)
+    beats = note_state.num_steps / note_state.resolution
+    low, high = note_state.lowest_pitch, note_state.highest_pitch
+    axes.imshow(
+        image,
+        aspect="auto",
+        interpolation="nearest",
+        extent=(0, beats, low - 0.5, high + 0.5),
+    )
+    c_pitches = [p for p in range(low, high + 1) if p % 12 == 0] or [low, high]
+    axes.set_yticks(c_pitches, [pitch_name(p) for p in c_pitches])
+    bar_beats = np.arange(0, beats, beats_per_bar)
+    label_every = max(1, math.ceil(len(bar_beats) / 24))  # at most about 24 bar numbers
+    axes.set_xticks(
+        bar_beats[::label_every], [str(i + 1) for i in range(0, len(bar_beats), label_every)]
+    )
+    axes.set_xlabel("bar")
+    axes.set_ylabel("pitch")
+    if title:
+        axes.set_title(title, fontsize=10)
+
+
+def _save(figure: Figure, path: str | os.PathLike[str]) -> None:
+    FigureCanvasAgg(figure)
+    figure.tight_layout()
+    with atomic_output(path) as temporary:
+        figure.savefig(temporary, dpi=100)
+
+
+def save_piano_roll(
+    note_state: NoteState,
+    path: str | os.PathLike[str],
+    title: str | None = None,
+    *,
+    beats_per_bar: int = 4,
+) -> None:
+    """Draw a note-state's piano roll with pitch names and bar numbers and save it (PNG by the
+    path's suffix)."""
+    beats = note_state.num_steps / note_state.resolution
+    width = min(max(6.0, 0.3 * beats + 1.5), 40.0)
+    height = min(max(3.0, 0.09 * note_state.num_pitches + 1.2), 14.0)
+    figure = Figure(figsize=(width, height))
+    _draw_roll(figure.add_subplot(), note_state, title, beats_per_bar)
+    _save(figure, path)
+
+
+def save_piano_roll_sheet(
+    note_states: Sequence[NoteState],
+    path: str | os.PathLike[str],
+    titles: Sequence[str] | None = None,
+    *,
+    columns: int | None = None,
+    beats_per_bar: int = 4,
+) -> None:
+    """Several piano rolls on one sheet (one column up to three rolls, else two), one title each."""
+    if not note_states:
+        raise ValueError("save_piano_roll_sheet needs at least one note-state")
+    if titles is not None and len(titles) != len(note_states):
+        raise ValueError(f"{len(titles)} titles for {len(note_states)} note-states")
+    columns = columns or (1 if len(note_states) <= 3 else 2)
+    rows = math.ceil(len(note_states) / columns)
+    figure = Figure(figsize=(7.0 * columns, 2.8 * rows))
+    for i, note_state in enumerate(note_states):
+        axes = figure.add_subplot(rows, columns, i + 1)
+        _draw_roll(axes, note_state, titles[i] if titles is not None else None, beats_per_bar)
+    _save(figure, path)
