@@ -1,0 +1,500 @@
+"""The Bi-axial LSTM prior (Johnson 2017), one self-contained file in the style of nanoGPT.
+
+A piece is a note-state ``(T, N, 2)`` of play/articulate bits (see ``musicgym.notestate``). The
+model predicts frame ``t`` from frames ``< t``:
+
+* an **input kernel** turns frame ``t - 1`` into per-note features (position, pitch class, the
+  (play, articulate) bits of the vicinity ``n - 12 .. n + 12``, per-pitch-class counts rotated to the
+  note, and the bar position of frame ``t``);
+* a **time axis**: a stack of LSTMs run along time, one sequence per note, weights tied across
+  notes (all notes of all pieces are one batch);
+* a **note axis**: a stack of LSTMs run from the lowest to the highest pitch inside frame ``t``;
+  its input at note ``n`` is the time-axis output for ``n`` and the true (training) or sampled
+  (sampling) ``(play, articulate)`` of note ``n - 1``;
+* a linear head: logits of P(play) and P(articulate | play) per note.
+
+Alignment: ``forward(x)`` with ``x`` of shape ``(B, T, N, 2)`` returns logits ``(B, T, N, 2)``;
+``logits[:, t]`` scores frame ``x[:, t]`` given ``x[:, :t]``. Frame 0 is scored conditioned on one
+silent frame before it (the time axis starts from a zero state and reads silence), so every frame
+of a piece is scored, and a piece's log-likelihood is the sum over all its frames.
+
+Differences from the original, and why:
+
+* the vicinity reads 0 outside the keyboard (the original wraps negative indices to the top);
+* the position feature is normalised, ``(pitch - 64) / 32``, instead of the raw note index;
+* the beat feature (binary digits of the step, ``t mod 2, 4, 8, 16``) is that of the frame being
+  predicted, not of the input frame; the silent frame before frame 0 then needs no step of its own;
+* the always-zero spare feature is dropped (79 features instead of 80);
+* default sizes are smaller, for CPU training (see :class:`BiaxialConfig`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from musicgym.errors import CheckpointError
+from musicgym.notestate import NoteState
+
+MODEL_TAG = "biaxial-lstm"
+FEATURES = ("position", "pitch_class", "vicinity", "context", "beat")
+CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
+
+
+@dataclass
+class BiaxialConfig:
+    """Shape of a :class:`BiaxialLSTM`.
+
+    The default size (time axis 2 x 128, note axis 64, 32) is the one that trains well in an hour
+    on one CPU core: about 0.3 M parameters and ~30 MFLOP per 48-pitch frame forward (~1/9 of the
+    original's), so an hour sees ~1 M training frames, tens of epochs of JSB Chorales. The
+    original's 300, 300 / 100, 50 is :attr:`ORIGINAL`.
+    """
+
+    lowest_pitch: int = 36
+    """MIDI pitch of note index 0."""
+    num_pitches: int = 48
+    """Number of pitches N; the model covers lowest_pitch .. lowest_pitch + N - 1."""
+    resolution: int = 4
+    """Time steps per quarter note (4 = 16th notes, 1 = quarter notes)."""
+    time_sizes: tuple[int, ...] = (128, 128)
+    """Hidden sizes of the time-axis LSTM stack."""
+    note_sizes: tuple[int, ...] = (64, 32)
+    """Hidden sizes of the note-axis LSTM stack."""
+    dropout: float = 0.5
+    """Dropout probability on the output of every LSTM layer except the last one."""
+    vicinity: int = 12
+    """The vicinity feature reads notes n - vicinity .. n + vicinity."""
+    beat_bits: int = 4
+    """Binary digits of the step index in the beat feature (4: t mod 2, 4, 8, 16)."""
+    features: tuple[str, ...] = FEATURES
+    """Which input features to use, a subset of position, pitch_class, vicinity, context, beat."""
+
+    ORIGINAL: ClassVar[BiaxialConfig]
+    """Johnson's sizes and pitch range (MIDI 24..101)."""
+
+    def __post_init__(self) -> None:
+        self.time_sizes = tuple(self.time_sizes)
+        self.note_sizes = tuple(self.note_sizes)
+        self.features = tuple(self.features)
+        unknown = set(self.features) - set(FEATURES)
+        if unknown:
+            raise ValueError(f"unknown input features {sorted(unknown)}; known: {FEATURES}")
+        if not self.time_sizes or not self.note_sizes:
+            raise ValueError("time_sizes and note_sizes need at least one layer each")
+
+    @property
+    def feature_sizes(self) -> dict[str, int]:
+        """Width of each input feature in use, in kernel order."""
+        sizes = {
+            "position": 1,
+            "pitch_class": 12,
+            "vicinity": 2 * (2 * self.vicinity + 1),
+            "context": 12,
+            "beat": self.beat_bits,
+        }
+        return {name: sizes[name] for name in FEATURES if name in self.features}
+
+    @property
+    def num_features(self) -> int:
+        return sum(self.feature_sizes.values())
+
+    def flops_per_frame(self) -> int:
+        """Multiply-add FLOPs (2 per MAC) of the forward pass for one frame: the LSTM and head
+        matrix products, which dominate; element-wise work is left out."""
+        per_note, width = 0, self.num_features
+        for size in self.time_sizes:
+            per_note += 2 * 4 * size * (width + size)
+            width = size
+        width += 2
+        for size in self.note_sizes:
+            per_note += 2 * 4 * size * (width + size)
+            width = size
+        per_note += 2 * 2 * width
+        return per_note * self.num_pitches
+
+
+BiaxialConfig.ORIGINAL = BiaxialConfig(
+    lowest_pitch=24, num_pitches=78, time_sizes=(300, 300), note_sizes=(100, 50)
+)
+
+
+def frame_log_likelihood(
+    logits: torch.Tensor, frames: torch.Tensor, play_only: bool = False
+) -> torch.Tensor:
+    """Log-likelihood of each frame, ``(...,)`` from logits and 0/1 frames ``(..., N, 2)``.
+
+    Play is scored for every note; articulate only where the frame plays the note (an
+    articulation of a silent note is not an event). ``play_only`` drops the articulate terms.
+    """
+    frames = frames.to(logits.dtype)
+    bits = -F.binary_cross_entropy_with_logits(logits, frames, reduction="none")  # (..., N, 2)
+    ll = bits[..., 0].sum(-1)
+    if not play_only:
+        ll = ll + (bits[..., 1] * frames[..., 0]).sum(-1)
+    return ll
+
+
+@dataclass
+class BiaxialState:
+    """Recurrent state of ``B`` streams between frames.
+
+    ``hidden[i]`` is the (h, c) of time-axis layer ``i``, each ``(B, N, H_i)``; ``time_out``
+    ``(B, N, H)`` is the time-axis output from which the next frame is scored; ``step`` ``(B,)``
+    is the index of that next frame.
+    """
+
+    hidden: list[tuple[torch.Tensor, torch.Tensor]]
+    time_out: torch.Tensor
+    step: torch.Tensor
+
+
+class BiaxialLSTM(nn.Module):
+    """The Bi-axial LSTM; implements ``musicgym.prior.FramePrior``.
+
+    Incremental use (the environment's)::
+
+        state = model.initial_state(B)                  # before frame 0
+        scores = model.score_frames(state, candidates)  # (B, C) from (B, C, N, 2)
+        state = model.advance(state, chosen)            # chosen frames (B, N, 2)
+    """
+
+    def __init__(self, config: BiaxialConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.lowest_pitch = config.lowest_pitch
+        self.num_pitches = config.num_pitches
+        self.resolution = config.resolution
+        pitch = torch.arange(config.lowest_pitch, config.lowest_pitch + config.num_pitches)
+        # Derived from the config, so not part of the weights.
+        self.register_buffer("position", (pitch.float() - 64.0) / 32.0, persistent=False)  # (N,)
+        self.register_buffer(
+            "pitch_class_onehot", F.one_hot(pitch % 12, 12).float(), persistent=False
+        )  # (N, 12)
+        self.register_buffer(
+            "context_index", (pitch[:, None] + torch.arange(12)) % 12, persistent=False
+        )  # (N, 12)
+        self.time_lstms = nn.ModuleList()
+        width = config.num_features
+        for size in config.time_sizes:
+            self.time_lstms.append(nn.LSTM(width, size, batch_first=True))
+            width = size
+        self.note_lstms = nn.ModuleList()
+        width += 2
+        for size in config.note_sizes:
+            self.note_lstms.append(nn.LSTM(width, size, batch_first=True))
+            width = size
+        self.head = nn.Linear(width, 2)
+        self.dropout = nn.Dropout(config.dropout)
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device
+
+    # ----------------------------------------------------------------------------- input kernel
+    def input_features(self, frames: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """Per-note features ``(B, T, N, F)`` of input frames ``(B, T, N, 2)``.
+
+        ``steps`` ``(B, T)`` are the indices of the frames being predicted (for the beat feature).
+        """
+        cfg = self.config
+        frames = frames.float()
+        B, T, N, _ = frames.shape
+        parts = []
+        if "position" in cfg.features:
+            parts.append(self.position.expand(B, T, N).unsqueeze(-1))
+        if "pitch_class" in cfg.features:
+            parts.append(self.pitch_class_onehot.expand(B, T, N, 12))
+        if "vicinity" in cfg.features:
+            v = cfg.vicinity
+            padded = F.pad(frames, (0, 0, v, v))  # (B, T, N + 2v, 2), zeros beyond the edges
+            window = padded.unfold(2, 2 * v + 1, 1)  # (B, T, N, 2, 2v + 1)
+            # entry 2 * (o + v) + k: bit k of note n + o
+            parts.append(window.transpose(-1, -2).reshape(B, T, N, 2 * (2 * v + 1)))
+        if "context" in cfg.features:
+            counts = frames[..., 0] @ self.pitch_class_onehot  # (B, T, 12) notes per pitch class
+            parts.append(counts[:, :, self.context_index])  # (B, T, N, 12) k semitones above n
+        if "beat" in cfg.features:
+            digits = torch.arange(cfg.beat_bits, device=steps.device)
+            bits = (steps.unsqueeze(-1) >> digits) & 1  # (B, T, bits)
+            parts.append(bits.float().unsqueeze(2).expand(B, T, N, cfg.beat_bits))
+        return torch.cat(parts, -1)
+
+    # -------------------------------------------------------------------------------- the axes
+    def _time_axis(
+        self,
+        features: torch.Tensor,
+        hidden: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Time-axis outputs ``(B, T, N, H)`` of features ``(B, T, N, F)``, and the final state."""
+        B, T, N, _ = features.shape
+        x = features.permute(0, 2, 1, 3).reshape(B * N, T, -1)  # one sequence per note
+        final = []
+        for i, lstm in enumerate(self.time_lstms):
+            start = None
+            if hidden is not None:
+                h, c = hidden[i]
+                start = (h.reshape(1, B * N, -1).contiguous(), c.reshape(1, B * N, -1).contiguous())
+            x, (h, c) = lstm(x, start)
+            x = self.dropout(x)
+            final.append((h.reshape(B, N, -1), c.reshape(B, N, -1)))
+        return x.reshape(B, N, T, -1).permute(0, 2, 1, 3), final
+
+    def _note_axis(self, time_out: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """Logits ``(M, N, 2)`` of frames ``(M, N, 2)`` (teacher-forced) given ``(M, N, H)``."""
+        below = F.pad(frames.float()[:, :-1], (0, 0, 1, 0))  # (M, N, 2): note n - 1, 0 below
+        x = torch.cat([time_out, below], -1)
+        for i, lstm in enumerate(self.note_lstms):
+            x, _ = lstm(x)
+            if i < len(self.note_lstms) - 1:
+                x = self.dropout(x)
+        return self.head(x)
+
+    def forward(self, note_states: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, T, N, 2)`` of (play, articulate | play); ``[:, t]`` scores frame ``t``
+        of ``note_states`` ``(B, T, N, 2)`` given frames ``< t`` (and silence before frame 0)."""
+        x = note_states.float()
+        B, T, N, _ = x.shape
+        previous = F.pad(x[:, :-1], (0, 0, 0, 0, 1, 0))  # (B, T, N, 2): frame t - 1
+        steps = torch.arange(T, device=x.device).expand(B, T)
+        time_out, _ = self._time_axis(self.input_features(previous, steps))  # (B, T, N, H)
+        logits = self._note_axis(time_out.reshape(B * T, N, -1), x.reshape(B * T, N, 2))
+        return logits.reshape(B, T, N, 2)
+
+    def log_likelihood(self, note_states: torch.Tensor, play_only: bool = False) -> torch.Tensor:
+        """Log-likelihood ``(B, T)`` of each frame of ``note_states`` ``(B, T, N, 2)``."""
+        return frame_log_likelihood(self(note_states), note_states, play_only)
+
+    # ------------------------------------------------------------------ incremental (FramePrior)
+    def _time_step(
+        self,
+        hidden: list[tuple[torch.Tensor, torch.Tensor]],
+        frames: torch.Tensor,
+        steps: torch.Tensor,
+    ) -> BiaxialState:
+        features = self.input_features(frames.to(self.device)[:, None], steps[:, None])
+        time_out, hidden = self._time_axis(features, hidden)  # (B, 1, N, H)
+        return BiaxialState(hidden, time_out[:, 0], steps)
+
+    def initial_state(self, batch_size: int) -> BiaxialState:
+        """State of ``batch_size`` streams before frame 0 (the time axis has read silence)."""
+        B, N = batch_size, self.num_pitches
+        hidden = [
+            (torch.zeros(B, N, s, device=self.device), torch.zeros(B, N, s, device=self.device))
+            for s in self.config.time_sizes
+        ]
+        silence = torch.zeros(B, N, 2, device=self.device)
+        return self._time_step(
+            hidden, silence, torch.zeros(B, dtype=torch.long, device=self.device)
+        )
+
+    def advance(self, state: BiaxialState, frames: torch.Tensor) -> BiaxialState:
+        """Feed each stream its next frame ``(B, N, 2)``; returns the state after it."""
+        return self._time_step(state.hidden, frames, state.step + 1)
+
+    def score_frames(
+        self, state: BiaxialState, candidates: torch.Tensor, play_only: bool = False
+    ) -> torch.Tensor:
+        """Log-probabilities ``(B, C)`` of candidate next frames ``(B, C, N, 2)``, all streams and
+        candidates in one note-axis call."""
+        B, C, N, _ = candidates.shape
+        time_out = state.time_out.unsqueeze(1).expand(B, C, N, -1).reshape(B * C, N, -1)
+        frames = candidates.to(self.device).reshape(B * C, N, 2)
+        logits = self._note_axis(time_out, frames)  # (B * C, N, 2)
+        return frame_log_likelihood(logits, frames, play_only).reshape(B, C)
+
+    def select_state(self, state: BiaxialState, index: torch.Tensor) -> BiaxialState:
+        """The state of streams ``index`` (1-D long tensor)."""
+        index = index.to(self.device)
+        return BiaxialState(
+            [(h[index], c[index]) for h, c in state.hidden],
+            state.time_out[index],
+            state.step[index],
+        )
+
+    def assign_state(
+        self, state: BiaxialState, index: torch.Tensor, new: BiaxialState
+    ) -> BiaxialState:
+        """``state`` with streams ``index`` replaced by the streams of ``new`` (out of place)."""
+        index = index.to(self.device)
+        return BiaxialState(
+            [
+                (h.index_copy(0, index, nh), c.index_copy(0, index, nc))
+                for (h, c), (nh, nc) in zip(state.hidden, new.hidden)
+            ],
+            state.time_out.index_copy(0, index, new.time_out),
+            state.step.index_copy(0, index, new.step),
+        )
+
+    # ---------------------------------------------------------------------------------- sampling
+    @torch.no_grad()
+    def sample_frames(
+        self,
+        state: BiaxialState,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+        play_exponent: torch.Tensor | float = 1.0,
+    ) -> torch.Tensor:
+        """Draw one next frame ``(B, N, 2)`` per stream, note by note from low to high.
+
+        Each note's play is drawn with probability ``P(play) ** play_exponent`` (``(B,)`` or a
+        float; below 1 makes notes likelier) from logits divided by ``temperature``; articulate
+        only if it plays. Each note's draw is fed to the next note.
+        """
+        B, N = state.time_out.shape[0], self.num_pitches
+        exponent = torch.as_tensor(play_exponent, dtype=torch.float, device=self.device)
+        frame = torch.zeros(B, N, 2, device=self.device)
+        below = torch.zeros(B, 1, 2, device=self.device)
+        hidden: list[Any] = [None] * len(self.note_lstms)
+        for n in range(N):
+            x = torch.cat([state.time_out[:, n : n + 1], below], -1)  # (B, 1, H + 2)
+            for i, lstm in enumerate(self.note_lstms):
+                x, hidden[i] = lstm(x, hidden[i])
+            p = torch.sigmoid(self.head(x[:, 0]) / temperature)  # (B, 2)
+            draws = torch.rand(B, 2, generator=generator, device=self.device)
+            play = (draws[:, 0] < p[:, 0] ** exponent).float()
+            articulate = (draws[:, 1] < p[:, 1]).float() * play
+            frame[:, n, 0], frame[:, n, 1] = play, articulate
+            below = frame[:, n : n + 1]
+        return frame
+
+    @torch.no_grad()
+    def sample(
+        self,
+        steps: int,
+        primer: NoteState | None = None,
+        seed: int = 0,
+        temperature: float = 1.0,
+        avoid_silence: bool = True,
+    ) -> NoteState:
+        """A note-state of the ``primer`` (if any) followed by ``steps`` sampled frames.
+
+        ``avoid_silence`` is the original's "conservativity": after a frame with fewer than 2
+        sounding notes the play exponent drops by 0.02 (notes get likelier), otherwise it moves
+        30% of the way back to 1. The same ``seed`` gives the same piece on the same device.
+        """
+        was_training = self.training
+        self.eval()
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        state = self.initial_state(1)
+        frames = []
+        if primer is not None:
+            primer = primer.with_range(self.lowest_pitch, self.num_pitches)
+            for frame in torch.as_tensor(primer.matrix, device=self.device).float():
+                frames.append(frame)
+                state = self.advance(state, frame[None])
+        exponent = 1.0
+        for _ in range(steps):
+            frame = self.sample_frames(state, generator, temperature, exponent)[0]  # (N, 2)
+            frames.append(frame)
+            state = self.advance(state, frame[None])
+            if avoid_silence:
+                sounding = int(frame[:, 0].sum())
+                exponent = (
+                    max(exponent - 0.02, 0.0) if sounding < 2 else exponent + (1 - exponent) * 0.3
+                )
+        self.train(was_training)
+        matrix = torch.stack(frames).to(torch.uint8).cpu().numpy() if frames else None
+        if matrix is None:
+            return NoteState.empty(0, self.lowest_pitch, self.num_pitches, self.resolution)
+        return NoteState(matrix, self.lowest_pitch, self.resolution, "biaxial-lstm sample")
+
+    # ------------------------------------------------------------------------------- checkpoints
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict[str, Any], path: str | Path = "") -> BiaxialLSTM:
+        """The model of a checkpoint dict (as :func:`load_checkpoint` returns it)."""
+        known = {f.name for f in fields(BiaxialConfig)}
+        try:
+            config = BiaxialConfig(**{k: v for k, v in checkpoint["config"].items() if k in known})
+            model = cls(config)
+            model.load_state_dict(checkpoint["state_dict"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise CheckpointError(f"{path}: weights do not fit the biaxial-lstm config ({first})")
+        return model
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: BiaxialLSTM,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    step: int = 0,
+    best_valid: float | None = None,
+    train_config: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    **extra: Any,
+) -> None:
+    """Write a checkpoint dict atomically (a temporary file, then ``os.replace``).
+
+    Weights are stored as float32 on the CPU, so a checkpoint loads anywhere.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = {
+        "model": MODEL_TAG,
+        "config": asdict(model.config),
+        "state_dict": {k: v.detach().float().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "step": step,
+        "best_valid": best_valid,
+        "train_config": train_config or {},
+        "data": data or {},
+        **extra,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict at ``path``; :class:`CheckpointError` if it is missing, corrupt or of
+    another model."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a damaged file
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(error).__name__})"
+        ) from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("model") != MODEL_TAG:
+        tag = checkpoint.get("model") if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        tag = tag if isinstance(tag, str) else "an unknown model"
+        raise CheckpointError(f"{path}: a checkpoint of {tag}, not of {MODEL_TAG}")
+    return checkpoint
+
+
+def shipped_priors() -> list[str]:
+    """Names of the checkpoints shipped in ``priors/checkpoints``."""
+    return sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt"))
+
+
+def resolve_checkpoint_path(name_or_path: str | Path) -> Path:
+    """``priors/checkpoints/<name>.pt`` for a shipped name, otherwise the path itself."""
+    text = str(name_or_path)
+    if os.sep not in text and "/" not in text and not text.endswith(".pt"):
+        path = CHECKPOINT_DIR / f"{text}.pt"
+        if not path.is_file():
+            raise CheckpointError(
+                f"{text}: no shipped prior of that name (shipped: {', '.join(shipped_priors())})"
+            )
+        return path
+    return Path(name_or_path)
+
+
+def load_frame_prior(name_or_path: str | Path, device: str | torch.device = "cpu") -> BiaxialLSTM:
+    """A shipped prior by name (``"bach16"``, ``"jsb_quarter"``) or a checkpoint path, in eval
+    mode with frozen weights, on ``device``. The ``musicgym.prior_loaders`` entry point."""
+    path = resolve_checkpoint_path(name_or_path)
+    model = BiaxialLSTM.from_checkpoint(load_checkpoint(path), path).to(device)
+    model.eval()
+    model.requires_grad_(False)
+    return model

@@ -1,0 +1,406 @@
+"""Training of the Bi-axial LSTM prior, readable top to bottom like CleanRL's scripts.
+
+``train(TrainConfig(...))`` (or ``musicgym prior train``) draws batches of bar-aligned segments from
+the train split, transposes each by a random shift that keeps its notes on the pitch axis,
+maximises the per-step log-likelihood with Adam or AdaDelta, validates every ``valid_every`` steps
+and keeps the best checkpoint on valid. The run directory holds ``last.pt`` (for ``--resume``:
+weights, optimizer, step, RNG states), ``best.pt`` and TensorBoard scalars. With ``--out`` the best
+checkpoint is also copied there when training ends, with a model card (``.json``) beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from musicgym.notestate import NoteState
+from priors.model import BiaxialConfig, BiaxialLSTM, load_checkpoint, save_checkpoint
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of ``musicgym prior train``."""
+
+    data: str = "bach-chorales"
+    """Dataset name (see `musicgym data list`), e.g. bach-chorales or jsb:PATH."""
+    run_dir: str = "runs/prior"
+    """Directory of last.pt, best.pt and the TensorBoard events."""
+    out: str = ""
+    """If set, copy the best checkpoint here at the end and write a model card beside it."""
+    resolution: int = 4
+    """Time steps per quarter note (JSB quarter-note files: 1)."""
+    lowest_pitch: int = 36
+    """Lowest MIDI pitch of the model's pitch axis."""
+    num_pitches: int = 48
+    """Size of the pitch axis."""
+    time_sizes: tuple[int, ...] = (128, 128)
+    """Hidden sizes of the time-axis LSTM stack."""
+    note_sizes: tuple[int, ...] = (64, 32)
+    """Hidden sizes of the note-axis LSTM stack."""
+    dropout: float = 0.5
+    """Dropout between LSTM layers."""
+    play_only: bool = False
+    """Train on the play bits' likelihood only (forced for data without articulation, e.g. JSB)."""
+    optimizer: Literal["adam", "adadelta"] = "adam"
+    """Adam, or AdaDelta with the original's rho 0.95, eps 1e-6 (use learning rate 1.0)."""
+    learning_rate: float = 1e-3
+    """Learning rate."""
+    grad_clip: float = 5.0
+    """Clip the global gradient norm at this value (0: no clipping)."""
+    batch_size: int = 10
+    """Segments per batch."""
+    segment_bars: int = 8
+    """Segment length in bars (of beats_per_bar quarter notes); segments start on a bar line."""
+    beats_per_bar: int = 4
+    """Quarter notes per bar, for segment starts."""
+    max_transpose: int = 6
+    """Transpose each segment by a random shift in -max_transpose..max_transpose semitones."""
+    valid_every: int = 50
+    """Validate and write checkpoints every this many steps."""
+    max_steps: int = 100_000
+    """Stop after this many optimizer steps."""
+    max_minutes: float = 0.0
+    """Stop after this many minutes of training in all (across resumes); 0: no limit."""
+    seed: int = 0
+    """Seed of the initial weights, dropout and batch sampling."""
+    device: str = "cpu"
+    """Torch device, e.g. cpu or cuda."""
+    threads: int = 0
+    """torch.set_num_threads (0: leave torch's default)."""
+    resume: bool = False
+    """Continue from run_dir/last.pt (same step, optimizer state and RNG) if it exists."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+
+
+class SegmentSampler:
+    """Random bar-aligned segments of the train split, randomly transposed.
+
+    A segment starts on a bar line and holds ``segment_steps`` frames; a piece shorter than that
+    gives one segment from its start, padded with silence that the mask leaves out. The first frame
+    of a segment that does not start the piece is masked too: the model would score it after
+    silence, which is not its real context.
+    """
+
+    def __init__(
+        self,
+        pieces: list[NoteState],
+        segment_steps: int,
+        bar_steps: int,
+        max_transpose: int,
+        generator: torch.Generator,
+    ) -> None:
+        self.matrices = [piece.matrix for piece in pieces]
+        self.segment_steps = segment_steps
+        self.max_transpose = max_transpose
+        self.generator = generator
+        self.starts = [
+            (i, start)
+            for i, matrix in enumerate(self.matrices)
+            for start in range(0, max(1, len(matrix) - segment_steps + 1), bar_steps)
+        ]
+
+    def _randint(self, low: int, high: int) -> int:
+        """Uniform in low..high inclusive, from the sampler's generator."""
+        return int(torch.randint(low, high + 1, (1,), generator=self.generator))
+
+    def batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Segments ``(B, T, N, 2)`` uint8 and their frame mask ``(B, T)`` float."""
+        T = self.segment_steps
+        N = self.matrices[0].shape[1]
+        segments = np.zeros((batch_size, T, N, 2), np.uint8)
+        mask = np.zeros((batch_size, T), np.float32)
+        for b in range(batch_size):
+            piece, start = self.starts[self._randint(0, len(self.starts) - 1)]
+            segment = self.matrices[piece][start : start + T]
+            sounding = np.flatnonzero(segment[..., 0].any(axis=0))
+            if sounding.size:
+                low = max(-self.max_transpose, -int(sounding[0]))
+                high = min(self.max_transpose, N - 1 - int(sounding[-1]))
+                segment = np.roll(segment, self._randint(low, high), axis=1)
+            segments[b, : len(segment)] = segment
+            mask[b, : len(segment)] = 1.0
+            if start > 0:
+                mask[b, 0] = 0.0
+        return torch.from_numpy(segments), torch.from_numpy(mask)
+
+
+@torch.no_grad()
+def evaluate_log_likelihood(
+    model: BiaxialLSTM,
+    pieces: list[NoteState],
+    play_only: bool = False,
+    max_batch_frames: int = 8192,
+) -> float:
+    """Average log-likelihood per time step over whole pieces, every step weighted equally
+    (Boulanger-Lewandowski's protocol). Pieces are scored from their first frame."""
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(pieces)), key=lambda i: pieces[i].num_steps)
+    total, frames = 0.0, 0
+    i = 0
+    while i < len(order):
+        longest = pieces[order[i]].num_steps
+        group = [order[i]]
+        i += 1
+        while i < len(order):
+            longest_next = pieces[order[i]].num_steps
+            if longest_next * (len(group) + 1) > max_batch_frames:
+                break
+            group.append(order[i])
+            longest = longest_next
+            i += 1
+        batch = np.zeros((len(group), longest, model.num_pitches, 2), np.uint8)
+        mask = np.zeros((len(group), longest), np.float64)
+        for b, index in enumerate(group):
+            piece = pieces[index].with_range(model.lowest_pitch, model.num_pitches)
+            batch[b, : piece.num_steps] = piece.matrix
+            mask[b, : piece.num_steps] = 1.0
+        ll = model.log_likelihood(torch.from_numpy(batch).to(model.device), play_only)  # (B, T)
+        total += float((ll.double().cpu().numpy() * mask).sum())
+        frames += int(mask.sum())
+    model.train(was_training)
+    return total / max(frames, 1)
+
+
+def make_optimizer(model: BiaxialLSTM, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adadelta":
+        return torch.optim.Adadelta(model.parameters(), lr=config.learning_rate, rho=0.95, eps=1e-6)
+    return torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+
+
+def machine_description(device: str, threads: int) -> str:
+    """CPU model and thread count (or the GPU), for model cards and benchmarks."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {threads} torch thread(s), {os.cpu_count()} logical CPUs"
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Train a prior; returns a summary (step, minutes, best valid, and test if ``out`` is set)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from priors.data import load_dataset
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+
+    dataset = load_dataset(
+        config.data,
+        resolution=config.resolution,
+        lowest_pitch=config.lowest_pitch,
+        num_pitches=config.num_pitches,
+        seed=config.seed,
+    )
+    play_only = config.play_only or not dataset.has_articulation
+    bar_steps = config.beats_per_bar * dataset.resolution
+    generator = torch.Generator().manual_seed(config.seed)
+    sampler = SegmentSampler(
+        dataset.train, config.segment_bars * bar_steps, bar_steps, config.max_transpose, generator
+    )
+
+    torch.manual_seed(config.seed)
+    model_config = BiaxialConfig(
+        lowest_pitch=dataset.lowest_pitch,
+        num_pitches=dataset.num_pitches,
+        resolution=dataset.resolution,
+        time_sizes=config.time_sizes,
+        note_sizes=config.note_sizes,
+        dropout=config.dropout,
+    )
+    model = BiaxialLSTM(model_config).to(config.device)
+    optimizer = make_optimizer(model, config)
+    step, best_valid, seconds, history = 0, -math.inf, 0.0, []
+    if config.resume and last_path.exists():
+        checkpoint = load_checkpoint(last_path)
+        model.load_state_dict(checkpoint["state_dict"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        step, best_valid = checkpoint["step"], checkpoint["best_valid"]
+        seconds, history = checkpoint["minutes"] * 60, checkpoint["history"]
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        generator.set_state(checkpoint["rng"]["data"])
+        print(f"resumed {last_path} at step {step}", file=sys.stderr)
+
+    description = dataset.describe()
+    train_config = asdict(config)
+
+    def write(path: Path, valid: float) -> None:
+        save_checkpoint(
+            path,
+            model,
+            optimizer=optimizer,
+            step=step,
+            best_valid=best_valid,
+            train_config=train_config,
+            data=description,
+            minutes=seconds / 60,
+            history=history,
+            valid_log_likelihood=valid,
+            play_only=play_only,
+            rng={"torch": torch.get_rng_state(), "data": generator.get_state()},
+        )
+
+    def out_of_budget() -> bool:
+        return step >= config.max_steps or (
+            config.max_minutes > 0 and seconds >= config.max_minutes * 60
+        )
+
+    writer = SummaryWriter(str(run_dir))
+    bar = tqdm(
+        total=config.max_steps,
+        initial=step,
+        disable=not config.progress,
+        mininterval=10,
+        desc="prior",
+        unit="step",
+    )
+    model.train()
+    train_ll, frames_seen, window_start = [], 0, time.perf_counter()
+    while not out_of_budget():
+        started = time.perf_counter()
+        segments, mask = sampler.batch(config.batch_size)
+        segments, mask = segments.to(config.device), mask.to(config.device)
+        ll = model.log_likelihood(segments, play_only)  # (B, T)
+        loss = -(ll * mask).sum() / mask.sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        step += 1
+        seconds += time.perf_counter() - started
+        train_ll.append(-loss.item())
+        frames_seen += int(mask.sum())
+        bar.update(1)
+
+        if step % config.valid_every == 0 or out_of_budget():
+            frames_per_s = frames_seen / (time.perf_counter() - window_start)
+            valid = evaluate_log_likelihood(model, dataset.valid, play_only)
+            mean_train = float(np.mean(train_ll))
+            writer.add_scalar("losses/train_log_likelihood", mean_train, step)
+            writer.add_scalar("charts/valid_log_likelihood", valid, step)
+            writer.add_scalar("charts/frames_per_s", frames_per_s, step)
+            history.append([step, round(seconds / 60, 3), mean_train, valid])
+            if valid > best_valid:
+                best_valid = valid
+                write(best_path, valid)
+            write(last_path, valid)
+            bar.set_postfix(
+                train=f"{mean_train:.3f}", valid=f"{valid:.3f}", fps=f"{frames_per_s:.0f}"
+            )
+            train_ll, frames_seen, window_start = [], 0, time.perf_counter()
+    bar.close()
+    writer.close()
+
+    summary: dict[str, Any] = {
+        "step": step,
+        "minutes": round(seconds / 60, 2),
+        "best_valid_log_likelihood_per_step": best_valid,
+        "play_only": play_only,
+    }
+    if config.out and best_path.exists():
+        summary.update(ship_checkpoint(best_path, Path(config.out), dataset, config))
+    return summary
+
+
+def train_command(config: TrainConfig) -> str:
+    """The ``musicgym prior train`` command line of a config (its non-default options)."""
+    words = ["musicgym", "prior", "train"]
+    for f in fields(TrainConfig):
+        value, default = getattr(config, f.name), f.default
+        if value == default or f.name in ("resume", "progress"):
+            continue
+        option = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            words.append(option if value else "--no-" + option[2:])
+        elif isinstance(value, tuple):
+            words += [option, *map(str, value)]
+        else:
+            words += [option, str(value)]
+    return " ".join(words)
+
+
+def ship_checkpoint(
+    best_path: Path, out: Path, dataset: Any, config: TrainConfig
+) -> dict[str, Any]:
+    """Copy the best checkpoint to ``out`` without the optimizer and RNG state, and write the
+    model card ``out`` with suffix ``.json``: the command, data, steps, minutes, machine, and the
+    valid and test log-likelihoods per step (test is measured here, never used to choose)."""
+    checkpoint = load_checkpoint(best_path)
+    last_path = best_path.with_name("last.pt")
+    last = load_checkpoint(last_path) if last_path.exists() else checkpoint
+    model = BiaxialLSTM.from_checkpoint(checkpoint, best_path).to(config.device)
+    play_only = checkpoint["play_only"]
+    test = evaluate_log_likelihood(model, dataset.test, play_only)
+    shipped = {k: v for k, v in checkpoint.items() if k not in ("optimizer", "rng")}
+    shipped["test_log_likelihood"] = test
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    torch.save(shipped, tmp)
+    os.replace(tmp, out)
+    card = {
+        "checkpoint": out.name,
+        "model": "biaxial-lstm",
+        "command": train_command(config),
+        "data": checkpoint["data"],
+        "model_config": checkpoint["config"],
+        "parameters": sum(v.numel() for v in checkpoint["state_dict"].values()),
+        "train_config": checkpoint["train_config"],
+        "step": checkpoint["step"],
+        "minutes": round(checkpoint["minutes"], 2),
+        "total_steps": last["step"],
+        "total_minutes": round(last["minutes"], 2),
+        "machine": machine_description(config.device, torch.get_num_threads()),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "likelihood": "play bits only" if play_only else "play and articulate",
+        "valid_log_likelihood_per_step": checkpoint["valid_log_likelihood"],
+        "test_log_likelihood_per_step": test,
+        "curve": [
+            {"step": s, "minutes": m, "train": round(tr, 4), "valid": round(v, 4)}
+            for s, m, tr, v in last["history"]
+        ],
+    }
+    out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    shutil.copystat(best_path, out)
+    return {"test_log_likelihood_per_step": test, "out": str(out)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m priors.train``: the same options as ``musicgym prior train``."""
+    import argparse
+
+    from musicgym.cli import add_dataclass_arguments, dataclass_from_args
+
+    parser = argparse.ArgumentParser(prog="python -m priors.train", description=__doc__)
+    add_dataclass_arguments(parser, TrainConfig)
+    summary = train(dataclass_from_args(TrainConfig, parser.parse_args(argv)))
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
