@@ -3,9 +3,9 @@
 A piece is a note-state ``(T, N, 2)`` of play/articulate bits (see ``musicgym.notestate``). The
 model predicts frame ``t`` from frames ``< t``:
 
-* an **input kernel** turns frame ``t - 1`` into per-note features (position, pitch class, the
-  (play, articulate) bits of the vicinity ``n - 12 .. n + 12``, per-pitch-class counts rotated to the
-  note, and the bar position of frame ``t``);
+* an **input kernel** turns frame ``t - 1`` into per-note features (position, pitch class,
+  the (play, articulate) bits of the vicinity ``n - 12 .. n + 12``, per-pitch-class counts
+  rotated to the note, and the bar position of frame ``t``);
 * a **time axis**: a stack of LSTMs run along time, one sequence per note, weights tied across
   notes (all notes of all pieces are one batch);
 * a **note axis**: a stack of LSTMs run from the lowest to the highest pitch inside frame ``t``;
@@ -416,7 +416,9 @@ class BiaxialLSTM(nn.Module):
             model.load_state_dict(checkpoint["state_dict"])
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             first = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise CheckpointError(f"{path}: weights do not fit the biaxial-lstm config ({first})")
+            raise CheckpointError(
+                f"{path}: weights do not fit the biaxial-lstm config ({first})"
+            ) from None
         return model
 
 
