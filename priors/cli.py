@@ -13,6 +13,7 @@ from musicgym.notestate import NoteState
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``data`` and ``prior`` groups."""
     add_data_commands(subparsers)
+    add_prior_commands(subparsers)
 
 
 def _add_range_options(parser: argparse.ArgumentParser) -> None:
@@ -99,4 +100,123 @@ def _data_inspect(args: argparse.Namespace) -> int:
         pitch = dataset.lowest_pitch + int(index)
         count = int(onsets[index])
         print(f"  {pitch:>3} {'#' * max(1, round(40 * count / peak)):<40} {count}")
+    return 0
+
+
+# --- prior ----------------------------------------------------------------------------------------
+
+
+def add_prior_commands(subparsers: argparse._SubParsersAction) -> None:
+    from musicgym.cli import add_dataclass_arguments
+    from priors.train import TrainConfig
+
+    prior = subparsers.add_parser(
+        "prior", help="train, evaluate and sample the Bi-axial LSTM prior"
+    )
+    commands = prior.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    train = commands.add_parser(
+        "train", help="train a prior (options from priors.train.TrainConfig)"
+    )
+    add_dataclass_arguments(train, TrainConfig)
+    train.set_defaults(func=_prior_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="average log-likelihood per time step of a dataset split"
+    )
+    evaluate.add_argument("--checkpoint", required=True, help="checkpoint path or shipped name")
+    evaluate.add_argument("--data", required=True, help="dataset name (see `musicgym data list`)")
+    evaluate.add_argument("--split", default="test", help="train, valid or test (default test)")
+    evaluate.add_argument(
+        "--play-only",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="score the play bits alone (default: when the data has no articulation, e.g. JSB)",
+    )
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the 80/10/10 split")
+    evaluate.add_argument("--device", default="cpu", help="torch device")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(func=_prior_evaluate)
+
+    sample = commands.add_parser("sample", help="sample a piece and write it as MIDI")
+    sample.add_argument("--checkpoint", required=True, help="checkpoint path or shipped name")
+    sample.add_argument("--steps", type=int, default=128, help="time steps to sample")
+    sample.add_argument("--out", required=True, help="MIDI file to write")
+    sample.add_argument("--png", help="also save a piano roll picture here")
+    sample.add_argument("--seed", type=int, default=0, help="sampling seed")
+    sample.add_argument("--temperature", type=float, default=1.0, help="logit temperature")
+    sample.add_argument(
+        "--avoid-silence",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="make notes likelier after near-silent steps (the original's conservativity)",
+    )
+    sample.add_argument("--tempo", type=float, default=100.0, help="tempo in quarter notes/min")
+    sample.add_argument("--device", default="cpu", help="torch device")
+    sample.set_defaults(func=_prior_sample)
+
+
+def _prior_train(args: argparse.Namespace) -> int:
+    import json
+
+    from musicgym.cli import dataclass_from_args
+    from priors.train import TrainConfig, train
+
+    print(json.dumps(train(dataclass_from_args(TrainConfig, args)), indent=2))
+    return 0
+
+
+def _prior_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from priors.data import load_dataset
+    from priors.model import load_frame_prior
+    from priors.train import evaluate_log_likelihood
+
+    model = load_frame_prior(args.checkpoint, device=args.device)
+    dataset = load_dataset(
+        args.data,
+        resolution=model.resolution,
+        lowest_pitch=model.lowest_pitch,
+        num_pitches=model.num_pitches,
+        seed=args.seed,
+    )
+    play_only = not dataset.has_articulation if args.play_only is None else args.play_only
+    pieces = dataset.split(args.split)
+    ll = evaluate_log_likelihood(model, pieces, play_only)
+    result = {
+        "checkpoint": str(args.checkpoint),
+        "data": args.data,
+        "split": args.split,
+        "pieces": len(pieces),
+        "steps": sum(piece.num_steps for piece in pieces),
+        "play_only": play_only,
+        "log_likelihood_per_step": ll,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        bits = "play bits" if play_only else "play and articulate"
+        print(
+            f"{args.data} {args.split}: {ll:.4f} log-likelihood per time step ({bits}; "
+            f"{result['pieces']} pieces, {result['steps']} steps)"
+        )
+    return 0
+
+
+def _prior_sample(args: argparse.Namespace) -> int:
+    from musicgym.midi import write_midi
+    from priors.model import load_frame_prior
+
+    model = load_frame_prior(args.checkpoint, device=args.device)
+    piece = model.sample(
+        args.steps, seed=args.seed, temperature=args.temperature, avoid_silence=args.avoid_silence
+    )
+    write_midi(piece, args.out, tempo_bpm=args.tempo)
+    print(f"wrote {args.out}: {piece.num_steps} steps, {int(piece.articulate.sum())} notes")
+    if args.png:
+        from musicgym.pianoroll import save_piano_roll
+
+        save_piano_roll(piece, args.png, title=f"{args.checkpoint}, seed {args.seed}")
+        print(f"wrote {args.png}")
     return 0
