@@ -21,3 +21,11 @@ class NoteStateError(MusicgymError, ValueError):
 
 class CheckpointError(MusicgymError):
     """A checkpoint is corrupt, missing, or belongs to another model."""
+
+
+class RuleError(MusicgymError, ValueError):
+    """A reward rule or preset is unknown, given twice, or not a valid rule."""
+
+
+class EnvArgumentError(MusicgymError, ValueError):
+    """An environment argument (prior range, primer, action, reset option) is invalid."""
