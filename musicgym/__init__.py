@@ -1,17 +1,44 @@
 """musicgym: music composition as a reinforcement-learning problem."""
 
-from musicgym.errors import CheckpointError, DatasetError, MidiError, MusicgymError, NoteStateError
+from musicgym.errors import (
+    CheckpointError,
+    DatasetError,
+    EnvArgumentError,
+    MidiError,
+    MusicgymError,
+    NoteStateError,
+    RuleError,
+)
 from musicgym.keys import Key
 from musicgym.notestate import NoteState
 
 __version__ = "0.1.0"
 
+
+def _register_envs() -> None:
+    """Register ``MusicComposition-v0`` once: an async vector env's subprocesses import the
+    package again, and a second ``register`` of the same id would warn."""
+    from gymnasium.envs.registration import register, registry
+
+    if "MusicComposition-v0" not in registry:
+        register(
+            id="MusicComposition-v0",
+            entry_point="musicgym.env:MusicCompositionEnv",
+            vector_entry_point="musicgym.env:MusicCompositionVectorEnv",
+            kwargs={"length": 32, "key": "C major", "rules": "jaques2017", "c": 0.5},
+        )
+
+
+_register_envs()
+
 __all__ = [
     "CheckpointError",
     "DatasetError",
+    "EnvArgumentError",
     "Key",
     "MidiError",
     "MusicgymError",
     "NoteState",
     "NoteStateError",
+    "RuleError",
 ]

@@ -1,0 +1,735 @@
+"""``MusicComposition-v0``: compose a melody one 16th note at a time.
+
+:class:`MelodyBatch` holds the logic of ``B`` melodies composed side by side (tokens, rule rewards,
+candidate frames, one batched prior call per step). :class:`MusicCompositionEnv` is that logic at
+``B = 1``; :class:`MusicCompositionVectorEnv` at ``B = num_envs``, so both return the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.error import ResetNeeded
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from musicgym.errors import EnvArgumentError
+from musicgym.keys import Key
+from musicgym.prior import DEFAULT_PRIOR, FramePrior, resolve_prior
+from musicgym.rules import RuleContext, RulesArgument, resolve_rules, rule_rewards
+from musicgym.tokens import (
+    FIRST_PITCH_TOKEN,
+    HIGHEST_MELODY_PITCH,
+    LOWEST_MELODY_PITCH,
+    NO_EVENT,
+    NOTE_OFF,
+    NUM_TOKENS,
+    TokenError,
+    token_to_pitch,
+    tokens_to_note_state,
+    validate_tokens,
+)
+
+STEPS_PER_BAR = 16
+"""16th notes in a 4/4 bar: the size of the bar-position one-hot."""
+RENDER_MODES = ["ansi", "rgb_array"]
+_PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+
+PriorArgument = str | os.PathLike | FramePrior | None
+PrimerArgument = str | os.PathLike | Sequence[int] | None
+
+
+def check_prior_range(prior: FramePrior) -> FramePrior:
+    """``prior`` if its pitch axis covers the melody tokens' MIDI 48..83; else a clear error."""
+    highest = prior.lowest_pitch + prior.num_pitches - 1
+    if prior.lowest_pitch > LOWEST_MELODY_PITCH or highest < HIGHEST_MELODY_PITCH:
+        raise EnvArgumentError(
+            f"prior: its pitch range {prior.lowest_pitch}..{highest} does not cover the melody "
+            f"tokens' MIDI {LOWEST_MELODY_PITCH}..{HIGHEST_MELODY_PITCH}"
+        )
+    return prior
+
+
+def parse_primer(primer: PrimerArgument, what: str = "primer") -> str | tuple[int, ...] | None:
+    """A primer argument checked once: ``None``, ``"random_note"``, or its tokens (a token list, or
+    a MIDI file read with :func:`musicgym.midi.read_melody`)."""
+    if primer is None or (isinstance(primer, str) and primer == "random_note"):
+        return primer
+    if isinstance(primer, (str, os.PathLike)):
+        path = Path(primer)
+        if not path.is_file():
+            raise EnvArgumentError(
+                f"{what}: {str(primer)!r} is neither 'random_note' nor an existing MIDI file"
+            )
+        from musicgym.midi import read_melody  # mido only when a MIDI primer is used
+
+        return tuple(read_melody(path))
+    if isinstance(primer, (bytes, dict)) or not isinstance(primer, (Sequence, np.ndarray)):
+        raise EnvArgumentError(
+            f"{what}: expected None, 'random_note', a token list or a MIDI file; got {primer!r}"
+        )
+    try:
+        return tuple(validate_tokens(primer, what))
+    except TokenError as error:
+        raise EnvArgumentError(str(error)) from None
+
+
+def draw_primer(primer: str | tuple[int, ...] | None, rng: np.random.Generator) -> list[int]:
+    """The primer tokens of one episode; ``"random_note"`` draws, as the original does, one token
+    uniformly from 0..36 (NOTE_OFF and NO_EVENT included, the top pitch token 37 excluded)."""
+    if primer is None:
+        return []
+    if primer == "random_note":
+        return [int(rng.integers(0, NUM_TOKENS - 1))]
+    return list(primer)
+
+
+class MelodyBatch:
+    """``B`` melodies composed side by side: their tokens, rule rewards and prior scores.
+
+    Each melody is its primer (fed to the prior, shown in the observation, never scored by the
+    rules) followed by its composition (the tokens the agent plays; what the rules and ``info``
+    see). The log-probabilities of the 38 actions of every melody are computed once per step, in
+    one ``score_frames`` call, right after the previous action, and cached.
+
+    Args:
+        num_melodies: ``B``.
+        length: tokens per finished composition.
+        weighted_rules: from :func:`musicgym.rules.resolve_rules`.
+        c: the divisor of the rule rewards.
+        prior: a loaded frame prior, or ``None`` (the prior part of the reward is then 0).
+        history: how many recent tokens the observation shows.
+        device: where the prior's tensors live.
+    """
+
+    def __init__(
+        self,
+        num_melodies: int,
+        length: int,
+        weighted_rules: list,
+        c: float,
+        prior: FramePrior | None,
+        history: int,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.num_melodies, self.length, self.c, self.history = num_melodies, length, c, history
+        self.weighted_rules = weighted_rules
+        self.device = torch.device(device)
+        self.primers: list[list[int]] = [[] for _ in range(num_melodies)]
+        self.compositions: list[list[int]] = [[] for _ in range(num_melodies)]
+        self.keys = [Key()] * num_melodies
+        self.sounding = np.full(num_melodies, -1)  # token of the note that sounds, -1 for none
+        self.log_probs = np.zeros((num_melodies, NUM_TOKENS))  # (B, 38) of the next action
+        self.prior: FramePrior | None = None
+        self.prior_state: Any = None
+        self.set_prior(prior)
+
+    @property
+    def observation_size(self) -> int:
+        return self.history * NUM_TOKENS + STEPS_PER_BAR + 1
+
+    def set_prior(self, prior: FramePrior | None) -> None:
+        """Use ``prior`` (its pitch range checked) and precompute the tokens' candidate frames."""
+        self.prior = None if prior is None else check_prior_range(prior)
+        if self.prior is None:
+            return
+        # Row k is the frame that token k produces when nothing sounds; rows 0 and 1 are silent.
+        base = torch.zeros(NUM_TOKENS, self.prior.num_pitches, 2)
+        for token in range(FIRST_PITCH_TOKEN, NUM_TOKENS):
+            base[token, self._note_index(token)] = 1.0
+        self._base_candidates = base.to(self.device)  # (38, N, 2)
+        self.prior_state = self.prior.initial_state(self.num_melodies)
+
+    def _note_index(self, token: int) -> int:
+        return token_to_pitch(token) - self.prior.lowest_pitch  # type: ignore[union-attr]
+
+    # ------------------------------------------------------------------------------ episodes
+    def reset(
+        self, index: Sequence[int], primers: Sequence[list[int]], keys: Sequence[Key]
+    ) -> None:
+        """Start new melodies in the slots ``index`` with their primers and keys, and score every
+        melody's next action (one prior call)."""
+        for i, primer, key in zip(index, primers, keys, strict=True):
+            self.primers[i], self.compositions[i], self.keys[i] = list(primer), [], key
+            self.sounding[i] = -1
+            for token in primer:
+                self._update_sounding(i, token)
+        if self.prior is not None and len(index):
+            self._reset_prior(list(index), [list(p) for p in primers])
+            self._score()
+
+    def _reset_prior(self, index: list[int], primers: list[list[int]]) -> None:
+        prior = self.prior
+        assert prior is not None
+        slots = torch.as_tensor(index, dtype=torch.long, device=self.device)
+        state = prior.initial_state(len(index))
+        if any(primers):
+            # The primer frames as the note-state reader sees them, fed step by step.
+            frames = torch.zeros(len(index), max(map(len, primers)), prior.num_pitches, 2)
+            for row, primer in enumerate(primers):
+                if primer:
+                    matrix = tokens_to_note_state(primer, prior.lowest_pitch, prior.num_pitches)
+                    frames[row, : len(primer)] = torch.from_numpy(matrix.matrix.astype(np.float32))
+            frames = frames.to(self.device)
+            lengths = torch.tensor([len(p) for p in primers])
+            for t in range(frames.shape[1]):
+                rows = torch.nonzero(lengths > t).flatten().to(self.device)
+                if len(rows) == len(index):
+                    state = prior.advance(state, frames[:, t])
+                else:
+                    advanced = prior.advance(prior.select_state(state, rows), frames[rows, t])
+                    state = prior.assign_state(state, rows, advanced)
+        self.prior_state = prior.assign_state(self.prior_state, slots, state)
+
+    def _update_sounding(self, i: int, token: int) -> None:
+        if token == NOTE_OFF:
+            self.sounding[i] = -1
+        elif token != NO_EVENT:
+            self.sounding[i] = token
+
+    def done(self, i: int) -> bool:
+        return len(self.compositions[i]) >= self.length
+
+    # ------------------------------------------------------------------------------- scoring
+    def candidate_frames(self) -> torch.Tensor:
+        """``(B, 38, N, 2)``: the next frame each token would produce, on the prior's pitch axis.
+
+        NOTE_OFF: silence. NO_EVENT: the sounding note held (play 1, articulate 0), or silence if
+        none sounds. A pitch token: that note struck (1, 1).
+        """
+        candidates = self._base_candidates.expand(self.num_melodies, -1, -1, -1).clone()
+        holding = np.flatnonzero(self.sounding >= 0)
+        if holding.size:
+            notes = [self._note_index(int(t)) for t in self.sounding[holding]]
+            candidates[torch.as_tensor(holding), NO_EVENT, torch.as_tensor(notes), 0] = 1.0
+        return candidates
+
+    def _score(self) -> None:
+        """Cache ``log p(a | s)`` of the 38 actions of every melody from one prior call.
+
+        The prior scores the 38 candidate frames; they are renormalised over the *distinct* frames.
+        When nothing sounds, NOTE_OFF and NO_EVENT produce the same (silent) frame, which then
+        counts once and whose probability the two tokens share equally; so ``exp`` of the 38
+        values sums to 1 in every state.
+        """
+        assert self.prior is not None
+        candidates = self.candidate_frames()
+        with torch.no_grad():
+            scores = self.prior.score_frames(self.prior_state, candidates)  # (B, 38)
+        scores = scores.detach().to("cpu", torch.float64).numpy()
+        silent = self.sounding < 0  # rows where tokens 0 and 1 give one frame
+        distinct = scores.copy()
+        distinct[silent, NOTE_OFF] = -np.inf
+        peak = distinct.max(axis=1, keepdims=True)
+        log_normaliser = peak + np.log(np.exp(distinct - peak).sum(axis=1, keepdims=True))
+        log_probs = scores - log_normaliser
+        log_probs[silent, NOTE_OFF] -= math.log(2.0)
+        log_probs[silent, NO_EVENT] -= math.log(2.0)
+        self.log_probs = log_probs
+
+    def step(
+        self, actions: np.ndarray, active: np.ndarray, score: bool = True
+    ) -> list[dict[str, float]]:
+        """Play ``actions[i]`` in every ``active`` melody; returns their reward parts (``{}`` for
+        inactive ones). Inactive slots are advanced with a silent frame and must be reset before
+        they are read again. ``score=False`` leaves the scoring of the next actions to a
+        :meth:`reset` that follows, so a step costs one prior call either way."""
+        parts: list[dict[str, float]] = []
+        for i in range(self.num_melodies):
+            if not active[i]:
+                parts.append({})
+                continue
+            action = int(actions[i])
+            composition = self.compositions[i]
+            context = RuleContext(tuple(composition), action, self.length, self.keys[i])
+            parts.append(
+                {
+                    "prior": float(self.log_probs[i, action]) if self.prior is not None else 0.0,
+                    **rule_rewards(self.weighted_rules, context, self.c),
+                }
+            )
+        if self.prior is not None:
+            candidates = self.candidate_frames()
+            played = torch.as_tensor(np.where(active, actions, NOTE_OFF), dtype=torch.long)
+            frames = candidates[torch.arange(self.num_melodies), played.to(self.device)]
+            with torch.no_grad():
+                self.prior_state = self.prior.advance(self.prior_state, frames)
+        for i in np.flatnonzero(active):
+            self.compositions[i].append(int(actions[i]))
+            self._update_sounding(i, int(actions[i]))
+        if self.prior is not None and score:
+            self._score()
+        return parts
+
+    # ---------------------------------------------------------------------------- observation
+    def observation(self, i: int) -> np.ndarray:
+        """The observation of melody ``i`` (see :class:`MusicCompositionEnv`)."""
+        observation = np.zeros(self.observation_size, np.float32)
+        composition = self.compositions[i]
+        recent = (self.primers[i] + composition)[-self.history :][::-1]
+        observation[np.arange(len(recent)) * NUM_TOKENS + np.asarray(recent, dtype=np.int64)] = 1.0
+        step = len(composition)
+        bar_position = self.history * NUM_TOKENS + step % STEPS_PER_BAR
+        observation[bar_position] = 1.0
+        observation[-1] = step / self.length
+        return observation
+
+    def info(self, i: int, reward_parts: dict[str, float] | None = None) -> dict[str, Any]:
+        """``info`` of melody ``i``: its composition, its key and (after a step) reward parts."""
+        info: dict[str, Any] = {"tokens": list(self.compositions[i]), "key": self.keys[i].name}
+        if reward_parts is not None:
+            info["rewards"] = reward_parts
+        return info
+
+    def render_ansi(self, i: int) -> str:
+        """The melody as text: the primer in brackets, pitch names, ``-`` held, ``.`` rest, ``|``
+        every bar."""
+
+        def word(token: int) -> str:
+            if token == NOTE_OFF:
+                return "."
+            if token == NO_EVENT:
+                return "-"
+            pitch = token_to_pitch(token)
+            return f"{_PITCH_NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+        words = []
+        for t, token in enumerate(self.compositions[i]):
+            if t and t % STEPS_PER_BAR == 0:
+                words.append("|")
+            words.append(word(token))
+        primer = " ".join(map(word, self.primers[i]))
+        return (f"[{primer}] " if primer else "") + " ".join(words)
+
+    def render_rgb(self, i: int) -> np.ndarray:
+        """The composition as a piano roll image (``musicgym.pianoroll.piano_roll_rgb``)."""
+        from musicgym.pianoroll import piano_roll_rgb  # matplotlib only when rendering
+
+        tokens = self.compositions[i] or [NO_EVENT]  # one silent step for an empty melody
+        return piano_roll_rgb(tokens_to_note_state(tokens))
+
+
+def _check_length_c_history(length: int, c: float, history: int | None) -> int:
+    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
+        raise EnvArgumentError(f"length: expected a positive integer, got {length!r}")
+    if isinstance(c, bool) or not isinstance(c, (int, float)) or not c > 0:
+        raise EnvArgumentError(f"c: expected a positive number, got {c!r}")
+    history = int(length) if history is None else history
+    if isinstance(history, bool) or not isinstance(history, (int, np.integer)) or history < 1:
+        raise EnvArgumentError(f"history: expected a positive integer, got {history!r}")
+    return int(history)
+
+
+def _parse_key(key: str | Key, what: str = "key") -> Key:
+    try:
+        return Key.parse(key)
+    except Exception as error:
+        raise EnvArgumentError(f"{what}: {error}") from None
+
+
+def _check_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    options = dict(options or {})
+    unknown = set(options) - {"primer", "key"}
+    if unknown:
+        raise EnvArgumentError(
+            f"options: unknown reset option(s) {sorted(unknown)}; expected 'primer' and/or 'key'"
+        )
+    return options
+
+
+def _check_action(action: Any, what: str = "action") -> int:
+    if isinstance(action, np.ndarray) and action.shape == ():
+        action = action[()]
+    if isinstance(action, (bool, np.bool_)) or not isinstance(action, (int, np.integer)):
+        raise EnvArgumentError(f"{what}: expected an integer token 0..37, got {action!r}")
+    if not 0 <= action < NUM_TOKENS:
+        raise EnvArgumentError(f"{what}: {action} is outside the action space 0..37")
+    return int(action)
+
+
+class _PriorLoader:
+    """Turns the ``prior`` argument into a loaded prior on first use (so ``gym.make`` stays cheap
+    and a shipped checkpoint is read only when an episode starts)."""
+
+    def __init__(self, prior: PriorArgument, device: str | torch.device) -> None:
+        if prior is not None and not isinstance(prior, (str, os.PathLike, FramePrior)):
+            raise EnvArgumentError(
+                f"prior: expected a shipped name, a checkpoint path, a FramePrior or None; "
+                f"got {prior!r}"
+            )
+        if isinstance(prior, FramePrior):
+            check_prior_range(prior)
+        self.argument, self.device = prior, device
+
+    def load(self) -> FramePrior | None:
+        if self.argument is None or isinstance(self.argument, FramePrior):
+            return self.argument
+        return resolve_prior(self.argument, self.device)
+
+
+class MusicCompositionEnv(gym.Env[np.ndarray, np.int64]):
+    """Compose a melody one 16th note at a time, rewarded by a prior and by music theory.
+
+    ## Description
+
+    The RL Tuner task of Jaques et al. (2017): an agent writes a melody of ``length`` tokens (two
+    4/4 bars of 16th notes by default). Each action is a melody token; the reward is the frozen
+    prior's log-probability of the action plus music-theory rules (``spec/melody-rules.md``), so
+    an agent learns to follow the rules while staying close to what the prior finds likely.
+
+    ## Action Space
+
+    ``Discrete(38)``:
+
+    | token | meaning |
+    |-------|---------|
+    | 0     | NOTE_OFF: silence from this step on (a rest) |
+    | 1     | NO_EVENT: nothing new; a sounding note is held, a rest goes on |
+    | 2..37 | strike MIDI pitch ``46 + token`` (48 = C3 ... 83 = B5) |
+
+    ## Observation Space
+
+    A flat ``Box(0, 1, (history * 38 + 17,), float32)``, with ``K = history`` (default ``length``):
+
+    | index                 | observation                                                    |
+    |-----------------------|----------------------------------------------------------------|
+    | ``38 j .. 38 j + 37`` | one-hot of the ``j``-th most recent token, ``j = 0 .. K - 1``  |
+    |                       | (``j = 0`` the last played; primer tokens included; all zero   |
+    |                       | where the melody is shorter than ``j + 1``)                    |
+    | ``38 K .. 38 K + 15`` | one-hot of ``t mod 16``, the next step's position in the bar   |
+    | ``38 K + 16``         | progress ``t / length``                                        |
+
+    ``t`` is the number of tokens composed so far (the primer not counted).
+
+    ## Rewards
+
+    ``log p(a | s) + sum_i w_i r_i(s, a) / c``, a Python ``float``.
+
+    * ``log p(a | s)`` (part ``"prior"``) is exact under the frozen prior: the 38 candidate next
+      frames the tokens produce (NOTE_OFF: silence; NO_EVENT: the sounding note held, or silence;
+      a pitch: that note struck) are scored in one batched call after the primer and the melody so
+      far, and renormalised over the distinct frames. When nothing sounds, NOTE_OFF and NO_EVENT
+      produce the same silent frame and share its probability equally, so ``exp`` of the 38 values
+      always sums to 1 (:meth:`action_log_probs` gives them). 0 when ``prior=None``.
+    * ``r_i`` are the rules (:mod:`musicgym.rules`), by default the preset ``"jaques2017"``; they
+      see the composition only, not the primer.
+
+    ``info["rewards"]`` holds every part by name (``"prior"`` and each rule's ``w_i r_i / c``;
+    they sum to the reward); ``info["tokens"]`` the composition so far; ``info["key"]`` its key.
+
+    ## Starting State
+
+    An empty composition at the start of a bar. The primer, if any, is fed to the prior and shown
+    in the observation: ``None``; ``"random_note"``, one token drawn from ``self.np_random`` as in
+    the original (uniformly from 0..36); a token list; or a MIDI file (its melody tokens).
+
+    ## Episode End
+
+    The episode terminates after ``length`` actions. There is no truncation (wrap in
+    ``TimeLimit`` for one). ``step`` after the end, or before ``reset``, raises
+    ``gymnasium.error.ResetNeeded``.
+
+    ## Arguments
+
+    ```python
+    gym.make("MusicComposition-v0", length=32, key="C major", prior="bach16",
+             rules="jaques2017", c=0.5, primer=None, render_mode=None, device="cpu")
+    ```
+
+    * ``length``: tokens per melody.
+    * ``key``: the key of the rules (any name :meth:`musicgym.keys.Key.parse` reads); per episode
+      with ``reset(options={"key": ...})``.
+    * ``prior``: a shipped prior name, a checkpoint path, a loaded ``FramePrior`` (its pitch range
+      must cover MIDI 48..83), or ``None`` for a rules-only env. Names and paths load on the first
+      reset.
+    * ``rules``: a preset name, rule names, a dict name -> weight, or rule objects
+      (:func:`musicgym.rules.resolve_rules`).
+    * ``c``: divisor of the rule rewards (0.5 in both papers).
+    * ``primer``: see Starting State; per episode with ``reset(options={"primer": ...})``.
+    * ``render_mode``: ``"ansi"`` (the melody as text) or ``"rgb_array"`` (a piano roll).
+    * ``device``: where the prior runs.
+    * ``history``: tokens shown in the observation (default ``length``).
+
+    ## Version History
+
+    * v0: initial version.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": RENDER_MODES, "render_fps": 8}
+
+    def __init__(
+        self,
+        length: int = 32,
+        key: str | Key = "C major",
+        prior: PriorArgument = DEFAULT_PRIOR,
+        rules: RulesArgument = "jaques2017",
+        c: float = 0.5,
+        primer: PrimerArgument = None,
+        render_mode: str | None = None,
+        device: str | torch.device = "cpu",
+        history: int | None = None,
+    ) -> None:
+        history = _check_length_c_history(length, c, history)
+        if render_mode is not None and render_mode not in RENDER_MODES:
+            raise EnvArgumentError(f"render_mode: expected one of {RENDER_MODES} or None")
+        self.length, self.c, self.render_mode = int(length), float(c), render_mode
+        self.key = _parse_key(key)
+        self.primer = parse_primer(primer)
+        self.weighted_rules = resolve_rules(rules)
+        self._prior_loader = _PriorLoader(prior, device)
+        self._batch = MelodyBatch(
+            1, self.length, self.weighted_rules, self.c, None, history, device
+        )
+        self._prior_loaded = prior is None
+        self._needs_reset = True
+        self.action_space = spaces.Discrete(NUM_TOKENS)
+        self.observation_space = spaces.Box(0.0, 1.0, (self._batch.observation_size,), np.float32)
+
+    @property
+    def tokens(self) -> list[int]:
+        """The composition so far."""
+        return list(self._batch.compositions[0])
+
+    def action_log_probs(self) -> np.ndarray:
+        """``log p(a | s)`` of the 38 actions in the current state (zeros without a prior)."""
+        return self._batch.log_probs[0].copy()
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start a melody; ``options`` may set this episode's ``"primer"`` and ``"key"``."""
+        super().reset(seed=seed)
+        options = _check_options(options)
+        primer = (
+            parse_primer(options["primer"], "options['primer']")
+            if "primer" in options
+            else self.primer
+        )
+        key = _parse_key(options["key"], "options['key']") if "key" in options else self.key
+        if not self._prior_loaded:
+            self._batch.set_prior(self._prior_loader.load())
+            self._prior_loaded = True
+        self._batch.reset([0], [draw_primer(primer, self.np_random)], [key])
+        self._needs_reset = False
+        return self._batch.observation(0), self._batch.info(0)
+
+    def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Play one token."""
+        if self._needs_reset:
+            raise ResetNeeded(
+                "Cannot call env.step() before calling env.reset() or after the episode ended "
+                "(terminated=True); call env.reset() first"
+            )
+        action = _check_action(action)
+        (parts,) = self._batch.step(np.array([action]), np.array([True]))
+        terminated = self._batch.done(0)
+        self._needs_reset = terminated
+        reward = sum(parts.values())
+        return (
+            self._batch.observation(0),
+            float(reward),
+            terminated,
+            False,
+            self._batch.info(0, parts),
+        )
+
+    def render(self) -> str | np.ndarray | None:
+        """The melody as text (``"ansi"``) or a piano roll (``"rgb_array"``)."""
+        if self.render_mode == "ansi":
+            return self._batch.render_ansi(0)
+        if self.render_mode == "rgb_array":
+            return self._batch.render_rgb(0)
+        return None
+
+    def to_midi(self, path: str | os.PathLike, include_primer: bool = False) -> None:
+        """Write the composition (after the primer if ``include_primer``) to a MIDI file."""
+        from musicgym.midi import write_melody
+
+        tokens = self._batch.compositions[0]
+        if include_primer:
+            tokens = self._batch.primers[0] + tokens
+        write_melody(tokens, path)
+
+
+class MusicCompositionVectorEnv(VectorEnv):
+    """``num_envs`` copies of :class:`MusicCompositionEnv` scored together: one batched prior
+    call per step for all of them. Same arguments as the single env, plus ``num_envs`` and
+    ``autoreset_mode`` (default next-step, Gymnasium 1.x). Sub-environment ``i`` draws its primers
+    from its own generator, seeded ``seed + i`` by ``reset(seed=seed)``, so it returns exactly what
+    ``SyncVectorEnv`` of the single env returns for the same seeds and actions (up to the prior's
+    own batch-size rounding).
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": RENDER_MODES,
+        "render_fps": 8,
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+    }
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        length: int = 32,
+        key: str | Key = "C major",
+        prior: PriorArgument = DEFAULT_PRIOR,
+        rules: RulesArgument = "jaques2017",
+        c: float = 0.5,
+        primer: PrimerArgument = None,
+        render_mode: str | None = None,
+        device: str | torch.device = "cpu",
+        history: int | None = None,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+    ) -> None:
+        if (
+            isinstance(num_envs, bool)
+            or not isinstance(num_envs, (int, np.integer))
+            or num_envs < 1
+        ):
+            raise EnvArgumentError(f"num_envs: expected a positive integer, got {num_envs!r}")
+        history = _check_length_c_history(length, c, history)
+        if render_mode is not None and render_mode not in RENDER_MODES:
+            raise EnvArgumentError(f"render_mode: expected one of {RENDER_MODES} or None")
+        self.num_envs, self.length, self.c = int(num_envs), int(length), float(c)
+        self.render_mode = render_mode
+        self.autoreset_mode = AutoresetMode(autoreset_mode)
+        self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
+        self.key = _parse_key(key)
+        self.primer = parse_primer(primer)
+        self.weighted_rules = resolve_rules(rules)
+        self._prior_loader = _PriorLoader(prior, device)
+        self._prior_loaded = prior is None
+        self._batch = MelodyBatch(
+            self.num_envs, self.length, self.weighted_rules, self.c, None, history, device
+        )
+        self.single_action_space = spaces.Discrete(NUM_TOKENS)
+        self.single_observation_space = spaces.Box(
+            0.0, 1.0, (self._batch.observation_size,), np.float32
+        )
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self._generators = [seeding.np_random()[0] for _ in range(self.num_envs)]
+        self._autoreset = np.zeros(self.num_envs, bool)
+        self._needs_reset = True
+
+    def action_log_probs(self) -> np.ndarray:
+        """``(num_envs, 38)`` ``log p(a | s)`` of every sub-environment's next action."""
+        return self._batch.log_probs.copy()
+
+    def _observations(self) -> np.ndarray:
+        return np.stack([self._batch.observation(i) for i in range(self.num_envs)])
+
+    def _reset_slots(
+        self, index: Sequence[int], primer: str | tuple[int, ...] | None, key: Key
+    ) -> None:
+        primers = [draw_primer(primer, self._generators[i]) for i in index]
+        self._batch.reset(index, primers, [key] * len(index))
+
+    def reset(
+        self,
+        *,
+        seed: int | list[int | None] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset every sub-environment (or those of ``options["reset_mask"]``); seeds as
+        ``SyncVectorEnv``: ``None``, an int (``seed + i``) or one per sub-environment."""
+        options = dict(options or {})
+        mask = options.pop("reset_mask", None)
+        if mask is None:
+            mask = np.ones(self.num_envs, bool)
+        elif not (
+            isinstance(mask, np.ndarray)
+            and mask.dtype == np.bool_
+            and mask.shape == (self.num_envs,)
+        ):
+            raise EnvArgumentError(
+                f"options['reset_mask']: expected a bool array of shape ({self.num_envs},)"
+            )
+        options = _check_options(options)
+        if seed is None or isinstance(seed, (int, np.integer)):
+            seeds = [None if seed is None else int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise EnvArgumentError(f"seed: expected {self.num_envs} seeds, got {len(seeds)}")
+        primer = (
+            parse_primer(options["primer"], "options['primer']")
+            if "primer" in options
+            else self.primer
+        )
+        key = _parse_key(options["key"], "options['key']") if "key" in options else self.key
+        if not self._prior_loaded:
+            self._batch.set_prior(self._prior_loader.load())
+            self._prior_loaded = True
+        index = np.flatnonzero(mask)
+        for i in index:
+            if seeds[i] is not None:
+                self._generators[i] = seeding.np_random(seeds[i])[0]
+        self._reset_slots(index.tolist(), primer, key)
+        self._autoreset[index] = False
+        self._needs_reset = False
+        infos: dict[str, Any] = {}
+        for i in index:
+            infos = self._add_info(infos, self._batch.info(i), i)
+        return self._observations(), infos
+
+    def step(
+        self, actions: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every sub-environment; those that ended on the previous step are reset instead
+        (next-step autoreset) and report reward 0."""
+        if self._needs_reset:
+            raise ResetNeeded("Cannot call step() before calling reset()")
+        actions = np.asarray(actions)
+        if actions.shape != (self.num_envs,):
+            raise EnvArgumentError(
+                f"actions: expected shape ({self.num_envs},), got {actions.shape}"
+            )
+        for i, action in enumerate(actions):
+            _check_action(action, f"actions[{i}]")
+        if self.autoreset_mode == AutoresetMode.DISABLED and self._autoreset.any():
+            raise ResetNeeded(
+                f"sub-environments {np.flatnonzero(self._autoreset).tolist()} ended; reset them "
+                "with reset(options={'reset_mask': ...}) (autoreset_mode=DISABLED)"
+            )
+        resetting = self._autoreset.copy()
+        active = ~resetting
+        lengths = np.array([len(c) for c in self._batch.compositions])
+        terminations = active & (lengths + 1 >= self.length)
+        same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
+        ending = terminations if same_step else resetting
+        parts = self._batch.step(actions, active, score=not ending.any())
+        rewards = np.array([sum(p.values()) if p else 0.0 for p in parts], np.float64)
+        infos: dict[str, Any] = {}
+        if same_step:
+            for i in np.flatnonzero(terminations):
+                final = {
+                    "final_obs": self._batch.observation(i),
+                    "final_info": self._batch.info(i, parts[i]),
+                }
+                infos = self._add_info(infos, final, i)
+        if ending.any():
+            # as the single env's reset() without options: the constructor's primer and key
+            self._reset_slots(np.flatnonzero(ending).tolist(), self.primer, self.key)
+        for i in range(self.num_envs):
+            reported = active[i] and not (same_step and terminations[i])
+            infos = self._add_info(infos, self._batch.info(i, parts[i] if reported else None), i)
+        self._autoreset = np.zeros(self.num_envs, bool) if same_step else terminations
+        truncations = np.zeros(self.num_envs, bool)
+        return self._observations(), rewards, terminations, truncations, infos
+
+    def render(self) -> tuple[str, ...] | tuple[np.ndarray, ...] | None:
+        """Every sub-environment's render (see :meth:`MusicCompositionEnv.render`)."""
+        if self.render_mode == "ansi":
+            return tuple(self._batch.render_ansi(i) for i in range(self.num_envs))
+        if self.render_mode == "rgb_array":
+            return tuple(self._batch.render_rgb(i) for i in range(self.num_envs))
+        return None
