@@ -13,12 +13,11 @@ true (a known defect); none of our statistics uses it, and the reward rule that 
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-
-import numpy as np
 
 from musicgym.keys import Key
 from musicgym.tokens import (
@@ -92,20 +91,26 @@ def is_excessive_repetition(composition: Sequence[int], action: int) -> bool:
     return count > (6 if has_rests or has_holds else 4)
 
 
-def autocorrelation(tokens: Sequence[int], lag: int) -> float:
-    """Lag-``lag`` autocorrelation of the raw token numbers: ``x`` centred on its mean,
-    ``sum(x[lag:] * x[:n - lag]) / n / var(x)``; NaN when the tokens do not vary."""
-    x = np.asarray(tokens, dtype=np.float64)
-    n = x.size
+def autocorrelations(
+    tokens: Sequence[int], lags: Sequence[int] = AUTOCORRELATION_LAGS
+) -> tuple[float, ...]:
+    """Lag-``k`` autocorrelation of the raw token numbers for every ``k`` in ``lags``: ``x``
+    centred on its mean, ``sum(x[k:] * x[:n - k]) / n / var(x)``; NaN when the tokens do not
+    vary, 0 for a lag with no pairs. Plain Python: melodies are short, and this runs every step."""
+    n = len(tokens)
     if n == 0:
-        return math.nan
-    x = x - x.mean()
-    variance = float(np.mean(x * x))
+        return (math.nan,) * len(lags)
+    mean = sum(tokens) / n
+    x = [token - mean for token in tokens]
+    variance = sum(v * v for v in x) / n
     if variance == 0.0:
-        return math.nan
-    if lag >= n:  # no pairs: the original's empty product sums to 0
-        return 0.0
-    return float(np.dot(x[lag:], x[: n - lag])) / n / variance
+        return (math.nan,) * len(lags)
+    return tuple(sum(a * b for a, b in zip(x[k:], x)) / n / variance for k in lags)
+
+
+def autocorrelation(tokens: Sequence[int], lag: int) -> float:
+    """The lag-``lag`` autocorrelation of :func:`autocorrelations`."""
+    return autocorrelations(tokens, (lag,))[0]
 
 
 def motif_notes(tokens: Sequence[int]) -> int:
@@ -183,6 +188,31 @@ class LeapTracker:
             self.direction, self.leapt_from = 0, None
             return LEAP_RESOLVED
         return 0
+
+
+_trackers: dict[tuple[int, ...], LeapTracker] = {}
+_MAX_CACHED_TRACKERS = 65536
+
+
+def leap_outcome(composition: Sequence[int], action: int) -> int:
+    """The leap outcome of ``action`` after ``composition``: the last of
+    ``leap_outcomes([*composition, action])``, computed from a cached tracker of the composition
+    when a step before asked for it (environments ask step after step)."""
+    key = tuple(composition)
+    tracker = _trackers.get(key)
+    if tracker is None:
+        previous = _trackers.get(key[:-1]) if key else None
+        if previous is not None:
+            tracker = copy.copy(previous)
+            tracker.step(key[-1])
+        else:
+            tracker = LeapTracker()
+            for token in key:
+                tracker.step(token)
+        if len(_trackers) >= _MAX_CACHED_TRACKERS:
+            _trackers.clear()
+        _trackers[key] = tracker
+    return copy.copy(tracker).step(action)
 
 
 def leap_outcomes(tokens: Iterable[int]) -> list[int]:
@@ -277,7 +307,7 @@ def evaluate_melodies(
     in_key, tonic = in_key_tokens(key), tonic_token(key)
 
     repeated = not_in_key = in_motif = in_repeated_motif = resolved = doubled = 0
-    autocorrelations: dict[int, list[float]] = {lag: [] for lag in AUTOCORRELATION_LAGS}
+    lag_values: dict[int, list[float]] = {lag: [] for lag in AUTOCORRELATION_LAGS}
     for melody in melodies:
         for t, token in enumerate(melody):
             repeated += is_excessive_repetition(melody[:t], token)
@@ -288,8 +318,8 @@ def evaluate_melodies(
         outcomes = leap_outcomes(melody)
         resolved += outcomes.count(LEAP_RESOLVED)
         doubled += outcomes.count(LEAP_DOUBLED)
-        for lag in AUTOCORRELATION_LAGS:
-            autocorrelations[lag].append(autocorrelation(melody, lag))
+        for lag, value in zip(AUTOCORRELATION_LAGS, autocorrelations(melody), strict=True):
+            lag_values[lag].append(value)
 
     def mean_ignoring_nan(values: list[float]) -> float:
         finite = [v for v in values if not math.isnan(v)]
@@ -299,7 +329,7 @@ def evaluate_melodies(
     stats = {
         "notes_excessively_repeated": 100 * repeated / total,
         **{
-            f"autocorrelation_lag{lag}": mean_ignoring_nan(autocorrelations[lag])
+            f"autocorrelation_lag{lag}": mean_ignoring_nan(lag_values[lag])
             for lag in AUTOCORRELATION_LAGS
         },
         "notes_not_in_key": 100 * not_in_key / total,

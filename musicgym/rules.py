@@ -43,16 +43,15 @@ from typing import ClassVar, NamedTuple
 from musicgym.errors import RuleError
 from musicgym.keys import Key
 from musicgym.metrics import (
-    AUTOCORRELATION_LAGS,
     LEAP_DOUBLED,
     LEAP_RESOLVED,
-    autocorrelation,
+    autocorrelations,
     has_unique_max,
     has_unique_min,
     in_key_tokens,
     is_excessive_repetition,
     last_pitch_token,
-    leap_outcomes,
+    leap_outcome,
     motif_notes,
     repeats_motif,
     tonic_token,
@@ -167,16 +166,16 @@ class ExcessiveRepetition(RewardRule):
 
 
 class Autocorrelation(RewardRule):
-    """Minus the sum of ``|rho_k|`` over lags 1..3 of the melody so far (action included), counting
-    only lags where ``|rho_k| > 0.15`` (NaN lags, from a melody that does not vary, are skipped)."""
+    """Minus the sum of ``|rho_k|`` over lags 1, 2, 3 of the melody so far (action included),
+    counting only lags where ``|rho_k| > 0.15`` (NaN lags, from a melody that does not vary, are
+    skipped)."""
 
     name = "autocorrelation"
     default_weight = 3.0
     threshold: ClassVar[float] = 0.15
 
     def __call__(self, context: RuleContext) -> float:
-        melody = context.melody
-        magnitudes = (abs(autocorrelation(melody, lag)) for lag in AUTOCORRELATION_LAGS)
+        magnitudes = map(abs, autocorrelations(context.melody))
         return -sum(m for m in magnitudes if m > self.threshold)  # NaN > x is False
 
 
@@ -248,13 +247,13 @@ class PreferredIntervals(RewardRule):
 
 class LeapResolution(RewardRule):
     """1 when the action resolves a pending leap, -1 when it doubles it
-    (:class:`~musicgym.metrics.LeapTracker`, replayed over the melody)."""
+    (:class:`~musicgym.metrics.LeapTracker` over the composition, then the action)."""
 
     name = "leap_resolution"
     default_weight = 5.0
 
     def __call__(self, context: RuleContext) -> float:
-        outcome = leap_outcomes(context.melody)[-1]
+        outcome = leap_outcome(context.composition, context.action)
         return {LEAP_RESOLVED: 1.0, LEAP_DOUBLED: -1.0}.get(outcome, 0.0)
 
 

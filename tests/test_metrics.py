@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from musicgym.metrics import (
@@ -11,6 +12,7 @@ from musicgym.metrics import (
     STATISTICS,
     autocorrelation,
     evaluate_melodies,
+    leap_outcome,
     leap_outcomes,
 )
 from musicgym.tokens import TokenError
@@ -93,3 +95,15 @@ def test_published_columns():
 def test_bad_melodies(melodies, error, message):
     with pytest.raises(error, match=message):
         evaluate_melodies(melodies)
+
+
+def test_cached_leap_outcome_agrees_with_a_full_replay():
+    rng = np.random.default_rng(0)
+    melodies = [rng.choice([0, 1, 14, 16, 21, 28, 35, 7], size=24).tolist() for _ in range(20)]
+    for melody in melodies:  # step by step (the cache path), then in reverse (full replays)
+        expected = leap_outcomes(melody)
+        assert [leap_outcome(melody[:t], melody[t]) for t in range(24)] == expected
+        assert [leap_outcome(melody[:t], melody[t]) for t in reversed(range(24))] == expected[::-1]
+    assert any(-1 in leap_outcomes(m) for m in melodies) and any(
+        1 in leap_outcomes(m) for m in melodies
+    )
