@@ -42,7 +42,7 @@ import numpy as np
 
 from musicgym.errors import MidiError
 from musicgym.fileio import atomic_output
-from musicgym.notestate import SIXTEENTH_NOTES, NoteState
+from musicgym.notestate import SIXTEENTH_NOTES, NoteState, fold_pitches
 from musicgym.tokens import (
     LOWEST_MELODY_PITCH,
     NUM_MELODY_PITCHES,
@@ -285,9 +285,7 @@ def apply_out_of_range(
         )
     if out_of_range == "drop":
         return pitches, ~outside, OutOfRange(dropped=int(outside.sum()))
-    octaves_up = np.maximum(-((pitches - lowest_pitch) // 12), 0)  # ceil((lowest - p) / 12)
-    octaves_down = np.maximum(-((highest - pitches) // 12), 0)  # ceil((p - highest) / 12)
-    folded = pitches + 12 * (octaves_up - octaves_down)
+    folded = fold_pitches(pitches, lowest_pitch, num_pitches)
     kept = (folded >= lowest_pitch) & (folded <= highest)
     return (
         folded,

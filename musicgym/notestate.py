@@ -18,20 +18,16 @@ SIXTEENTH_NOTES = 4  # steps per quarter note
 
 
 def fold_pitches(pitches: np.ndarray, lowest_pitch: int, num_pitches: int) -> np.ndarray:
-    """Move each pitch by whole octaves into ``lowest_pitch .. lowest_pitch + num_pitches - 1``.
+    """Move each pitch by the fewest whole octaves into ``lowest_pitch .. lowest_pitch + N - 1``.
 
-    The range must span at least an octave, so that every pitch class has a place in it.
+    In a range narrower than an octave a pitch class may have no place; such pitches come back
+    outside the range, for the caller to drop.
     """
-    if num_pitches < 12:
-        raise NoteStateError(f"cannot fold into a range of {num_pitches} pitches (< 12)")
     pitches = np.asarray(pitches, dtype=np.int64)
     highest = lowest_pitch + num_pitches - 1
-    below = pitches < lowest_pitch
-    above = pitches > highest
-    folded = pitches.copy()
-    folded[below] += 12 * -((pitches[below] - lowest_pitch) // 12)
-    folded[above] -= 12 * -(-(pitches[above] - highest) // 12)
-    return folded
+    octaves_up = np.maximum(-((pitches - lowest_pitch) // 12), 0)  # ceil((lowest - p) / 12)
+    octaves_down = np.maximum(-((highest - pitches) // 12), 0)  # ceil((p - highest) / 12)
+    return pitches + 12 * (octaves_up - octaves_down)
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,8 +104,9 @@ class NoteState:
     ) -> NoteState:
         """Lay notes given as MIDI pitches with start and end steps (end exclusive) on the grid.
 
-        Every note lasts at least one step; a note struck while the same pitch still sounds ends
-        that one (the pitch is re-struck). Pitches must already lie in the range.
+        Every note lasts at least one step; a note struck while the same pitch still sounds
+        re-strikes it, and the pitch sounds on until the later of the two ends. Pitches must
+        already lie in the range.
         """
         pitches, starts, ends = (np.asarray(a, dtype=np.int64) for a in (pitches, starts, ends))
         ends = np.maximum(ends, starts + 1)

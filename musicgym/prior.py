@@ -47,7 +47,7 @@ class FramePrior(Protocol):
         ...
 
     def score_frames(self, state: Any, candidates: torch.Tensor) -> torch.Tensor:
-        """``(B, C)`` log-probabilities of ``C`` candidate next frames ``(B, C, N, 2)`` per stream."""
+        """``(B, C)`` log-probabilities of ``C`` candidate next frames ``(B, C, N, 2)``."""
         ...
 
     def select_state(self, state: Any, index: torch.Tensor) -> Any:
@@ -67,7 +67,8 @@ def resolve_prior(prior: str | Path | FramePrior, device: str | torch.device = "
     loaders = sorted(entry_points(group=LOADER_GROUP), key=lambda ep: ep.name)
     if not loaders:
         raise CheckpointError(
-            f"no prior loader is installed to load {str(prior)!r} (entry-point group {LOADER_GROUP});"
-            " install musicgym with its priors package, or pass prior=None for a rules-only env"
+            f"no prior loader is installed to load {str(prior)!r} (entry-point group "
+            f"{LOADER_GROUP}); install musicgym with its priors package, or pass prior=None "
+            "for a rules-only env"
         )
     return loaders[0].load()(prior, device=device)

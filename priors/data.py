@@ -33,7 +33,8 @@ import numpy as np
 from tqdm import tqdm
 
 from musicgym.errors import DatasetError, MusicgymError
-from musicgym.notestate import SIXTEENTH_NOTES, NoteState, fold_pitches
+from musicgym.midi import apply_out_of_range, fit_pitch_range, read_midi_report
+from musicgym.notestate import SIXTEENTH_NOTES, NoteState
 from musicgym.tokens import (
     LOWEST_MELODY_PITCH,
     NUM_MELODY_PITCHES,
@@ -109,13 +110,7 @@ class Dataset:
         """Each piece's top voice as canonical melody tokens (pitch range must cover 48..83)."""
         melodies = []
         for piece in self.split(split):
-            top = piece.top_voice()
-            top = NoteState(
-                _fold_matrix(top, LOWEST_MELODY_PITCH, NUM_MELODY_PITCHES),
-                LOWEST_MELODY_PITCH,
-                top.resolution,
-                top.name,
-            )
+            top, _ = fit_pitch_range(piece.top_voice(), LOWEST_MELODY_PITCH, NUM_MELODY_PITCHES)
             melodies.append(note_state_to_tokens(top))
         return melodies
 
@@ -299,14 +294,14 @@ def _load_corpus(kind, resolution, lowest_pitch, num_pitches, progress):
         for (_, path, _), converted in zip(tasks, bar):
             for name, notes in converted:
                 pitches, starts, ends = np.array(notes).T
-                moved = fold_pitches(pitches, lowest_pitch, num_pitches)
-                folded += int((moved != pitches).sum())
+                pitches, kept, out_of_range = apply_out_of_range(pitches, lowest_pitch, num_pitches)
+                folded += out_of_range.folded
                 try:
                     pieces.append(
                         NoteState.from_notes(
-                            moved,
-                            starts,
-                            ends,
+                            pitches[kept],
+                            starts[kept],
+                            ends[kept],
                             lowest_pitch=lowest_pitch,
                             num_pitches=num_pitches,
                             resolution=resolution,
@@ -348,8 +343,6 @@ def _read_cache(path: Path, resolution: int, lowest_pitch: int):
 
 
 def _load_midi_folder(folder: Path, resolution, lowest_pitch, num_pitches, progress):
-    from musicgym.midi import read_midi_report
-
     if not folder.is_dir():
         raise DatasetError(f"{folder}: not a folder of MIDI files")
     files = sorted(p for p in folder.rglob("*") if p.suffix in MIDI_SUFFIXES and p.is_file())
@@ -441,18 +434,9 @@ def _steps_to_note_state(steps, lowest_pitch, num_pitches, resolution, name, pat
         pitches = np.array([p for p in step if p >= 0], dtype=np.int64)
         if pitches.size and pitches.max() > 127:
             raise DatasetError(f"{path}: {name} step {t} holds a pitch outside MIDI 0..127")
-        moved = fold_pitches(pitches, lowest_pitch, num_pitches)
-        folded += int((moved != pitches).sum())
-        play[t, moved - lowest_pitch] = 1
+        pitches, kept, out_of_range = apply_out_of_range(pitches, lowest_pitch, num_pitches)
+        folded += out_of_range.folded
+        play[t, pitches[kept] - lowest_pitch] = 1
     previous = np.vstack([np.zeros((1, num_pitches), np.uint8), play[:-1]])
     articulate = play & (1 - previous)
     return NoteState(np.stack([play, articulate], axis=-1), lowest_pitch, resolution, name), folded
-
-
-def _fold_matrix(piece: NoteState, lowest_pitch: int, num_pitches: int) -> np.ndarray:
-    """The piece's matrix on another pitch axis, notes outside folded by octaves."""
-    t, n = np.nonzero(piece.play)
-    target = fold_pitches(piece.lowest_pitch + n, lowest_pitch, num_pitches) - lowest_pitch
-    matrix = np.zeros((piece.num_steps, num_pitches, 2), np.uint8)
-    matrix[t, target] = piece.matrix[t, n]
-    return matrix
