@@ -62,3 +62,26 @@ def _run_midi(args: argparse.Namespace) -> int:
         midi_dir=args.midi_dir,
     )
     return 0
+
+
+@bench_command
+def _add_env(benchmarks: argparse._SubParsersAction) -> None:
+    parser = benchmarks.add_parser(
+        "env", help="MusicComposition-v0 steps/s: batched vector env against SyncVectorEnv"
+    )
+    parser.add_argument(
+        "--num-envs", type=int, nargs="+", default=[8, 64], help="vector sizes (default 8 64)"
+    )
+    parser.add_argument("--seconds", type=float, default=3.0, help="per row (default 3)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--prior", default="bach16", help="shipped prior to time (default bach16)")
+    parser.set_defaults(func=_run_env)
+
+
+def _run_env(args: argparse.Namespace) -> int:
+    from benchmarks import env_bench
+
+    env_bench.run(
+        num_envs=args.num_envs, seconds=args.seconds, threads=args.threads, prior_name=args.prior
+    )
+    return 0

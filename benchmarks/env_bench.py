@@ -1,0 +1,131 @@
+"""Environment speed: env-steps/s of MusicComposition-v0 in its several forms, in one run.
+
+Rows: (a) one env; (b) ``SyncVectorEnv`` of ``n`` single envs; (c) the batched vector env of
+``n`` (one prior call per step for all sub-environments); (d) the rules-only env (``prior=None``);
+and the **naive limit**: the float32 matrix-multiply FLOP/s measured in the same run divided by the
+FLOPs of scoring all 38 candidate frames independently over every note (``38 x`` the prior's
+``flops_per_frame()``), in env-steps/s. Ratios: (c) / (b) at each ``n`` and (c) / naive limit.
+
+The prior is the shipped ``bach16`` when its checkpoint exists; otherwise a randomly initialised
+Bi-axial LSTM of the same default size (the timing does not depend on the weights). Actions are
+uniform random tokens drawn in advance, the same for every row.
+
+    musicgym bench env                # or: python -m benchmarks.env_bench
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from musicgym.env import MusicCompositionEnv, MusicCompositionVectorEnv
+from musicgym.prior import FramePrior
+
+NUM_CANDIDATES = 38
+
+
+def load_bench_prior(name: str = "bach16") -> tuple[FramePrior, str]:
+    """The prior to time and a description of it: the shipped checkpoint if it exists, else a
+    randomly initialised model of the default configuration."""
+    from priors.model import CHECKPOINT_DIR, BiaxialConfig, BiaxialLSTM, load_frame_prior
+
+    if (CHECKPOINT_DIR / f"{name}.pt").is_file():
+        return load_frame_prior(name), f"shipped {name}.pt"
+    model = BiaxialLSTM(BiaxialConfig()).eval().requires_grad_(False)
+    return model, f"random-weight BiaxialLSTM, default config ({name}.pt not found)"
+
+
+def matmul_flops_per_second(size: int = 256, seconds: float = 1.0) -> float:
+    """Float32 ``size x size`` matrix-multiply FLOP/s on this machine (best of repeated bursts)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        for _ in range(20):
+            torch.mm(a, b)
+        best = max(best, 20 * 2 * size**3 / (time.perf_counter() - start))
+    return best
+
+
+def _steps_per_second(
+    step: Callable[[np.ndarray], object], actions: np.ndarray, seconds: float
+) -> float:
+    """Env-steps/s of ``step`` called on rows of ``actions`` for about ``seconds``."""
+    step(actions[0])  # warm-up
+    done, start = 0, time.perf_counter()
+    while True:
+        step(actions[1 + done % (len(actions) - 1)])
+        done += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return done * actions.shape[1] / elapsed
+
+
+def _single_env_rate(env: gym.Env, actions: np.ndarray, seconds: float) -> float:
+    env.reset(seed=0)
+
+    def step(action: np.ndarray) -> None:
+        *_, terminated, truncated, _ = env.step(int(action[0]))
+        if terminated or truncated:
+            env.reset()
+
+    return _steps_per_second(step, actions[:, :1], seconds)
+
+
+def _vector_env_rate(envs: gym.vector.VectorEnv, actions: np.ndarray, seconds: float) -> float:
+    envs.reset(seed=0)
+    return _steps_per_second(envs.step, actions, seconds)
+
+
+def run(
+    num_envs: Sequence[int] = (8, 64),
+    seconds: float = 3.0,
+    threads: int = 1,
+    length: int = 32,
+    prior_name: str = "bach16",
+) -> dict[str, float]:
+    """Time every row and print the table with its ratios; returns the figures by row name."""
+    torch.set_num_threads(threads)
+    prior, prior_description = load_bench_prior(prior_name)
+    config = getattr(prior, "config", None)
+    flops_per_step = NUM_CANDIDATES * config.flops_per_frame() if config is not None else None
+    actions = np.random.default_rng(0).integers(0, NUM_CANDIDATES, (256, max(num_envs)))
+    kwargs = {"length": length, "prior": prior}
+
+    results: dict[str, float] = {}
+    flops = matmul_flops_per_second()
+    if flops_per_step:
+        results["naive limit"] = flops / flops_per_step
+    results["(a) one env"] = _single_env_rate(MusicCompositionEnv(**kwargs), actions, seconds)
+    for n in num_envs:
+        sync = gym.vector.SyncVectorEnv([lambda: MusicCompositionEnv(**kwargs)] * n)
+        results[f"(b) SyncVectorEnv x{n}"] = _vector_env_rate(sync, actions[:, :n], seconds)
+        batched = MusicCompositionVectorEnv(n, **kwargs)
+        results[f"(c) batched vector env x{n}"] = _vector_env_rate(batched, actions[:, :n], seconds)
+    rules_only = MusicCompositionEnv(length=length, prior=None)
+    results["(d) rules-only env"] = _single_env_rate(rules_only, actions, seconds)
+
+    print(f"MusicComposition-v0 env-steps/s; prior: {prior_description}")
+    print(
+        f"torch threads {threads}, {seconds:g} s per row, melody length {length}, "
+        f"matmul {flops / 1e9:.1f} GFLOP/s"
+        + (f", naive scoring {flops_per_step / 1e6:.1f} MFLOP/step" if flops_per_step else "")
+    )
+    print(f"{'row':<32} {'steps/s':>10}")
+    for name, rate in results.items():
+        print(f"{name:<32} {rate:>10.1f}")
+    for n in num_envs:
+        batched, sync = results[f"(c) batched vector env x{n}"], results[f"(b) SyncVectorEnv x{n}"]
+        line = f"x{n}: (c)/(b) = {batched / sync:.2f}x"
+        if "naive limit" in results:
+            line += f", (c)/naive limit = {batched / results['naive limit']:.2f}x"
+        print(line)
+    return results
+
+
+if __name__ == "__main__":
+    run()
