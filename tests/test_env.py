@@ -404,3 +404,32 @@ def test_bad_arguments(kwargs, error, message):
 def test_bad_reset_options(options, message):
     with pytest.raises(EnvArgumentError, match=message):
         make().reset(seed=0, options=options)
+
+
+def test_with_a_real_biaxial_lstm():
+    """The env on the real prior class (tiny, random weights): log-probabilities sum to 1 and the
+    batched vector env agrees with SyncVectorEnv (to the LSTM's batch-size rounding)."""
+    from priors.model import BiaxialConfig, BiaxialLSTM
+
+    torch.manual_seed(0)
+    model = BiaxialLSTM(BiaxialConfig(time_sizes=(8,), note_sizes=(8,))).eval()
+    model.requires_grad_(False)
+    kwargs = {"prior": model, "length": 6, "primer": "random_note"}
+    env = MusicCompositionEnv(**kwargs)
+    env.reset(seed=0)
+    for token in (14, 1, 0, 1, 20):
+        env.step(token)
+        assert np.exp(env.action_log_probs()).sum() == pytest.approx(1.0, abs=1e-9)
+    batched = MusicCompositionVectorEnv(4, **kwargs)
+    sync = SyncVectorEnv([lambda: MusicCompositionEnv(**kwargs) for _ in range(4)])
+    np.testing.assert_array_equal(batched.reset(seed=1)[0], sync.reset(seed=1)[0])
+    rng = np.random.default_rng(0)
+    for _ in range(14):
+        actions = rng.integers(0, 38, 4)
+        (obs_b, rew_b, term_b, *_), (obs_s, rew_s, term_s, *_) = (
+            batched.step(actions),
+            sync.step(actions),
+        )
+        np.testing.assert_array_equal(obs_b, obs_s)
+        np.testing.assert_array_equal(term_b, term_s)
+        np.testing.assert_allclose(rew_b, rew_s, rtol=0, atol=1e-5)
