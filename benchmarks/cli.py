@@ -85,3 +85,32 @@ def _run_env(args: argparse.Namespace) -> int:
         num_envs=args.num_envs, seconds=args.seconds, threads=args.threads, prior_name=args.prior
     )
     return 0
+
+
+@bench_command
+def _add_prior(benchmarks: argparse._SubParsersAction) -> None:
+    parser = benchmarks.add_parser(
+        "prior",
+        help="prior training frames/s beside the matmul limit; JSB test likelihood vs published",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument(
+        "--checkpoint",
+        default="jsb_quarter",
+        help="prior for the likelihood row (default jsb_quarter)",
+    )
+    parser.add_argument("--data", help="JSB quarter-note JSON (default ../shared/data/jsb/...)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed training steps (default 3)")
+    parser.set_defaults(func=_run_prior)
+
+
+def _run_prior(args: argparse.Namespace) -> int:
+    from benchmarks import prior_bench
+
+    prior_bench.run(
+        threads=args.threads,
+        checkpoint=args.checkpoint,
+        data=args.data or prior_bench.DEFAULT_JSB,
+        repeats=args.repeats,
+    )
+    return 0
