@@ -385,3 +385,30 @@ def test_weights_of_another_shape_are_refused(tmp_path):
 def test_unknown_prior_name_is_refused():
     with pytest.raises(CheckpointError, match="no shipped prior"):
         load_frame_prior("no-such-prior")
+
+
+# --- shipped checkpoints --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, resolution", [("bach16", 4), ("jsb_quarter", 1)])
+def test_shipped_priors_load_by_name_with_their_card(name, resolution):
+    from priors.model import CHECKPOINT_DIR
+
+    path = CHECKPOINT_DIR / f"{name}.pt"
+    assert path.stat().st_size < 20e6
+    model = load_frame_prior(name)
+    assert model.resolution == resolution
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    card = json.loads(path.with_suffix(".json").read_text())
+    checkpoint = load_checkpoint(path)
+    assert card["step"] == checkpoint["step"]
+    assert card["valid_log_likelihood_per_step"] == checkpoint["valid_log_likelihood"]
+    assert card["command"].startswith("musicgym prior train")
+
+
+def test_bach16_covers_the_melody_tokens_and_samples_music():
+    model = load_frame_prior("bach16")
+    assert model.lowest_pitch <= 48 and model.lowest_pitch + model.num_pitches - 1 >= 83
+    piece = model.sample(32, seed=0)
+    polyphony = piece.play.sum(axis=1)
+    assert 2 <= polyphony.mean() <= 6  # four-part writing, not silence or noise
