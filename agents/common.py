@@ -1,0 +1,149 @@
+"""What every agent shares: the environment options, the prior, the run folder's ``agent.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium as gym
+import torch
+
+import musicgym  # noqa: F401  (registers MusicComposition-v0)
+from agents.action_scores import MelodyPrior
+from musicgym.errors import EnvArgumentError
+from musicgym.fileio import atomic_output
+from musicgym.rules import PRESETS, RulesArgument
+from priors.model import BiaxialLSTM
+
+ENV_ID = "MusicComposition-v0"
+AGENT_INFO = "agent.json"
+"""The file in a run folder that says which algorithm made it and with which environment."""
+
+
+@dataclass
+class EnvConfig:
+    """The environment an agent is trained on (``MusicComposition-v0``)."""
+
+    prior: str = "bach16"
+    """The prior: a shipped name or a checkpoint path. It rewards log p(a|s) and the RL Tuner's
+    network starts from its weights."""
+    prior_reward: bool = True
+    """Whether the environment's reward includes the prior's log p(a|s); --no-prior-reward trains
+    on the rules alone (the benchmarks' rules-only agent). rltuner-g always adds log p itself."""
+    rules: str = "jaques2017"
+    """Reward rules: a preset name, or rule names with optional weights, e.g. 'key,tonic=3'."""
+    c: float = 0.5
+    """Divisor of the rule rewards."""
+    key: str = "C major"
+    """Key of the rules and statistics."""
+    length: int = 32
+    """Tokens per melody (16th notes)."""
+    seed: int = 1
+    """Seed of the agent's and the environment's random numbers."""
+
+
+def parse_rules(rules: str) -> RulesArgument:
+    """A ``rules=`` argument from its command-line text: a preset name, or comma-separated rule
+    names, each optionally ``=weight`` (``"key,tonic=3"``)."""
+    if rules in PRESETS:
+        return rules
+    names: dict[str, float] = {}
+    plain: list[str] = []
+    for item in filter(None, (part.strip() for part in rules.split(","))):
+        name, _, weight = item.partition("=")
+        if weight:
+            try:
+                names[name.strip()] = float(weight)
+            except ValueError:
+                raise EnvArgumentError(
+                    f"rules: weight {weight!r} of {name!r} is not a number"
+                ) from None
+        else:
+            plain.append(name)
+    if not names:
+        return plain
+    from musicgym.rules import get_rule
+
+    return {**{n: get_rule(n).default_weight for n in plain}, **names}
+
+
+def load_prior(prior: str | os.PathLike | BiaxialLSTM) -> BiaxialLSTM:
+    """The Bi-axial LSTM a name or path names (``priors.model.load_frame_prior``), or ``prior``
+    itself; in eval mode with frozen weights."""
+    if isinstance(prior, BiaxialLSTM):
+        model = prior
+    else:
+        from priors.model import load_frame_prior
+
+        model = load_frame_prior(prior)
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def env_kwargs(config: EnvConfig, prior: BiaxialLSTM | None, with_prior: bool = True) -> dict:
+    """Keyword arguments of ``gym.make``/``gym.make_vec`` for ``config``; the prior is passed
+    loaded (wrapped in the fast :class:`~agents.action_scores.MelodyPrior`) unless ``with_prior``
+    is false or ``config.prior_reward`` is off."""
+    use_prior = with_prior and config.prior_reward and prior is not None
+    return {
+        "length": config.length,
+        "key": config.key,
+        "rules": parse_rules(config.rules),
+        "c": config.c,
+        "prior": MelodyPrior(prior) if use_prior else None,
+    }
+
+
+def make_vector_env(
+    config: EnvConfig, prior: BiaxialLSTM | None, num_envs: int, with_prior: bool = True
+) -> gym.vector.VectorEnv:
+    """The batched vector env (one prior call per step for all ``num_envs`` melodies)."""
+    return gym.make_vec(
+        ENV_ID,
+        num_envs=num_envs,
+        vectorization_mode="vector_entry_point",
+        **env_kwargs(config, prior, with_prior),
+    )
+
+
+@runtime_checkable
+class Composer(Protocol):
+    """What :func:`agents.load` returns for every kind of agent."""
+
+    length: int
+
+    def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[list[int]]:
+        """``n`` melodies of ``length`` tokens; the same ``seed`` gives the same melodies."""
+        ...
+
+
+def write_agent_info(folder: str | os.PathLike, algo: str, **info: Any) -> None:
+    """Write ``agent.json`` (algorithm, environment, files) into a run folder, atomically."""
+    path = Path(folder) / AGENT_INFO
+    for key, value in info.items():
+        if hasattr(value, "__dataclass_fields__"):
+            info[key] = asdict(value)
+    with atomic_output(path) as temporary:
+        temporary.write_text(json.dumps({"algo": algo, **info}, indent=2) + "\n")
+
+
+def read_agent_info(folder: str | os.PathLike) -> dict[str, Any]:
+    """The ``agent.json`` of a run folder."""
+    path = Path(folder) / AGENT_INFO
+    if not path.is_file():
+        from musicgym.errors import CheckpointError
+
+        raise CheckpointError(
+            f"{folder}: no {AGENT_INFO}; not a folder made by `musicgym agent train`"
+        )
+    return json.loads(path.read_text())
+
+
+def set_torch_threads(threads: int) -> None:
+    """Use ``threads`` CPU threads in torch (0 leaves torch's default)."""
+    if threads > 0:
+        torch.set_num_threads(threads)

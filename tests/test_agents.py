@@ -1,0 +1,355 @@
+"""Agents: the action scorer against the environment, the RL Tuner's targets and network, every
+algorithm's train / checkpoint / resume / compose cycle, the CLI, and a real learning signal."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import agents
+from agents.action_scores import (
+    MelodyPrior,
+    candidate_frames,
+    candidate_notes,
+    melody_log_probs,
+    score_melody_actions,
+    score_single_note_frames,
+    sounding_before,
+    time_axis_outputs,
+    token_frames,
+)
+from agents.rl_tuner import (
+    MelodyReplay,
+    QNetwork,
+    RLTuner,
+    RLTunerConfig,
+    soft_update,
+    td_target,
+)
+from agents.rl_tuner import train as train_rl_tuner
+from musicgym.errors import CheckpointError
+from musicgym.keys import Key
+from musicgym.metrics import in_key_tokens
+from priors.model import BiaxialConfig, BiaxialLSTM, save_checkpoint
+
+
+def tiny_prior(seed: int = 0, note_sizes: tuple[int, ...] = (8, 6)) -> BiaxialLSTM:
+    """A random Bi-axial LSTM over MIDI 46..85 (covering the melody tokens' 48..83)."""
+    torch.manual_seed(seed)
+    config = BiaxialConfig(
+        lowest_pitch=46, num_pitches=40, time_sizes=(8,), note_sizes=note_sizes, vicinity=4
+    )
+    return BiaxialLSTM(config).eval().requires_grad_(False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One thread: tiny tensors gain nothing from two, and lose much on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def prior() -> BiaxialLSTM:
+    return tiny_prior()
+
+
+def random_melodies(count: int, length: int, seed: int = 0) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed).integers(0, 38, (count, length)))
+
+
+# ------------------------------------------------------------------------- the action scorer
+def test_scorer_matches_the_environment_step_by_step(prior):
+    """Candidate frames and log p(a|s) equal the env's at every step of random melodies."""
+    env = gym.make("MusicComposition-v0", prior=prior, rules=None).unwrapped
+    melodies = random_melodies(3, 20)
+    melodies[0, :6] = torch.tensor([14, 1, 1, 0, 1, 0])  # holds, rests, NOTE_OFF while silent
+    for melody in melodies:
+        env.reset(seed=0)
+        time_out = time_axis_outputs(prior, melody[None])[0]  # (T + 1, N, H)
+        sounding = sounding_before(melody[None])[0]
+        for t, token in enumerate(melody.tolist()):
+            frames = candidate_frames(sounding[t : t + 1], prior.lowest_pitch, prior.num_pitches)
+            assert torch.equal(frames[0], env._batch.candidate_frames()[0])
+            ours = score_melody_actions(prior, time_out[t : t + 1], sounding[t : t + 1])[0]
+            np.testing.assert_allclose(ours.numpy(), env.action_log_probs(), atol=2e-5)
+            _, reward, *_ = env.step(token)
+            assert reward == pytest.approx(float(ours[token]), abs=2e-5)
+
+
+@pytest.mark.parametrize("groups", [1, 3, 4, 9])
+@pytest.mark.parametrize("note_sizes", [(8,), (8, 6, 4)])
+def test_fast_scorer_equals_the_models_own_scores(groups, note_sizes):
+    model = tiny_prior(1, note_sizes)
+    sounding = torch.tensor([-1, 2, 14, 37, 20, -1])
+    melodies = random_melodies(6, 5, seed=1)
+    time_out = time_axis_outputs(model, melodies)[:, -1]
+    state = model.initial_state(6)
+    state.time_out = time_out
+    naive = model.score_frames(
+        state, candidate_frames(sounding, model.lowest_pitch, model.num_pitches)
+    )
+    notes, bits = candidate_notes(sounding, model.lowest_pitch, model.num_pitches)
+    fast = score_single_note_frames(model, time_out, notes, bits, groups)
+    torch.testing.assert_close(fast, naive, atol=1e-5, rtol=1e-5)
+
+
+def test_log_probs_are_differentiable_and_sum_to_one(prior):
+    time_out = time_axis_outputs(prior, random_melodies(4, 3))[:, -1].requires_grad_()
+    log_probs = score_melody_actions(prior, time_out, torch.tensor([-1, 5, -1, 30]))
+    torch.testing.assert_close(log_probs.exp().sum(1), torch.ones(4))
+    log_probs[:, 7].sum().backward()
+    assert time_out.grad is not None and time_out.grad.abs().sum() > 0
+
+
+def test_time_axis_outputs_equal_the_incremental_state(prior):
+    melodies = random_melodies(4, 12, seed=2)
+    melodies[1, 8:] = -1  # padding, as in the replay memory
+    outputs = time_axis_outputs(prior, melodies)
+    state, sounding = prior.initial_state(4), sounding_before(melodies)
+    for t in range(8):
+        torch.testing.assert_close(outputs[:, t], state.time_out)
+        frames = token_frames(melodies[:, t], sounding[:, t], prior.lowest_pitch, 40)
+        state = prior.advance(state, frames)
+
+
+def test_melody_prior_gives_the_environment_the_same_rewards(prior):
+    melody = random_melodies(1, 32, seed=3)[0].tolist()
+    rewards = []
+    for wrapped in (prior, MelodyPrior(prior)):
+        env = gym.make("MusicComposition-v0", prior=wrapped)
+        env.reset(seed=0)
+        rewards.append([env.step(token)[1] for token in melody])
+    np.testing.assert_allclose(rewards[0], rewards[1], atol=1e-4)
+    ours = melody_log_probs(prior, [melody])[0]
+    env = gym.make("MusicComposition-v0", prior=prior, rules=None)
+    env.reset(seed=0)
+    np.testing.assert_allclose(ours, [env.step(t)[1] for t in melody], atol=2e-5)
+
+
+# ------------------------------------------------------------------------------- the RL Tuner
+@pytest.mark.parametrize("algo", ["q", "psi", "g"])
+def test_greedy_action_is_the_priors_argmax_before_training(prior, algo):
+    agent = RLTuner(RLTunerConfig(algo=algo), prior)
+    greedy = agent.compose(8, greedy=True)
+    assert greedy == agents.PriorAgent(prior).compose(8, greedy=True)
+    state = agent.initial_state(8)
+    for t in range(10):  # and on sampled melodies, state by state
+        logits, _ = agent.act_logits(state)
+        log_probs = agent.prior_log_probs(state)
+        assert torch.equal(logits.argmax(1), log_probs.argmax(1))
+        state = agent.advance(state, random_melodies(8, 10, seed=4)[:, t])
+
+
+def test_q_network_head_starts_as_identity_and_takes_any_value(prior):
+    network = QNetwork(prior)
+    time_out = time_axis_outputs(prior, random_melodies(2, 4))[:, -1]
+    sounding = torch.tensor([-1, 9])
+    torch.testing.assert_close(
+        network(time_out, sounding), score_melody_actions(prior, *[time_out, sounding])
+    )
+    with torch.no_grad():
+        network.bias += 50.0
+    assert (network(time_out, sounding) > 0).all()  # log-probabilities never are
+
+
+@pytest.mark.parametrize(
+    ("algo", "double", "expected"),
+    [
+        # r + γ (1 - done) max_a' Q⁻(s', a'): 1 + 0.5 * 3; 2 + 0 (done)
+        ("q", False, [2.5, 2.0]),
+        # double: a* = argmax Q(s') = 0 -> Q⁻(s', 0): 1 + 0.5 * 1; done: 2
+        ("q", True, [1.5, 2.0]),
+        # r + γ log(e^1 + e^3 + e^-1)
+        ("psi", False, [1 + 0.5 * math.log(math.exp(1) + math.exp(3) + math.exp(-1)), 2.0]),
+        # r + γ log Σ exp(G⁻ + log p) = 1 + 0.5 log(0.5 e^1 + 0.25 e^3 + 0.25 e^-1)
+        (
+            "g",
+            False,
+            [1 + 0.5 * math.log(0.5 * math.e + 0.25 * math.exp(3) + 0.25 / math.e), 2.0],
+        ),
+    ],
+)
+def test_td_targets_against_hand_computed_values(algo, double, expected):
+    rewards = torch.tensor([1.0, 2.0])
+    dones = torch.tensor([False, True])
+    next_target = torch.tensor([[1.0, 3.0, -1.0], [5.0, 5.0, 5.0]])
+    next_online = torch.tensor([[9.0, 0.0, 0.0], [0.0, 0.0, 0.0]]) if double else None
+    log_p = torch.log(torch.tensor([[0.5, 0.25, 0.25], [0.2, 0.3, 0.5]]))
+    target = td_target(algo, rewards, dones, 0.5, next_target, log_p, next_online)
+    torch.testing.assert_close(target, torch.tensor(expected))
+
+
+def test_policy_of_g_adds_the_prior(prior):
+    agent = RLTuner(RLTunerConfig(algo="g"), prior)
+    state = agent.initial_state(2)
+    logits, log_probs = agent.act_logits(state)
+    torch.testing.assert_close(logits, 2 * log_probs)  # G = log p at the start, plus log p
+
+
+def test_soft_update_moves_the_target_by_eta():
+    online, target = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    before = copy.deepcopy(target.state_dict())
+    soft_update(target, online, 0.01)
+    for name, value in target.state_dict().items():
+        expected = 0.99 * before[name] + 0.01 * online.state_dict()[name]
+        torch.testing.assert_close(value, expected)
+
+
+def test_replay_memory_keeps_melodies_and_samples_held_steps():
+    replay = MelodyReplay(capacity=4 * 8, length=8)
+    rows = np.array([replay.start(), replay.start()])
+    for t in range(3):
+        replay.add(rows, np.array([2 + t, 10 + t]), np.array([0.5, -1.0]))
+    assert len(replay) == 6
+    np.testing.assert_array_equal(replay.melodies[rows[0], :4], [2, 3, 4, -1])
+    sampled_rows, which, steps = replay.sample(8, 2, np.random.default_rng(0))
+    assert set(sampled_rows) <= set(rows) and (steps < 3).all() and len(which) == 8
+    for _ in range(4):  # rows are reused oldest first
+        replay.start()
+    assert len(replay) == 0
+
+
+# ----------------------------------------------------------------------- every algorithm
+RL_TUNER_SMALL = {
+    "num_envs": 4,
+    "learning_starts": 32,
+    "train_frequency": 8,
+    "buffer_size": 2_000,
+    "eval_interval": 64,
+    "eval_melodies": 4,
+    "checkpoint_interval": 64,
+    "double_q": True,
+}
+SB3_SMALL = {
+    "dqn": {"learning_starts": 32, "buffer_size": 1_000},
+    "qrdqn": {"learning_starts": 32, "buffer_size": 1_000},
+    "ppo": {"n_steps": 16, "batch_size": 32, "n_epochs": 2},
+    "a2c": {},
+    "recurrentppo": {"n_steps": 16, "batch_size": 32, "n_epochs": 2},
+}
+
+
+@pytest.mark.parametrize("algo", agents.ALGORITHMS)
+def test_every_algorithm_trains_checkpoints_resumes_and_composes(prior, algo, tmp_path):
+    family, _, name = algo.partition("-")
+    if family == "rltuner":
+        config = RLTunerConfig(algo=name, steps=96, **RL_TUNER_SMALL)
+        train_rl_tuner(config, tmp_path, prior=prior, progress=False)
+        checkpoint = torch.load(tmp_path / "agent.pt", weights_only=True)
+        assert checkpoint["step"] == 96 and checkpoint["updates"] == 8
+        resumed = train_rl_tuner(
+            RLTunerConfig(algo=name, steps=128, **RL_TUNER_SMALL),
+            tmp_path,
+            resume=True,
+            progress=False,
+        )
+        assert resumed.updates == 12
+        assert torch.load(tmp_path / "agent.pt", weights_only=True)["step"] == 128
+    else:
+        from agents.baselines import SB3Config
+        from agents.baselines import train as train_sb3
+
+        small = {"num_envs": 2, "eval_interval": 32, "eval_episodes": 2, "checkpoint_interval": 32}
+        hyperparameters = json.dumps(SB3_SMALL[name])
+        config = SB3Config(algo=name, steps=64, hyperparameters=hyperparameters, **small)
+        model = train_sb3(config, tmp_path, prior=prior, progress=False)
+        assert model.num_timesteps >= 64 and (tmp_path / "checkpoints").is_dir()
+        config = SB3Config(algo=name, steps=128, hyperparameters=hyperparameters, **small)
+        model = train_sb3(config, tmp_path, resume=True, prior=prior, progress=False)
+        assert model.num_timesteps >= 128
+    agent = agents.load(tmp_path)
+    melodies = agent.compose(3, seed=5)
+    assert len(melodies) == 3 and all(len(m) == 32 for m in melodies)
+    assert all(0 <= token < 38 for melody in melodies for token in melody)
+    assert agent.compose(3, seed=5) == melodies  # the seed decides
+    assert len(agent.compose(2, seed=5, greedy=True)) == 2
+
+
+def test_load_special_agents_and_bad_paths(prior, tmp_path):
+    random_agent = agents.load("random", length=16)
+    melodies = random_agent.compose(50, seed=1)
+    assert len(melodies[0]) == 16 and len({t for m in melodies for t in m}) == 38
+    path = tmp_path / "tiny.pt"
+    save_checkpoint(path, prior)
+    prior_agent = agents.load(f"prior:{path}")
+    assert isinstance(prior_agent, agents.Composer)
+    assert prior_agent.compose(2, seed=0) == prior_agent.compose(2, seed=0)
+    with pytest.raises(CheckpointError):
+        agents.load(tmp_path / "nowhere")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        agents.load(tmp_path / "junk.pt")
+
+
+# ------------------------------------------------------------------------------------- CLI
+def test_cli_train_and_compose(prior, tmp_path, capsys):
+    from musicgym.cli import main
+
+    prior_path = tmp_path / "tiny.pt"
+    save_checkpoint(prior_path, prior)
+    run = tmp_path / "run"
+    common = ["--prior", str(prior_path), "--rules", "key,tonic=3", "--no-progress"]
+    arguments = ["agent", "train", "--algo", "rltuner-q", "--steps", "64", "--out", str(run)]
+    small = ["--num-envs", "4", "--learning-starts", "32", "--eval-interval", "64"]
+    assert main(arguments + common + small) == 0
+    assert (run / "agent.pt").is_file() and any(run.glob("events.out.tfevents*"))
+    out = tmp_path / "out"
+    assert (
+        main(["agent", "compose", "--agent", str(run), "--n", "3", "--out", str(out), "--png"]) == 0
+    )
+    assert len(list(out.glob("*.mid"))) == 3 and len(list(out.glob("*.png"))) == 3
+    assert "notes not in key" in capsys.readouterr().out
+    assert main([*arguments[:3], "sb3-ppo", "--gamma", "0.9", "--out", str(run), *common]) == 2
+
+
+def test_tensorboard_has_the_issues_tags(prior, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = RLTunerConfig(steps=160, rules="key", **{**RL_TUNER_SMALL, "eval_interval": 160})
+    train_rl_tuner(config, tmp_path, prior=prior, progress=False)
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"charts/episodic_return", "losses/td_loss", "losses/q_values", "charts/SPS"} <= tags
+    assert {"music/notes_not_in_key", "music/leaps_resolved", "music/log_p"} <= tags
+
+
+# --------------------------------------------------------------------------- learning signal
+def out_of_key_fraction(melodies: list[list[int]]) -> float:
+    in_key = in_key_tokens(Key.parse("C major"))
+    tokens = [t for melody in melodies for t in melody]
+    return sum(t not in in_key for t in tokens) / len(tokens)
+
+
+def test_rltuner_q_learns_the_key_rule(tmp_path):
+    """With only the key rule, out-of-key notes fall far below where they started: 256 melodies
+    of 32 tokens make a binomial standard error under 0.5 points, the margin asked is 8."""
+    prior = tiny_prior(2, note_sizes=(8,))
+    config = RLTunerConfig(
+        steps=1_600,
+        rules="key",
+        prior_reward=False,
+        num_envs=16,
+        learning_starts=128,
+        train_frequency=4,
+        learning_rate=0.02,
+        exploration_fraction=0.5,
+        eval_interval=10**9,
+        checkpoint_interval=10**9,
+        seed=3,
+    )
+    before = out_of_key_fraction(RLTuner(config, prior).compose(256, seed=7))
+    agent = train_rl_tuner(config, tmp_path, prior=prior, progress=False, log=False)
+    after = out_of_key_fraction(agent.compose(256, seed=7))
+    print(f"out of key: {before:.3f} before, {after:.3f} after")
+    assert before > 0.15
+    assert after < before - 0.08 and after < 0.6 * before, (before, after)
