@@ -42,7 +42,8 @@ class PriorAgent:
 
     @torch.no_grad()
     def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[list[int]]:
-        from agents.action_scores import next_sounding, score_melody_actions, token_frames
+        from agents.action_scores import next_sounding, score_melody_actions
+        from musicgym.actions import token_frames
 
         generator = torch.Generator().manual_seed(seed)
         prior = self.prior

@@ -23,14 +23,14 @@ before the action, ``-1`` for none.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from musicgym.tokens import FIRST_PITCH_TOKEN, LOWEST_MELODY_PITCH, NO_EVENT, NOTE_OFF, NUM_TOKENS
+from musicgym.actions import candidate_notes, renormalise, token_frames
+from musicgym.tokens import FIRST_PITCH_TOKEN, NOTE_OFF
 from priors.model import BiaxialLSTM, BiaxialState
 
 
@@ -52,55 +52,6 @@ def sounding_before(melodies: torch.Tensor) -> torch.Tensor:
         sounding = torch.where(token >= 0, next_sounding(sounding, token), sounding)
         columns.append(sounding)
     return torch.stack(columns, 1)
-
-
-def candidate_notes(
-    sounding: torch.Tensor, lowest_pitch: int, num_pitches: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The 38 candidate frames of each state in sparse form: ``notes`` ``(M, 38)``, the index on the
-    pitch axis of the frame's one sounding note (``num_pitches`` for a silent frame), and ``bits``
-    ``(M, 38, 2)``, its (play, articulate)."""
-    M = sounding.shape[0]
-    offset = LOWEST_MELODY_PITCH - FIRST_PITCH_TOKEN - lowest_pitch  # token -> pitch-axis index
-    tokens = torch.arange(NUM_TOKENS, device=sounding.device)
-    notes = (tokens + offset).expand(M, NUM_TOKENS).clone()
-    notes[:, NOTE_OFF] = num_pitches
-    notes[:, NO_EVENT] = torch.where(sounding >= 0, sounding + offset, num_pitches)
-    bits = torch.ones(M, NUM_TOKENS, 2, device=sounding.device)
-    bits[:, NO_EVENT, 1] = 0.0  # a held note plays without articulating
-    bits[notes == num_pitches] = 0.0
-    return notes, bits
-
-
-def candidate_frames(sounding: torch.Tensor, lowest_pitch: int, num_pitches: int) -> torch.Tensor:
-    """``(M, 38, N, 2)``: the next frame each token would produce (``MelodyBatch.candidate_frames``
-    for a batch of ``sounding`` notes)."""
-    notes, bits = candidate_notes(sounding, lowest_pitch, num_pitches)
-    frames = torch.zeros(*notes.shape, num_pitches + 1, 2, device=sounding.device)
-    frames.scatter_(2, notes[..., None, None].expand(*notes.shape, 1, 2), bits[:, :, None])
-    return frames[:, :, :num_pitches]
-
-
-def token_frames(
-    tokens: torch.Tensor, sounding: torch.Tensor, lowest_pitch: int, num_pitches: int
-) -> torch.Tensor:
-    """``(M, N, 2)``: the frame token ``tokens[i]`` produces after ``sounding[i]``."""
-    frames = candidate_frames(sounding, lowest_pitch, num_pitches)
-    return frames[torch.arange(tokens.shape[0], device=tokens.device), tokens]
-
-
-def renormalise(scores: torch.Tensor, silent: torch.Tensor) -> torch.Tensor:
-    """``log p(a | s)`` ``(M, 38)`` from the 38 candidate frames' log-likelihoods ``scores``.
-
-    Normalised over the distinct frames: where nothing sounds (``silent`` ``(M,)``), NOTE_OFF and
-    NO_EVENT give the same frame, counted once, whose probability they share equally; so ``exp``
-    of every row sums to 1 (``MelodyBatch._score`` on tensors, differentiable).
-    """
-    distinct = scores.clone()
-    distinct[:, NOTE_OFF] = torch.where(silent, -math.inf, scores[:, NOTE_OFF])
-    log_probs = scores - torch.logsumexp(distinct, 1, keepdim=True)
-    shared = torch.where(silent, math.log(2.0), 0.0).to(scores.dtype)
-    return torch.cat([log_probs[:, :2] - shared[:, None], log_probs[:, 2:]], 1)
 
 
 # ----------------------------------------------------------------------------------- fast scorer

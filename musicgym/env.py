@@ -7,7 +7,6 @@ candidate frames, one batched prior call per step). :class:`MusicCompositionEnv`
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,12 +21,12 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from musicgym.actions import candidate_frames, renormalise, token_frames
 from musicgym.errors import EnvArgumentError
 from musicgym.keys import Key
 from musicgym.prior import DEFAULT_PRIOR, FramePrior, resolve_prior
 from musicgym.rules import RuleContext, RulesArgument, resolve_rules, rule_rewards
 from musicgym.tokens import (
-    FIRST_PITCH_TOKEN,
     HIGHEST_MELODY_PITCH,
     LOWEST_MELODY_PITCH,
     NO_EVENT,
@@ -138,19 +137,10 @@ class MelodyBatch:
         return self.history * NUM_TOKENS + STEPS_PER_BAR + 1
 
     def set_prior(self, prior: FramePrior | None) -> None:
-        """Use ``prior`` (its pitch range checked) and precompute the tokens' candidate frames."""
+        """Use ``prior`` (its pitch range checked), its state at the start of every melody."""
         self.prior = None if prior is None else check_prior_range(prior)
-        if self.prior is None:
-            return
-        # Row k is the frame that token k produces when nothing sounds; rows 0 and 1 are silent.
-        base = torch.zeros(NUM_TOKENS, self.prior.num_pitches, 2)
-        for token in range(FIRST_PITCH_TOKEN, NUM_TOKENS):
-            base[token, self._note_index(token)] = 1.0
-        self._base_candidates = base.to(self.device)  # (38, N, 2)
-        self.prior_state = self.prior.initial_state(self.num_melodies)
-
-    def _note_index(self, token: int) -> int:
-        return token_to_pitch(token) - self.prior.lowest_pitch  # type: ignore[union-attr]
+        if self.prior is not None:
+            self.prior_state = self.prior.initial_state(self.num_melodies)
 
     # ------------------------------------------------------------------------------ episodes
     def reset(
@@ -200,41 +190,33 @@ class MelodyBatch:
         return len(self.compositions[i]) >= self.length
 
     # ------------------------------------------------------------------------------- scoring
+    def _sounding_tensor(self) -> torch.Tensor:
+        return torch.from_numpy(self.sounding).to(self.device)
+
     def candidate_frames(self) -> torch.Tensor:
-        """``(B, 38, N, 2)``: the next frame each token would produce, on the prior's pitch axis.
+        """``(B, 38, N, 2)``: the next frame each token would produce, on the prior's pitch axis
+        (:func:`musicgym.actions.candidate_frames`).
 
         NOTE_OFF: silence. NO_EVENT: the sounding note held (play 1, articulate 0), or silence if
         none sounds. A pitch token: that note struck (1, 1).
         """
-        candidates = self._base_candidates.expand(self.num_melodies, -1, -1, -1).clone()
-        holding = np.flatnonzero(self.sounding >= 0)
-        if holding.size:
-            notes = [self._note_index(int(t)) for t in self.sounding[holding]]
-            candidates[torch.as_tensor(holding), NO_EVENT, torch.as_tensor(notes), 0] = 1.0
-        return candidates
+        assert self.prior is not None
+        return candidate_frames(
+            self._sounding_tensor(), self.prior.lowest_pitch, self.prior.num_pitches
+        )
 
     def _score(self) -> None:
-        """Cache ``log p(a | s)`` of the 38 actions of every melody from one prior call.
-
-        The prior scores the 38 candidate frames; they are renormalised over the *distinct* frames.
-        When nothing sounds, NOTE_OFF and NO_EVENT produce the same (silent) frame, which then
-        counts once and whose probability the two tokens share equally; so ``exp`` of the 38
-        values sums to 1 in every state.
+        """Cache ``log p(a | s)`` of the 38 actions of every melody from one prior call, the
+        candidate frames' scores renormalised over the distinct frames
+        (:func:`musicgym.actions.renormalise`, in float64): when nothing sounds, NOTE_OFF and
+        NO_EVENT produce the same (silent) frame, which counts once and whose probability the two
+        tokens share equally; so ``exp`` of the 38 values sums to 1 in every state.
         """
         assert self.prior is not None
-        candidates = self.candidate_frames()
         with torch.no_grad():
-            scores = self.prior.score_frames(self.prior_state, candidates)  # (B, 38)
-        scores = scores.detach().to("cpu", torch.float64).numpy()
-        silent = self.sounding < 0  # rows where tokens 0 and 1 give one frame
-        distinct = scores.copy()
-        distinct[silent, NOTE_OFF] = -np.inf
-        peak = distinct.max(axis=1, keepdims=True)
-        log_normaliser = peak + np.log(np.exp(distinct - peak).sum(axis=1, keepdims=True))
-        log_probs = scores - log_normaliser
-        log_probs[silent, NOTE_OFF] -= math.log(2.0)
-        log_probs[silent, NO_EVENT] -= math.log(2.0)
-        self.log_probs = log_probs
+            scores = self.prior.score_frames(self.prior_state, self.candidate_frames())  # (B, 38)
+        scores = scores.detach().to("cpu", torch.float64)
+        self.log_probs = renormalise(scores, torch.from_numpy(self.sounding < 0)).numpy()
 
     def step(
         self, actions: np.ndarray, active: np.ndarray, score: bool = True
@@ -258,9 +240,13 @@ class MelodyBatch:
                 }
             )
         if self.prior is not None:
-            candidates = self.candidate_frames()
             played = torch.as_tensor(np.where(active, actions, NOTE_OFF), dtype=torch.long)
-            frames = candidates[torch.arange(self.num_melodies), played.to(self.device)]
+            frames = token_frames(
+                played.to(self.device),
+                self._sounding_tensor(),
+                self.prior.lowest_pitch,
+                self.prior.num_pitches,
+            )
             with torch.no_grad():
                 self.prior_state = self.prior.advance(self.prior_state, frames)
         for i in np.flatnonzero(active):

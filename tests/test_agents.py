@@ -15,8 +15,6 @@ import torch
 import agents
 from agents.action_scores import (
     MelodyPrior,
-    candidate_frames,
-    candidate_notes,
     melody_log_probs,
     score_melody_actions,
     score_single_note_frames,
@@ -33,6 +31,7 @@ from agents.rl_tuner import (
     td_target,
 )
 from agents.rl_tuner import train as train_rl_tuner
+from musicgym.actions import candidate_frames, candidate_notes
 from musicgym.errors import CheckpointError
 from musicgym.keys import Key
 from musicgym.metrics import in_key_tokens
