@@ -35,6 +35,7 @@ softmax(Ψ), softmax(G + log p).
 from __future__ import annotations
 
 import copy
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, fields
@@ -126,6 +127,9 @@ class RLTunerConfig(EnvConfig):
     """Melodies composed at each evaluation."""
     checkpoint_interval: int = 10_000
     """Environment steps between checkpoints (one is always written at the end)."""
+    max_minutes: float = 0.0
+    """Stop this run after so many minutes of training, checkpointed, even short of --steps
+    (0: no limit); --resume continues it."""
     threads: int = 1
     """CPU threads for torch (0: torch's default). One is fastest here: the tensors are small, and
     two threads on a busy 2-core machine wait on each other (4x slower measured)."""
@@ -584,7 +588,8 @@ def train(
     next_eval = (global_step // config.eval_interval + 1) * config.eval_interval
     next_checkpoint = (global_step // config.checkpoint_interval + 1) * config.checkpoint_interval
     updates_due, prior_log_probs = 0, None
-    while global_step < config.steps:
+    deadline = start_time + 60 * config.max_minutes if config.max_minutes > 0 else math.inf
+    while global_step < config.steps and time.time() < deadline:
         # ---- act: epsilon-greedy or Boltzmann on the policy logits
         logits, prior_log_probs = agent.act_logits(state, prior_log_probs)
         if config.exploration == "boltzmann":

@@ -23,8 +23,29 @@ def bench_command(add: BenchAdder) -> BenchAdder:
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add this package's command groups to the ``musicgym`` command."""
+    """Add this package's command groups to the ``musicgym`` command: ``bench`` and ``demo``."""
     add_bench_group(subparsers)
+    add_demo_command(subparsers)
+
+
+def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
+    from benchmarks.demo import DemoConfig
+    from musicgym.cli import add_dataclass_arguments
+
+    demo = subparsers.add_parser(
+        "demo",
+        help="sample the shipped prior, tune it briefly with the RL Tuner, compare (a few minutes)",
+    )
+    add_dataclass_arguments(demo, DemoConfig)
+    demo.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from benchmarks.demo import DemoConfig, run
+    from musicgym.cli import dataclass_from_args
+
+    run(dataclass_from_args(DemoConfig, args))
+    return 0
 
 
 def add_bench_group(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
@@ -113,4 +134,70 @@ def _run_prior(args: argparse.Namespace) -> int:
         data=args.data or prior_bench.DEFAULT_JSB,
         repeats=args.repeats,
     )
+    return 0
+
+
+@bench_command
+def _add_agents(benchmarks: argparse._SubParsersAction) -> None:
+    from benchmarks.agents_bench import AgentsBenchConfig
+    from musicgym.cli import add_dataclass_arguments
+
+    parser = benchmarks.add_parser(
+        "agents",
+        help="train every agent on the same env and budget; statistics beside the papers",
+    )
+    add_dataclass_arguments(parser, AgentsBenchConfig, exclude=("agents", "seeds"))
+    parser.add_argument(
+        "--agents",
+        type=lambda text: tuple(text.split(",")),
+        default=AgentsBenchConfig.agents,
+        help="comma-separated agents (default: all): prior, random, rules-only, rltuner-q, ...",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=lambda text: tuple(int(s) for s in text.split(",")),
+        default=AgentsBenchConfig.seeds,
+        help="comma-separated seeds; several report mean and spread (default: 0)",
+    )
+    parser.set_defaults(func=_run_agents)
+
+
+def _run_agents(args: argparse.Namespace) -> int:
+    from benchmarks import agents_bench
+    from musicgym.cli import dataclass_from_args
+
+    agents_bench.run(dataclass_from_args(agents_bench.AgentsBenchConfig, args))
+    return 0
+
+
+@bench_command
+def _add_all(benchmarks: argparse._SubParsersAction) -> None:
+    parser = benchmarks.add_parser("all", help="every benchmark in turn")
+    parser.add_argument(
+        "--quick", action="store_true", help="a small version of each, a few minutes in all"
+    )
+    parser.add_argument("--out", default="runs/bench-all", help="folder of the agents' results")
+    parser.set_defaults(func=_run_all)
+
+
+def _run_all(args: argparse.Namespace) -> int:
+    from benchmarks import agents_bench, env_bench, midi_conversion, prior_bench
+
+    quick = args.quick
+    print("== bench midi")
+    midi_conversion.run(num_files=20 if quick else 100, repeats=1 if quick else 3)
+    print("\n== bench prior")
+    prior_bench.run(repeats=1 if quick else 3, data=prior_bench.DEFAULT_JSB)
+    print("\n== bench env")
+    env_bench.run(num_envs=[8] if quick else [8, 64], seconds=1.0 if quick else 3.0, threads=1)
+    print("\n== bench agents")
+    config = agents_bench.AgentsBenchConfig(out=args.out)
+    if quick:
+        config = agents_bench.AgentsBenchConfig(
+            agents=("prior", "random", "rules-only", "rltuner-q", "sb3-dqn"),
+            steps=1_000,
+            melodies=100,
+            out=args.out,
+        )
+    agents_bench.run(config)
     return 0
