@@ -266,7 +266,7 @@ def goals(results: dict[str, list[dict[str, float]]]) -> dict[str, object]:
     """The agents issue's quality goals for ``rltuner-q``, where the runs allow a verdict."""
     if "rltuner-q" not in results:
         return {}
-    ours = {name: mean_and_spread(results["rltuner-q"], name)[0] for name in MEASURES}
+    ours = {n: mean_and_spread(results["rltuner-q"], n)[0] for n in [*STATISTICS, "log_p"]}
     beats_tuned = [s for s in STATISTICS if is_better(s, ours[s], PUBLISHED[TUNED_COLUMN][s])]
     matches_q = [s for s in STATISTICS if is_better(s, ours[s], PUBLISHED[JAQUES_Q_COLUMN][s])]
     verdict: dict[str, object] = {
