@@ -12,7 +12,6 @@ import gymnasium as gym
 import torch
 
 import musicgym  # noqa: F401  (registers MusicComposition-v0)
-from agents.action_scores import MelodyPrior
 from musicgym.errors import EnvArgumentError
 from musicgym.fileio import atomic_output
 from musicgym.rules import PRESETS, RulesArgument
@@ -86,15 +85,14 @@ def load_prior(prior: str | os.PathLike | BiaxialLSTM) -> BiaxialLSTM:
 
 def env_kwargs(config: EnvConfig, prior: BiaxialLSTM | None, with_prior: bool = True) -> dict:
     """Keyword arguments of ``gym.make``/``gym.make_vec`` for ``config``; the prior is passed
-    loaded (wrapped in the fast :class:`~agents.action_scores.MelodyPrior`) unless ``with_prior``
-    is false or ``config.prior_reward`` is off."""
+    loaded unless ``with_prior`` is false or ``config.prior_reward`` is off."""
     use_prior = with_prior and config.prior_reward and prior is not None
     return {
         "length": config.length,
         "key": config.key,
         "rules": parse_rules(config.rules),
         "c": config.c,
-        "prior": MelodyPrior(prior) if use_prior else None,
+        "prior": prior if use_prior else None,
     }
 
 

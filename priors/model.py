@@ -30,6 +30,7 @@ Differences from the original, and why:
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -45,6 +46,11 @@ from musicgym.notestate import NoteState
 MODEL_TAG = "biaxial-lstm"
 FEATURES = ("position", "pitch_class", "vicinity", "context", "beat")
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
+SCORE_GROUPS = 6
+"""Candidate frames are scored in this many groups by their lowest sounding note (see
+:meth:`BiaxialLSTM.score_candidates`); more groups skip more shared work but make more calls."""
+SHARED_SCORING_MIN_CANDIDATES = 256
+"""Below this many candidates in one call, :meth:`BiaxialLSTM.score_candidates` scores densely."""
 
 
 @dataclass
@@ -303,13 +309,85 @@ class BiaxialLSTM(nn.Module):
     def score_frames(
         self, state: BiaxialState, candidates: torch.Tensor, play_only: bool = False
     ) -> torch.Tensor:
-        """Log-probabilities ``(B, C)`` of candidate next frames ``(B, C, N, 2)``, all streams and
-        candidates in one note-axis call."""
+        """Log-probabilities ``(B, C)`` of candidate next frames ``(B, C, N, 2)`` of every stream
+        (:meth:`score_candidates` from the state's time-axis output)."""
+        return self.score_candidates(state.time_out, candidates.to(self.device), play_only)
+
+    def score_candidates(
+        self,
+        time_out: torch.Tensor,
+        candidates: torch.Tensor,
+        play_only: bool = False,
+        groups: int | None = None,
+    ) -> torch.Tensor:
+        """Log-likelihoods ``(B, C)`` of candidate frames ``(B, C, N, 2)`` given the time-axis
+        outputs ``(B, N, H)`` from which they are scored; differentiable.
+
+        Exact, with shared work: the note axis reads at note ``n`` only the bits of the notes
+        below ``n``, so up to (and including) its lowest note with a nonzero bit a candidate's
+        note axis *is* that of the silent frame. The silent frame runs once per stream, and the
+        candidates are split into ``groups`` by that lowest note: each group continues from the
+        silent run's states at its lowest note instead of from note 0. The dense way (every
+        candidate over every note in one call) is taken in training mode, so that dropout applies,
+        for ``groups=0``, and when the batch is too small for the sharing to pay (``groups=None``
+        chooses: per-call overhead beats saved arithmetic below about 256 candidates).
+        """
         B, C, N, _ = candidates.shape
-        time_out = state.time_out.unsqueeze(1).expand(B, C, N, -1).reshape(B * C, N, -1)
-        frames = candidates.to(self.device).reshape(B * C, N, 2)
-        logits = self._note_axis(time_out, frames)  # (B * C, N, 2)
-        return frame_log_likelihood(logits, frames, play_only).reshape(B, C)
+        frames = candidates.to(time_out.dtype)
+        if groups is None:
+            groups = SCORE_GROUPS if B * C >= SHARED_SCORING_MIN_CANDIDATES else 0
+        if groups == 0 or (self.training and self.config.dropout > 0):
+            repeated = time_out.unsqueeze(1).expand(B, C, N, -1).reshape(B * C, N, -1)
+            logits = self._note_axis(repeated, frames.reshape(B * C, N, 2))  # (B * C, N, 2)
+            return frame_log_likelihood(logits, frames.reshape(B * C, N, 2), play_only).view(B, C)
+
+        nonzero = frames.ne(0).any(-1)  # (B, C, N)
+        first = torch.where(nonzero.any(-1), nonzero.int().argmax(-1), N)  # (B, C), N: silent
+        lowest = int(first.min())
+        bounds = torch.linspace(lowest, N, groups + 1).round().long().unique().tolist()
+        # The silent frame, in segments, keeping every layer's (h, c) at each group boundary.
+        silent_input = F.pad(time_out, (0, 2))  # (B, N, H + 2): no note plays below any note
+        segment_logits, boundary_states, note_state = [], {}, None
+        for begin, end in zip([0, *bounds[:-1]], bounds):
+            if end > begin:
+                logits, note_state = self._note_axis_from(silent_input[:, begin:end], note_state)
+                segment_logits.append(logits)
+            boundary_states[end] = note_state
+        silent_logits = torch.cat(segment_logits, 1)  # (B, N, 2)
+        silent_notes = F.logsigmoid(-silent_logits[..., 0])  # (B, N): log P(note n silent)
+        below = F.pad(silent_notes.cumsum(1), (1, 0))  # (B, N + 1): notes < n all silent
+        scores = below[:, N, None].expand(B, C).clone()  # the silent candidates' score
+        for begin, end in itertools.pairwise(bounds):
+            row, column = torch.nonzero((first >= begin) & (first < end), as_tuple=True)
+            if not len(row):
+                continue
+            chosen = frames[row, column]  # (R, N, 2)
+            previous = F.pad(chosen[:, :-1], (0, 0, 1, 0))[:, begin:]  # bits of note n - 1
+            inputs = torch.cat([time_out[row, begin:], previous], -1)  # (R, N - begin, H + 2)
+            start = boundary_states[begin]
+            start = None if start is None else [(h[row], c[row]) for h, c in start]
+            logits, _ = self._note_axis_from(inputs, start)  # (R, N - begin, 2)
+            suffix = frame_log_likelihood(logits, chosen[:, begin:], play_only)
+            scores = scores.index_put((row, column), below[row, begin] + suffix)
+        return scores
+
+    def _note_axis_from(
+        self,
+        inputs: torch.Tensor,
+        start: list[tuple[torch.Tensor, torch.Tensor]] | None,
+    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """The note axis without dropout over ``inputs`` ``(R, L, H + 2)`` from per-layer
+        ``(h, c)`` ``start`` states (each ``(R, h)``; zeros if ``None``): the head's logits
+        ``(R, L, 2)`` and the final per-layer states."""
+        x, final = inputs, []
+        for layer, lstm in enumerate(self.note_lstms):
+            state = None
+            if start is not None:
+                h, c = start[layer]
+                state = (h[None].contiguous(), c[None].contiguous())
+            x, (h, c) = lstm(x, state)
+            final.append((h[0], c[0]))
+        return self.head(x), final
 
     def select_state(self, state: BiaxialState, index: torch.Tensor) -> BiaxialState:
         """The state of streams ``index`` (1-D long tensor)."""

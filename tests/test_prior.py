@@ -175,6 +175,53 @@ def test_incremental_scores_equal_the_full_forward_pass(overrides):
             state = model.advance(state, x[:, t])
 
 
+def naive_scores(model: BiaxialLSTM, time_out, candidates, play_only=False) -> torch.Tensor:
+    """Every candidate scored on its own over every note: ``(B, C)``."""
+    B, C = candidates.shape[:2]
+    scores = torch.empty(B, C)
+    for b in range(B):
+        for c in range(C):
+            logits = model._note_axis(time_out[b : b + 1], candidates[b, c][None])
+            scores[b, c] = frame_log_likelihood(logits, candidates[b, c][None], play_only)[0]
+    return scores
+
+
+@pytest.mark.parametrize("groups", [None, 0, 1, 3, 6, 20])
+@pytest.mark.parametrize("note_sizes", [(5,), (5, 4, 3)])
+@pytest.mark.parametrize("play_only", [False, True])
+def test_shared_prefix_scores_equal_the_naive_scores(groups, note_sizes, play_only):
+    """Arbitrary candidates: dense and sparse frames, articulate-only bits, notes at the bottom
+    and the top, silent frames; the shared-prefix path equals scoring each one on its own."""
+    model = tiny_model(note_sizes=note_sizes)
+    B, C, N = 5, 60, 16
+    state = model.initial_state(B)
+    state = model.advance(state, random_note_states(B, 1, N, seed=3)[:, 0])
+    generator = torch.Generator().manual_seed(4)
+    density = torch.rand(B, C, 1, 1, generator=generator) ** 3  # from near-silent to dense
+    candidates = (torch.rand(B, C, N, 2, generator=generator) < density).float()
+    candidates[:, :4] = 0.0  # silent
+    candidates[:, 4, 0] = torch.tensor([1.0, 1.0])  # the lowest note only
+    candidates[:, 5, -1] = torch.tensor([1.0, 0.0])  # the highest note, held
+    candidates[:, 6, 7] = torch.tensor([0.0, 1.0])  # an articulation without play
+    naive = naive_scores(model, state.time_out, candidates, play_only)
+    with torch.no_grad():
+        shared = model.score_candidates(state.time_out, candidates, play_only, groups)
+    torch.testing.assert_close(shared, naive, atol=1e-5, rtol=1e-5)
+    if groups is None:  # score_frames takes the same path
+        scores = model.score_frames(state, candidates, play_only)
+        torch.testing.assert_close(scores, naive, atol=1e-5, rtol=1e-5)
+
+
+def test_shared_prefix_scores_are_differentiable():
+    model = tiny_model()
+    time_out = model.initial_state(2).time_out.detach().requires_grad_()
+    candidates = torch.rand(2, 200, 16, 2, generator=torch.Generator().manual_seed(0)) < 0.1
+    scores = model.score_candidates(time_out, candidates.float(), groups=4)
+    scores.sum().backward()
+    assert time_out.grad is not None and time_out.grad.abs().sum() > 0
+    assert model.note_lstms[0].weight_hh_l0.grad.abs().sum() > 0
+
+
 def test_select_and_assign_state_move_whole_streams():
     model = tiny_model()
     x = random_note_states(3, 4, 16)
