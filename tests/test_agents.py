@@ -45,15 +45,6 @@ def tiny_prior(seed: int = 0, note_sizes: tuple[int, ...] = (8, 6)) -> BiaxialLS
     return BiaxialLSTM(config).eval().requires_grad_(False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One thread: tiny tensors gain nothing from two, and lose much on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def prior() -> BiaxialLSTM:
     return tiny_prior()

@@ -22,8 +22,6 @@ from musicgym.errors import EnvArgumentError, RuleError
 from musicgym.tokens import tokens_to_note_state
 from tests.fake_prior import TablePrior
 
-torch.set_num_threads(1)
-
 ENV_ID = "MusicComposition-v0"
 
 

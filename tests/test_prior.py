@@ -25,15 +25,6 @@ from priors.train import SegmentSampler, TrainConfig, evaluate_log_likelihood, t
 TINY = {"time_sizes": (8, 6), "note_sizes": (5, 4), "dropout": 0.0}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waits on a busy machine (seconds -> minutes)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_model(seed: int = 0, **overrides) -> BiaxialLSTM:
     torch.manual_seed(seed)
     config = BiaxialConfig(**{"lowest_pitch": 48, "num_pitches": 16, **TINY, **overrides})
