@@ -53,7 +53,6 @@ from agents.action_scores import (
     score_melody_actions,
     sounding_before,
     time_axis_outputs,
-    token_frames,
 )
 from agents.common import (
     EnvConfig,
@@ -62,8 +61,9 @@ from agents.common import (
     set_torch_threads,
     write_agent_info,
 )
+from musicgym.actions import token_frames
 from musicgym.errors import CheckpointError
-from musicgym.fileio import atomic_output
+from musicgym.fileio import load_checkpoint_file, save_checkpoint_file
 from musicgym.tokens import NUM_TOKENS
 from priors.model import BiaxialConfig, BiaxialLSTM
 
@@ -407,7 +407,7 @@ class RLTuner:
         path = Path(path)
         if path.is_dir():
             path = path / CHECKPOINT
-        checkpoint = _load(path)
+        checkpoint = load_checkpoint_file(path)
         if checkpoint.get("model") != MODEL_TAG:
             raise CheckpointError(f"{path}: not an RL Tuner checkpoint")
         try:
@@ -425,25 +425,6 @@ class RLTuner:
 
 def _cpu(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in state_dict.items()}
-
-
-def _load(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a damaged file
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint ({type(error).__name__})"
-        ) from None
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(f"{path}: not a checkpoint dict")
-    return checkpoint
-
-
-def _save(path: Path, checkpoint: dict[str, Any]) -> None:
-    with atomic_output(path) as temporary:
-        torch.save(checkpoint, temporary)
 
 
 def linear_schedule(start: float, end: float, duration: float, step: int) -> float:
@@ -538,7 +519,7 @@ def train(
         rng.bit_generator.state = checkpoint["rng"]
         torch.set_rng_state(checkpoint["torch_rng"])
         if (out / REPLAY_CHECKPOINT).is_file():
-            replay.load_state_dict(_load(out / REPLAY_CHECKPOINT))
+            replay.load_state_dict(load_checkpoint_file(out / REPLAY_CHECKPOINT))
     write_agent_info(
         out,
         f"rltuner-{config.algo}",
@@ -572,8 +553,8 @@ def train(
             "rng": rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
         }
-        _save(out / REPLAY_CHECKPOINT, replay.state_dict())
-        _save(out / CHECKPOINT, agent.checkpoint(**extra))
+        save_checkpoint_file(replay.state_dict(), out / REPLAY_CHECKPOINT)
+        save_checkpoint_file(agent.checkpoint(**extra), out / CHECKPOINT)
 
     def evaluate() -> dict[str, float]:
         from musicgym.metrics import evaluate_melodies

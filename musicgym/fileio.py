@@ -1,4 +1,5 @@
-"""Atomic file output: write next to the target, then ``os.replace`` it into place."""
+"""Atomic file output (write next to the target, then ``os.replace`` it into place), and torch
+checkpoints read as data, never as code."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from musicgym.errors import CheckpointError
 
 
 @contextlib.contextmanager
@@ -29,3 +33,30 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def save_checkpoint_file(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """``torch.save`` a checkpoint dict atomically."""
+    import torch
+
+    with atomic_output(path) as temporary:
+        torch.save(checkpoint, temporary)
+
+
+def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A checkpoint dict loaded with ``weights_only=True`` onto the CPU; :class:`CheckpointError`
+    naming the file if it is missing, unreadable, or not a dict."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a damaged file
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(error).__name__})"
+        ) from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: a {type(checkpoint).__name__}, not a checkpoint dict")
+    return checkpoint

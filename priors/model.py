@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from musicgym.errors import CheckpointError
+from musicgym.fileio import load_checkpoint_file, save_checkpoint_file
 from musicgym.notestate import NoteState
 
 MODEL_TAG = "biaxial-lstm"
@@ -530,25 +531,15 @@ def save_checkpoint(
         "data": data or {},
         **extra,
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, path)
+    save_checkpoint_file(checkpoint, path)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint dict at ``path``; :class:`CheckpointError` if it is missing, corrupt or of
     another model."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a damaged file
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint ({type(error).__name__})"
-        ) from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("model") != MODEL_TAG:
-        tag = checkpoint.get("model") if isinstance(checkpoint, dict) else type(checkpoint).__name__
+    checkpoint = load_checkpoint_file(path)
+    if checkpoint.get("model") != MODEL_TAG:
+        tag = checkpoint.get("model")
         tag = tag if isinstance(tag, str) else "an unknown model"
         raise CheckpointError(f"{path}: a checkpoint of {tag}, not of {MODEL_TAG}")
     return checkpoint
