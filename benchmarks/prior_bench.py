@@ -94,8 +94,10 @@ def run(
     checkpoint: str = "jsb_quarter",
     data: str | Path = DEFAULT_JSB,
     repeats: int = 3,
+    curve_png: str | Path = "runs/bench-prior/learning_curve.png",
 ) -> dict[str, float]:
-    """Run the benchmark, print Markdown tables, and return the figures."""
+    """Run the benchmark, print Markdown tables, draw the checkpoint's learning curve, and return
+    the figures."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     config = BiaxialConfig()
@@ -136,7 +138,39 @@ def run(
             print(f"| {name} | {value:.2f} |")
     else:
         print(f"\n(no likelihood row: {path} or {data} is missing)")
+    card = path.with_suffix(".json")
+    if card.is_file():
+        plot_training_curve(card, Path(curve_png))
+        print(f"\nlearning curve of {path.name}: {curve_png}")
     return result
+
+
+def plot_training_curve(card: Path, png: Path) -> None:
+    """Train and valid log-likelihood per step against training minutes, from a model card,
+    beside the published JSB figures."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = json.loads(card.read_text())["curve"]
+    minutes = [point["minutes"] for point in curve]
+    figure, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(minutes, [point["train"] for point in curve], label="train", color="tab:blue")
+    ax.plot(minutes, [point["valid"] for point in curve], label="valid", color="tab:orange")
+    for (name, value), style in zip(PUBLISHED_JSB[1:], ("--", ":")):
+        ax.axhline(value, color="gray", linestyle=style, label=f"{name} (test)")
+    ax.set_xlabel("training minutes (one CPU thread)")
+    ax.set_ylabel("log-likelihood per time step")
+    ax.set_ylim(-12, -4)
+    ax.set_title(card.stem)
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(png, dpi=110)
+    plt.close(figure)
 
 
 if __name__ == "__main__":
