@@ -247,7 +247,7 @@ def markdown_table(results: dict[str, list[dict[str, float]]]) -> str:
     header = ["statistic", *published, *(f"**{name}**" for name in results)]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for name, label in MEASURES.items():
-        cells = [label]
+        cells = [label.replace("|", "\\|")]  # "log p(a|s)" inside a Markdown table
         cells += [_format(PUBLISHED[c].get(name, math.nan)) for c in published]
         for runs in results.values():
             mean, spread = mean_and_spread(runs, name)
