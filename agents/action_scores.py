@@ -71,6 +71,18 @@ def time_axis_outputs(model: BiaxialLSTM, melodies: torch.Tensor) -> torch.Tenso
     return time_out
 
 
+def melody_statistics(
+    model: BiaxialLSTM, melodies: Sequence[Sequence[int]], key: str = "C major"
+) -> dict[str, float]:
+    """Every statistic of :func:`musicgym.metrics.evaluate_melodies` and ``log_p``, the mean
+    ``log p(a|s)`` of the melodies' tokens under ``model``."""
+    from musicgym.metrics import evaluate_melodies
+
+    statistics = evaluate_melodies(melodies, key)
+    statistics["log_p"] = float(melody_log_probs(model, melodies).double().mean())
+    return statistics
+
+
 @torch.no_grad()
 def melody_log_probs(model: BiaxialLSTM, melodies: Sequence[Sequence[int]]) -> torch.Tensor:
     """``(M, T)`` ``log p(a_t | s_t)`` of every token of equally long ``melodies`` under ``model``,

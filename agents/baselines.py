@@ -27,7 +27,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback,
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
-from agents.action_scores import melody_log_probs
+from agents.action_scores import melody_statistics
 from agents.common import (
     ENV_ID,
     EnvConfig,
@@ -181,10 +181,12 @@ class MusicStatisticsCallback(BaseCallback):
         from musicgym.metrics import evaluate_melodies
 
         melodies = SB3Agent(self.model, self.env).compose(self.melodies, seed=self.env.seed)
-        for name, value in evaluate_melodies(melodies, self.env.key).items():
+        if self.prior is None:
+            statistics = evaluate_melodies(melodies, self.env.key)
+        else:
+            statistics = melody_statistics(self.prior, melodies, self.env.key)
+        for name, value in statistics.items():
             self.logger.record(f"music/{name}", value)
-        if self.prior is not None:
-            self.logger.record("music/log_p", float(melody_log_probs(self.prior, melodies).mean()))
         self.logger.dump(self.num_timesteps)
 
 

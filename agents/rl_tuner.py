@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from agents.action_scores import (
-    melody_log_probs,
+    melody_statistics,
     next_sounding,
     score_melody_actions,
     sounding_before,
@@ -557,12 +557,8 @@ def train(
         save_checkpoint_file(agent.checkpoint(**extra), out / CHECKPOINT)
 
     def evaluate() -> dict[str, float]:
-        from musicgym.metrics import evaluate_melodies
-
         melodies = agent.compose(config.eval_melodies, seed=config.seed)
-        stats = evaluate_melodies(melodies, config.key)
-        stats["log_p"] = float(melody_log_probs(agent.prior, melodies).mean())
-        return stats
+        return melody_statistics(agent.prior, melodies, config.key)
 
     bar = tqdm(total=config.steps, initial=global_step, disable=not progress, unit="step")
     start_time, start_step = time.time(), global_step

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from musicgym.metrics import PUBLISHED, STATISTICS, evaluate_melodies
+from musicgym.metrics import PUBLISHED, STATISTICS
 from musicgym.tokens import FIRST_PITCH_TOKEN
 
 REFERENCE_AGENTS = ("prior", "random")
@@ -146,13 +146,9 @@ def theory_rewards(melodies: Sequence[Sequence[int]], config: AgentsBenchConfig)
 
 def measure(melodies: list[list[int]], prior, config: AgentsBenchConfig) -> dict[str, float]:
     """Every statistic of the spec and the extra measures of the module docstring."""
-    import torch
+    from agents.action_scores import melody_statistics
 
-    from agents.action_scores import melody_log_probs
-
-    results = evaluate_melodies(melodies, key=config.key)
-    with torch.no_grad():
-        results["log_p"] = float(melody_log_probs(prior, melodies).double().mean())
+    results = melody_statistics(prior, melodies, config.key)
     results["theory_reward"] = float(theory_rewards(melodies, config).mean())
     results["distinct_melodies"] = 100 * len({tuple(m) for m in melodies}) / len(melodies)
     results["pitch_class_entropy"] = pitch_class_entropy(melodies)

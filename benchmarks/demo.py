@@ -46,13 +46,10 @@ class DemoConfig:
 
 def run(config: DemoConfig) -> dict[str, dict[str, float]]:
     """Sample, tune, compose, write, and print; returns the statistics of prior and tuned."""
-    import torch
-
     import agents
-    from agents.action_scores import melody_log_probs
+    from agents.action_scores import melody_statistics
     from agents.common import load_prior
     from agents.rl_tuner import RLTunerConfig, train
-    from musicgym.metrics import evaluate_melodies
     from musicgym.midi import write_melody
     from musicgym.pianoroll import save_piano_roll_sheet
     from musicgym.tokens import tokens_to_note_state
@@ -82,9 +79,7 @@ def run(config: DemoConfig) -> dict[str, dict[str, float]]:
         folder.mkdir(exist_ok=True)
         for i, melody in enumerate(melodies[: config.keep]):
             write_melody(melody, folder / f"melody_{i:02d}.mid")
-        table[name] = evaluate_melodies(melodies)
-        with torch.no_grad():
-            table[name]["log_p"] = float(melody_log_probs(prior, melodies).double().mean())
+        table[name] = melody_statistics(prior, melodies)
     rolls = [tokens_to_note_state(m) for pair in zip(sampled[:4], tuned[:4]) for m in pair]
     titles = [f"{name} #{i}" for i in range(4) for name in ("prior", "tuned")]
     save_piano_roll_sheet(rolls, out / "piano_rolls.png", titles, columns=2)

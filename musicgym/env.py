@@ -23,7 +23,7 @@ from gymnasium.vector.utils import batch_space
 
 from musicgym.actions import candidate_frames, renormalise, token_frames
 from musicgym.errors import EnvArgumentError
-from musicgym.keys import Key
+from musicgym.keys import Key, pitch_name
 from musicgym.prior import DEFAULT_PRIOR, FramePrior, resolve_prior
 from musicgym.rules import RuleContext, RulesArgument, resolve_rules, rule_rewards
 from musicgym.tokens import (
@@ -41,7 +41,6 @@ from musicgym.tokens import (
 STEPS_PER_BAR = 16
 """16th notes in a 4/4 bar: the size of the bar-position one-hot."""
 RENDER_MODES = ["ansi", "rgb_array"]
-_PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 PriorArgument = str | os.PathLike | FramePrior | None
 PrimerArgument = str | os.PathLike | Sequence[int] | None
@@ -285,8 +284,7 @@ class MelodyBatch:
                 return "."
             if token == NO_EVENT:
                 return "-"
-            pitch = token_to_pitch(token)
-            return f"{_PITCH_NAMES[pitch % 12]}{pitch // 12 - 1}"
+            return pitch_name(token_to_pitch(token))
 
         words = []
         for t, token in enumerate(self.compositions[i]):

@@ -49,8 +49,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from musicgym.keys import pitch_name
     from musicgym.midi import inspect_midi
-    from musicgym.pianoroll import pitch_name
 
     summary = inspect_midi(args.file, resolution=args.resolution)
     tracks = ", ".join(

@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from musicgym.fileio import atomic_output
-from musicgym.keys import PITCH_CLASS_NAMES
+from musicgym.keys import pitch_name
 from musicgym.notestate import NoteState
 
 WHITE_KEY_ROW = (250, 250, 250)
@@ -30,11 +30,6 @@ BAR_LINE = (110, 110, 120)
 HOLD = (120, 170, 230)
 ONSET = (20, 55, 135)
 _BLACK_KEYS = np.array([pc in (1, 3, 6, 8, 10) for pc in range(12)])
-
-
-def pitch_name(pitch: int) -> str:
-    """Scientific pitch name of a MIDI pitch: 60 -> "C4", 61 -> "C#4"."""
-    return f"{PITCH_CLASS_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
 def piano_roll_rgb(
