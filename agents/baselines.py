@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -89,6 +91,9 @@ class SB3Config(EnvConfig):
     """Environment steps between checkpoints (CheckpointCallback)."""
     hyperparameters: str = "{}"
     """JSON of constructor arguments for the SB3 algorithm, e.g. '{"learning_rate": 1e-4}'."""
+    max_minutes: float = 0.0
+    """Stop this run after so many minutes of training, saved, even short of --steps (0: no
+    limit); --resume continues it."""
     threads: int = 1
     """CPU threads for torch (0: torch's default). One is fastest here: the tensors are small, and
     two threads on a busy 2-core machine wait on each other (4x slower measured)."""
@@ -190,6 +195,17 @@ class MusicStatisticsCallback(BaseCallback):
         self.logger.dump(self.num_timesteps)
 
 
+class StopAfterMinutes(BaseCallback):
+    """Stop ``learn`` once ``minutes`` of wall-clock time have passed (0: never)."""
+
+    def __init__(self, minutes: float) -> None:
+        super().__init__()
+        self.deadline = time.time() + 60 * minutes if minutes > 0 else math.inf
+
+    def _on_step(self) -> bool:
+        return time.time() < self.deadline
+
+
 def train(
     config: SB3Config,
     out: str | os.PathLike,
@@ -243,8 +259,10 @@ def train(
         MusicStatisticsCallback(
             config.env_config(), config.eval_interval, config.eval_episodes, prior_model
         ),
+        StopAfterMinutes(config.max_minutes),
     ]
-    write_agent_info(out, f"sb3-{config.algo}", env=config.env_config(), model=MODEL_FILE)
+    info = {"env": config.env_config(), "model": MODEL_FILE}
+    write_agent_info(out, f"sb3-{config.algo}", **info)
     model.learn(
         total_timesteps=max(config.steps - model.num_timesteps, 0) if resume else config.steps,
         callback=callbacks,
@@ -255,6 +273,7 @@ def train(
     model.save(out / MODEL_FILE)
     if isinstance(model, OffPolicyAlgorithm):
         model.save_replay_buffer(out / REPLAY_FILE)
+    write_agent_info(out, f"sb3-{config.algo}", **info, trained_steps=model.num_timesteps)
     envs.close()
     eval_envs.close()
     return model

@@ -61,6 +61,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from agents.common import read_agent_info
     from musicgym.cli import dataclass_from_args
     from musicgym.errors import EnvArgumentError
 
@@ -93,7 +94,8 @@ def _train(args: argparse.Namespace) -> int:
             rate = ""
     except ValueError as error:
         raise EnvArgumentError(str(error)) from None
-    print(f"{args.algo}: {config.steps} steps in {args.out}{rate}")
+    steps = read_agent_info(args.out).get("trained_steps", config.steps)
+    print(f"{args.algo}: {steps} steps in {args.out}{rate}")
     return 0
 
 

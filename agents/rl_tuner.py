@@ -505,7 +505,9 @@ def train(
     checkpoint: dict[str, Any] = {}
     if resume:
         agent, checkpoint = RLTuner.load(out / CHECKPOINT)
-        agent.config = config = RLTunerConfig(**{**asdict(agent.config), "steps": config.steps})
+        # The run's settings, except how long (and on how many threads) to go on.
+        session = {k: getattr(config, k) for k in ("steps", "max_minutes", "threads")}
+        agent.config = config = RLTunerConfig(**{**asdict(agent.config), **session})
     else:
         agent = RLTuner(config, load_prior(prior if prior is not None else config.prior))
     rng = np.random.default_rng(config.seed)
@@ -520,12 +522,11 @@ def train(
         torch.set_rng_state(checkpoint["torch_rng"])
         if (out / REPLAY_CHECKPOINT).is_file():
             replay.load_state_dict(load_checkpoint_file(out / REPLAY_CHECKPOINT))
-    write_agent_info(
-        out,
-        f"rltuner-{config.algo}",
-        env=EnvConfig(**{f.name: getattr(config, f.name) for f in fields(EnvConfig)}),
-        checkpoint=CHECKPOINT,
-    )
+    info = {
+        "env": EnvConfig(**{f.name: getattr(config, f.name) for f in fields(EnvConfig)}),
+        "checkpoint": CHECKPOINT,
+    }
+    write_agent_info(out, f"rltuner-{config.algo}", **info)
     writer = None
     if log:
         from torch.utils.tensorboard import SummaryWriter
@@ -634,6 +635,7 @@ def train(
             save()
     agent.steps_per_second = (global_step - start_step) / max(time.time() - start_time, 1e-9)
     save()
+    write_agent_info(out, f"rltuner-{config.algo}", **info, trained_steps=global_step)
     bar.close()
     envs.close()
     if writer:

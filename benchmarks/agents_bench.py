@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from musicgym.fileio import atomic_output
 from musicgym.metrics import PUBLISHED, STATISTICS
 from musicgym.tokens import FIRST_PITCH_TOKEN
 
@@ -49,6 +50,7 @@ ALL_AGENTS = (
     "sb3-recurrentppo",
 )
 EXTRA_MEASURES = {
+    "trained_steps": "environment steps trained",
     "log_p": "mean log p(a|s) under the prior",
     "theory_reward": "mean theory reward r_MT per step",
     "distinct_melodies": "distinct melodies (%)",
@@ -83,6 +85,12 @@ class AgentsBenchConfig:
     """Folder of the runs and results."""
     load: bool = False
     """Load the agents trained earlier in --out instead of training them."""
+    max_minutes: float = 0.0
+    """Stop each training run after so many minutes, even short of --steps (0: no limit); the
+    table reports the steps each run reached, and a second call continues the runs."""
+    jobs: int = 1
+    """Agents trained and measured side by side, each in its own process with one torch thread
+    (one per CPU core is fastest)."""
     prior: str = "bach16"
     """Prior of the environment (a shipped name or a checkpoint path)."""
     rules: str = "jaques2017"
@@ -167,6 +175,8 @@ def train_agent(name: str, seed: int, run: Path, config: AgentsBenchConfig) -> N
     ]  # fmt: skip
     if name == RULES_ONLY:
         argv.append("--no-prior-reward")
+    if config.max_minutes > 0:
+        argv += ["--max-minutes", str(config.max_minutes)]
     if (run / "agent.json").exists():
         argv.append("--resume")
     if not config.progress:
@@ -176,35 +186,80 @@ def train_agent(name: str, seed: int, run: Path, config: AgentsBenchConfig) -> N
         raise RuntimeError(f"training {name} (seed {seed}) failed with status {status}")
 
 
+MEASURES_FILE = "measures.json"
+"""Per run: the melodies and measures of its last benchmark, reused by ``--load``."""
+
+
+def bench_agent(name: str, seed: int, config: AgentsBenchConfig) -> dict | None:
+    """Train (or load) one agent, compose ``config.melodies`` melodies and measure them:
+    ``{"measures", "melodies", "minutes"}``, also written to the run folder's ``measures.json``.
+    With ``config.load`` a ``measures.json`` of the same settings is reused, and an agent that
+    was never trained gives ``None``."""
+    import agents
+    from agents.common import load_prior, read_agent_info, set_torch_threads
+
+    set_torch_threads(1)
+    run_dir = Path(config.out) / "runs" / f"{name}-seed{seed}"
+    settings = {k: getattr(config, k) for k in ("melodies", "prior", "rules", "c", "key", "length")}
+    cache = run_dir / MEASURES_FILE
+    if config.load and cache.is_file():
+        cached = json.loads(cache.read_text())
+        if cached.get("settings") == settings:
+            return cached
+    start = time.perf_counter()
+    trained_steps = math.nan
+    if name == "prior":
+        agent = agents.load(f"prior:{config.prior}", length=config.length)
+    elif name == "random":
+        agent = agents.load("random", length=config.length)
+    else:
+        if config.load and not (run_dir / "agent.json").is_file():
+            print(f"{name} (seed {seed}): no run in {run_dir}, left out", flush=True)
+            return None
+        if not config.load:
+            train_agent(name, seed, run_dir, config)
+        agent = agents.load(run_dir)
+        trained_steps = read_agent_info(run_dir).get("trained_steps", math.nan)
+    minutes = (time.perf_counter() - start) / 60
+    melodies = agent.compose(config.melodies, seed=1000 + seed)
+    measures = measure(melodies, load_prior(config.prior), config)
+    measures["trained_steps"] = float(trained_steps)
+    print(f"{name} (seed {seed}): " + _summary(measures), flush=True)
+    outcome = {"settings": settings, "measures": measures, "melodies": melodies, "minutes": minutes}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_output(cache) as temporary:
+        temporary.write_text(json.dumps(outcome, default=float))
+    return outcome
+
+
 def run(config: AgentsBenchConfig) -> dict:
     """Train or load every agent, compose, measure, and write the tables and pictures."""
-    import agents
-    from agents.common import load_prior
-
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    prior = load_prior(config.prior)
-    results: dict[str, list[dict[str, float]]] = {}
+    tasks = [(name, seed) for name in config.agents for seed in config.seeds]
+    if config.jobs > 1:
+        # The long training runs start first; prior and random only compose.
+        tasks.sort(key=lambda task: task[0] in REFERENCE_AGENTS)
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        quiet = AgentsBenchConfig(**{**asdict(config), "progress": False})
+        context = multiprocessing.get_context("spawn")  # no forked torch or env state
+        with ProcessPoolExecutor(config.jobs, mp_context=context) as pool:
+            futures = [pool.submit(bench_agent, name, seed, quiet) for name, seed in tasks]
+            outcomes = [_result(future, name, seed) for future, (name, seed) in zip(futures, tasks)]
+    else:
+        outcomes = [bench_agent(name, seed, config) for name, seed in tasks]
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in config.agents}
     samples: dict[str, list[list[int]]] = {}
     minutes: dict[str, float] = {}
-    for name in config.agents:
-        results[name] = []
-        for seed in config.seeds:
-            run_dir = out / "runs" / f"{name}-seed{seed}"
-            start = time.perf_counter()
-            if name == "prior":
-                agent = agents.load(f"prior:{config.prior}", length=config.length)
-            elif name == "random":
-                agent = agents.load("random", length=config.length)
-            else:
-                if not config.load:
-                    train_agent(name, seed, run_dir, config)
-                agent = agents.load(run_dir)
-            minutes[f"{name}-seed{seed}"] = (time.perf_counter() - start) / 60
-            melodies = agent.compose(config.melodies, seed=1000 + seed)
-            results[name].append(measure(melodies, prior, config))
-            samples.setdefault(name, melodies)
-            print(f"{name} (seed {seed}): " + _summary(results[name][-1]))
+    for (name, seed), outcome in zip(tasks, outcomes, strict=True):
+        if outcome is None:
+            continue
+        results[name].append(outcome["measures"])
+        samples.setdefault(name, outcome["melodies"])
+        minutes[f"{name}-seed{seed}"] = outcome["minutes"]
+    results = {name: runs for name, runs in results.items() if runs}
     report = {
         "config": asdict(config),
         "date": time.strftime("%Y-%m-%d"),
@@ -222,6 +277,15 @@ def run(config: AgentsBenchConfig) -> dict:
     print(goals_text(report["goals"]))
     print(f"\nresults, pictures and MIDI files in {out}")
     return report
+
+
+def _result(future, name: str, seed: int) -> dict | None:
+    """A worker's outcome; a run that failed is reported and left out, the others are kept."""
+    try:
+        return future.result()
+    except Exception as error:  # one failed run must not lose the others
+        print(f"{name} (seed {seed}): failed ({type(error).__name__}: {error})", flush=True)
+        return None
 
 
 def _summary(values: dict[str, float]) -> str:
@@ -255,6 +319,8 @@ def markdown_table(results: dict[str, list[dict[str, float]]]) -> str:
 def _format(value: float) -> str:
     if math.isnan(value):
         return ""
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
     return f"{value:.3f}" if abs(value) < 1 else f"{value:.2f}"
 
 

@@ -20,6 +20,7 @@ from agents.action_scores import (
     time_axis_outputs,
     token_frames,
 )
+from agents.common import read_agent_info
 from agents.rl_tuner import (
     MelodyReplay,
     QNetwork,
@@ -219,6 +220,7 @@ def test_every_algorithm_trains_checkpoints_resumes_and_composes(prior, algo, tm
         )
         assert resumed.updates == 12
         assert torch.load(tmp_path / "agent.pt", weights_only=True)["step"] == 128
+        assert read_agent_info(tmp_path)["trained_steps"] == 128
     else:
         from agents.baselines import SB3Config
         from agents.baselines import train as train_sb3
@@ -231,12 +233,44 @@ def test_every_algorithm_trains_checkpoints_resumes_and_composes(prior, algo, tm
         config = SB3Config(algo=name, steps=128, hyperparameters=hyperparameters, **small)
         model = train_sb3(config, tmp_path, resume=True, prior=prior, progress=False)
         assert model.num_timesteps >= 128
+        assert read_agent_info(tmp_path)["trained_steps"] == model.num_timesteps
     agent = agents.load(tmp_path)
     melodies = agent.compose(3, seed=5)
     assert len(melodies) == 3 and all(len(m) == 32 for m in melodies)
     assert all(0 <= token < 38 for melody in melodies for token in melody)
     assert agent.compose(3, seed=5) == melodies  # the seed decides
     assert len(agent.compose(2, seed=5, greedy=True)) == 2
+
+
+@pytest.mark.parametrize("algo", ["rltuner-q", "sb3-dqn"])
+def test_max_minutes_stops_short_and_resume_goes_on(prior, algo, tmp_path):
+    family, _, name = algo.partition("-")
+    if family == "rltuner":
+        small = RLTunerConfig(algo=name, steps=10_000, max_minutes=1e-3, **RL_TUNER_SMALL)
+        train_rl_tuner(small, tmp_path, prior=prior, progress=False)
+        stopped = read_agent_info(tmp_path)["trained_steps"]
+        resumed = RLTunerConfig(algo=name, steps=stopped + 32, **RL_TUNER_SMALL)
+        train_rl_tuner(resumed, tmp_path, resume=True, progress=False)
+    else:
+        from agents.baselines import SB3Config
+        from agents.baselines import train as train_sb3
+
+        small = {
+            "num_envs": 2,
+            "eval_interval": 10**6,
+            "hyperparameters": json.dumps(SB3_SMALL[name]),
+        }
+        train_sb3(
+            SB3Config(algo=name, steps=10_000, max_minutes=1e-3, **small),
+            tmp_path,
+            prior=prior,
+            progress=False,
+        )
+        stopped = read_agent_info(tmp_path)["trained_steps"]
+        config = SB3Config(algo=name, steps=stopped + 32, **small)
+        train_sb3(config, tmp_path, resume=True, prior=prior, progress=False)
+    assert 0 < stopped < 10_000  # stopped by the clock, saved
+    assert read_agent_info(tmp_path)["trained_steps"] >= stopped + 32
 
 
 def test_load_special_agents_and_bad_paths(prior, tmp_path):

@@ -90,3 +90,18 @@ def test_run_writes_tables_pictures_and_midi(tmp_path: Path) -> None:
     assert [row["agent"] for row in rows] == ["random", "prior"]
     assert (tmp_path / "piano_rolls.png").stat().st_size > 1000
     assert len(list((tmp_path / "midi" / "random").glob("*.mid"))) == 4
+
+
+def test_load_reuses_measures_and_leaves_out_missing_runs(tmp_path: Path) -> None:
+    settings = {"agents": ("random", "rltuner-q"), "melodies": 6, "out": str(tmp_path)}
+    first = agents_bench.run(AgentsBenchConfig(**settings, load=True, jobs=2))
+    assert set(first["results"]) == {"random"}  # rltuner-q was never trained: left out
+    cache = tmp_path / "runs" / "random-seed0" / agents_bench.MEASURES_FILE
+    saved = json.loads(cache.read_text())
+    assert len(saved["melodies"]) == 6 and math.isnan(saved["measures"]["trained_steps"])
+    saved["measures"]["distinct_melodies"] = 42.0
+    cache.write_text(json.dumps(saved))
+    reused = agents_bench.run(AgentsBenchConfig(**settings, load=True))
+    assert reused["results"]["random"][0]["distinct_melodies"] == 42.0
+    remeasured = agents_bench.run(AgentsBenchConfig(**{**settings, "melodies": 5}, load=True))
+    assert remeasured["results"]["random"][0]["distinct_melodies"] == 100.0
