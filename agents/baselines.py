@@ -262,7 +262,7 @@ def train(
         StopAfterMinutes(config.max_minutes),
     ]
     info = {"env": config.env_config(), "model": MODEL_FILE}
-    write_agent_info(out, f"sb3-{config.algo}", **info)
+    write_agent_info(out, f"sb3-{config.algo}", **info, trained_steps=model.num_timesteps)
     model.learn(
         total_timesteps=max(config.steps - model.num_timesteps, 0) if resume else config.steps,
         callback=callbacks,

@@ -526,7 +526,7 @@ def train(
         "env": EnvConfig(**{f.name: getattr(config, f.name) for f in fields(EnvConfig)}),
         "checkpoint": CHECKPOINT,
     }
-    write_agent_info(out, f"rltuner-{config.algo}", **info)
+    write_agent_info(out, f"rltuner-{config.algo}", **info, trained_steps=global_step)
     writer = None
     if log:
         from torch.utils.tensorboard import SummaryWriter
@@ -556,6 +556,7 @@ def train(
         }
         save_checkpoint_file(replay.state_dict(), out / REPLAY_CHECKPOINT)
         save_checkpoint_file(agent.checkpoint(**extra), out / CHECKPOINT)
+        write_agent_info(out, f"rltuner-{config.algo}", **info, trained_steps=global_step)
 
     def evaluate() -> dict[str, float]:
         melodies = agent.compose(config.eval_melodies, seed=config.seed)
@@ -635,7 +636,6 @@ def train(
             save()
     agent.steps_per_second = (global_step - start_step) / max(time.time() - start_time, 1e-9)
     save()
-    write_agent_info(out, f"rltuner-{config.algo}", **info, trained_steps=global_step)
     bar.close()
     envs.close()
     if writer:

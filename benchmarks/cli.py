@@ -198,6 +198,7 @@ def _run_all(args: argparse.Namespace) -> int:
             steps=1_000,
             melodies=100,
             out=args.out,
+            jobs=2,
         )
     agents_bench.run(config)
     return 0
