@@ -428,7 +428,7 @@ def test_unknown_prior_name_is_refused():
 # --- shipped checkpoints --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, resolution", [("bach16", 4), ("jsb_quarter", 1)])
+@pytest.mark.parametrize("name, resolution", [("bach16", 4), ("melody16", 4), ("jsb_quarter", 1)])
 def test_shipped_priors_load_by_name_with_their_card(name, resolution):
     from priors.model import CHECKPOINT_DIR
 
@@ -450,3 +450,10 @@ def test_bach16_covers_the_melody_tokens_and_samples_music():
     piece = model.sample(32, seed=0)
     polyphony = piece.play.sum(axis=1)
     assert 2 <= polyphony.mean() <= 6  # four-part writing, not silence or noise
+
+
+def test_melody16_is_a_melody_prior_over_exactly_the_melody_tokens():
+    model = load_frame_prior("melody16")
+    assert (model.lowest_pitch, model.num_pitches) == (48, 36)  # MIDI 48..83: tokens 2..37
+    polyphony = model.sample(64, seed=0).play.sum(axis=1)
+    assert polyphony.max() <= 2 and polyphony.mean() >= 0.5  # one line, mostly sounding
