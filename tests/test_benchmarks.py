@@ -105,3 +105,19 @@ def test_load_reuses_measures_and_leaves_out_missing_runs(tmp_path: Path) -> Non
     assert reused["results"]["random"][0]["distinct_melodies"] == 42.0
     remeasured = agents_bench.run(AgentsBenchConfig(**{**settings, "melodies": 5}, load=True))
     assert remeasured["results"]["random"][0]["distinct_melodies"] == 100.0
+
+
+def test_demo_writes_its_folder_and_prints_the_table(tmp_path: Path, capsys) -> None:
+    from benchmarks.demo import DemoConfig
+    from benchmarks.demo import run as run_demo
+
+    config = DemoConfig(out=str(tmp_path / "demo"), steps=64, melodies=4, keep=2)
+    table = run_demo(config)
+    out = tmp_path / "demo"
+    assert len(list((out / "prior").glob("*.mid"))) == 2
+    assert len(list((out / "tuned").glob("*.mid"))) == 2
+    assert (out / "piano_rolls.png").stat().st_size > 1000
+    assert json.loads((out / "statistics.json").read_text()) == json.loads(json.dumps(table))
+    assert (out / "run" / "agent.pt").is_file()
+    printed = capsys.readouterr().out
+    assert "notes not in key" in printed and "Jaques Q" in printed
