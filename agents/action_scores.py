@@ -84,14 +84,21 @@ def melody_statistics(
 
 
 @torch.no_grad()
-def melody_log_probs(model: BiaxialLSTM, melodies: Sequence[Sequence[int]]) -> torch.Tensor:
+def melody_log_probs(
+    model: BiaxialLSTM, melodies: Sequence[Sequence[int]], chunk: int = 2048
+) -> torch.Tensor:
     """``(M, T)`` ``log p(a_t | s_t)`` of every token of equally long ``melodies`` under ``model``,
-    as the environment's ``"prior"`` reward part computes it (no primer)."""
+    as the environment's ``"prior"`` reward part computes it (no primer). The states are scored
+    ``chunk`` at a time (38 candidate frames each), which bounds the memory (1,000 melodies of 32
+    tokens at once took 11 GB)."""
     tokens = torch.as_tensor([list(m) for m in melodies], dtype=torch.long)
     M, T = tokens.shape
-    time_out = time_axis_outputs(model, tokens)[:, :T]  # (M, T, N, H)
-    sounding = sounding_before(tokens)[:, :T]
-    log_probs = score_melody_actions(
-        model, time_out.reshape(M * T, *time_out.shape[2:]), sounding.reshape(-1)
-    )
-    return log_probs.gather(1, tokens.reshape(-1, 1)).reshape(M, T)
+    time_out = time_axis_outputs(model, tokens)[:, :T].reshape(M * T, model.num_pitches, -1)
+    sounding = sounding_before(tokens)[:, :T].reshape(-1)
+    actions = tokens.reshape(-1, 1)
+    scores = [
+        score_melody_actions(model, time_out[i : i + chunk], sounding[i : i + chunk])
+        .gather(1, actions[i : i + chunk])
+        for i in range(0, M * T, chunk)
+    ]
+    return torch.cat(scores).reshape(M, T)

@@ -101,6 +101,12 @@ def test_melody_log_probs_are_the_environments_prior_rewards(prior):
     np.testing.assert_allclose(ours, [env.step(t)[1] for t in melody], atol=2e-5)
 
 
+def test_melody_log_probs_in_chunks_are_the_same(prior):
+    melodies = random_melodies(5, 32, seed=4).tolist()
+    whole = melody_log_probs(prior, melodies)
+    torch.testing.assert_close(melody_log_probs(prior, melodies, chunk=7), whole)
+
+
 # ------------------------------------------------------------------------------- the RL Tuner
 @pytest.mark.parametrize("algo", ["q", "psi", "g"])
 def test_greedy_action_is_the_priors_argmax_before_training(prior, algo):
