@@ -97,8 +97,9 @@ def melody_log_probs(
     sounding = sounding_before(tokens)[:, :T].reshape(-1)
     actions = tokens.reshape(-1, 1)
     scores = [
-        score_melody_actions(model, time_out[i : i + chunk], sounding[i : i + chunk])
-        .gather(1, actions[i : i + chunk])
+        score_melody_actions(model, time_out[i : i + chunk], sounding[i : i + chunk]).gather(
+            1, actions[i : i + chunk]
+        )
         for i in range(0, M * T, chunk)
     ]
     return torch.cat(scores).reshape(M, T)

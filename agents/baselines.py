@@ -195,6 +195,17 @@ class MusicStatisticsCallback(BaseCallback):
         self.logger.dump(self.num_timesteps)
 
 
+def resume_point(out: Path) -> Path:
+    """The model to resume a run from: the newest of ``model.zip`` (written when a call ends) and
+    ``checkpoints/`` (written during one; after an interrupt the replay buffer is lost, the model
+    is not)."""
+    saved = [*(out / "checkpoints").glob("model_*_steps.zip"), out / MODEL_FILE]
+    saved = [path for path in saved if path.is_file()]
+    if not saved:
+        raise CheckpointError(f"{out}: no {MODEL_FILE} and no checkpoints/ to resume from")
+    return max(saved, key=lambda path: path.stat().st_mtime_ns)
+
+
 class StopAfterMinutes(BaseCallback):
     """Stop ``learn`` once ``minutes`` of wall-clock time have passed (0: never)."""
 
@@ -227,9 +238,8 @@ def train(
     eval_envs = make_vec_env(ENV_ID, n_envs=1, seed=config.seed + 10_000, env_kwargs=kwargs)
     algorithm = ALGORITHMS[config.algo]
     if resume:
-        if not (out / MODEL_FILE).is_file():
-            raise CheckpointError(f"{out / MODEL_FILE}: nothing to resume")
-        model = algorithm.load(out / MODEL_FILE, env=envs, device="cpu", tensorboard_log=str(out))
+        path = resume_point(out)
+        model = algorithm.load(path, env=envs, device="cpu", tensorboard_log=str(out))
         if isinstance(model, OffPolicyAlgorithm) and (out / REPLAY_FILE).is_file():
             model.load_replay_buffer(out / REPLAY_FILE)
     else:

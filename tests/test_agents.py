@@ -237,6 +237,7 @@ def test_every_algorithm_trains_checkpoints_resumes_and_composes(prior, algo, tm
         model = train_sb3(config, tmp_path, prior=prior, progress=False)
         assert model.num_timesteps >= 64 and (tmp_path / "checkpoints").is_dir()
         config = SB3Config(algo=name, steps=128, hyperparameters=hyperparameters, **small)
+        (tmp_path / "model.zip").unlink()  # as if interrupted: resume from checkpoints/
         model = train_sb3(config, tmp_path, resume=True, prior=prior, progress=False)
         assert model.num_timesteps >= 128
         assert read_agent_info(tmp_path)["trained_steps"] == model.num_timesteps
