@@ -1,7 +1,9 @@
 """``musicgym demo``: the whole system in a few minutes, on the embedded default.
 
-It loads the shipped Bach prior, samples melodies from it, tunes it briefly with the RL Tuner
-(``rltuner-q``) on ``MusicComposition-v0``, composes with the tuned agent, and writes a folder::
+It loads the shipped melody prior (``melody16``, the Bi-axial LSTM trained on the Essen folk
+melodies, which the RL Tuner tunes better than the Bach prior: ``benchmarks/RESULTS.md``),
+samples melodies from it, tunes it briefly with the RL Tuner (``rltuner-q``) on
+``MusicComposition-v0``, composes with the tuned agent, and writes a folder::
 
     musicgym-demo/
         prior/melody_00.mid ...   melodies sampled from the prior
@@ -43,8 +45,8 @@ class DemoConfig:
     """Melodies of each written as MIDI files."""
     seed: int = 0
     """Seed of training and composing."""
-    prior: str = "bach16"
-    """The prior: a shipped name or a checkpoint path."""
+    prior: str = "melody16"
+    """The prior: a shipped name (melody16, bach16) or a checkpoint path."""
 
 
 def run(config: DemoConfig) -> dict[str, dict[str, float]]:
