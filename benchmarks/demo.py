@@ -102,5 +102,9 @@ def format_table(table: dict[str, dict[str, float]]) -> str:
     for name, label in labels.items():
         published = PUBLISHED["Q"].get(name, math.nan)
         cells = [table["prior"][name], table["tuned"][name], published]
-        lines.append(f"{label:<38} " + " ".join(f"{v:>9.2f}" for v in cells))
+        lines.append(f"{label:<38} " + " ".join(_cell(v) for v in cells))
     return "\n".join(lines)
+
+
+def _cell(value: float) -> str:
+    return " " * 9 if math.isnan(value) else f"{value:>9.2f}"
