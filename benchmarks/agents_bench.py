@@ -9,12 +9,15 @@ Each agent is trained (``musicgym agent train``) or loaded (``--load``) once per
 * ``theory_reward``: the mean music-theory reward ``r_MT`` per step (the rules' weighted sum,
   before division by ``c``);
 * ``distinct_melodies``: distinct melodies / N (%), and ``pitch_class_entropy``: the entropy of
-  the pitch classes of all pitch tokens, in bits (log2 12 = 3.58 is uniform).
+  the pitch classes of all pitch tokens, in bits (log2 12 = 3.58 is uniform);
+* ``trained_steps``: the environment steps the run reached (``--max-minutes`` may stop it short).
 
-It writes into ``--out``: ``results.md`` (the published columns beside ours), ``results.json`` and
-``results.csv`` (every number of every seed), ``learning_curves.png`` (each statistic and
-``log_p`` against environment steps, from the runs' TensorBoard logs), ``piano_rolls.png`` (sample
-melodies of each agent) and ``midi/AGENT/*.mid``.
+It writes into ``--out``: ``runs/AGENT-seedS/`` (the training run and its ``measures.json``: the
+melodies and numbers, which ``--load`` reuses), ``results.md`` (the published columns beside
+ours), ``results.json`` and ``results.csv`` (every number of every seed), ``learning_curves.png``
+(each statistic and ``log_p`` against environment steps, from the runs' TensorBoard logs),
+``piano_rolls.png`` (sample melodies of each agent) and ``midi/AGENT/*.mid``. ``--jobs N`` runs N
+agents at a time in worker processes; a run that fails is reported and left out of the tables.
 """
 
 from __future__ import annotations
@@ -313,7 +316,8 @@ def markdown_table(results: dict[str, list[dict[str, float]]]) -> str:
         cells += [_format(PUBLISHED[c].get(name, math.nan)) for c in published]
         for runs in results.values():
             mean, spread = mean_and_spread(runs, name)
-            cells.append(_format(mean) + (f" ± {_format(spread)}" if len(runs) > 1 else ""))
+            several = len(runs) > 1 and not math.isnan(mean)
+            cells.append(_format(mean) + (f" ± {_format(spread)}" if several else ""))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
