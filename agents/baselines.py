@@ -33,6 +33,7 @@ from agents.action_scores import melody_statistics
 from agents.common import (
     ENV_ID,
     EnvConfig,
+    RunConfig,
     env_kwargs,
     load_prior,
     set_torch_threads,
@@ -74,13 +75,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class SB3Config(EnvConfig):
+class SB3Config(RunConfig):
     """Settings of an SB3 baseline run (the algorithm's own hyperparameters are SB3's)."""
 
     algo: Algorithm = "ppo"
     """SB3 algorithm: dqn, ppo, a2c, qrdqn or recurrentppo."""
-    steps: int = 50_000
-    """Environment steps to train for (all sub-environments together)."""
     num_envs: int = 8
     """Environments stepped side by side (make_vec_env)."""
     eval_interval: int = 5_000
@@ -91,12 +90,6 @@ class SB3Config(EnvConfig):
     """Environment steps between checkpoints (CheckpointCallback)."""
     hyperparameters: str = "{}"
     """JSON of constructor arguments for the SB3 algorithm, e.g. '{"learning_rate": 1e-4}'."""
-    max_minutes: float = 0.0
-    """Stop this run after so many minutes of training, saved, even short of --steps (0: no
-    limit); --resume continues it."""
-    threads: int = 1
-    """CPU threads for torch (0: torch's default). One is fastest here: the tensors are small, and
-    two threads on a busy 2-core machine wait on each other (4x slower measured)."""
 
     ALGORITHMS: ClassVar[tuple[str, ...]] = tuple(ALGORITHMS)
 

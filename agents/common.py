@@ -44,6 +44,24 @@ class EnvConfig:
     """Seed of the agent's and the environment's random numbers."""
 
 
+@dataclass
+class RunConfig(EnvConfig):
+    """The environment and the budget of one training run; what ``--resume`` may change."""
+
+    steps: int = 50_000
+    """Environment steps to train for (all sub-environments together)."""
+    max_minutes: float = 0.0
+    """Stop this run after so many minutes of training, checkpointed, even short of --steps (0: no
+    limit); --resume continues it."""
+    threads: int = 1
+    """CPU threads for torch (0: torch's default). One is fastest here: the tensors are small, and
+    two threads on a busy 2-core machine wait on each other (4x slower measured)."""
+
+
+SESSION_FIELDS = ("steps", "max_minutes", "threads")
+"""The :class:`RunConfig` fields that a resumed run takes from the new call, not the checkpoint."""
+
+
 def parse_rules(rules: str) -> RulesArgument:
     """A ``rules=`` argument from its command-line text: a preset name, or comma-separated rule
     names, each optionally ``=weight`` (``"key,tonic=3"``)."""

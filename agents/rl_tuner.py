@@ -55,7 +55,9 @@ from agents.action_scores import (
     time_axis_outputs,
 )
 from agents.common import (
+    SESSION_FIELDS,
     EnvConfig,
+    RunConfig,
     load_prior,
     make_vector_env,
     set_torch_threads,
@@ -74,13 +76,11 @@ Algorithm = Literal["q", "psi", "g"]
 
 
 @dataclass
-class RLTunerConfig(EnvConfig):
+class RLTunerConfig(RunConfig):
     """Hyperparameters of the RL Tuner (the published settings where there are any)."""
 
     algo: Algorithm = "q"
     """Learning target: q (Q-learning), psi (Ψ-learning) or g (G-learning)."""
-    steps: int = 50_000
-    """Environment steps to train for (all sub-environments together)."""
     num_envs: int = 16
     """Melodies composed side by side in the batched vector env."""
     gamma: float = 0.5
@@ -127,12 +127,6 @@ class RLTunerConfig(EnvConfig):
     """Melodies composed at each evaluation."""
     checkpoint_interval: int = 10_000
     """Environment steps between checkpoints (one is always written at the end)."""
-    max_minutes: float = 0.0
-    """Stop this run after so many minutes of training, checkpointed, even short of --steps
-    (0: no limit); --resume continues it."""
-    threads: int = 1
-    """CPU threads for torch (0: torch's default). One is fastest here: the tensors are small, and
-    two threads on a busy 2-core machine wait on each other (4x slower measured)."""
 
     def __post_init__(self) -> None:
         if self.algo not in ("q", "psi", "g"):
@@ -506,7 +500,7 @@ def train(
     if resume:
         agent, checkpoint = RLTuner.load(out / CHECKPOINT)
         # The run's settings, except how long (and on how many threads) to go on.
-        session = {k: getattr(config, k) for k in ("steps", "max_minutes", "threads")}
+        session = {k: getattr(config, k) for k in SESSION_FIELDS}
         agent.config = config = RLTunerConfig(**{**asdict(agent.config), **session})
     else:
         agent = RLTuner(config, load_prior(prior if prior is not None else config.prior))
