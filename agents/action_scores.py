@@ -10,7 +10,8 @@ note-axis prefix below each candidate's note). This module adds the token bookke
 melodies and the time axis over whole melodies in one pass.
 
 Tokens are those of :mod:`musicgym.tokens`; ``sounding`` is the token of the note that sounds
-before the action, ``-1`` for none.
+before the action, ``-1`` for none. ``key`` is the melodies' key: a key-normalised prior scores
+them transposed into C (:func:`musicgym.prior.token_axis`), as the environment does.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from musicgym.actions import candidate_frames, renormalise, token_frames
+from musicgym.keys import Key
+from musicgym.prior import token_axis
 from musicgym.tokens import FIRST_PITCH_TOKEN, NOTE_OFF
 from priors.model import BiaxialLSTM
 
@@ -46,24 +49,28 @@ def sounding_before(melodies: torch.Tensor) -> torch.Tensor:
 
 
 def score_melody_actions(
-    model: BiaxialLSTM, time_out: torch.Tensor, sounding: torch.Tensor
+    model: BiaxialLSTM,
+    time_out: torch.Tensor,
+    sounding: torch.Tensor,
+    key: Key | str = "C major",
 ) -> torch.Tensor:
     """``log p(a | s)`` ``(M, 38)`` of the 38 actions in each state: the time-axis output
     ``time_out`` ``(M, N, H)`` from which the next frame is scored, and the sounding note."""
-    candidates = candidate_frames(sounding, model.lowest_pitch, model.num_pitches)
+    candidates = candidate_frames(sounding, *token_axis(model, key))
     return renormalise(model.score_candidates(time_out, candidates), sounding < 0)
 
 
-def time_axis_outputs(model: BiaxialLSTM, melodies: torch.Tensor) -> torch.Tensor:
+def time_axis_outputs(
+    model: BiaxialLSTM, melodies: torch.Tensor, key: Key | str = "C major"
+) -> torch.Tensor:
     """``(M, T + 1, N, H)``: the time-axis output before each position of ``melodies`` ``(M, T)``
     (from which that position's frame is scored) and after the last, in one pass; equal to what
     ``initial_state`` and ``advance`` give. Positions after padding (``< 0``) read silence."""
     M, T = melodies.shape
     sounding = sounding_before(melodies)
     played = melodies.clamp(min=0).reshape(-1)
-    frames = token_frames(
-        played, sounding[:, :-1].reshape(-1), model.lowest_pitch, model.num_pitches
-    ).reshape(M, T, model.num_pitches, 2)
+    frames = token_frames(played, sounding[:, :-1].reshape(-1), *token_axis(model, key))
+    frames = frames.reshape(M, T, model.num_pitches, 2)
     frames = frames * (melodies >= 0)[..., None, None]
     previous = F.pad(frames, (0, 0, 0, 0, 1, 0))  # (M, T + 1, N, 2): silence, then each frame
     steps = torch.arange(T + 1, device=melodies.device).expand(M, T + 1)
@@ -79,13 +86,16 @@ def melody_statistics(
     from musicgym.metrics import evaluate_melodies
 
     statistics = evaluate_melodies(melodies, key)
-    statistics["log_p"] = float(melody_log_probs(model, melodies).double().mean())
+    statistics["log_p"] = float(melody_log_probs(model, melodies, key).double().mean())
     return statistics
 
 
 @torch.no_grad()
 def melody_log_probs(
-    model: BiaxialLSTM, melodies: Sequence[Sequence[int]], chunk: int = 2048
+    model: BiaxialLSTM,
+    melodies: Sequence[Sequence[int]],
+    key: Key | str = "C major",
+    chunk: int = 2048,
 ) -> torch.Tensor:
     """``(M, T)`` ``log p(a_t | s_t)`` of every token of equally long ``melodies`` under ``model``,
     as the environment's ``"prior"`` reward part computes it (no primer). The states are scored
@@ -93,11 +103,11 @@ def melody_log_probs(
     tokens at once took 11 GB)."""
     tokens = torch.as_tensor([list(m) for m in melodies], dtype=torch.long)
     M, T = tokens.shape
-    time_out = time_axis_outputs(model, tokens)[:, :T].reshape(M * T, model.num_pitches, -1)
+    time_out = time_axis_outputs(model, tokens, key)[:, :T].reshape(M * T, model.num_pitches, -1)
     sounding = sounding_before(tokens)[:, :T].reshape(-1)
     actions = tokens.reshape(-1, 1)
     scores = [
-        score_melody_actions(model, time_out[i : i + chunk], sounding[i : i + chunk]).gather(
+        score_melody_actions(model, time_out[i : i + chunk], sounding[i : i + chunk], key).gather(
             1, actions[i : i + chunk]
         )
         for i in range(0, M * T, chunk)

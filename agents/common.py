@@ -40,6 +40,9 @@ class EnvConfig:
     """Key of the rules and statistics."""
     length: int = 32
     """Tokens per melody (16th notes)."""
+    primer: str = ""
+    """What each melody starts from, fed to the prior and never scored: '' (silence),
+    'random_note' (Magenta's: one random token) or a MIDI file (SB3 baselines only)."""
     seed: int = 1
     """Seed of the agent's and the environment's random numbers."""
 
@@ -110,6 +113,7 @@ def env_kwargs(config: EnvConfig, prior: BiaxialLSTM | None, with_prior: bool = 
         "key": config.key,
         "rules": parse_rules(config.rules),
         "c": config.c,
+        "primer": config.primer or None,
         "prior": prior if use_prior else None,
     }
 

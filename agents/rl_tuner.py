@@ -4,26 +4,26 @@ Read top to bottom like CleanRL's ``dqn.py``: the hyperparameters (:class:`RLTun
 Q-network, the replay memory, the targets, then :func:`train`. Everything is importable and
 tested (``tests/test_agents.py``).
 
-**The Q-network** is a copy of the prior (a :class:`~priors.model.BiaxialLSTM`) with an affine
-head: the value of token ``a`` is ``scale * log p_θ(a | s) + bias[a]``, where ``log p_θ`` scores
-the 38 candidate next frames from the network's own recurrent state over the melody so far and
-renormalises them exactly as the environment computes the prior's ``log p(a | s)``
-(:func:`agents.action_scores.score_melody_actions`). ``scale = 1`` and ``bias = 0`` at the start,
-so before training the network *is* the prior: its greedy action is the prior's most likely one.
-The head lets the values leave ``(-inf, 0]``, which log-probabilities cannot.
+**The Q-network** is the frozen prior's action scores plus a learned, per-state term:
+``Q(s, ·) = log p(· | s) + head(φ(s))`` (Q, Ψ), ``G(s, ·) = head(φ(s))`` (G, whose policy adds
+``log p`` itself). ``head`` is a small MLP whose last layer starts at zero, so before training the
+network *is* the prior, and its 38 outputs are unnormalised: each state's values rise and fall
+independently (a softmax-normalised head cannot lift one action without pushing the others down).
+``φ(s)`` is what the prior knows of the melody and where it is: the prior's time-axis output
+``(N, H)`` (its recurrent summary of the melody so far, each pitch's ``H`` values projected to
+``pitch_features`` by one linear map tied across pitches), the step, and the last ``context``
+tokens. ``--train-note-axis`` also fine-tunes a copy of the prior's note axis in place of the
+frozen ``log p`` (the whole network but its time axis; about 20x slower updates).
 
-By default (``train_time_axis=False``) the time axis stays the prior's and only the note axis and
-the head learn: the time axis dominates the cost of an update (a replayed state is recomputed over
-the whole melody so far) while the note axis, which turns the time axis's summary of the past into
-the 38 action values, carries the decision. ``--train-time-axis`` fine-tunes the whole network.
+**Cheap updates.** The time axis stays the prior's, so ``φ(s)`` and ``log p(·|s)`` are fixed per
+state: they are computed once while acting (``log p`` is the environment's own, read from it when
+it has the prior) and kept with the replay (time-axis outputs in float16; the memory they need is
+checked at the start). An update is then one MLP pass over ``2 * batch_size`` cached states.
 
-**The replay memory** keeps melodies, not recurrent states (the time axis's state is ~100 KB per
-step): row ``i`` holds the tokens one melody has played so far and the reward of each step, and a
-transition is a (row, step) pair. The recurrent state before step ``t`` is recomputed exactly by
-running the network over the row's first ``t`` tokens (melodies start from silence: no primer).
-For G-learning a row also keeps the frozen prior's ``log p(·|s')`` of every next state, computed
-while acting. A batch is ``batch_size`` transitions from ``melodies_per_batch`` melodies, so that
-one time-axis pass serves several transitions (sequence replay, as in DRQN and R2D2).
+**The replay memory** keeps melodies row by row (tokens, rewards, and every state's cached
+``φ`` parts); a transition is a (row, step) pair and batches are drawn uniformly from all of them.
+Checkpoints keep the tokens, rewards and ``log p``; the time-axis outputs are recomputed from the
+tokens on ``--resume`` (the frozen prior gives the same numbers).
 
 **Targets** (``spec/melody-rules.md``): Q: ``r + γ max_a' Q⁻(s', a')`` (or double DQN, the online
 network's argmax valued by the target network); Ψ: ``r + γ logsumexp_a' Ψ⁻(s', a')``; G: the
@@ -64,8 +64,9 @@ from agents.common import (
     write_agent_info,
 )
 from musicgym.actions import token_frames
-from musicgym.errors import CheckpointError
+from musicgym.errors import CheckpointError, EnvArgumentError
 from musicgym.fileio import load_checkpoint_file, save_checkpoint_file
+from musicgym.prior import token_axis
 from musicgym.tokens import NUM_TOKENS
 from priors.model import BiaxialConfig, BiaxialLSTM
 
@@ -73,6 +74,8 @@ CHECKPOINT = "agent.pt"
 REPLAY_CHECKPOINT = "replay.pt"
 MODEL_TAG = "rl-tuner"
 Algorithm = Literal["q", "psi", "g"]
+MEMORY_SHARE = 0.8
+"""The replay memory may take at most this share of the memory available at the start."""
 
 
 @dataclass
@@ -90,24 +93,23 @@ class RLTunerConfig(RunConfig):
     optimizer: Literal["adam", "adadelta"] = "adam"
     """adam, or adadelta (the Bi-axial + DQN paper's, with --learning-rate 1)."""
     buffer_size: int = 100_000
-    """Replay memory size in transitions."""
+    """Replay memory size in transitions (the cached time-axis outputs take ~12 KB each)."""
     batch_size: int = 32
-    """Transitions per gradient step."""
-    melodies_per_batch: int = 8
-    """Melodies the transitions of a batch are drawn from (one time-axis pass each)."""
+    """Transitions per gradient step, drawn independently."""
     learning_starts: int = 1_000
     """Environment steps before the first gradient step."""
-    train_frequency: int = 32
-    """Environment steps per gradient step (an update costs about 30 environment steps' worth of
-    CPU, so 32 keeps 50,000 steps within the hour on 2 cores)."""
+    train_frequency: int = 4
+    """Environment steps per gradient step (Magenta: 5)."""
     eta: float = 0.01
     """Soft target update rate: θ⁻ ← (1 - eta) θ⁻ + eta θ after every gradient step."""
     double_q: bool = False
     """Double DQN (algo q only): the online network picks the next action, the target values it."""
-    loss: Literal["huber", "mse"] = "huber"
-    """TD loss."""
-    max_grad_norm: float = 10.0
-    """Gradient norm clipping."""
+    loss: Literal["huber", "mse"] = "mse"
+    """TD loss: mse (Magenta's) weighs the rare large errors (+6 tonic, -200 repetition) fully."""
+    max_grad_norm: float = 5.0
+    """Gradient norm clipping (0: none)."""
+    clip: Literal["per-variable", "global"] = "per-variable"
+    """Clip each parameter tensor's gradient norm (Magenta's) or all of them together."""
     exploration: Literal["egreedy", "boltzmann"] = "egreedy"
     """egreedy: a uniform action with probability epsilon, else greedy; boltzmann: sample the
     softmax of the policy logits divided by --temperature."""
@@ -119,8 +121,18 @@ class RLTunerConfig(RunConfig):
     """Fraction of --steps over which epsilon anneals linearly from --start-e to --end-e."""
     temperature: float = 1.0
     """Temperature of Boltzmann exploration."""
-    train_time_axis: bool = False
-    """Fine-tune the time axis too (about 5x slower updates); by default it stays the prior's."""
+    head_size: int = 256
+    """Hidden units of the per-state term's MLP."""
+    context: int = 8
+    """Recent tokens the per-state term reads beside the prior's time-axis output."""
+    pitch_features: int = 8
+    """Features the per-state term takes from each pitch's time-axis output (one linear map,
+    tied across pitches as in the Bi-axial LSTM)."""
+    train_note_axis: bool = False
+    """Fine-tune a copy of the prior's note axis too (q, psi): the whole network but the time
+    axis, about 20x slower updates."""
+    device: str = "cpu"
+    """Torch device of the networks and the prior (cpu, cuda, cuda:1, ...)."""
     eval_interval: int = 10_000
     """Environment steps between evaluations (statistics under music/ in TensorBoard)."""
     eval_melodies: int = 32
@@ -131,39 +143,97 @@ class RLTunerConfig(RunConfig):
     def __post_init__(self) -> None:
         if self.algo not in ("q", "psi", "g"):
             raise ValueError(f"algo: expected q, psi or g, got {self.algo!r}")
-        if self.batch_size % self.melodies_per_batch:
-            raise ValueError("batch_size must be a multiple of melodies_per_batch")
         if self.buffer_size < self.length:
             raise ValueError("buffer_size must hold at least one melody")
+        if self.primer not in ("", "random_note"):
+            raise ValueError(f"primer: the RL Tuner takes '' or 'random_note', not {self.primer!r}")
+        if self.train_note_axis and self.algo == "g":
+            raise ValueError("train_note_axis: G-learning adds the frozen prior's log p itself")
+        positive = ("batch_size", "train_frequency", "num_envs", "head_size", "pitch_features")
+        for name in (*positive, "context"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+
+
+def torch_device(name: str) -> torch.device:
+    """``name`` as a device, or a one-line error when it is unknown or absent here."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise EnvArgumentError(f"device: {name!r} is not a torch device (cpu, cuda, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EnvArgumentError(f"device: {name!r} asked for, but this machine has no CUDA GPU")
+    return device
 
 
 # ------------------------------------------------------------------------------------ network
-class QNetwork(nn.Module):
-    """The prior's architecture and weights with an affine head on its action log-probabilities:
-    ``value[a] = scale * log p_θ(a | s) + bias[a]`` (identity at the start)."""
+@dataclass
+class States:
+    """``M`` states as the Q-network reads them (tensors on one device)."""
 
-    def __init__(self, prior: BiaxialLSTM, train_time_axis: bool = False) -> None:
+    time_out: torch.Tensor
+    """``(M, N, H)``: the frozen prior's time-axis output (its summary of the melody so far)."""
+    log_probs: torch.Tensor
+    """``(M, 38)``: the frozen prior's ``log p(a | s)``."""
+    context: torch.Tensor
+    """``(M, K)``: the last ``K`` tokens played, oldest first; -1 before the melody's start."""
+    step: torch.Tensor
+    """``(M,)``: tokens played so far."""
+    sounding: torch.Tensor
+    """``(M,)``: the sounding note's token, -1 for none."""
+
+
+class QNetwork(nn.Module):
+    """``values(s, ·) = base(s, ·) + head(φ(s))``; see the module docstring. ``base`` is the frozen
+    prior's ``log p`` (q, psi), 0 (g), or a trainable copy of the note axis' ``log p_θ``."""
+
+    def __init__(self, prior: BiaxialLSTM, config: RLTunerConfig) -> None:
         super().__init__()
-        self.body = copy.deepcopy(prior).eval()
-        self.body.requires_grad_(True)
-        self.body.time_lstms.requires_grad_(train_time_axis)
-        self.scale = nn.Parameter(torch.ones(()))
-        self.bias = nn.Parameter(torch.zeros(NUM_TOKENS))
+        self.algo, self.length, self.key = config.algo, config.length, config.key
+        hidden = prior.config.time_sizes[-1]
+        self.pitch_summary = nn.Linear(hidden, config.pitch_features)
+        features = (
+            prior.num_pitches * config.pitch_features
+            + config.length
+            + config.context * NUM_TOKENS
+        )
+        self.head = nn.Sequential(
+            nn.Linear(features, config.head_size),
+            nn.ReLU(),
+            nn.Linear(config.head_size, NUM_TOKENS),
+        )
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+        self.note_axis: BiaxialLSTM | None = None
+        if config.train_note_axis:
+            self.note_axis = copy.deepcopy(prior).eval()
+            self.note_axis.requires_grad_(True)
+            self.note_axis.time_lstms.requires_grad_(False)
 
     def train(self, mode: bool = True) -> QNetwork:
-        """The body always runs without dropout (Q-values must be deterministic)."""
+        """The note axis always runs without dropout (values must be deterministic)."""
         super().train(mode)
-        self.body.eval()
+        if self.note_axis is not None:
+            self.note_axis.eval()
         return self
 
-    def forward(self, time_out: torch.Tensor, sounding: torch.Tensor) -> torch.Tensor:
-        """Values ``(M, 38)`` of the states given by their time-axis outputs ``(M, N, H)`` and
-        sounding notes ``(M,)``."""
-        return self.scale * score_melody_actions(self.body, time_out, sounding) + self.bias
+    def features(self, states: States) -> torch.Tensor:
+        """``φ(s)`` ``(M, F)``: the time-axis output (each pitch's projected by one linear map,
+        tied across pitches), the step and the recent tokens, flattened."""
+        pitches = self.pitch_summary(states.time_out.float()).flatten(1)
+        recent = F.one_hot(states.context + 1, NUM_TOKENS + 1)[..., 1:]  # -1 reads all zeros
+        step = F.one_hot(states.step.clamp(max=self.length - 1), self.length)
+        return torch.cat([pitches, step.float(), recent.flatten(1).float()], 1)
 
-    def time_out(self, melodies: torch.Tensor) -> torch.Tensor:
-        """``(M, T + 1, N, H)``: time-axis outputs before each position of ``melodies``."""
-        return time_axis_outputs(self.body, melodies)
+    def forward(self, states: States) -> torch.Tensor:
+        """Values ``(M, 38)``."""
+        term = self.head(self.features(states))
+        if self.note_axis is not None:
+            time_out = states.time_out.float()
+            return score_melody_actions(self.note_axis, time_out, states.sounding, self.key) + term
+        if self.algo == "g":
+            return term
+        return states.log_probs + term
 
 
 def soft_update(target: nn.Module, online: nn.Module, eta: float) -> None:
@@ -217,82 +287,192 @@ def td_target(
 
 
 # -------------------------------------------------------------------------------------- replay
-class MelodyReplay:
-    """Replay memory of melodies; a transition is (row, step). See the module docstring.
+def recent_tokens(tokens: torch.Tensor, steps: torch.Tensor, context: int) -> torch.Tensor:
+    """``(M, K)``: of each melody ``tokens[m]`` ``(L,)``, the ``K = context`` tokens before
+    ``steps[m]``, oldest first, -1 before the start."""
+    offsets = torch.arange(-context, 0, device=tokens.device)
+    positions = steps[:, None] + offsets  # (M, K)
+    picked = tokens.gather(1, positions.clamp(min=0))
+    return torch.where(positions >= 0, picked, torch.full_like(picked, -1))
 
-    ``melodies[i, t]`` is the token played at step ``t`` of row ``i`` (-1 not yet), ``rewards[i,
-    t]`` its reward, ``filled[i]`` how many steps the row holds; ``next_log_probs[i, t]`` (G only)
-    the frozen prior's ``log p(·|s_{t+1})``. Rows are reused oldest first.
+
+class StateReplay:
+    """Replay memory of melodies and their cached states; a transition is (row, step).
+
+    ``tokens[i, t]`` is the token played at step ``t`` of row ``i`` (-1 not yet), ``rewards[i,
+    t]`` its reward, ``filled[i]`` how many steps the row holds, ``primers[i]`` its random-note
+    primer (-1 none). ``time_out[i, t]`` (float16) and ``log_probs[i, t]`` are the frozen prior's
+    time-axis output and ``log p(·|s_t)`` in the state before step ``t``; the state after a stored
+    step is always stored too (or the melody ended there). Rows are reused oldest first.
     """
 
-    def __init__(self, capacity: int, length: int, keep_log_probs: bool = False) -> None:
-        self.rows, self.length = max(1, capacity // length), length
-        self.melodies = np.full((self.rows, length), -1, np.int8)
+    def __init__(
+        self, capacity: int, length: int, num_pitches: int, hidden: int, context: int
+    ) -> None:
+        self.rows, self.length, self.context = max(1, capacity // length), length, context
+        self.tokens = np.full((self.rows, length), -1, np.int8)
         self.rewards = np.zeros((self.rows, length), np.float32)
         self.filled = np.zeros(self.rows, np.int64)
-        self.next_log_probs = (
-            np.zeros((self.rows, length, NUM_TOKENS), np.float32) if keep_log_probs else None
-        )
+        self.primers = np.full(self.rows, -1, np.int8)
+        self.time_out = np.zeros((self.rows, length, num_pitches, hidden), np.float16)
+        self.log_probs = np.zeros((self.rows, length, NUM_TOKENS), np.float32)
         self.next_row = 0
+
+    @staticmethod
+    def nbytes(capacity: int, length: int, num_pitches: int, hidden: int) -> int:
+        """Bytes the arrays of a replay memory of ``capacity`` transitions take."""
+        rows = max(1, capacity // length)
+        return rows * length * (num_pitches * hidden * 2 + NUM_TOKENS * 4 + 5) + rows * 9
 
     def __len__(self) -> int:
         """Transitions held."""
         return int(self.filled.sum())
 
-    def start(self) -> int:
+    def start(self, primer: int = -1) -> int:
         """A row for a new melody (the oldest one is overwritten)."""
         row = self.next_row
         self.next_row = (row + 1) % self.rows
-        self.melodies[row] = -1
-        self.filled[row] = 0
+        self.tokens[row], self.filled[row], self.primers[row] = -1, 0, primer
         return row
 
-    def add(
-        self,
-        rows: np.ndarray,
-        actions: np.ndarray,
-        rewards: np.ndarray,
-        next_log_probs: np.ndarray | None = None,
+    def write_states(
+        self, rows: np.ndarray, steps: np.ndarray, time_out: torch.Tensor, log_probs: torch.Tensor
     ) -> None:
+        """Cache the states before step ``steps[j]`` of ``rows[j]``."""
+        self.time_out[rows, steps] = time_out.detach().to("cpu", torch.float16).numpy()
+        self.log_probs[rows, steps] = log_probs.detach().to("cpu", torch.float32).numpy()
+
+    def add(self, rows: np.ndarray, actions: np.ndarray, rewards: np.ndarray) -> None:
         """Append one step to each of ``rows``."""
         steps = self.filled[rows]
-        self.melodies[rows, steps] = actions
+        self.tokens[rows, steps] = actions
         self.rewards[rows, steps] = rewards
-        if self.next_log_probs is not None and next_log_probs is not None:
-            self.next_log_probs[rows, steps] = next_log_probs
         self.filled[rows] += 1
 
-    def sample(
-        self, batch_size: int, melodies_per_batch: int, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(rows, which, steps)``: ``melodies_per_batch`` rows drawn in proportion to the steps
-        they hold, and ``batch_size`` transitions, ``which[j]`` indexing ``rows``."""
-        rows = rng.choice(self.rows, melodies_per_batch, p=self.filled / self.filled.sum())
-        which = np.repeat(np.arange(melodies_per_batch), batch_size // melodies_per_batch)
-        steps = (rng.random(batch_size) * self.filled[rows[which]]).astype(np.int64)
-        return rows, which, steps
+    def sample(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, steps)`` of ``batch_size`` transitions drawn independently and uniformly."""
+        rows = rng.choice(self.rows, batch_size, p=self.filled / self.filled.sum())
+        steps = (rng.random(batch_size) * self.filled[rows]).astype(np.int64)
+        return rows, steps
+
+    def states(self, rows: np.ndarray, steps: np.ndarray, device: torch.device) -> States:
+        """The cached states before step ``steps[j]`` of ``rows[j]`` (``steps`` may be
+        ``length``: a terminal state, read as the last one; its value is never used)."""
+        steps = np.minimum(steps, self.length - 1)
+        tokens = torch.from_numpy(self.tokens[rows].astype(np.int64))
+        steps_t = torch.from_numpy(steps)
+        sounding = sounding_before(tokens).gather(1, steps_t[:, None])[:, 0]
+        return States(
+            time_out=torch.from_numpy(self.time_out[rows, steps]).to(device),
+            log_probs=torch.from_numpy(self.log_probs[rows, steps]).to(device),
+            context=recent_tokens(tokens, steps_t, self.context).to(device),
+            step=steps_t.to(device),
+            sounding=sounding.to(device),
+        )
 
     def state_dict(self) -> dict[str, Any]:
-        state = {
-            "melodies": torch.from_numpy(self.melodies.copy()),
+        """Everything but the time-axis outputs, which :meth:`recompute_time_out` restores."""
+        return {
+            "tokens": torch.from_numpy(self.tokens.copy()),
             "rewards": torch.from_numpy(self.rewards.copy()),
             "filled": torch.from_numpy(self.filled.copy()),
+            "primers": torch.from_numpy(self.primers.copy()),
+            "log_probs": torch.from_numpy(self.log_probs.copy()),
             "next_row": self.next_row,
         }
-        if self.next_log_probs is not None:
-            state["next_log_probs"] = torch.from_numpy(self.next_log_probs.copy())
-        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.melodies[:] = state["melodies"].numpy()
+        self.tokens[:] = state["tokens"].numpy()
         self.rewards[:] = state["rewards"].numpy()
         self.filled[:] = state["filled"].numpy()
+        self.primers[:] = state["primers"].numpy()
+        self.log_probs[:] = state["log_probs"].numpy()
         self.next_row = int(state["next_row"])
-        if self.next_log_probs is not None and "next_log_probs" in state:
-            self.next_log_probs[:] = state["next_log_probs"].numpy()
+
+    @torch.no_grad()
+    def recompute_time_out(self, prior: BiaxialLSTM, key: str, chunk: int = 256) -> None:
+        """Run the frozen prior's time axis over every stored melody (after its primer)."""
+        for primed in (False, True):
+            rows = np.flatnonzero((self.filled > 0) & ((self.primers >= 0) == primed))
+            for begin in range(0, len(rows), chunk):
+                part = rows[begin : begin + chunk]
+                tokens = torch.from_numpy(self.tokens[part].astype(np.int64))
+                if primed:
+                    primer = torch.from_numpy(self.primers[part].astype(np.int64))[:, None]
+                    tokens = torch.cat([primer, tokens], 1)
+                outputs = time_axis_outputs(prior, tokens.to(prior.device), key)
+                outputs = outputs[:, int(primed) : int(primed) + self.length]
+                self.time_out[part] = outputs.to("cpu", torch.float16).numpy()
+
+
+def check_replay_memory(config: RLTunerConfig, prior: BiaxialLSTM) -> None:
+    """A one-line error when the replay memory would not fit in the memory available now."""
+    need = StateReplay.nbytes(
+        config.buffer_size, config.length, prior.num_pitches, prior.config.time_sizes[-1]
+    )
+    try:
+        meminfo = Path("/proc/meminfo").read_text().split()
+        available = int(meminfo[meminfo.index("MemAvailable:") + 1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return  # not Linux: nothing to check against
+    if need > MEMORY_SHARE * available:
+        raise EnvArgumentError(
+            f"buffer_size: {config.buffer_size} transitions need {need / 2**30:.1f} GiB of replay "
+            f"memory (cached time-axis outputs), more than {MEMORY_SHARE:.0%} of the "
+            f"{available / 2**30:.1f} GiB available; lower --buffer-size"
+        )
 
 
 # ------------------------------------------------------------------------------ the agent itself
+class Melodies:
+    """``M`` melodies being composed: the frozen prior's state over each, and its tokens."""
+
+    def __init__(self, agent: RLTuner, count: int) -> None:
+        self.agent, self.count = agent, count
+        device = agent.device
+        self.prior_state = agent.prior.initial_state(count)
+        self.sounding = torch.full((count,), -1, dtype=torch.long, device=device)
+        self.tokens = torch.full((count, agent.length), -1, dtype=torch.long, device=device)
+        self.step = torch.zeros(count, dtype=torch.long, device=device)
+
+    @torch.no_grad()
+    def restart(self, rows: np.ndarray, primers: list[list[int]]) -> None:
+        """Start the melodies ``rows`` afresh, each fed its primer tokens first."""
+        if not len(rows):
+            return
+        agent, prior = self.agent, self.agent.prior
+        index = torch.as_tensor(rows, dtype=torch.long, device=agent.device)
+        state = prior.initial_state(len(rows))
+        sounding = torch.full((len(rows),), -1, dtype=torch.long, device=agent.device)
+        for t in range(max(map(len, primers), default=0)):
+            assert all(len(p) == len(primers[0]) for p in primers), "primers of one length"
+            tokens = torch.tensor([p[t] for p in primers], device=agent.device)
+            state = prior.advance(state, agent.frames(tokens, sounding))
+            sounding = next_sounding(sounding, tokens)
+        self.prior_state = prior.assign_state(self.prior_state, index, state)
+        self.sounding[index], self.tokens[index], self.step[index] = sounding, -1, 0
+
+    @torch.no_grad()
+    def play(self, tokens: torch.Tensor) -> None:
+        """Every melody plays its token (those that ended are restarted by :meth:`restart`)."""
+        frames = self.agent.frames(tokens, self.sounding)
+        self.prior_state = self.agent.prior.advance(self.prior_state, frames)
+        self.sounding = next_sounding(self.sounding, tokens)
+        rows = torch.arange(self.count, device=tokens.device)
+        self.tokens[rows, self.step.clamp(max=self.agent.length - 1)] = tokens
+        self.step = self.step + 1
+
+    def states(self, log_probs: torch.Tensor) -> States:
+        """The current states, with the prior's ``log p`` of them (from the env or the agent)."""
+        return States(
+            time_out=self.prior_state.time_out,
+            log_probs=log_probs,
+            context=recent_tokens(self.tokens, self.step, self.agent.config.context),
+            step=self.step,
+            sounding=self.sounding,
+        )
+
+
 class RLTuner:
     """The networks of a run (online, target, frozen prior), acting and composing.
 
@@ -302,84 +482,48 @@ class RLTuner:
 
     def __init__(self, config: RLTunerConfig, prior: BiaxialLSTM) -> None:
         self.config, self.length = config, config.length
-        self.prior = load_prior(prior)  # frozen: G's log p, music/log_p
-        self.q_network = QNetwork(self.prior, config.train_time_axis)
+        self.device = torch_device(config.device)
+        self.prior = load_prior(prior).to(self.device)  # frozen: features, log p, music/log_p
+        self.q_network = QNetwork(self.prior, config).to(self.device)
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
         self.updates = 0
         """Gradient steps taken."""
         self.steps_per_second = 0.0
         """Environment steps per second of the last :func:`train` call."""
 
-    # ------------------------------------------------------------------------- acting
-    def initial_state(self, batch_size: int) -> dict[str, Any]:
-        """Recurrent state of ``batch_size`` melodies before their first token."""
-        with torch.no_grad():
-            state = {
-                "prior": self.prior.initial_state(batch_size),
-                "sounding": torch.full((batch_size,), -1, dtype=torch.long),
-            }
-            if self.config.train_time_axis:
-                state["q"] = self.q_network.body.initial_state(batch_size)
-        return state
-
-    def reset_rows(self, state: dict[str, Any], rows: np.ndarray) -> dict[str, Any]:
-        """``state`` with the melodies ``rows`` started afresh."""
-        if not len(rows):
-            return state
-        index = torch.as_tensor(rows, dtype=torch.long)
-        fresh = self.initial_state(len(rows))
-        state = dict(state)
-        state["prior"] = self.prior.assign_state(state["prior"], index, fresh["prior"])
-        state["sounding"] = state["sounding"].index_copy(0, index, fresh["sounding"])
-        if "q" in state:
-            state["q"] = self.q_network.body.assign_state(state["q"], index, fresh["q"])
-        return state
+    def frames(self, tokens: torch.Tensor, sounding: torch.Tensor) -> torch.Tensor:
+        """The prior frames ``tokens`` produce after ``sounding``, in the run's key."""
+        return token_frames(tokens, sounding, *token_axis(self.prior, self.config.key))
 
     @torch.no_grad()
-    def prior_log_probs(self, state: dict[str, Any]) -> torch.Tensor:
-        """The frozen prior's ``log p(a | s)`` ``(M, 38)`` in ``state``."""
-        return score_melody_actions(self.prior, state["prior"].time_out, state["sounding"])
+    def prior_log_probs(self, melodies: Melodies) -> torch.Tensor:
+        """The frozen prior's ``log p(a | s)`` ``(M, 38)`` of the melodies' next actions."""
+        time_out = melodies.prior_state.time_out
+        return score_melody_actions(self.prior, time_out, melodies.sounding, self.config.key)
 
     @torch.no_grad()
-    def act_logits(
-        self, state: dict[str, Any], prior_log_probs: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(policy logits (M, 38), the prior's log p (M, 38) for G, else None)`` in ``state``;
-        pass ``prior_log_probs`` if already known."""
-        time_out = state["q"].time_out if "q" in state else state["prior"].time_out
-        values = self.q_network(time_out, state["sounding"])
-        if self.config.algo == "g" and prior_log_probs is None:
-            prior_log_probs = self.prior_log_probs(state)
-        return policy_logits(self.config.algo, values, prior_log_probs), prior_log_probs
-
-    @torch.no_grad()
-    def advance(self, state: dict[str, Any], tokens: torch.Tensor) -> dict[str, Any]:
-        """``state`` after every melody plays its token."""
-        prior = self.prior
-        frames = token_frames(tokens, state["sounding"], prior.lowest_pitch, prior.num_pitches)
-        advanced = {
-            "prior": prior.advance(state["prior"], frames),
-            "sounding": next_sounding(state["sounding"], tokens),
-        }
-        if "q" in state:
-            advanced["q"] = self.q_network.body.advance(state["q"], frames)
-        return advanced
+    def act_logits(self, states: States) -> torch.Tensor:
+        """Policy logits ``(M, 38)``: Q, Ψ, or G + log p."""
+        return policy_logits(self.config.algo, self.q_network(states), states.log_probs)
 
     @torch.no_grad()
     def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[list[int]]:
         """``n`` melodies: each token the argmax (``greedy``) or a sample of the policy's softmax
-        (Q, Ψ, or G + log p), all ``n`` composed side by side."""
+        (Q, Ψ, or G + log p), all ``n`` composed side by side (a random-note primer drawn from
+        ``seed`` too)."""
         generator = torch.Generator().manual_seed(seed)
-        state, melodies = self.initial_state(n), []
+        melodies = Melodies(self, n)
+        if self.config.primer == "random_note":
+            primers = torch.randint(0, NUM_TOKENS - 1, (n, 1), generator=generator).tolist()
+            melodies.restart(np.arange(n), primers)
         for _ in range(self.length):
-            logits, _ = self.act_logits(state)
+            logits = self.act_logits(melodies.states(self.prior_log_probs(melodies))).cpu()
             if greedy:
                 tokens = logits.argmax(1)
             else:
                 tokens = torch.multinomial(F.softmax(logits, 1), 1, generator=generator)[:, 0]
-            melodies.append(tokens)
-            state = self.advance(state, tokens)
-        return torch.stack(melodies, 1).tolist()
+            melodies.play(tokens.to(self.device))
+        return melodies.tokens.tolist()
 
     # ------------------------------------------------------------------------- checkpoints
     def checkpoint(self, **extra: Any) -> dict[str, Any]:
@@ -395,9 +539,12 @@ class RLTuner:
         }
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> tuple[RLTuner, dict[str, Any]]:
+    def load(
+        cls, path: str | os.PathLike, device: str | None = None
+    ) -> tuple[RLTuner, dict[str, Any]]:
         """The agent of a checkpoint file (or a run folder holding ``agent.pt``) and the
-        checkpoint dict; :class:`CheckpointError` if it is missing, damaged or not ours."""
+        checkpoint dict, on ``device`` (default: the run's, or the CPU where that is absent);
+        :class:`CheckpointError` if it is missing, damaged or not ours."""
         path = Path(path)
         if path.is_dir():
             path = path / CHECKPOINT
@@ -406,14 +553,20 @@ class RLTuner:
             raise CheckpointError(f"{path}: not an RL Tuner checkpoint")
         try:
             known = {f.name for f in fields(RLTunerConfig)}
-            config = RLTunerConfig(**{k: v for k, v in checkpoint["config"].items() if k in known})
+            settings = {k: v for k, v in checkpoint["config"].items() if k in known}
+            if device is not None:
+                settings["device"] = device
+            elif str(settings.get("device", "cpu")).startswith("cuda"):
+                settings["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+            config = RLTunerConfig(**settings)
             prior = BiaxialLSTM(BiaxialConfig(**checkpoint["prior_config"]))
             prior.load_state_dict(checkpoint["prior_state_dict"])
             agent = cls(config, prior)
             agent.q_network.load_state_dict(checkpoint["q_state_dict"])
             agent.target_network.load_state_dict(checkpoint["target_state_dict"])
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
-            raise CheckpointError(f"{path}: does not fit the RL Tuner ({error})") from None
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise CheckpointError(f"{path}: does not fit the RL Tuner ({first})") from None
         return agent, checkpoint
 
 
@@ -430,42 +583,30 @@ def linear_schedule(start: float, end: float, duration: float, step: int) -> flo
 
 # ------------------------------------------------------------------------------- the update
 def td_loss(
-    agent: RLTuner,
-    replay: MelodyReplay,
-    batch: tuple[np.ndarray, np.ndarray, np.ndarray],
+    agent: RLTuner, replay: StateReplay, batch: tuple[np.ndarray, np.ndarray]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The TD loss of a replay batch and the Q-values of its actions ``(B,)``."""
-    config = agent.config
-    rows, which, steps = batch
-    melodies = torch.from_numpy(replay.melodies[rows].astype(np.int64))  # (K, L), -1 padded
-    span = int(steps.max()) + 1  # tokens needed: s_t and s_{t+1} for every sampled t
-    melodies = melodies[:, :span]
-    which_t, steps_t = torch.from_numpy(which), torch.from_numpy(steps)
-    actions = melodies[which_t, steps_t]
-    rewards = torch.from_numpy(replay.rewards[rows[which], steps])
-    dones = torch.from_numpy(steps == replay.length - 1)
-    sounding = sounding_before(melodies)  # (K, span + 1)
-
-    with torch.set_grad_enabled(config.train_time_axis):
-        time_out = agent.q_network.time_out(melodies)  # (K, span + 1, N, H)
-    values = agent.q_network(time_out[which_t, steps_t], sounding[which_t, steps_t])
-    q_values = values.gather(1, actions[:, None])[:, 0]
-
+    config, device = agent.config, agent.device
+    rows, steps = batch
+    states = replay.states(rows, steps, device)
+    next_states = replay.states(rows, steps + 1, device)
+    actions = torch.from_numpy(replay.tokens[rows, steps].astype(np.int64)).to(device)
+    rewards = torch.from_numpy(replay.rewards[rows, steps]).to(device)
+    dones = torch.from_numpy(steps == replay.length - 1).to(device)
+    q_values = agent.q_network(states).gather(1, actions[:, None])[:, 0]
     with torch.no_grad():
-        # Without time-axis training all three networks share the prior's time axis.
-        target_out = agent.target_network.time_out(melodies) if config.train_time_axis else time_out
-        next_state = (which_t, steps_t + 1)
-        next_sounding_ = sounding[next_state]
-        next_target = agent.target_network(target_out[next_state], next_sounding_)
+        next_target = agent.target_network(next_states)
         next_online = None
         if config.double_q and config.algo == "q":
-            next_online = agent.q_network(time_out[next_state].detach(), next_sounding_)
-        next_log_probs = None
-        if config.algo == "g":
-            assert replay.next_log_probs is not None
-            next_log_probs = torch.from_numpy(replay.next_log_probs[rows[which], steps])
+            next_online = agent.q_network(next_states)
         target = td_target(
-            config.algo, rewards, dones, config.gamma, next_target, next_log_probs, next_online
+            config.algo,
+            rewards,
+            dones,
+            config.gamma,
+            next_target,
+            next_states.log_probs,
+            next_online,
         )
     loss_fn = F.smooth_l1_loss if config.loss == "huber" else F.mse_loss
     return loss_fn(q_values, target), q_values.detach()
@@ -478,7 +619,40 @@ def make_optimizer(config: RLTunerConfig, network: nn.Module) -> torch.optim.Opt
     return torch.optim.Adam(params, lr=config.learning_rate)
 
 
+def clip_gradients(config: RLTunerConfig, network: nn.Module) -> None:
+    """Clip by norm, each parameter tensor alone (Magenta) or all together."""
+    if config.max_grad_norm <= 0:
+        return
+    params = [p for p in network.parameters() if p.grad is not None]
+    if config.clip == "global":
+        nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+    else:
+        for param in params:
+            nn.utils.clip_grad_norm_(param, config.max_grad_norm)
+
+
+def gradient_step(
+    agent: RLTuner, replay: StateReplay, optimizer: torch.optim.Optimizer, rng: np.random.Generator
+) -> tuple[float, float]:
+    """One update of the online network and the soft target update; (loss, mean Q)."""
+    loss, q_values = td_loss(agent, replay, replay.sample(agent.config.batch_size, rng))
+    optimizer.zero_grad()
+    loss.backward()
+    clip_gradients(agent.config, agent.q_network)
+    optimizer.step()
+    soft_update(agent.target_network, agent.q_network, agent.config.eta)
+    agent.updates += 1
+    return loss.item(), q_values.mean().item()
+
+
 # ------------------------------------------------------------------------------ training loop
+def _primers(infos: dict[str, Any], slots: np.ndarray, primed: bool) -> list[list[int]]:
+    """The primers the env drew for ``slots`` (from its ``info["primer"]``)."""
+    if not primed:
+        return [[] for _ in slots]
+    return [list(infos["primer"][i]) for i in slots]
+
+
 def train(
     config: RLTunerConfig,
     out: str | os.PathLike,
@@ -494,7 +668,7 @@ def train(
     from tqdm.auto import tqdm
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    torch_device(config.device)
     set_torch_threads(config.threads)
     checkpoint: dict[str, Any] = {}
     if resume:
@@ -504,10 +678,15 @@ def train(
         agent.config = config = RLTunerConfig(**{**asdict(agent.config), **session})
     else:
         agent = RLTuner(config, load_prior(prior if prior is not None else config.prior))
+    check_replay_memory(config, agent.prior)
+    out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     optimizer = make_optimizer(config, agent.q_network)
-    replay = MelodyReplay(config.buffer_size, config.length, keep_log_probs=config.algo == "g")
+    hidden = agent.prior.config.time_sizes[-1]
+    replay = StateReplay(
+        config.buffer_size, config.length, agent.prior.num_pitches, hidden, config.context
+    )
     global_step = 0
     if checkpoint:
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -516,6 +695,7 @@ def train(
         torch.set_rng_state(checkpoint["torch_rng"])
         if (out / REPLAY_CHECKPOINT).is_file():
             replay.load_state_dict(load_checkpoint_file(out / REPLAY_CHECKPOINT))
+            replay.recompute_time_out(agent.prior, config.key)
     info = {
         "env": EnvConfig(**{f.name: getattr(config, f.name) for f in fields(EnvConfig)}),
         "checkpoint": CHECKPOINT,
@@ -530,14 +710,29 @@ def train(
             "hyperparameters", "\n".join(f"|{k}|{v}|" for k, v in asdict(config).items())
         )
 
-    # The env rewards log p + rules (q, psi) or the rules alone (g: the agent adds log p).
+    # The env rewards log p + rules (q, psi) or the rules alone (g: the agent adds log p). Where
+    # it scores with the prior, its log p(a|s) of the next actions is the agent's too.
     from gymnasium.wrappers.vector import RecordEpisodeStatistics
 
-    envs = make_vector_env(config, agent.prior, config.num_envs, with_prior=config.algo != "g")
+    with_prior = config.algo != "g"
+    envs = make_vector_env(config, agent.prior, config.num_envs, with_prior=with_prior)
+    env_scores = with_prior and config.prior_reward
     envs = RecordEpisodeStatistics(envs)
-    envs.reset(seed=config.seed + global_step)
-    state = agent.initial_state(config.num_envs)
-    rows = np.array([replay.start() for _ in range(config.num_envs)])
+    _, infos = envs.reset(seed=config.seed + global_step)
+    slots = np.arange(config.num_envs)
+    primed = bool(config.primer)
+    melodies = Melodies(agent, config.num_envs)
+    melodies.restart(slots, _primers(infos, slots, primed))
+
+    def prior_log_probs() -> torch.Tensor:
+        if env_scores:
+            log_probs = envs.unwrapped.action_log_probs()  # type: ignore[attr-defined]
+            return torch.as_tensor(log_probs, dtype=torch.float32, device=agent.device)
+        return agent.prior_log_probs(melodies)
+
+    log_probs = prior_log_probs()
+    rows = np.array([replay.start(_primer_token(infos, i, primed)) for i in slots])
+    replay.write_states(rows, np.zeros_like(rows), melodies.prior_state.time_out, log_probs)
     resetting = np.zeros(config.num_envs, bool)  # next-step autoreset: this step only resets
 
     def save() -> None:
@@ -553,18 +748,18 @@ def train(
         write_agent_info(out, f"rltuner-{config.algo}", **info, trained_steps=global_step)
 
     def evaluate() -> dict[str, float]:
-        melodies = agent.compose(config.eval_melodies, seed=config.seed)
-        return melody_statistics(agent.prior, melodies, config.key)
+        composed = agent.compose(config.eval_melodies, seed=config.seed)
+        return melody_statistics(agent.prior, composed, config.key)
 
     bar = tqdm(total=config.steps, initial=global_step, disable=not progress, unit="step")
     start_time, start_step = time.time(), global_step
     next_eval = (global_step // config.eval_interval + 1) * config.eval_interval
     next_checkpoint = (global_step // config.checkpoint_interval + 1) * config.checkpoint_interval
-    updates_due, prior_log_probs = 0, None
+    updates_due, epsilon = 0, config.start_e
     deadline = start_time + 60 * config.max_minutes if config.max_minutes > 0 else math.inf
     while global_step < config.steps and time.time() < deadline:
         # ---- act: epsilon-greedy or Boltzmann on the policy logits
-        logits, prior_log_probs = agent.act_logits(state, prior_log_probs)
+        logits = agent.act_logits(melodies.states(log_probs)).cpu()
         if config.exploration == "boltzmann":
             scaled = logits / config.temperature
             actions = torch.multinomial(F.softmax(scaled, 1), 1)[:, 0].numpy()
@@ -582,13 +777,17 @@ def train(
 
         # ---- follow the melodies; a slot that was resetting played nothing and starts afresh
         stepped = ~resetting
-        state = agent.advance(state, torch.as_tensor(actions, dtype=torch.long))
-        state = agent.reset_rows(state, np.flatnonzero(resetting))
-        prior_log_probs = agent.prior_log_probs(state) if config.algo == "g" else None
-        next_log_probs = prior_log_probs[stepped].numpy() if prior_log_probs is not None else None
-        replay.add(rows[stepped], actions[stepped], rewards[stepped], next_log_probs)
-        for i in np.flatnonzero(terminations):
-            rows[i] = replay.start()
+        restarted = np.flatnonzero(resetting)
+        melodies.play(torch.as_tensor(actions, dtype=torch.long, device=agent.device))
+        melodies.restart(restarted, _primers(infos, restarted, primed))
+        log_probs = prior_log_probs()
+        replay.add(rows[stepped], actions[stepped], rewards[stepped])
+        for i in restarted:
+            rows[i] = replay.start(_primer_token(infos, i, primed))
+        going_on = ~terminations  # the next state of a stepped slot, or a new melody's first
+        steps = replay.filled[rows[going_on]]
+        time_out = melodies.prior_state.time_out
+        replay.write_states(rows[going_on], steps, time_out[going_on], log_probs[going_on])
         resetting = terminations.copy()
         new_steps = int(stepped.sum())
         global_step += new_steps
@@ -602,20 +801,13 @@ def train(
             updates_due += new_steps
         while updates_due >= config.train_frequency:
             updates_due -= config.train_frequency
-            batch = replay.sample(config.batch_size, config.melodies_per_batch, rng)
-            loss, q_values = td_loss(agent, replay, batch)
-            optimizer.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(agent.q_network.parameters(), config.max_grad_norm)
-            optimizer.step()
-            soft_update(agent.target_network, agent.q_network, config.eta)
-            agent.updates += 1
-            if agent.updates % 10 == 0:
+            loss, mean_q = gradient_step(agent, replay, optimizer, rng)
+            if agent.updates % 100 == 1:  # the first, then every 100th
                 sps = (global_step - start_step) / max(time.time() - start_time, 1e-9)
-                bar.set_postfix(loss=f"{loss.item():.3g}", q=f"{q_values.mean().item():.3g}")
+                bar.set_postfix(loss=f"{loss:.3g}", q=f"{mean_q:.3g}")
                 if writer:
-                    writer.add_scalar("losses/td_loss", loss.item(), global_step)
-                    writer.add_scalar("losses/q_values", q_values.mean().item(), global_step)
+                    writer.add_scalar("losses/td_loss", loss, global_step)
+                    writer.add_scalar("losses/q_values", mean_q, global_step)
                     writer.add_scalar("charts/SPS", sps, global_step)
                     if config.exploration == "egreedy":
                         writer.add_scalar("charts/epsilon", epsilon, global_step)
@@ -635,3 +827,8 @@ def train(
     if writer:
         writer.close()
     return agent
+
+
+def _primer_token(infos: dict[str, Any], slot: int, primed: bool) -> int:
+    """The random-note primer token of ``slot``'s new melody, -1 for none."""
+    return int(infos["primer"][slot][0]) if primed else -1

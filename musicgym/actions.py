@@ -15,26 +15,33 @@ import torch
 
 from musicgym.tokens import FIRST_PITCH_TOKEN, LOWEST_MELODY_PITCH, NO_EVENT, NOTE_OFF, NUM_TOKENS
 
+LowestPitch = int | torch.Tensor
+"""The MIDI pitch that melody tokens map onto index 0 of the prior's axis: one for all states, or
+``(B,)`` one per state (see :func:`musicgym.prior.token_axis`)."""
+
 
 def candidate_notes(
-    sounding: torch.Tensor, lowest_pitch: int, num_pitches: int
+    sounding: torch.Tensor, lowest_pitch: LowestPitch, num_pitches: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The 38 candidate frames of each state in sparse form: ``notes`` ``(B, 38)``, the index on
     the pitch axis of the frame's one sounding note (``num_pitches`` for a silent frame), and
     ``bits`` ``(B, 38, 2)``, its (play, articulate)."""
     B = sounding.shape[0]
-    offset = LOWEST_MELODY_PITCH - FIRST_PITCH_TOKEN - lowest_pitch  # token -> pitch-axis index
+    offset = LOWEST_MELODY_PITCH - FIRST_PITCH_TOKEN - torch.as_tensor(lowest_pitch)
+    offset = offset.to(sounding.device).reshape(-1, 1)  # token -> pitch-axis index, (1|B, 1)
     tokens = torch.arange(NUM_TOKENS, device=sounding.device)
     notes = (tokens + offset).expand(B, NUM_TOKENS).clone()
     notes[:, NOTE_OFF] = num_pitches
-    notes[:, NO_EVENT] = torch.where(sounding >= 0, sounding + offset, num_pitches)
+    notes[:, NO_EVENT] = torch.where(sounding >= 0, sounding + offset[:, 0], num_pitches)
     bits = torch.ones(B, NUM_TOKENS, 2, device=sounding.device)
     bits[:, NO_EVENT, 1] = 0.0  # a held note plays without articulating
     bits[notes == num_pitches] = 0.0
     return notes, bits
 
 
-def candidate_frames(sounding: torch.Tensor, lowest_pitch: int, num_pitches: int) -> torch.Tensor:
+def candidate_frames(
+    sounding: torch.Tensor, lowest_pitch: LowestPitch, num_pitches: int
+) -> torch.Tensor:
     """``(B, 38, N, 2)``: the next frame each token would produce after ``sounding`` ``(B,)``, on
     the prior's pitch axis ``lowest_pitch .. lowest_pitch + N - 1``."""
     notes, bits = candidate_notes(sounding, lowest_pitch, num_pitches)
@@ -44,7 +51,7 @@ def candidate_frames(sounding: torch.Tensor, lowest_pitch: int, num_pitches: int
 
 
 def token_frames(
-    tokens: torch.Tensor, sounding: torch.Tensor, lowest_pitch: int, num_pitches: int
+    tokens: torch.Tensor, sounding: torch.Tensor, lowest_pitch: LowestPitch, num_pitches: int
 ) -> torch.Tensor:
     """``(B, N, 2)``: the frame token ``tokens[i]`` produces after ``sounding[i]`` (row
     ``tokens[i]`` of :func:`candidate_frames`, without building the other 37)."""

@@ -24,7 +24,7 @@ from gymnasium.vector.utils import batch_space
 from musicgym.actions import candidate_frames, renormalise, token_frames
 from musicgym.errors import EnvArgumentError
 from musicgym.keys import Key, pitch_name
-from musicgym.prior import DEFAULT_PRIOR, FramePrior, resolve_prior
+from musicgym.prior import DEFAULT_PRIOR, FramePrior, resolve_prior, token_axis
 from musicgym.rules import RuleContext, RulesArgument, resolve_rules, rule_rewards
 from musicgym.tokens import (
     HIGHEST_MELODY_PITCH,
@@ -46,13 +46,17 @@ PriorArgument = str | os.PathLike | FramePrior | None
 PrimerArgument = str | os.PathLike | Sequence[int] | None
 
 
-def check_prior_range(prior: FramePrior) -> FramePrior:
-    """``prior`` if its pitch axis covers the melody tokens' MIDI 48..83; else a clear error."""
-    highest = prior.lowest_pitch + prior.num_pitches - 1
-    if prior.lowest_pitch > LOWEST_MELODY_PITCH or highest < HIGHEST_MELODY_PITCH:
+def check_prior_range(prior: FramePrior, key: Key | str = "C major") -> FramePrior:
+    """``prior`` if its pitch axis covers the melody tokens' MIDI 48..83 (transposed into C first
+    for a key-normalised prior, see :func:`musicgym.prior.token_axis`); else a clear error."""
+    lowest, count = token_axis(prior, key)
+    if lowest > LOWEST_MELODY_PITCH or lowest + count - 1 < HIGHEST_MELODY_PITCH:
+        shift = prior.lowest_pitch - lowest
+        moved = f" moved by {shift:+d} semitones into C for {Key.parse(key)}" if shift else ""
         raise EnvArgumentError(
-            f"prior: its pitch range {prior.lowest_pitch}..{highest} does not cover the melody "
-            f"tokens' MIDI {LOWEST_MELODY_PITCH}..{HIGHEST_MELODY_PITCH}"
+            f"prior: its pitch range {prior.lowest_pitch}..{prior.lowest_pitch + count - 1} "
+            f"does not hold the melody tokens' MIDI {LOWEST_MELODY_PITCH}..{HIGHEST_MELODY_PITCH}"
+            f"{moved}"
         )
     return prior
 
@@ -125,6 +129,8 @@ class MelodyBatch:
         self.primers: list[list[int]] = [[] for _ in range(num_melodies)]
         self.compositions: list[list[int]] = [[] for _ in range(num_melodies)]
         self.keys = [Key()] * num_melodies
+        self.token_lowest = torch.zeros(num_melodies, dtype=torch.long)
+        """Per melody, where its tokens map onto the prior's axis (:func:`token_axis`)."""
         self.sounding = np.full(num_melodies, -1)  # token of the note that sounds, -1 for none
         self.log_probs = np.zeros((num_melodies, NUM_TOKENS))  # (B, 38) of the next action
         self.prior: FramePrior | None = None
@@ -140,6 +146,15 @@ class MelodyBatch:
         self.prior = None if prior is None else check_prior_range(prior)
         if self.prior is not None:
             self.prior_state = self.prior.initial_state(self.num_melodies)
+            self._map_tokens()
+
+    def _map_tokens(self) -> None:
+        """Map each melody's tokens onto the prior's axis in its key (checked)."""
+        assert self.prior is not None
+        for key in set(self.keys):
+            check_prior_range(self.prior, key)
+        lowest = [token_axis(self.prior, key)[0] for key in self.keys]
+        self.token_lowest = torch.tensor(lowest, dtype=torch.long, device=self.device)
 
     # ------------------------------------------------------------------------------ episodes
     def reset(
@@ -153,6 +168,7 @@ class MelodyBatch:
             for token in primer:
                 self._update_sounding(i, token)
         if self.prior is not None and len(index):
+            self._map_tokens()
             self._reset_prior(list(index), [list(p) for p in primers])
             self._score()
 
@@ -166,7 +182,8 @@ class MelodyBatch:
             frames = torch.zeros(len(index), max(map(len, primers)), prior.num_pitches, 2)
             for row, primer in enumerate(primers):
                 if primer:
-                    matrix = tokens_to_note_state(primer, prior.lowest_pitch, prior.num_pitches)
+                    lowest = int(self.token_lowest[index[row]])
+                    matrix = tokens_to_note_state(primer, lowest, prior.num_pitches)
                     frames[row, : len(primer)] = torch.from_numpy(matrix.matrix.astype(np.float32))
             frames = frames.to(self.device)
             lengths = torch.tensor([len(p) for p in primers])
@@ -200,9 +217,7 @@ class MelodyBatch:
         none sounds. A pitch token: that note struck (1, 1).
         """
         assert self.prior is not None
-        return candidate_frames(
-            self._sounding_tensor(), self.prior.lowest_pitch, self.prior.num_pitches
-        )
+        return candidate_frames(self._sounding_tensor(), self.token_lowest, self.prior.num_pitches)
 
     def _score(self) -> None:
         """Cache ``log p(a | s)`` of the 38 actions of every melody from one prior call, the
@@ -243,7 +258,7 @@ class MelodyBatch:
             frames = token_frames(
                 played.to(self.device),
                 self._sounding_tensor(),
-                self.prior.lowest_pitch,
+                self.token_lowest,
                 self.prior.num_pitches,
             )
             with torch.no_grad():
@@ -269,8 +284,13 @@ class MelodyBatch:
         return observation
 
     def info(self, i: int, reward_parts: dict[str, float] | None = None) -> dict[str, Any]:
-        """``info`` of melody ``i``: its composition, its key and (after a step) reward parts."""
-        info: dict[str, Any] = {"tokens": list(self.compositions[i]), "key": self.keys[i].name}
+        """``info`` of melody ``i``: its composition, its primer, its key and (after a step) reward
+        parts."""
+        info: dict[str, Any] = {
+            "tokens": list(self.compositions[i]),
+            "primer": list(self.primers[i]),
+            "key": self.keys[i].name,
+        }
         if reward_parts is not None:
             info["rewards"] = reward_parts
         return info
@@ -408,7 +428,8 @@ class MusicCompositionEnv(gym.Env[np.ndarray, np.int64]):
       see the composition only, not the primer.
 
     ``info["rewards"]`` holds every part by name (``"prior"`` and each rule's ``w_i r_i / c``;
-    they sum to the reward); ``info["tokens"]`` the composition so far; ``info["key"]`` its key.
+    they sum to the reward); ``info["tokens"]`` the composition so far; ``info["primer"]`` its
+    primer; ``info["key"]`` its key.
 
     ## Starting State
 

@@ -82,6 +82,13 @@ class Key:
         """Whether a MIDI pitch belongs to the scale."""
         return pitch % 12 in self.scale
 
+    @property
+    def shift_to_c(self) -> int:
+        """Semitones in -6..+5 that move this key's scale onto C major's (a minor key onto
+        A minor): D major -> -2, G major -> +5, E minor -> +5."""
+        relative_major = self.tonic if self.mode == "major" else self.tonic + 3
+        return (6 - relative_major) % 12 - 6
+
     def tonic_pitch(self, lowest: int = 60) -> int:
         """The tonic as a MIDI pitch: the first at or above ``lowest`` (C4 = 60 by default)."""
         return lowest + (self.tonic - lowest) % 12

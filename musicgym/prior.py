@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from musicgym.errors import CheckpointError
+from musicgym.keys import Key
 
 DEFAULT_PRIOR = "bach16"
 LOADER_GROUP = "musicgym.prior_loaders"
@@ -57,6 +58,18 @@ class FramePrior(Protocol):
     def assign_state(self, state: Any, index: torch.Tensor, new: Any) -> Any:
         """``state`` with the streams ``index`` replaced by the streams of ``new``; returned."""
         ...
+
+
+def token_axis(prior: FramePrior, key: Key | str = "C major") -> tuple[int, int]:
+    """``(lowest_pitch, num_pitches)`` to map melody tokens in ``key`` onto ``prior``'s pitch axis.
+
+    A prior trained on music transposed to C major / A minor says so by a true ``key_normalised``
+    attribute (optional in :class:`FramePrior`); music in another key is then moved by
+    :attr:`Key.shift_to_c` before it is scored, which is mapping tokens as if the axis started
+    that many semitones lower. Every other prior reads tokens at their own pitch.
+    """
+    shift = Key.parse(key).shift_to_c if getattr(prior, "key_normalised", False) else 0
+    return prior.lowest_pitch - shift, prior.num_pitches
 
 
 def resolve_prior(prior: str | Path | FramePrior, device: str | torch.device = "cpu") -> FramePrior:

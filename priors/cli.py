@@ -22,6 +22,11 @@ def _add_range_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lowest-pitch", type=int, help="lowest MIDI pitch of the pitch axis")
     parser.add_argument("--num-pitches", type=int, help="size of the pitch axis")
     parser.add_argument("--seed", type=int, default=0, help="seed of the 80/10/10 split")
+    parser.add_argument(
+        "--key-normalise",
+        action="store_true",
+        help="transpose every tune to C major / A minor by its key signature (music21 corpora)",
+    )
 
 
 def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -46,6 +51,7 @@ def _load(args: argparse.Namespace):
         num_pitches=args.num_pitches,
         seed=args.seed,
         progress=True,
+        key_normalise=args.key_normalise,
     )
 
 
@@ -180,6 +186,7 @@ def _prior_evaluate(args: argparse.Namespace) -> int:
         lowest_pitch=model.lowest_pitch,
         num_pitches=model.num_pitches,
         seed=args.seed,
+        key_normalise=model.config.key_normalised,
     )
     play_only = not dataset.has_articulation if args.play_only is None else args.play_only
     pieces = dataset.split(args.split)

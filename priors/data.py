@@ -11,6 +11,13 @@ name                   what it loads
 ``midi:PATH`` / PATH   a folder of the user's MIDI files (searched recursively)
 =====================  ==========================================================================
 
+With ``key_normalise=True`` (``--key-normalise``) the music21 corpora are transposed by each tune's
+key signature onto no accidentals, i.e. to C major or A minor (and a mode's relative, e.g. D
+dorian), by the shift of -6..+5 semitones (or that shift an octave away, whichever fits the pitch
+axis; see :func:`white_key_shift`). A score without a key signature takes music21's key analysis
+(Krumhansl-Schmuckler); a tune that fits the pitch axis at no such shift is dropped and counted in
+``skipped``. Other sources hold no key signatures and are refused.
+
 Corpora without an official split get a seeded 80/10/10 split by piece. Converting music21 scores is
 slow (about 0.15 s a chorale), so conversions are cached as ``.npz`` files under
 ``$MUSICGYM_CACHE`` (default: the user cache directory, e.g. ``~/.cache/musicgym``), keyed by
@@ -41,7 +48,7 @@ from musicgym.tokens import (
     note_state_to_tokens,
 )
 
-CONVERTER_VERSION = 1  # bump when the conversion of scores changes, to invalidate caches
+CONVERTER_VERSION = 2  # bump when the conversion of scores changes, to invalidate caches
 SPLITS = ("train", "valid", "test")
 CORPUS_DATASETS = ("bach-chorales", "essen")
 MIDI_SUFFIXES = (".mid", ".midi", ".MID", ".MIDI")
@@ -81,6 +88,8 @@ class Dataset:
     has_articulation: bool = True
     folded_notes: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    key_normalised: bool = False
+    """Every piece transposed to C major / A minor by its key signature."""
 
     @property
     def train(self) -> list[NoteState]:
@@ -126,6 +135,7 @@ class Dataset:
             "has_articulation": self.has_articulation,
             "folded_notes": self.folded_notes,
             "skipped": len(self.skipped),
+            "key_normalised": self.key_normalised,
         }
 
 
@@ -148,6 +158,7 @@ def load_dataset(
     num_pitches: int | None = None,
     seed: int = 0,
     progress: bool = False,
+    key_normalise: bool = False,
 ) -> Dataset:
     """Load a dataset by name (see the module docstring) with its splits.
 
@@ -160,6 +171,7 @@ def load_dataset(
             by octaves into it.
         seed: seed of the 80/10/10 split of corpora without an official one.
         progress: show a progress bar while converting.
+        key_normalise: transpose every tune to C major / A minor (music21 corpora only).
     """
     kind, _, path = name.partition(":")
     if not path and Path(name).is_dir():
@@ -167,6 +179,11 @@ def load_dataset(
     if kind not in DEFAULT_RANGES or (kind in CORPUS_DATASETS) == bool(path):
         raise DatasetError(
             f"unknown dataset {name!r}; available: {', '.join(available_datasets())}"
+        )
+    if key_normalise and kind not in CORPUS_DATASETS:
+        raise DatasetError(
+            f"{name}: key normalisation needs key signatures, which only the music21 corpora "
+            f"({', '.join(CORPUS_DATASETS)}) carry"
         )
     default_lowest, default_count = DEFAULT_RANGES[kind]
     lowest_pitch = default_lowest if lowest_pitch is None else lowest_pitch
@@ -182,7 +199,7 @@ def load_dataset(
         )
     else:
         pieces, folded, skipped = _load_corpus(
-            kind, resolution, lowest_pitch, num_pitches, progress
+            kind, resolution, lowest_pitch, num_pitches, progress, key_normalise
         )
     if not pieces:
         raise DatasetError(f"{name}: no readable pieces ({len(skipped)} files skipped)")
@@ -194,6 +211,7 @@ def load_dataset(
         seeded_split(pieces, seed),
         folded_notes=folded,
         skipped=skipped,
+        key_normalised=key_normalise,
     )
 
 
@@ -219,6 +237,23 @@ def random_transposition(
     down, up = piece.transposition_room()
     shift = int(rng.integers(max(down, -max_shift), min(up, max_shift) + 1))
     return piece.transpose(shift) if shift else piece
+
+
+def white_key_shift(sharps: int) -> int:
+    """Semitones in -6..+5 that move a key signature of ``sharps`` sharps (flats negative) onto
+    none: G major (1) -> +5 to C major, D major (2) -> -2, F major (-1) -> -5."""
+    return (-7 * sharps + 6) % 12 - 6
+
+
+def key_normalised(piece: NoteState, sharps: int) -> NoteState | None:
+    """``piece`` transposed by :func:`white_key_shift` of its signature, or by that shift an
+    octave away where only that keeps its notes on the pitch axis; ``None`` if none does."""
+    shift = white_key_shift(sharps)
+    down, up = piece.transposition_room()
+    for candidate in sorted((shift, shift - 12, shift + 12), key=abs):
+        if down <= candidate <= up:
+            return piece.transpose(candidate) if candidate else piece
+    return None
 
 
 # --- music21 corpus -------------------------------------------------------------------------------
@@ -257,10 +292,19 @@ def _score_notes(score, resolution: int) -> list[tuple[int, int, int]]:
     return notes
 
 
+def _key_signature_sharps(score) -> int:
+    """Sharps (flats negative) of a score's first key signature, else of music21's key analysis."""
+    from music21 import key
+
+    signatures = score.recurse().getElementsByClass(key.KeySignature)
+    return int(signatures[0].sharps if signatures else score.analyze("key").sharps)
+
+
 def _convert_corpus_file(
     task: tuple[str, str, int],
-) -> list[tuple[str, list[tuple[int, int, int]]]]:
-    """Notes of each score in one corpus file (an Essen file holds many tunes)."""
+) -> list[tuple[str, list[tuple[int, int, int]], int]]:
+    """Notes and key-signature sharps of each score in one corpus file (an Essen file holds many
+    tunes)."""
     from music21 import converter, corpus, stream
 
     _, path, resolution = task
@@ -271,11 +315,28 @@ def _convert_corpus_file(
         name = f"{path}#{i}" if len(scores) > 1 else path
         notes = _score_notes(score, resolution)
         if notes:
-            pieces.append((name, notes))
+            pieces.append((name, notes, _key_signature_sharps(score)))
     return pieces
 
 
-def _load_corpus(kind, resolution, lowest_pitch, num_pitches, progress):
+def _load_corpus(kind, resolution, lowest_pitch, num_pitches, progress, key_normalise=False):
+    pieces, sharps, folded, skipped = _convert_corpus(
+        kind, resolution, lowest_pitch, num_pitches, progress
+    )
+    if not key_normalise:
+        return pieces, folded, skipped
+    normalised = []
+    for piece, signature in zip(pieces, sharps):
+        moved = key_normalised(piece, int(signature))
+        if moved is None:
+            skipped.append((piece.name, "does not fit the pitch axis in C major / A minor"))
+        else:
+            normalised.append(moved)
+    return normalised, folded, skipped
+
+
+def _convert_corpus(kind, resolution, lowest_pitch, num_pitches, progress):
+    """The corpus' pieces and key-signature sharps, converted once and then read from the cache."""
     key = f"{kind}-r{resolution}-p{lowest_pitch}-{num_pitches}-v{CONVERTER_VERSION}.npz"
     cached = cache_dir() / key
     if cached.exists():
@@ -284,7 +345,7 @@ def _load_corpus(kind, resolution, lowest_pitch, num_pitches, progress):
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache is converted again
     tasks = [(kind, path, resolution) for path in _corpus_paths(kind)]
-    pieces, folded, skipped = [], 0, []
+    pieces, sharps, folded, skipped = [], [], 0, []
     workers = min(4, os.cpu_count() or 1)
     with ProcessPoolExecutor(workers) as pool:
         results = pool.map(_convert_corpus_file, tasks, chunksize=4)
@@ -292,7 +353,7 @@ def _load_corpus(kind, resolution, lowest_pitch, num_pitches, progress):
             results, total=len(tasks), desc=f"converting {kind}", disable=not progress, unit="file"
         )
         for (_, path, _), converted in zip(tasks, bar):
-            for name, notes in converted:
+            for name, notes, signature in converted:
                 pitches, starts, ends = np.array(notes).T
                 pitches, kept, out_of_range = apply_out_of_range(pitches, lowest_pitch, num_pitches)
                 folded += out_of_range.folded
@@ -308,13 +369,14 @@ def _load_corpus(kind, resolution, lowest_pitch, num_pitches, progress):
                             name=name,
                         )
                     )
+                    sharps.append(signature)
                 except MusicgymError as error:
                     skipped.append((path, str(error)))
-    _write_cache(cached, pieces, folded)
-    return pieces, folded, skipped
+    _write_cache(cached, pieces, sharps, folded)
+    return pieces, sharps, folded, skipped
 
 
-def _write_cache(path: Path, pieces: list[NoteState], folded: int) -> None:
+def _write_cache(path: Path, pieces: list[NoteState], sharps: list[int], folded: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(
@@ -322,6 +384,7 @@ def _write_cache(path: Path, pieces: list[NoteState], folded: int) -> None:
         frames=np.concatenate([p.matrix for p in pieces]),
         lengths=np.array([p.num_steps for p in pieces]),
         names=np.array([p.name for p in pieces]),
+        sharps=np.array(sharps, np.int64),
         folded=np.array(folded),
     )
     os.replace(tmp, path)
@@ -330,13 +393,13 @@ def _write_cache(path: Path, pieces: list[NoteState], folded: int) -> None:
 def _read_cache(path: Path, resolution: int, lowest_pitch: int):
     with np.load(path) as cache:
         frames, lengths, names = cache["frames"], cache["lengths"], cache["names"]
-        folded = int(cache["folded"])
+        sharps, folded = cache["sharps"], int(cache["folded"])
     bounds = np.concatenate([[0], np.cumsum(lengths)])
     pieces = [
         NoteState(frames[a:b], lowest_pitch, resolution, str(name))
         for a, b, name in zip(bounds[:-1], bounds[1:], names)
     ]
-    return pieces, folded, []
+    return pieces, sharps, folded, []
 
 
 # --- MIDI folders ---------------------------------------------------------------------------------

@@ -82,6 +82,9 @@ class BiaxialConfig:
     """Binary digits of the step index in the beat feature (4: t mod 2, 4, 8, 16)."""
     features: tuple[str, ...] = FEATURES
     """Which input features to use, a subset of position, pitch_class, vicinity, context, beat."""
+    key_normalised: bool = False
+    """Trained on music transposed to C major / A minor: music in another key is transposed into
+    C before it is scored (see ``musicgym.keys.Key.shift_to_c``)."""
 
     ORIGINAL: ClassVar[BiaxialConfig]
     """Johnson's sizes and pitch range (MIDI 24..101)."""
@@ -176,6 +179,7 @@ class BiaxialLSTM(nn.Module):
         super().__init__()
         self.config = config
         self.lowest_pitch = config.lowest_pitch
+        self.key_normalised = config.key_normalised
         self.num_pitches = config.num_pitches
         self.resolution = config.resolution
         pitch = torch.arange(config.lowest_pitch, config.lowest_pitch + config.num_pitches)

@@ -46,6 +46,11 @@ class TrainConfig:
     """Lowest MIDI pitch of the model's pitch axis."""
     num_pitches: int = 48
     """Size of the pitch axis."""
+    key_normalise: bool = False
+    """Transpose every tune to C major / A minor by its key signature (music21 corpora); the prior
+    is then key-normalised and the environment transposes into C before scoring. Use it with
+    --max-transpose 0 and a pitch axis of the melody tokens +-6 (e.g. --lowest-pitch 42
+    --num-pitches 48)."""
     time_sizes: tuple[int, ...] = (128, 128)
     """Hidden sizes of the time-axis LSTM stack."""
     note_sizes: tuple[int, ...] = (64, 32)
@@ -215,6 +220,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         lowest_pitch=config.lowest_pitch,
         num_pitches=config.num_pitches,
         seed=config.seed,
+        key_normalise=config.key_normalise,
     )
     play_only = config.play_only or not dataset.has_articulation
     bar_steps = config.beats_per_bar * dataset.resolution
@@ -231,6 +237,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         time_sizes=config.time_sizes,
         note_sizes=config.note_sizes,
         dropout=config.dropout,
+        key_normalised=dataset.key_normalised,
     )
     model = BiaxialLSTM(model_config).to(config.device)
     optimizer = make_optimizer(model, config)

@@ -22,16 +22,18 @@ from agents.action_scores import (
 )
 from agents.common import read_agent_info
 from agents.rl_tuner import (
-    MelodyReplay,
-    QNetwork,
+    Melodies,
     RLTuner,
     RLTunerConfig,
+    StateReplay,
+    check_replay_memory,
+    recent_tokens,
     soft_update,
     td_target,
 )
 from agents.rl_tuner import train as train_rl_tuner
 from musicgym.actions import candidate_frames
-from musicgym.errors import CheckpointError
+from musicgym.errors import CheckpointError, EnvArgumentError
 from musicgym.keys import Key
 from musicgym.metrics import in_key_tokens
 from priors.model import BiaxialConfig, BiaxialLSTM, save_checkpoint
@@ -113,24 +115,60 @@ def test_greedy_action_is_the_priors_argmax_before_training(prior, algo):
     agent = RLTuner(RLTunerConfig(algo=algo), prior)
     greedy = agent.compose(8, greedy=True)
     assert greedy == agents.PriorAgent(prior).compose(8, greedy=True)
-    state = agent.initial_state(8)
+    melodies = Melodies(agent, 8)
     for t in range(10):  # and on sampled melodies, state by state
-        logits, _ = agent.act_logits(state)
-        log_probs = agent.prior_log_probs(state)
+        log_probs = agent.prior_log_probs(melodies)
+        logits = agent.act_logits(melodies.states(log_probs))
         assert torch.equal(logits.argmax(1), log_probs.argmax(1))
-        state = agent.advance(state, random_melodies(8, 10, seed=4)[:, t])
+        melodies.play(random_melodies(8, 10, seed=4)[:, t])
 
 
-def test_q_network_head_starts_as_identity_and_takes_any_value(prior):
-    network = QNetwork(prior)
-    time_out = time_axis_outputs(prior, random_melodies(2, 4))[:, -1]
-    sounding = torch.tensor([-1, 9])
-    torch.testing.assert_close(
-        network(time_out, sounding), score_melody_actions(prior, *[time_out, sounding])
-    )
+def one_state(agent: RLTuner, melody: list[int]):
+    melodies = Melodies(agent, 1)
+    for token in melody:
+        melodies.play(torch.tensor([token]))
+    return melodies.states(agent.prior_log_probs(melodies))
+
+
+def test_q_network_starts_as_the_prior_and_values_leave_log_probabilities(prior):
+    agent = RLTuner(RLTunerConfig(), prior)
+    states = one_state(agent, [14, 1, 16])
+    torch.testing.assert_close(agent.q_network(states), states.log_probs)
     with torch.no_grad():
-        network.bias += 50.0
-    assert (network(time_out, sounding) > 0).all()  # log-probabilities never are
+        agent.q_network.head[-1].bias += 50.0
+    assert (agent.q_network(states) > 0).all()  # log-probabilities never are
+
+
+@pytest.mark.parametrize("algo", ["q", "g"])
+def test_fitting_one_state_action_target_changes_the_greedy_action(prior, algo):
+    """The head can raise one action of one state on its own: a target 6 above the best value,
+    fitted with MSE, makes that action the greedy one within a few dozen Adam steps (a head whose
+    values are renormalised log-probabilities with a shared scale cannot)."""
+    agent = RLTuner(RLTunerConfig(algo=algo), prior)
+    states = one_state(agent, [])
+    network = agent.q_network
+    logits = agent.act_logits(states)[0]
+    action = int(logits.argmin())
+    target = logits.max() + 6.0
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+    steps = 0
+    while int(agent.act_logits(states)[0].argmax()) != action and steps < 40:
+        value = network(states)[0, action]
+        if algo == "g":
+            value = value + states.log_probs[0, action]
+        optimizer.zero_grad()
+        ((value - target) ** 2).backward()
+        optimizer.step()
+        steps += 1
+    assert int(agent.act_logits(states)[0].argmax()) == action, steps
+    other = one_state(agent, [20, 1, 1, 5, 9])  # another state keeps most of its order
+    assert int(agent.act_logits(other)[0].argmax()) != action or algo == "g"
+
+
+def test_recent_tokens_pad_before_the_start():
+    tokens = torch.tensor([[5, 6, 7, 8, -1], [9, 10, -1, -1, -1]])
+    got = recent_tokens(tokens, torch.tensor([3, 0]), 3)
+    assert got.tolist() == [[5, 6, 7], [-1, -1, -1]]
 
 
 @pytest.mark.parametrize(
@@ -162,9 +200,9 @@ def test_td_targets_against_hand_computed_values(algo, double, expected):
 
 def test_policy_of_g_adds_the_prior(prior):
     agent = RLTuner(RLTunerConfig(algo="g"), prior)
-    state = agent.initial_state(2)
-    logits, log_probs = agent.act_logits(state)
-    torch.testing.assert_close(logits, 2 * log_probs)  # G = log p at the start, plus log p
+    states = one_state(agent, [14])
+    logits = agent.act_logits(states)
+    torch.testing.assert_close(logits, states.log_probs)  # G = 0 at the start, plus log p
 
 
 def test_soft_update_moves_the_target_by_eta():
@@ -177,17 +215,50 @@ def test_soft_update_moves_the_target_by_eta():
 
 
 def test_replay_memory_keeps_melodies_and_samples_held_steps():
-    replay = MelodyReplay(capacity=4 * 8, length=8)
-    rows = np.array([replay.start(), replay.start()])
+    replay = StateReplay(capacity=4 * 8, length=8, num_pitches=3, hidden=2, context=2)
+    rows = np.array([replay.start(), replay.start(primer=20)])
     for t in range(3):
+        replay.write_states(rows, np.full(2, t), torch.full((2, 3, 2), t), torch.zeros(2, 38))
         replay.add(rows, np.array([2 + t, 10 + t]), np.array([0.5, -1.0]))
     assert len(replay) == 6
-    np.testing.assert_array_equal(replay.melodies[rows[0], :4], [2, 3, 4, -1])
-    sampled_rows, which, steps = replay.sample(8, 2, np.random.default_rng(0))
-    assert set(sampled_rows) <= set(rows) and (steps < 3).all() and len(which) == 8
+    np.testing.assert_array_equal(replay.tokens[rows[0], :4], [2, 3, 4, -1])
+    sampled_rows, steps = replay.sample(64, np.random.default_rng(0))
+    assert set(sampled_rows) == set(rows) and (steps < 3).all() and len(steps) == 64
+    states = replay.states(np.array([rows[1]]), np.array([2]), torch.device("cpu"))
+    assert states.context.tolist() == [[10, 11]] and states.sounding.tolist() == [11]
+    assert (states.time_out == 2).all() and states.step.tolist() == [2]
     for _ in range(4):  # rows are reused oldest first
         replay.start()
     assert len(replay) == 0
+
+
+def test_replay_recomputes_the_time_axis_outputs_it_does_not_save(prior):
+    replay = StateReplay(capacity=64, length=8, num_pitches=prior.num_pitches, hidden=8, context=2)
+    melodies = random_melodies(2, 8, seed=9)
+    for primer in (-1, 20):
+        row = np.array([replay.start(primer)])
+        tokens = melodies[len(replay) // 8]
+        if primer >= 0:
+            tokens = torch.cat([torch.tensor([primer]), tokens])
+        outputs = time_axis_outputs(prior, tokens[None])[:, int(primer >= 0) :]
+        for t in range(8):
+            replay.write_states(row, np.array([t]), outputs[:, t], torch.zeros(1, 38))
+            replay.add(row, tokens[int(primer >= 0) + t : int(primer >= 0) + t + 1].numpy(), [0.0])
+    saved = replay.time_out.copy()
+    restored = StateReplay(
+        capacity=64, length=8, num_pitches=prior.num_pitches, hidden=8, context=2
+    )
+    restored.load_state_dict(replay.state_dict())
+    restored.recompute_time_out(prior, "C major")
+    np.testing.assert_allclose(restored.time_out, saved, atol=1e-3)
+
+
+def test_bad_device_and_too_large_replay_are_one_line_errors(prior):
+    if not torch.cuda.is_available():
+        with pytest.raises(EnvArgumentError, match="no CUDA GPU"):
+            RLTuner(RLTunerConfig(device="cuda"), prior)
+    with pytest.raises(EnvArgumentError, match="lower --buffer-size"):
+        check_replay_memory(RLTunerConfig(buffer_size=10**12), prior)
 
 
 # ----------------------------------------------------------------------- every algorithm

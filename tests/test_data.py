@@ -198,3 +198,37 @@ def test_data_cli_prepares_a_folder(midi_folder: Path, capsys: pytest.CaptureFix
     assert main(["data", "prepare", str(midi_folder)]) == 0
     out = capsys.readouterr().out
     assert "11 pieces" in out and "skipped" in out and "corrupt.mid" in out
+
+
+@pytest.mark.parametrize(
+    ("sharps", "shift"), [(0, 0), (1, 5), (2, -2), (-1, -5), (-2, 2), (6, -6), (-6, -6)]
+)
+def test_white_key_shift_moves_the_signature_onto_c(sharps: int, shift: int) -> None:
+    assert data.white_key_shift(sharps) == shift
+    g_major_scale = [7, 9, 11, 0, 2, 4, 6]  # one sharp
+    if sharps == 1:
+        assert sorted((p + shift) % 12 for p in g_major_scale) == [0, 2, 4, 5, 7, 9, 11]
+
+
+def test_key_normalisation_transposes_to_c_and_keeps_notes_on_the_axis() -> None:
+    d_major = _piece([62, 66, 69, 74])  # D F# A D, two sharps
+    moved = data.key_normalised(d_major, 2)
+    assert list(moved.sounding_pitches()) == [60, 64, 67, 72]
+    high = _piece([78, 82])  # +5 would leave the axis (top 83): an octave lower instead
+    assert list(data.key_normalised(high, 1).sounding_pitches()) == [71, 75]
+    assert data.key_normalised(_piece([36, 83]), 1) is None  # fits nowhere
+
+
+def test_key_normalised_corpus_is_in_c(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Corpus chorales transposed by their key signatures hold almost no black-key notes."""
+    monkeypatch.setenv("MUSICGYM_CACHE", str(tmp_path))
+    paths = data._corpus_paths("bach-chorales")[:6]
+    monkeypatch.setattr(data, "_corpus_paths", lambda kind: paths)
+    normalised = load_dataset("bach-chorales", key_normalise=True)
+    assert normalised.key_normalised and normalised.describe()["key_normalised"]
+    pieces = [p for split in normalised.splits.values() for p in split]
+    onsets = sum(p.articulate.sum(axis=0) for p in pieces)
+    black = [(normalised.lowest_pitch + i) % 12 in (1, 3, 6, 8, 10) for i in range(len(onsets))]
+    assert onsets[black].sum() < 0.12 * onsets.sum()
+    with pytest.raises(DatasetError, match="key signatures"):
+        load_dataset(str(tmp_path), key_normalise=True)

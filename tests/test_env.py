@@ -431,3 +431,60 @@ def test_with_a_real_biaxial_lstm():
         np.testing.assert_array_equal(obs_b, obs_s)
         np.testing.assert_array_equal(term_b, term_s)
         np.testing.assert_allclose(rew_b, rew_s, rtol=0, atol=1e-5)
+
+
+def key_normalised_prior() -> object:
+    from priors.model import BiaxialConfig, BiaxialLSTM
+
+    torch.manual_seed(0)
+    config = BiaxialConfig(
+        lowest_pitch=42,
+        num_pitches=48,
+        time_sizes=(8,),
+        note_sizes=(8,),
+        vicinity=4,
+        key_normalised=True,
+    )
+    return BiaxialLSTM(config).eval().requires_grad_(False)
+
+
+def test_key_normalised_prior_scores_a_melody_in_d_as_the_same_melody_in_c():
+    """The env transposes into C before a key-normalised prior scores: log p of a melody in the
+    D major env equals that of the same melody moved down two semitones in the C major env, up to
+    the normaliser: the 36 pitch tokens are MIDI 48..83 in every key, so in D the candidates are
+    the prior's 46..81 (moved into C) and in C its 48..83; the two edge pitches' mass differs."""
+    prior = key_normalised_prior()
+    in_d = [16, 1, 18, 20, 0, 21, 1, 23, 25, 23, 1, 20, 16, 1, 1, 0]  # D4 E4 F#4 G4 A4 ...
+    in_c = [t - 2 if t >= 2 else t for t in in_d]
+
+    def log_probs(key: str, melody: list[int]) -> list[float]:
+        env = gym.make("MusicComposition-v0", prior=prior, rules=None, key=key, length=16)
+        env.reset(seed=0)
+        return [env.step(t)[1] for t in melody]
+
+    reference = np.array(log_probs("C major", in_c))
+    transposed = np.abs(np.array(log_probs("D major", in_d)) - reference).max()
+    untransposed = np.abs(np.array(log_probs("C major", in_d)) - reference).max()
+    assert transposed < 1e-3 and transposed < untransposed / 20, (transposed, untransposed)
+    vector = gym.make_vec(
+        "MusicComposition-v0",
+        num_envs=2,
+        vectorization_mode="vector_entry_point",
+        prior=prior,
+        rules=None,
+        key="D major",
+        length=16,
+    )
+    vector.reset(seed=0)
+    rewards = [vector.step(np.array([t, t]))[1][0] for t in in_d]
+    np.testing.assert_allclose(rewards, log_probs("D major", in_d), atol=1e-6)
+
+
+def test_prior_axis_too_narrow_for_the_transposed_melody_is_one_line():
+    from priors.model import BiaxialConfig, BiaxialLSTM
+
+    narrow = BiaxialLSTM(BiaxialConfig(lowest_pitch=48, num_pitches=36, key_normalised=True))
+    env = gym.make("MusicComposition-v0", prior=narrow, key="D major")
+    with pytest.raises(EnvArgumentError, match="moved by -2 semitones into C for D major"):
+        env.reset(seed=0)
+    env.reset(seed=0, options={"key": "C major"})  # C needs no move
