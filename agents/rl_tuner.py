@@ -193,9 +193,7 @@ class QNetwork(nn.Module):
         hidden = prior.config.time_sizes[-1]
         self.pitch_summary = nn.Linear(hidden, config.pitch_features)
         features = (
-            prior.num_pitches * config.pitch_features
-            + config.length
-            + config.context * NUM_TOKENS
+            prior.num_pitches * config.pitch_features + config.length + config.context * NUM_TOKENS
         )
         self.head = nn.Sequential(
             nn.Linear(features, config.head_size),
