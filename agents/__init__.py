@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from agents.common import Composer, EnvConfig, load_prior, read_agent_info
+from musicgym.prior import DEFAULT_PRIOR
 
 ALGORITHMS = (
     "rltuner-q",
@@ -35,15 +36,21 @@ ALGORITHMS = (
 
 class PriorAgent:
     """Composes by sampling the prior token by token from the same ``log p(a | s)`` the
-    environment rewards (``greedy``: its most likely token)."""
+    environment rewards in ``key`` (``greedy``: its most likely token)."""
 
-    def __init__(self, prior: str | os.PathLike | object = "bach16", length: int = 32) -> None:
-        self.prior, self.length = load_prior(prior), length  # type: ignore[arg-type]
+    def __init__(
+        self,
+        prior: str | os.PathLike | object = DEFAULT_PRIOR,
+        length: int = 32,
+        key: str = "C major",
+    ) -> None:
+        self.prior, self.length, self.key = load_prior(prior), length, key  # type: ignore[arg-type]
 
     @torch.no_grad()
     def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[list[int]]:
         from agents.action_scores import next_sounding, score_melody_actions
         from musicgym.actions import token_frames
+        from musicgym.prior import token_axis
 
         generator = torch.Generator().manual_seed(seed)
         prior = self.prior
@@ -51,13 +58,13 @@ class PriorAgent:
         sounding = torch.full((n,), -1, dtype=torch.long)
         melodies = []
         for _ in range(self.length):
-            log_probs = score_melody_actions(prior, state.time_out, sounding)
+            log_probs = score_melody_actions(prior, state.time_out, sounding, self.key)
             if greedy:
                 tokens = log_probs.argmax(1)
             else:
                 tokens = torch.multinomial(log_probs.exp(), 1, generator=generator)[:, 0]
             melodies.append(tokens)
-            frames = token_frames(tokens, sounding, prior.lowest_pitch, prior.num_pitches)
+            frames = token_frames(tokens, sounding, *token_axis(prior, self.key))
             state = prior.advance(state, frames)
             sounding = next_sounding(sounding, tokens)
         return torch.stack(melodies, 1).tolist()
@@ -83,7 +90,7 @@ def load(path: str | os.PathLike, length: int = 32) -> Composer:
     if text == "random":
         return RandomAgent(length)
     if text == "prior" or text.startswith("prior:"):
-        return PriorAgent(text.partition(":")[2] or "bach16", length)
+        return PriorAgent(text.partition(":")[2] or DEFAULT_PRIOR, length)
     path = Path(path)
     if path.is_file():
         from agents.rl_tuner import RLTuner

@@ -14,6 +14,7 @@ import torch
 import musicgym  # noqa: F401  (registers MusicComposition-v0)
 from musicgym.errors import EnvArgumentError
 from musicgym.fileio import atomic_output
+from musicgym.prior import DEFAULT_PRIOR
 from musicgym.rules import PRESETS, RulesArgument
 from priors.model import BiaxialLSTM
 
@@ -26,7 +27,7 @@ AGENT_INFO = "agent.json"
 class EnvConfig:
     """The environment an agent is trained on (``MusicComposition-v0``)."""
 
-    prior: str = "bach16"
+    prior: str = DEFAULT_PRIOR
     """The prior: a shipped name or a checkpoint path. It rewards log p(a|s) and the RL Tuner's
     network starts from its weights."""
     prior_reward: bool = True

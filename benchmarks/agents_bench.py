@@ -8,16 +8,33 @@ Each agent is trained (``musicgym agent train``) or loaded (``--load``) once per
   reward part; uniform over 38 actions is -3.64);
 * ``theory_reward``: the mean music-theory reward ``r_MT`` per step (the rules' weighted sum,
   before division by ``c``);
-* ``distinct_melodies``: distinct melodies / N (%), and ``pitch_class_entropy``: the entropy of
-  the pitch classes of all pitch tokens, in bits (log2 12 = 3.58 is uniform);
+* ``distinct_melodies``: distinct melodies / N (%), ``distinct_4grams``: distinct token 4-grams /
+  all 4-grams (%), and ``pitch_class_entropy``: the entropy of the pitch classes of all pitch
+  tokens, in bits (log2 12 = 3.58 is uniform);
+* ``kl_pitch_classes``, ``kl_intervals``, ``kl_note_lengths``: the KL divergence in nats of its
+  histograms (:data:`musicgym.metrics.HISTOGRAMS`) to those of the *test melodies*: the test split
+  of the prior's training data (its checkpoint's ``"data"``), cut into non-overlapping windows of
+  ``--length`` tokens starting on bar lines. The table's "test melodies" column measures
+  ``--melodies`` of those windows (seeded sample) like an agent: the values a model of the data
+  would reach (its KL rows are the sample's divergence to all windows);
 * ``trained_steps``: the environment steps the run reached (``--max-minutes`` may stop it short).
 
+Every cell of the table is the mean and the half-width of its 95% confidence interval: a t interval
+over the seeds where an agent has several (:func:`musicgym.metrics.t_interval`), else a percentile
+bootstrap over its melodies (``--resamples`` resamples, seeded;
+:func:`musicgym.metrics.bootstrap_intervals`) of every measure that sums over melodies, ratios as
+ratios of sums (:func:`melody_contributions`, :func:`measures_from_sums`). The distinct shares and
+the steps of a single run have no interval: a resample with replacement repeats melodies.
+
 It writes into ``--out``: ``runs/AGENT-seedS/`` (the training run and its ``measures.json``: the
-melodies and numbers, which ``--load`` reuses), ``results.md`` (the published columns beside
-ours), ``results.json`` and ``results.csv`` (every number of every seed), ``learning_curves.png``
-(each statistic and ``log_p`` against environment steps, from the runs' TensorBoard logs),
-``piano_rolls.png`` (sample melodies of each agent) and ``midi/AGENT/*.mid``. ``--jobs N`` runs N
-agents at a time in worker processes; a run that fails is reported and left out of the tables.
+melodies, numbers and per-melody contributions, which ``--load`` reuses),
+``runs/test-melodies/measures.json`` (the same for the test melodies, reused while the settings
+stay the same), ``results.md`` (the published columns beside ours), ``results.json`` (every number
+of every seed, and the table with its intervals' bounds), ``results.csv`` (the table: one row per
+column and measure, with the bounds), ``learning_curves.png`` (each statistic and ``log_p`` against
+environment steps, from the runs' TensorBoard logs), ``piano_rolls.png`` (sample melodies of each
+agent) and ``midi/AGENT/*.mid``. ``--jobs N`` runs N agents at a time in worker processes; a run
+that fails is reported and left out of the tables.
 """
 
 from __future__ import annotations
@@ -29,12 +46,28 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from musicgym.fileio import atomic_output
-from musicgym.metrics import PUBLISHED, STATISTICS
-from musicgym.tokens import FIRST_PITCH_TOKEN
+from musicgym.metrics import (
+    HISTOGRAMS,
+    PUBLISHED,
+    STATISTIC_SCALES,
+    STATISTICS,
+    bootstrap_intervals,
+    distinct_ngrams,
+    kl_divergence,
+    pitch_class_histogram,
+    ratio_of_sums,
+    statistic_contributions,
+    t_interval,
+)
+from musicgym.notestate import SIXTEENTH_NOTES
+
+if TYPE_CHECKING:
+    from priors.model import BiaxialLSTM
 
 REFERENCE_AGENTS = ("prior", "random")
 """Agents composed without training."""
@@ -52,12 +85,19 @@ ALL_AGENTS = (
     "sb3-qrdqn",
     "sb3-recurrentppo",
 )
+TEST_MELODIES = "test melodies"
+"""The table's column of the prior's held-out test melodies."""
 EXTRA_MEASURES = {
     "trained_steps": "environment steps trained",
     "log_p": "mean log p(a|s) under the prior",
     "theory_reward": "mean theory reward r_MT per step",
     "distinct_melodies": "distinct melodies (%)",
+    "distinct_4grams": "distinct token 4-grams (%)",
     "pitch_class_entropy": "pitch-class entropy (bits)",
+    **{
+        f"kl_{name}": f"KL to the test melodies: {name.replace('_', ' ')} (nats)"
+        for name in HISTOGRAMS
+    },
 }
 MEASURES = {**STATISTICS, **EXTRA_MEASURES}
 BETTER = {
@@ -66,10 +106,18 @@ BETTER = {
     "autocorrelation_lag2": "zero",
     "autocorrelation_lag3": "zero",
     "notes_not_in_key": "lower",
+    **{f"kl_{name}": "lower" for name in HISTOGRAMS},
 }
-"""How a statistic improves: ``lower``, ``zero`` (nearer 0), else higher."""
+"""How a measure improves: ``lower``, ``zero`` (nearer 0), else higher."""
+UP_TO_THE_DATA = ("distinct_melodies", "distinct_4grams", "pitch_class_entropy")
+"""Measures that improve as they rise only up to the test melodies' value."""
+UNJUDGED = ("trained_steps",)
+"""Measures that no direction makes better (the legend leaves them out)."""
+DIRECTION_WORDS = {"lower": "lower", "zero": "nearer 0", "higher": "higher"}
 TUNED_COLUMN = "Bi-axial + Q (DQN paper)"
 JAQUES_Q_COLUMN = "Q"
+BAR = 4 * SIXTEENTH_NOTES
+"""Tokens in a 4/4 bar: the test melodies' windows start on bar lines."""
 
 
 @dataclass
@@ -83,7 +131,7 @@ class AgentsBenchConfig:
     melodies: int = 1000
     """Melodies each agent composes for the statistics."""
     seeds: tuple[int, ...] = (0,)
-    """Seeds; several give mean and spread."""
+    """Seeds; several give a t interval over the seeds instead of a bootstrap over melodies."""
     out: str = "runs/bench-agents"
     """Folder of the runs and results."""
     load: bool = False
@@ -106,6 +154,8 @@ class AgentsBenchConfig:
     """Key of the rules and statistics."""
     length: int = 32
     """Tokens per melody."""
+    resamples: int = 1000
+    """Bootstrap resamples of the melodies, for the confidence intervals of one seed."""
     progress: bool = True
     """Show training progress bars."""
 
@@ -122,14 +172,17 @@ def is_better(statistic: str, ours: float, theirs: float) -> bool:
     return ours >= theirs
 
 
+def entropy_bits(counts: np.ndarray) -> np.ndarray:
+    """Entropy in bits of histograms ``counts`` ``(..., K)``, 0 for an empty one; ``(...)``."""
+    counts = np.asarray(counts, dtype=float)
+    total = counts.sum(-1, keepdims=True)
+    p = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
+    return 0.0 - np.where(p > 0, p * np.log2(np.where(p > 0, p, 1.0)), 0.0).sum(-1)
+
+
 def pitch_class_entropy(melodies: Sequence[Sequence[int]]) -> float:
     """Entropy in bits of the pitch classes of every pitch token of ``melodies``."""
-    tokens = np.array([t for m in melodies for t in m if t >= FIRST_PITCH_TOKEN])
-    if not tokens.size:
-        return 0.0
-    counts = np.bincount((tokens - FIRST_PITCH_TOKEN) % 12, minlength=12)
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log2(p)).sum())
+    return float(entropy_bits(sum(pitch_class_histogram(m) for m in melodies)))
 
 
 def theory_rewards(melodies: Sequence[Sequence[int]], config: AgentsBenchConfig) -> np.ndarray:
@@ -157,15 +210,85 @@ def theory_rewards(melodies: Sequence[Sequence[int]], config: AgentsBenchConfig)
     return rewards * config.c
 
 
-def measure(melodies: list[list[int]], prior, config: AgentsBenchConfig) -> dict[str, float]:
-    """Every statistic of the spec and the extra measures of the module docstring."""
-    from agents.action_scores import melody_statistics
+def melody_contributions(
+    melodies: list[list[int]], prior: BiaxialLSTM, config: AgentsBenchConfig
+) -> dict[str, np.ndarray]:
+    """What each of the equally long ``melodies`` adds to every measure that sums over melodies,
+    ``(M, ...)`` per name: the spec's statistics
+    (:func:`musicgym.metrics.statistic_contributions`); ``log_p`` and ``theory_reward``, the
+    melody's sum over its tokens and its number of tokens; and the counts of each of
+    :data:`musicgym.metrics.HISTOGRAMS`. :func:`measures_from_sums` reads them summed."""
+    from agents.action_scores import melody_log_probs
 
-    results = melody_statistics(prior, melodies, config.key)
-    results["theory_reward"] = float(theory_rewards(melodies, config).mean())
-    results["distinct_melodies"] = 100 * len({tuple(m) for m in melodies}) / len(melodies)
-    results["pitch_class_entropy"] = pitch_class_entropy(melodies)
-    return results
+    contributions = statistic_contributions(melodies, config.key)
+    tokens = np.full(len(melodies), float(len(melodies[0])))
+    log_p = melody_log_probs(prior, melodies, config.key).double().sum(1).numpy()  # (M,)
+    contributions["log_p"] = np.stack([log_p, tokens], 1)
+    contributions["theory_reward"] = np.stack([theory_rewards(melodies, config).sum(1), tokens], 1)
+    for name, histogram in HISTOGRAMS.items():
+        contributions[name] = np.stack([histogram(m) for m in melodies]).astype(float)
+    return contributions
+
+
+def measures_from_sums(
+    sums: dict[str, np.ndarray], reference: dict[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """Every measure that sums over melodies, from :func:`melody_contributions` summed over some
+    melodies (``(..., K)`` per name, the leading axes those of bootstrap resamples): the spec's
+    statistics, ``log_p``, ``theory_reward``, ``pitch_class_entropy`` and, given the test
+    melodies' summed histograms ``reference``, the ``kl_*`` rows; ``(...)`` each."""
+    values = {name: ratio_of_sums(sums[name], STATISTIC_SCALES[name]) for name in STATISTICS}
+    values["log_p"] = ratio_of_sums(sums["log_p"])
+    values["theory_reward"] = ratio_of_sums(sums["theory_reward"])
+    values["pitch_class_entropy"] = entropy_bits(sums["pitch_classes"])
+    if reference is not None:
+        for name in HISTOGRAMS:
+            values[f"kl_{name}"] = kl_divergence(sums[name], reference[name])
+    return values
+
+
+def measure(
+    melodies: list[list[int]],
+    prior: BiaxialLSTM,
+    config: AgentsBenchConfig,
+    trained_steps: float = math.nan,
+) -> dict:
+    """``{"measures", "per_melody"}`` of ``melodies``: every measure of the module docstring but
+    the ``kl_*`` rows (:func:`point_measures` adds them), and :func:`melody_contributions` as
+    lists."""
+    contributions = melody_contributions(melodies, prior, config)
+    measures = {
+        name: float(value) for name, value in measures_from_sums(_sums(contributions)).items()
+    }
+    measures["distinct_melodies"] = 100 * len({tuple(m) for m in melodies}) / len(melodies)
+    measures["distinct_4grams"] = distinct_ngrams(melodies, 4)
+    measures["trained_steps"] = float(trained_steps)
+    per_melody = {name: rows.tolist() for name, rows in contributions.items()}
+    return {"measures": measures, "per_melody": per_melody}
+
+
+def point_measures(outcome: dict, reference: dict[str, np.ndarray] | None) -> dict[str, float]:
+    """The measures of an ``outcome`` of :func:`bench_agent`: those of :func:`measures_from_sums`
+    from its per-melody contributions (with the ``kl_*`` rows to the test melodies' summed
+    histograms ``reference`` where given), the others as saved."""
+    per_melody = {name: np.asarray(rows) for name, rows in outcome["per_melody"].items()}
+    summed = measures_from_sums(_sums(per_melody), reference)
+    return {**outcome["measures"], **{name: float(value) for name, value in summed.items()}}
+
+
+def interval_bounds(
+    outcome: dict, reference: dict[str, np.ndarray] | None, config: AgentsBenchConfig
+) -> dict[str, tuple[float, float]]:
+    """95% percentile-bootstrap bounds over the melodies of an ``outcome`` of
+    :func:`bench_agent`, of every measure :func:`measures_from_sums` gives."""
+    per_melody = {name: np.asarray(rows) for name, rows in outcome["per_melody"].items()}
+    return bootstrap_intervals(
+        per_melody, lambda sums: measures_from_sums(sums, reference), config.resamples, seed=0
+    )
+
+
+def _sums(contributions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {name: rows.sum(0) for name, rows in contributions.items()}
 
 
 def train_agent(name: str, seed: int, run: Path, config: AgentsBenchConfig) -> None:
@@ -192,25 +315,43 @@ def train_agent(name: str, seed: int, run: Path, config: AgentsBenchConfig) -> N
 
 
 MEASURES_FILE = "measures.json"
-"""Per run: the melodies and measures of its last benchmark, reused by ``--load``."""
+"""Per run: the melodies, measures and per-melody contributions of its last benchmark, reused by
+``--load``."""
+
+
+def _settings(config: AgentsBenchConfig) -> dict:
+    return {k: getattr(config, k) for k in ("melodies", "prior", "rules", "c", "key", "length")}
+
+
+def _cached(path: Path, settings: dict) -> dict | None:
+    """The outcome saved at ``path`` if it has these settings and per-melody contributions (an
+    older file without them is measured again)."""
+    if not path.is_file():
+        return None
+    cached = json.loads(path.read_text())
+    return cached if cached.get("settings") == settings and "per_melody" in cached else None
+
+
+def _save(path: Path, outcome: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as temporary:
+        temporary.write_text(json.dumps(outcome, default=float))
 
 
 def bench_agent(name: str, seed: int, config: AgentsBenchConfig) -> dict | None:
     """Train (or load) one agent, compose ``config.melodies`` melodies and measure them:
-    ``{"measures", "melodies", "minutes"}``, also written to the run folder's ``measures.json``.
-    With ``config.load`` a ``measures.json`` of the same settings is reused, and an agent that
-    was never trained gives ``None``."""
+    ``{"settings", "measures", "per_melody", "melodies", "minutes"}`` (:func:`measure`), also
+    written to the run folder's ``measures.json``. With ``config.load`` a ``measures.json`` of
+    the same settings is reused, and an agent that was never trained gives ``None``."""
     import agents
     from agents.common import load_prior, read_agent_info, set_torch_threads
 
     set_torch_threads(1)
     run_dir = Path(config.out) / "runs" / f"{name}-seed{seed}"
-    settings = {k: getattr(config, k) for k in ("melodies", "prior", "rules", "c", "key", "length")}
+    settings = _settings(config)
     cache = run_dir / MEASURES_FILE
-    if config.load and cache.is_file():
-        cached = json.loads(cache.read_text())
-        if cached.get("settings") == settings:
-            return cached
+    if config.load and (cached := _cached(cache, settings)) is not None:
+        return cached
     start = time.perf_counter()
     trained_steps = math.nan
     if name == "prior":
@@ -227,13 +368,71 @@ def bench_agent(name: str, seed: int, config: AgentsBenchConfig) -> dict | None:
         trained_steps = read_agent_info(run_dir).get("trained_steps", math.nan)
     minutes = (time.perf_counter() - start) / 60
     melodies = agent.compose(config.melodies, seed=1000 + seed)
-    measures = measure(melodies, load_prior(config.prior), config)
-    measures["trained_steps"] = float(trained_steps)
-    print(f"{name} (seed {seed}): " + _summary(measures), flush=True)
-    outcome = {"settings": settings, "measures": measures, "melodies": melodies, "minutes": minutes}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_output(cache) as temporary:
-        temporary.write_text(json.dumps(outcome, default=float))
+    measured = measure(melodies, load_prior(config.prior), config, trained_steps)
+    print(f"{name} (seed {seed}): " + _summary(measured["measures"]), flush=True)
+    outcome = {"settings": settings, **measured, "melodies": melodies, "minutes": minutes}
+    _save(cache, outcome)
+    return outcome
+
+
+def reference_melodies(prior: str, length: int) -> tuple[str, list[list[int]]] | None:
+    """``(dataset name, windows)``: the test split of the data the prior was trained on (its
+    checkpoint's ``"data"``, with its pitch range and key normalisation), each piece's top voice
+    as melody tokens cut into non-overlapping windows of ``length`` tokens that start on bar lines
+    (the incomplete last window left out), each in canonical spelling. ``None``, with a printed
+    note, where the checkpoint records no dataset or it cannot be loaded at 16th notes."""
+    from musicgym.errors import MusicgymError
+    from musicgym.tokens import canonical_tokens
+    from priors.data import load_dataset
+    from priors.model import load_checkpoint, resolve_checkpoint_path
+
+    data = load_checkpoint(resolve_checkpoint_path(prior)).get("data") or {}
+    if "name" not in data:
+        print(f"prior {prior}: its checkpoint names no dataset; no test melodies and no KL rows")
+        return None
+    print(f"test melodies: the test split of {data['name']} (a new pitch range converts once)")
+    try:
+        dataset = load_dataset(
+            data["name"],
+            resolution=data.get("resolution"),
+            lowest_pitch=data.get("lowest_pitch"),
+            num_pitches=data.get("num_pitches"),
+            key_normalise=bool(data.get("key_normalised", False)),
+            progress=True,
+        )
+    except (MusicgymError, OSError) as error:
+        print(f"{data['name']}: {error}; no test melodies and no KL rows")
+        return None
+    if dataset.resolution != SIXTEENTH_NOTES:
+        print(f"{data['name']}: not in 16th notes; no test melodies and no KL rows")
+        return None
+    stride = -(-length // BAR) * BAR  # the first bar line at or after the window's end
+    windows = [
+        canonical_tokens(melody[start : start + length])
+        for melody in dataset.melodies("test")
+        for start in range(0, len(melody) - length + 1, stride)
+    ]
+    return data["name"], windows
+
+
+def bench_test_melodies(data: str, windows: list[list[int]], config: AgentsBenchConfig) -> dict:
+    """:func:`measure` of ``config.melodies`` of the test melodies' ``windows`` (a seeded sample
+    without replacement, all of them if fewer), cached in ``runs/test-melodies/measures.json``
+    while the settings and the data stay the same."""
+    from agents.common import load_prior
+
+    settings = {**_settings(config), "data": data, "windows": len(windows)}
+    cache = Path(config.out) / "runs" / "test-melodies" / MEASURES_FILE
+    if (cached := _cached(cache, settings)) is not None:
+        return cached
+    chosen = np.random.default_rng(0).choice(
+        len(windows), min(config.melodies, len(windows)), replace=False
+    )
+    melodies = [windows[i] for i in sorted(chosen)]
+    measured = measure(melodies, load_prior(config.prior), config)
+    print(f"{TEST_MELODIES}: " + _summary(measured["measures"]), flush=True)
+    outcome = {"settings": settings, **measured, "melodies": melodies}
+    _save(cache, outcome)
     return outcome
 
 
@@ -241,6 +440,7 @@ def run(config: AgentsBenchConfig) -> dict:
     """Train or load every agent, compose, measure, and write the tables and pictures."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    reference = reference_melodies(config.prior, config.length)
     tasks = [(name, seed) for name in config.agents for seed in config.seeds]
     if config.jobs > 1:
         # The long training runs start first; prior and random only compose.
@@ -255,30 +455,60 @@ def run(config: AgentsBenchConfig) -> dict:
             outcomes = [_result(future, name, seed) for future, (name, seed) in zip(futures, tasks)]
     else:
         outcomes = [bench_agent(name, seed, config) for name, seed in tasks]
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in config.agents}
-    samples: dict[str, list[list[int]]] = {}
-    minutes: dict[str, float] = {}
-    for (name, seed), outcome in zip(tasks, outcomes, strict=True):
-        if outcome is None:
-            continue
-        results[name].append(outcome["measures"])
-        samples.setdefault(name, outcome["melodies"])
-        minutes[f"{name}-seed{seed}"] = outcome["minutes"]
-    results = {name: runs for name, runs in results.items() if runs}
+    histograms, columns, described = None, {}, None
+    if reference is not None:
+        data, windows = reference
+        histograms = {
+            name: np.sum([histogram(m) for m in windows], 0)
+            for name, histogram in HISTOGRAMS.items()
+        }
+        columns[TEST_MELODIES] = [bench_test_melodies(data, windows, config)]
+        sampled = len(columns[TEST_MELODIES][0]["melodies"])
+        described = {"data": data, "windows": len(windows), "sampled": sampled}
+    for (name, _), outcome in zip(tasks, outcomes, strict=True):
+        if outcome is not None:
+            columns.setdefault(name, []).append(outcome)
+    results = {
+        name: [point_measures(o, histograms) for o in runs] for name, runs in columns.items()
+    }
+    table = {
+        name: summarise(
+            results[name],
+            interval_bounds(runs[0], histograms, config) if len(runs) == 1 else None,
+        )
+        for name, runs in columns.items()
+    }
+    minutes = {
+        f"{name}-seed{seed}": outcome["minutes"]
+        for (name, seed), outcome in zip(tasks, outcomes)
+        if outcome is not None
+    }
+    agents_results = {name: runs for name, runs in results.items() if name != TEST_MELODIES}
     report = {
         "config": asdict(config),
         "date": time.strftime("%Y-%m-%d"),
         "training_minutes": minutes,
-        "results": results,
-        "goals": goals(results),
+        "test_melodies": described,
+        "results": agents_results,
+        "table": {
+            name: {m: asdict(cell) for m, cell in cells.items()} for name, cells in table.items()
+        },
+        "goals": goals(table),
     }
     (out / "results.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
-    write_csv(out / "results.csv", results)
-    table = markdown_table(results)
-    (out / "results.md").write_text(table + "\n\n" + goals_text(report["goals"]) + "\n")
+    write_csv(out / "results.csv", table)
+    text = markdown_table(table, config.resamples)
+    if described:
+        text += (
+            f"\n\n{TEST_MELODIES}: {described['sampled']} of the "
+            f"{described['windows']} windows of {config.length} tokens of the test split of "
+            f"{described['data']} (the data of the prior {config.prior})"
+        )
+    (out / "results.md").write_text(text + "\n\n" + goals_text(report["goals"]) + "\n")
+    samples = {name: runs[0]["melodies"] for name, runs in columns.items() if name != TEST_MELODIES}
     write_samples(out, samples)
     plot_learning_curves(out / "learning_curves.png", out / "runs", config.agents)
-    print(table)
+    print(text)
     print(goals_text(report["goals"]))
     print(f"\nresults, pictures and MIDI files in {out}")
     return report
@@ -298,28 +528,79 @@ def _summary(values: dict[str, float]) -> str:
     return ", ".join(f"{k} {values[k]:.2f}" for k in keys)
 
 
-def mean_and_spread(runs: list[dict[str, float]], measure_name: str) -> tuple[float, float]:
-    values = np.array([r[measure_name] for r in runs], dtype=float)
-    finite = values[~np.isnan(values)]
-    if not finite.size:
-        return math.nan, math.nan
-    return float(finite.mean()), float(finite.std()) if finite.size > 1 else 0.0
+@dataclass
+class Cell:
+    """One column's value of one measure: the mean over seeds and its 95% confidence interval."""
+
+    mean: float
+    low: float = math.nan
+    high: float = math.nan
+    interval: str = ""
+    """How ``low`` and ``high`` were found: ``"t"`` (over seeds), ``"bootstrap"`` (over
+    melodies), or ``""`` (none)."""
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
 
 
-def markdown_table(results: dict[str, list[dict[str, float]]]) -> str:
-    """Statistics down, the published columns then ours (mean ± spread over seeds) across."""
+def summarise(
+    runs: list[dict[str, float]], bootstrap: dict[str, tuple[float, float]] | None = None
+) -> dict[str, Cell]:
+    """Each of :data:`MEASURES` over ``runs`` (one dict per seed): the mean with the t interval
+    over the seeds where at least two have a value, else with the ``bootstrap`` bounds where given
+    (those of a single run, :func:`interval_bounds`); a measure no run has is NaN."""
+    cells = {}
+    for name in MEASURES:
+        mean, low, high = t_interval([values.get(name, math.nan) for values in runs])
+        bounds = (bootstrap or {}).get(name, (math.nan, math.nan)) if len(runs) == 1 else None
+        if not math.isnan(low):
+            cells[name] = Cell(mean, low, high, "t")
+        elif bounds is not None and not math.isnan(bounds[0]):
+            cells[name] = Cell(mean, *bounds, "bootstrap")
+        else:
+            cells[name] = Cell(mean)
+    return cells
+
+
+def markdown_table(table: dict[str, dict[str, Cell]], resamples: int = 1000) -> str:
+    """Measures down (a measure no column has left out); the published columns, the test
+    melodies and then ours (mean ± the half-width of the 95% confidence interval) across; a legend
+    of the directions beneath."""
     published = list(PUBLISHED)
-    header = ["statistic", *published, *(f"**{name}**" for name in results)]
+    names = [name if name == TEST_MELODIES else f"**{name}**" for name in table]
+    header = ["statistic", *published, *names]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for name, label in MEASURES.items():
-        cells = [label.replace("|", "\\|")]  # "log p(a|s)" inside a Markdown table
-        cells += [_format(PUBLISHED[c].get(name, math.nan)) for c in published]
-        for runs in results.values():
-            mean, spread = mean_and_spread(runs, name)
-            several = len(runs) > 1 and not math.isnan(mean)
-            cells.append(_format(mean) + (f" ± {_format(spread)}" if several else ""))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        values = [_format(PUBLISHED[c].get(name, math.nan)) for c in published]
+        for column in table.values():
+            cell = column[name]
+            interval = f" ± {_format(cell.half_width)}" if cell.interval else ""
+            values.append(_format(cell.mean) + interval)
+        if any(values):
+            label = label.replace("|", "\\|")  # "log p(a|s)" inside a Markdown table
+            lines.append("| " + " | ".join([label, *values]) + " |")
+    return "\n".join(lines) + "\n\n" + legend(resamples)
+
+
+def legend(resamples: int = 1000) -> str:
+    """The table's legend: which way each measure is better, and what ± means."""
+    groups: dict[str, list[str]] = {}
+    for name, label in MEASURES.items():
+        if name in UNJUDGED:
+            continue
+        direction = DIRECTION_WORDS[BETTER.get(name, "higher")]
+        if name in UP_TO_THE_DATA:
+            direction += f", up to the {TEST_MELODIES}'"
+        groups.setdefault(direction, []).append(label)
+    better = " ".join(f"**{d}**: {'; '.join(labels)}." for d, labels in groups.items())
+    return (
+        f"Better: {better}\n\n"
+        "± is the half-width of the 95% confidence interval of the mean: a t interval over the "
+        "seeds where an agent has several, else a percentile bootstrap over its melodies "
+        f"({resamples:,} resamples; the bounds, not always symmetric, are in results.json and "
+        "results.csv); none for the distinct shares or the steps of a single run."
+    )
 
 
 def _format(value: float) -> str:
@@ -330,21 +611,36 @@ def _format(value: float) -> str:
     return f"{value:.3f}" if abs(value) < 1 else f"{value:.2f}"
 
 
-def goals(results: dict[str, list[dict[str, float]]]) -> dict[str, object]:
-    """The agents issue's quality goals for ``rltuner-q``, where the runs allow a verdict."""
-    if "rltuner-q" not in results:
+def goals(table: dict[str, dict[str, Cell]]) -> dict[str, object]:
+    """The agents issue's quality goals for ``rltuner-q``, where the runs allow a verdict: the
+    statistics whose mean is at least as good as a published column's (:func:`is_better`), and
+    those whose whole confidence interval is (``..._with_ci_on``)."""
+    if "rltuner-q" not in table:
         return {}
-    ours = {n: mean_and_spread(results["rltuner-q"], n)[0] for n in [*STATISTICS, "log_p"]}
-    beats_tuned = [s for s in STATISTICS if is_better(s, ours[s], PUBLISHED[TUNED_COLUMN][s])]
-    matches_q = [s for s in STATISTICS if is_better(s, ours[s], PUBLISHED[JAQUES_Q_COLUMN][s])]
+    ours = table["rltuner-q"]
+
+    def as_good(column: str) -> tuple[list[str], list[str]]:
+        theirs = PUBLISHED[column]
+        on_mean = [s for s in STATISTICS if is_better(s, ours[s].mean, theirs[s])]
+        on_ci = [
+            s
+            for s in STATISTICS
+            if all(is_better(s, b, theirs[s]) for b in (ours[s].low, ours[s].high))
+        ]
+        return on_mean, on_ci
+
+    beats_tuned, beats_tuned_ci = as_good(TUNED_COLUMN)
+    matches_q, matches_q_ci = as_good(JAQUES_Q_COLUMN)
     verdict: dict[str, object] = {
         "beats_bi_axial_q_on": beats_tuned,
         "beats_bi_axial_q_on_all": len(beats_tuned) == len(STATISTICS),
+        "beats_bi_axial_q_with_ci_on": beats_tuned_ci,
         "matches_jaques_q_on": matches_q,
         "matches_jaques_q_on_8_of_11": len(matches_q) >= 8,
+        "matches_jaques_q_with_ci_on": matches_q_ci,
     }
-    if RULES_ONLY in results:
-        margin = ours["log_p"] - mean_and_spread(results[RULES_ONLY], "log_p")[0]
+    if RULES_ONLY in table:
+        margin = ours["log_p"].mean - table[RULES_ONLY]["log_p"].mean
         verdict["log_p_above_rules_only"] = margin
         verdict["log_p_at_least_1_nat_above_rules_only"] = margin >= 1.0
     return verdict
@@ -356,10 +652,12 @@ def goals_text(verdict: dict[str, object]) -> str:
     lines = [
         f"- rltuner-q at least as good as {TUNED_COLUMN} on "
         f"{len(verdict['beats_bi_axial_q_on'])}/{len(STATISTICS)} statistics "
-        f"(goal: all): {'met' if verdict['beats_bi_axial_q_on_all'] else 'not met'}",
+        f"(goal: all): {'met' if verdict['beats_bi_axial_q_on_all'] else 'not met'}; "
+        f"with the whole 95% CI: {len(verdict['beats_bi_axial_q_with_ci_on'])}",
         f"- rltuner-q at least as good as Jaques et al.'s Q on "
         f"{len(verdict['matches_jaques_q_on'])}/{len(STATISTICS)} "
-        f"(goal: 8): {'met' if verdict['matches_jaques_q_on_8_of_11'] else 'not met'}",
+        f"(goal: 8): {'met' if verdict['matches_jaques_q_on_8_of_11'] else 'not met'}; "
+        f"with the whole 95% CI: {len(verdict['matches_jaques_q_with_ci_on'])}",
     ]
     if "log_p_above_rules_only" in verdict:
         lines.append(
@@ -370,13 +668,14 @@ def goals_text(verdict: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-def write_csv(path: Path, results: dict[str, list[dict[str, float]]]) -> None:
+def write_csv(path: Path, table: dict[str, dict[str, Cell]]) -> None:
+    """The table, one row per column and measure: mean, the 95% interval's bounds and its kind."""
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["agent", "seed_index", *MEASURES])
-        for name, runs in results.items():
-            for i, values in enumerate(runs):
-                writer.writerow([name, i, *(values[m] for m in MEASURES)])
+        writer.writerow(["column", "measure", "mean", "ci_low", "ci_high", "interval"])
+        for name, cells in table.items():
+            for measure_name, cell in cells.items():
+                writer.writerow([name, measure_name, cell.mean, cell.low, cell.high, cell.interval])
 
 
 def write_samples(out: Path, samples: dict[str, list[list[int]]], per_agent: int = 4) -> None:

@@ -9,19 +9,28 @@ statistic cannot drift apart.
 Where the original RL Tuner evaluation code differs: its "in-key third" interval test can never be
 true (a known defect); none of our statistics uses it, and the reward rule that needs the test
 (:class:`musicgym.rules.PreferredIntervals`) computes it correctly.
+
+Beyond the spec, for comparing agents: what each melody contributes to each statistic
+(:func:`statistic_contributions`, which a bootstrap over melodies resamples), histograms of pitch
+classes, intervals and note lengths with their KL divergence to the data's (:data:`HISTOGRAMS`,
+:func:`kl_divergence`), the share of distinct 4-grams, and 95% confidence intervals over seeds
+(:func:`t_interval`) and over melodies (:func:`bootstrap_intervals`).
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+
+import numpy as np
 
 from musicgym.keys import Key
 from musicgym.tokens import (
     FIRST_PITCH_TOKEN,
+    LOWEST_MELODY_PITCH,
     NO_EVENT,
     NOTE_OFF,
     NUM_TOKENS,
@@ -287,6 +296,70 @@ PUBLISHED: dict[str, dict[str, float]] = {
 :data:`STATISTICS`: ``PUBLISHED["Q"]["notes_in_motif"] == 75.7``."""
 
 
+STATISTIC_SCALES: dict[str, float] = {
+    name: 1.0 if name.startswith("autocorrelation") else 100.0 for name in STATISTICS
+}
+"""What :func:`ratio_of_sums` multiplies each statistic's ratio by: 100 for the percentages."""
+
+
+def statistic_contributions(
+    melodies: Iterable[Sequence[int]], key: str | Key = "C major"
+) -> dict[str, np.ndarray]:
+    """What each melody adds to every statistic of :data:`STATISTICS`: ``(M, 2)`` per statistic,
+    a numerator and a denominator, such that the statistic of any multiset of the melodies is
+    :func:`ratio_of_sums` of their rows summed (a bootstrap resamples the rows).
+
+    Per-step statistics count the melody's qualifying steps over its tokens (NOTE_OFF and NO_EVENT
+    count); per-melody ones 0 or 1 over 1; an autocorrelation is its value over 1, or 0 over 0 for
+    a melody whose tokens do not vary (NaN); ``leaps_resolved`` counts resolved leaps over resolved
+    plus doubled ones.
+
+    Raises:
+        ValueError: no melodies, or only empty ones.
+    """
+    key = Key.parse(key)
+    melodies = [_validate_tokens(m, f"melodies[{i}]") for i, m in enumerate(melodies)]
+    if not melodies:
+        raise ValueError("melodies: need at least one melody")
+    if not any(melodies):
+        raise ValueError("melodies: every melody is empty")
+    in_key, tonic = in_key_tokens(key), tonic_token(key)
+
+    rows: dict[str, list[tuple[float, float]]] = {name: [] for name in STATISTICS}
+    for melody in melodies:
+        repeated = not_in_key = in_motif = in_repeated_motif = 0
+        for t, token in enumerate(melody):
+            repeated += is_excessive_repetition(melody[:t], token)
+            not_in_key += token not in in_key
+            if motif_notes(melody[: t + 1]):
+                in_motif += 1
+                in_repeated_motif += repeats_motif(melody[: t + 1])
+        outcomes = leap_outcomes(melody)
+        resolved, doubled = outcomes.count(LEAP_RESOLVED), outcomes.count(LEAP_DOUBLED)
+        steps = len(melody)
+        rows["notes_excessively_repeated"].append((repeated, steps))
+        for lag, value in zip(AUTOCORRELATION_LAGS, autocorrelations(melody), strict=True):
+            defined = not math.isnan(value)
+            rows[f"autocorrelation_lag{lag}"].append((value if defined else 0.0, defined))
+        rows["notes_not_in_key"].append((not_in_key, steps))
+        rows["melodies_starting_with_tonic"].append((bool(melody) and melody[0] == tonic, 1))
+        rows["leaps_resolved"].append((resolved, resolved + doubled))
+        rows["unique_max_note"].append((has_unique_max(melody), 1))
+        rows["unique_min_note"].append((has_unique_min(melody), 1))
+        rows["notes_in_motif"].append((in_motif, steps))
+        rows["notes_in_repeated_motif"].append((in_repeated_motif, steps))
+    return {name: np.array(rows[name], dtype=float) for name in STATISTICS}
+
+
+def ratio_of_sums(sums: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """``scale * numerator / denominator`` of summed contributions ``(..., 2)`` (see
+    :func:`statistic_contributions`), NaN where the denominator is 0; shape ``(...)``."""
+    sums = np.asarray(sums, dtype=float)
+    numerator, denominator = sums[..., 0], sums[..., 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, scale * numerator / denominator, np.nan)
+
+
 def evaluate_melodies(
     melodies: Iterable[Sequence[int]], key: str | Key = "C major"
 ) -> dict[str, float]:
@@ -297,49 +370,158 @@ def evaluate_melodies(
     (a melody whose tokens do not vary) and are NaN if every melody is; ``leaps_resolved`` is
     resolved / (resolved + doubled) over all melodies, NaN without any.
     """
-    key = Key.parse(key)
-    melodies = [_validate_tokens(m, f"melodies[{i}]") for i, m in enumerate(melodies)]
-    if not melodies:
-        raise ValueError("melodies: need at least one melody")
-    total = sum(len(m) for m in melodies)
-    if total == 0:
-        raise ValueError("melodies: every melody is empty")
-    in_key, tonic = in_key_tokens(key), tonic_token(key)
-
-    repeated = not_in_key = in_motif = in_repeated_motif = resolved = doubled = 0
-    lag_values: dict[int, list[float]] = {lag: [] for lag in AUTOCORRELATION_LAGS}
-    for melody in melodies:
-        for t, token in enumerate(melody):
-            repeated += is_excessive_repetition(melody[:t], token)
-            not_in_key += token not in in_key
-            if motif_notes(melody[: t + 1]):
-                in_motif += 1
-                in_repeated_motif += repeats_motif(melody[: t + 1])
-        outcomes = leap_outcomes(melody)
-        resolved += outcomes.count(LEAP_RESOLVED)
-        doubled += outcomes.count(LEAP_DOUBLED)
-        for lag, value in zip(AUTOCORRELATION_LAGS, autocorrelations(melody), strict=True):
-            lag_values[lag].append(value)
-
-    def mean_ignoring_nan(values: list[float]) -> float:
-        finite = [v for v in values if not math.isnan(v)]
-        return sum(finite) / len(finite) if finite else math.nan
-
-    count = len(melodies)
-    stats = {
-        "notes_excessively_repeated": 100 * repeated / total,
-        **{
-            f"autocorrelation_lag{lag}": mean_ignoring_nan(lag_values[lag])
-            for lag in AUTOCORRELATION_LAGS
-        },
-        "notes_not_in_key": 100 * not_in_key / total,
-        "melodies_starting_with_tonic": 100
-        * sum(bool(m) and m[0] == tonic for m in melodies)
-        / count,
-        "leaps_resolved": 100 * resolved / (resolved + doubled) if resolved + doubled else math.nan,
-        "unique_max_note": 100 * sum(map(has_unique_max, melodies)) / count,
-        "unique_min_note": 100 * sum(map(has_unique_min, melodies)) / count,
-        "notes_in_motif": 100 * in_motif / total,
-        "notes_in_repeated_motif": 100 * in_repeated_motif / total,
+    contributions = statistic_contributions(melodies, key)
+    return {
+        name: float(ratio_of_sums(rows.sum(0), STATISTIC_SCALES[name]))
+        for name, rows in contributions.items()
     }
-    return {name: float(stats[name]) for name in STATISTICS}
+
+
+# ------------------------------------------------------------------ histograms against the data
+INTERVAL_CLIP = 12
+"""Melodic intervals are clipped to ``-INTERVAL_CLIP..INTERVAL_CLIP`` semitones."""
+NOTE_LENGTH_CLIP = 16
+"""Note lengths are clipped to ``1..NOTE_LENGTH_CLIP`` 16ths."""
+KL_PSEUDO_COUNT = 0.5
+"""Added to every bin of both histograms before :func:`kl_divergence` normalises them (the
+Krichevsky-Trofimov estimate), so that a bin one histogram lacks gives a finite divergence."""
+
+
+def _pitch_tokens(melody: Sequence[int]) -> np.ndarray:
+    tokens = np.asarray(melody, dtype=np.int64)
+    return tokens[tokens >= FIRST_PITCH_TOKEN]
+
+
+def pitch_class_histogram(melody: Sequence[int]) -> np.ndarray:
+    """``(12,)`` counts of the pitch classes of the melody's pitch tokens, C first."""
+    pitch_classes = (_pitch_tokens(melody) - FIRST_PITCH_TOKEN + LOWEST_MELODY_PITCH) % 12
+    return np.bincount(pitch_classes, minlength=12)
+
+
+def interval_histogram(melody: Sequence[int]) -> np.ndarray:
+    """``(2 * INTERVAL_CLIP + 1,)`` counts of the intervals in semitones between consecutive pitch
+    tokens (rests and holds between them skipped), clipped to ``±INTERVAL_CLIP``; index
+    ``INTERVAL_CLIP`` is the repeated note."""
+    intervals = np.clip(np.diff(_pitch_tokens(melody)), -INTERVAL_CLIP, INTERVAL_CLIP)
+    return np.bincount(intervals + INTERVAL_CLIP, minlength=2 * INTERVAL_CLIP + 1)
+
+
+def note_length_histogram(melody: Sequence[int]) -> np.ndarray:
+    """``(NOTE_LENGTH_CLIP,)`` counts of the notes' lengths in 16ths, index ``length - 1``: a note
+    is a pitch token and the NO_EVENT holds that follow it (up to NOTE_OFF, the next pitch token or
+    the melody's end), clipped to ``NOTE_LENGTH_CLIP``."""
+    tokens = np.asarray(melody, dtype=np.int64)
+    starts = np.flatnonzero(tokens >= FIRST_PITCH_TOKEN)
+    ends = np.append(np.flatnonzero(tokens != NO_EVENT), len(tokens))  # the token after a note
+    lengths = ends[np.searchsorted(ends, starts, side="right")] - starts
+    return np.bincount(np.minimum(lengths, NOTE_LENGTH_CLIP) - 1, minlength=NOTE_LENGTH_CLIP)
+
+
+HISTOGRAMS: dict[str, Callable[[Sequence[int]], np.ndarray]] = {
+    "pitch_classes": pitch_class_histogram,
+    "intervals": interval_histogram,
+    "note_lengths": note_length_histogram,
+}
+"""The histograms of a melody that are compared with the data's (:func:`kl_divergence`)."""
+
+
+def kl_divergence(
+    counts: np.ndarray, reference_counts: np.ndarray, pseudo_count: float = KL_PSEUDO_COUNT
+) -> np.ndarray:
+    """``KL(P || Q) = sum P log(P / Q)`` in nats, of the histogram ``counts`` ``(..., K)`` to
+    ``reference_counts`` ``(K,)``; both add ``pseudo_count`` to every bin before they are
+    normalised into ``P`` and ``Q``. Shape ``(...)``: 0 for proportional histograms, else > 0."""
+    p = np.asarray(counts, dtype=float) + pseudo_count
+    q = np.asarray(reference_counts, dtype=float) + pseudo_count
+    p /= p.sum(-1, keepdims=True)
+    q /= q.sum(-1, keepdims=True)
+    return (p * np.log(p / q)).sum(-1)
+
+
+def distinct_ngrams(melodies: Iterable[Sequence[int]], n: int = 4) -> float:
+    """Distinct token ``n``-grams among all ``n``-grams of ``melodies`` (each melody's own, none
+    across two melodies), in %; NaN when no melody has ``n`` tokens."""
+    ngrams = [tuple(m[i : i + n]) for m in melodies for i in range(len(m) - n + 1)]
+    return 100 * len(set(ngrams)) / len(ngrams) if ngrams else math.nan
+
+
+# ------------------------------------------------------------------------- confidence intervals
+CONFIDENCE = 0.95
+"""Level of every confidence interval."""
+T_QUANTILES = (
+    12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
+    2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
+    2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423,
+)  # fmt: skip
+"""The 0.975 quantile of Student's t for 1..30 degrees of freedom (a printed table; scipy is not
+a dependency): the half-width of a two-sided 95% interval in standard errors."""
+
+
+def t_quantile(degrees_of_freedom: int) -> float:
+    """The 0.975 quantile of Student's t: :data:`T_QUANTILES` up to 30 degrees of freedom, beyond
+    them the Cornish-Fisher expansion around the normal quantile (error below 1e-5 there)."""
+    if degrees_of_freedom < 1:
+        raise ValueError(f"degrees_of_freedom must be >= 1, got {degrees_of_freedom}")
+    if degrees_of_freedom <= len(T_QUANTILES):
+        return T_QUANTILES[degrees_of_freedom - 1]
+    z, n = 1.959964, degrees_of_freedom
+    return (
+        z
+        + (z**3 + z) / (4 * n)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * n**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * n**3)
+    )
+
+
+def t_interval(values: Sequence[float]) -> tuple[float, float, float]:
+    """``(mean, low, high)`` of ``values`` (one per seed; NaN ones left out): the mean and its 95%
+    confidence interval ``mean ± t_{0.975, n-1} * s / sqrt(n)``, ``s`` the sample standard
+    deviation (``ddof=1``); the bounds are NaN with fewer than two values, all three without any."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[~np.isnan(finite)]
+    if not finite.size:
+        return math.nan, math.nan, math.nan
+    mean = float(finite.mean())
+    if finite.size < 2:
+        return mean, math.nan, math.nan
+    half_width = t_quantile(finite.size - 1) * float(finite.std(ddof=1)) / math.sqrt(finite.size)
+    return mean, mean - half_width, mean + half_width
+
+
+def bootstrap_intervals(
+    contributions: dict[str, np.ndarray],
+    statistics: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """95% percentile-bootstrap intervals over melodies of statistics of summed per-melody
+    contributions.
+
+    Each of ``resamples`` resamples draws the ``M`` melodies with replacement (seeded); the
+    contributions ``(M, ...)`` of the drawn melodies are summed (as the drawn counts times the
+    rows) and ``statistics`` maps those sums, ``(resamples, ...)`` per name, to each statistic's
+    values ``(resamples,)``. A bound is the 2.5th or 97.5th percentile of the values that are not
+    NaN (both NaN when all are).
+
+    Args:
+        contributions: per name, the rows ``(M, ...)`` that ``statistics`` reads summed.
+        statistics: summed contributions -> statistic name -> values; called once, vectorised.
+        resamples: bootstrap resamples.
+        seed: seed of the resampling; the same for every statistic, so they are resampled alike.
+    """
+    num_melodies = len(next(iter(contributions.values())))
+    drawn = np.random.default_rng(seed).integers(0, num_melodies, (resamples, num_melodies))
+    offsets = num_melodies * np.arange(resamples)[:, None]
+    weights = np.bincount((drawn + offsets).ravel(), minlength=resamples * num_melodies)
+    weights = weights.reshape(resamples, num_melodies).astype(float)  # (B, M) draws per melody
+    sums = {
+        name: np.tensordot(weights, np.asarray(rows, dtype=float), axes=1)
+        for name, rows in contributions.items()
+    }
+    tail = 100 * (1 - CONFIDENCE) / 2
+    intervals = {}
+    for name, values in statistics(sums).items():
+        finite = values[~np.isnan(values)]
+        low, high = np.percentile(finite, [tail, 100 - tail]) if finite.size else (math.nan,) * 2
+        intervals[name] = (float(low), float(high))
+    return intervals

@@ -1,4 +1,5 @@
-"""The agents benchmark: its measures, its verdicts on the goals, and the files it writes."""
+"""The agents benchmark: its measures, their intervals, its verdicts on the goals, and the files it
+writes."""
 
 from __future__ import annotations
 
@@ -13,8 +14,30 @@ import pytest
 
 import musicgym  # noqa: F401  (registers the environment)
 from benchmarks import agents_bench
-from benchmarks.agents_bench import AgentsBenchConfig, goals, is_better, pitch_class_entropy
-from musicgym.metrics import PUBLISHED, STATISTICS
+from benchmarks.agents_bench import (
+    TEST_MELODIES,
+    AgentsBenchConfig,
+    Cell,
+    goals,
+    is_better,
+    markdown_table,
+    pitch_class_entropy,
+    summarise,
+)
+from musicgym.metrics import HISTOGRAMS, PUBLISHED, STATISTICS
+
+FAKE_DATA = "fake-data"
+REFERENCE_MELODIES = agents_bench.reference_melodies  # before the fixture replaces it
+
+
+@pytest.fixture(autouse=True)
+def fake_test_melodies(monkeypatch) -> list[list[int]]:
+    """Test melodies of a stand-in dataset: the prior's own data would convert for minutes."""
+    rng = np.random.default_rng(5)
+    tokens = np.array([14, 16, 18, 19, 21, 23, 25, 26, 1, 1, 1, 0])  # C major, holds, rests
+    windows = rng.choice(tokens, (40, 32)).tolist()
+    monkeypatch.setattr(agents_bench, "reference_melodies", lambda *_: (FAKE_DATA, windows))
+    return windows
 
 
 @pytest.mark.parametrize(
@@ -27,6 +50,7 @@ from musicgym.metrics import PUBLISHED, STATISTICS
         ("notes_in_motif", 80.0, 75.7, True),
         ("notes_in_motif", 75.7, 75.7, True),
         ("leaps_resolved", math.nan, 50.0, False),
+        ("kl_intervals", 0.1, 0.2, True),
     ],
 )
 def test_is_better_follows_each_statistics_direction(
@@ -60,51 +84,173 @@ def test_theory_rewards_are_the_rules_only_env_rewards_times_c() -> None:
         np.testing.assert_allclose(row, expected)
 
 
+def test_contributions_give_the_measures_and_their_intervals() -> None:
+    from agents.action_scores import melody_statistics
+    from agents.common import load_prior
+
+    melodies = np.random.default_rng(2).integers(0, 38, (6, 32)).tolist()
+    prior, config = load_prior("melody16"), AgentsBenchConfig(resamples=200)
+    measured = agents_bench.measure(melodies, prior, config)
+    expected = melody_statistics(prior, melodies, config.key)  # the spec's statistics and log p
+    expected["theory_reward"] = float(agents_bench.theory_rewards(melodies, config).mean())
+    expected["pitch_class_entropy"] = pitch_class_entropy(melodies)
+    for name, value in expected.items():
+        assert measured["measures"][name] == pytest.approx(value, nan_ok=True), name
+    reference = {name: np.ones(len(histogram([14]))) for name, histogram in HISTOGRAMS.items()}
+    points = agents_bench.point_measures(measured, reference)
+    bounds = agents_bench.interval_bounds(measured, reference, config)
+    for name in ("notes_not_in_key", "log_p", "theory_reward", "kl_intervals"):
+        assert bounds[name][0] <= points[name] <= bounds[name][1], name
+    assert "distinct_melodies" not in bounds  # a resample repeats melodies: no interval
+
+
 def test_goals_compare_rltuner_q_with_the_published_columns() -> None:
     tuned = dict(PUBLISHED["Q"])  # exactly Jaques et al.'s Q: ties count as matching
     tuned["log_p"], rules_only = -1.0, {name: 0.0 for name in STATISTICS} | {"log_p": -3.6}
-    verdict = goals({"rltuner-q": [tuned], "rules-only": [rules_only]})
+    verdict = goals({"rltuner-q": summarise([tuned]), "rules-only": summarise([rules_only])})
     assert verdict["matches_jaques_q_on"] == list(STATISTICS)
+    assert verdict["matches_jaques_q_with_ci_on"] == []  # one run and no bootstrap: no interval
     assert verdict["log_p_above_rules_only"] == pytest.approx(2.6)
     assert verdict["log_p_at_least_1_nat_above_rules_only"]
     # Jaques et al.'s Q beats the Bi-axial + Q paper on notes out of key (1.0 < 2.7)
     assert "notes_not_in_key" in verdict["beats_bi_axial_q_on"]
     assert "melodies_starting_with_tonic" in verdict["beats_bi_axial_q_on"]
-    assert goals({"random": [tuned]}) == {}
+    assert goals({"random": summarise([tuned])}) == {}
 
 
-def test_run_writes_tables_pictures_and_midi(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "statistic, low, high, on_ci",
+    [
+        ("notes_not_in_key", 0.5, 2.5, True),  # lower is better: all of it below 2.7
+        ("notes_not_in_key", 0.5, 3.0, False),
+        ("autocorrelation_lag1", -0.04, 0.05, True),  # nearer 0 than -0.05 all along
+        ("autocorrelation_lag1", -0.06, 0.01, False),
+        ("notes_in_motif", 49.3, 60.0, True),  # higher is better, ties count
+        ("notes_in_motif", 45.0, 60.0, False),
+    ],
+)
+def test_goals_report_where_the_whole_interval_is_better(
+    statistic: str, low: float, high: float, on_ci: bool
+) -> None:
+    published = PUBLISHED["Bi-axial + Q (DQN paper)"]
+    cells = {name: Cell(published[name]) for name in STATISTICS}
+    cells[statistic] = Cell((low + high) / 2, low, high, "bootstrap")
+    verdict = goals({"rltuner-q": cells})
+    assert (statistic in verdict["beats_bi_axial_q_with_ci_on"]) is on_ci
+    assert verdict["beats_bi_axial_q_with_ci_on"] in ([], [statistic])
+
+
+def test_summarise_gives_the_t_interval_over_seeds_else_the_bootstrap() -> None:
+    runs = [{"log_p": value, "notes_not_in_key": 5.0} for value in (-1.0, -2.0, -3.0)]
+    cells = summarise(runs, bootstrap={"log_p": (-9.0, 9.0)})
+    assert cells["log_p"].interval == "t" and cells["log_p"].mean == -2.0
+    assert cells["log_p"].half_width == pytest.approx(4.302653 / math.sqrt(3), abs=1e-4)
+    assert cells["notes_not_in_key"].half_width == 0.0  # the seeds agree
+    single = summarise(runs[:1], bootstrap={"log_p": (-1.5, -0.75)})
+    assert (single["log_p"].low, single["log_p"].high) == (-1.5, -0.75)
+    assert single["log_p"].interval == "bootstrap"
+    assert single["notes_not_in_key"] == Cell(5.0)  # no bounds: no interval
+    assert math.isnan(single["kl_intervals"].mean)
+
+
+def test_markdown_table_shows_intervals_and_the_legend() -> None:
+    runs = [{name: float(i) for name in agents_bench.MEASURES} for i in (1, 2)]
+    table = markdown_table({"rltuner-q": summarise(runs), "random": summarise(runs[:1])})
+    row = next(line for line in table.splitlines() if line.startswith("| notes not in key"))
+    assert row.endswith("| 1.50 ± 6.35 | 1.00 |")  # t(1) = 12.706; 12.706 * 0.707 / sqrt(2)
+    assert "**lower**: notes excessively repeated (%); notes not in key (%);" in table
+    assert "KL to the test melodies: note lengths (nats)" in table
+    assert "distinct token 4-grams (%)" in table.split("up to the test melodies'")[1]
+    assert "environment steps trained" not in table.split("Better:")[1]
+
+
+def test_reference_melodies_are_bar_aligned_windows_of_the_test_split(monkeypatch) -> None:
+    import priors.data
+    import priors.model
+
+    class FakeDataset:
+        resolution = 4
+
+        def melodies(self, split: str) -> list[list[int]]:
+            assert split == "test"
+            return [list(range(2, 38)) * 2 + [0] * 8, [14] * 20]  # 80 tokens, 20 tokens
+
+    asked = {}
+    monkeypatch.setattr(
+        priors.data, "load_dataset", lambda name, **kw: asked.update(kw, name=name) or FakeDataset()
+    )
+    card = {"name": "essen", "lowest_pitch": 42, "num_pitches": 48, "key_normalised": True}
+    monkeypatch.setattr(priors.model, "load_checkpoint", lambda path: {"data": card})
+    data, windows = REFERENCE_MELODIES("melody16", 32)
+    assert data == "essen" and asked["key_normalise"] is True and asked["lowest_pitch"] == 42
+    assert windows == [list(range(2, 34)), [*range(34, 38), *range(2, 30)]]  # not from 64: short
+    _, windows = REFERENCE_MELODIES("melody16", 20)  # windows start every 2 bars
+    assert [w[0] for w in windows] == [2, 34, 14]
+    card.pop("key_normalised")  # an older card
+    REFERENCE_MELODIES("melody16", 32)
+    assert asked["key_normalise"] is False
+    monkeypatch.setattr(priors.model, "load_checkpoint", lambda path: {})
+    assert REFERENCE_MELODIES("some.pt", 32) is None
+
+
+def test_run_writes_tables_pictures_and_midi(tmp_path: Path, fake_test_melodies) -> None:
     config = AgentsBenchConfig(agents=("random", "prior"), melodies=8, out=str(tmp_path))
     report = agents_bench.run(config)
     assert set(report["results"]) == {"random", "prior"}
     table = (tmp_path / "results.md").read_text()
     for column in PUBLISHED:
         assert column in table
-    assert "**random**" in table and "**prior**" in table
+    assert "**random**" in table and "**prior**" in table and f"| {TEST_MELODIES} |" in table
+    assert "±" in table and "KL to the test melodies" in table
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["results"]["random"][0]["distinct_melodies"] == 100.0
     random_log_p = saved["results"]["random"][0]["log_p"]
     assert random_log_p < saved["results"]["prior"][0]["log_p"]  # the prior likes its own samples
+    assert saved["test_melodies"] == {"data": FAKE_DATA, "windows": 40, "sampled": 8}
+    cell = saved["table"]["random"]["notes_not_in_key"]
+    assert cell["interval"] == "bootstrap" and cell["low"] <= cell["mean"] <= cell["high"]
+    kl = saved["table"]
+    assert kl[TEST_MELODIES]["kl_pitch_classes"]["mean"] < kl["random"]["kl_pitch_classes"]["mean"]
     with (tmp_path / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert [row["agent"] for row in rows] == ["random", "prior"]
+    assert [row["column"] for row in rows[:: len(agents_bench.MEASURES)]] == [
+        TEST_MELODIES,
+        "random",
+        "prior",
+    ]
+    assert {"mean", "ci_low", "ci_high", "interval"} <= set(rows[0])
     assert (tmp_path / "piano_rolls.png").stat().st_size > 1000
     assert len(list((tmp_path / "midi" / "random").glob("*.mid"))) == 4
+    assert not (tmp_path / "midi" / TEST_MELODIES).exists()
 
 
-def test_load_reuses_measures_and_leaves_out_missing_runs(tmp_path: Path) -> None:
+def test_load_reuses_measures_and_leaves_out_missing_runs(tmp_path: Path, monkeypatch) -> None:
     settings = {"agents": ("random", "rltuner-q"), "melodies": 6, "out": str(tmp_path)}
     first = agents_bench.run(AgentsBenchConfig(**settings, load=True, jobs=2))
     assert set(first["results"]) == {"random"}  # rltuner-q was never trained: left out
     cache = tmp_path / "runs" / "random-seed0" / agents_bench.MEASURES_FILE
     saved = json.loads(cache.read_text())
     assert len(saved["melodies"]) == 6 and math.isnan(saved["measures"]["trained_steps"])
+    assert len(saved["per_melody"]["log_p"]) == 6
     saved["measures"]["distinct_melodies"] = 42.0
     cache.write_text(json.dumps(saved))
+    monkeypatch.setattr(agents_bench, "measure", None)  # nothing may be measured again
     reused = agents_bench.run(AgentsBenchConfig(**settings, load=True))
     assert reused["results"]["random"][0]["distinct_melodies"] == 42.0
-    remeasured = agents_bench.run(AgentsBenchConfig(**{**settings, "melodies": 5}, load=True))
+    assert reused["table"]["random"]["log_p"]["interval"] == "bootstrap"  # from the stored rows
+    for name in ("log_p", "kl_intervals"):
+        assert reused["table"]["random"][name] == first["table"]["random"][name]
+    monkeypatch.undo()
+    monkeypatch.setattr(agents_bench, "reference_melodies", lambda *_: None)  # no data: no KL
+    del saved["per_melody"]  # an older file: measured again
+    cache.write_text(json.dumps(saved))
+    remeasured = agents_bench.run(AgentsBenchConfig(**settings, load=True))
     assert remeasured["results"]["random"][0]["distinct_melodies"] == 100.0
+    assert "kl_intervals" not in remeasured["results"]["random"][0]
+    assert "KL to" not in (tmp_path / "results.md").read_text().split("Better:")[0]
+    shorter = agents_bench.run(AgentsBenchConfig(**{**settings, "melodies": 5}, load=True))
+    assert len(shorter["results"]["random"]) == 1
+    assert len(json.loads(cache.read_text())["melodies"]) == 5
 
 
 def test_demo_writes_its_folder_and_prints_the_table(tmp_path: Path, capsys) -> None:

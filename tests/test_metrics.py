@@ -1,4 +1,4 @@
-"""The evaluation statistics on hand-made melodies against hand-computed values."""
+"""The evaluation statistics, histograms and intervals against hand-computed values."""
 
 from __future__ import annotations
 
@@ -8,12 +8,27 @@ import numpy as np
 import pytest
 
 from musicgym.metrics import (
+    HISTOGRAMS,
+    INTERVAL_CLIP,
+    KL_PSEUDO_COUNT,
+    NOTE_LENGTH_CLIP,
     PUBLISHED,
+    STATISTIC_SCALES,
     STATISTICS,
     autocorrelation,
+    bootstrap_intervals,
+    distinct_ngrams,
     evaluate_melodies,
+    interval_histogram,
+    kl_divergence,
     leap_outcome,
     leap_outcomes,
+    note_length_histogram,
+    pitch_class_histogram,
+    ratio_of_sums,
+    statistic_contributions,
+    t_interval,
+    t_quantile,
 )
 from musicgym.tokens import TokenError
 
@@ -107,3 +122,122 @@ def test_cached_leap_outcome_agrees_with_a_full_replay():
     assert any(-1 in leap_outcomes(m) for m in melodies) and any(
         1 in leap_outcomes(m) for m in melodies
     )
+
+
+def test_contributions_sum_to_the_statistics():
+    melodies = [M1, M2, M3, [14] * 8]
+    contributions = statistic_contributions(melodies)
+    assert list(contributions) == list(STATISTICS)
+    assert all(rows.shape == (4, 2) for rows in contributions.values())
+    stats = evaluate_melodies(melodies)
+    for name, rows in contributions.items():
+        assert ratio_of_sums(rows.sum(0), STATISTIC_SCALES[name]) == pytest.approx(stats[name])
+    assert contributions["autocorrelation_lag1"][3].tolist() == [0.0, 0.0]  # NaN: left out
+    assert contributions["leaps_resolved"][2].tolist() == [1.0, 2.0]  # M3: one of two resolved
+    assert math.isnan(ratio_of_sums(np.zeros(2)))
+
+
+@pytest.mark.parametrize(
+    ("melody", "expected"),
+    [
+        ([14, 26, 15, 1, 0, 2], {0: 3, 1: 1}),  # C4, C5, C#4, C3
+        ([0, 1, 1], {}),
+    ],
+)
+def test_pitch_class_histogram(melody, expected):
+    assert pitch_class_histogram(melody).tolist() == [expected.get(pc, 0) for pc in range(12)]
+
+
+def test_interval_histogram_skips_rests_and_clips():
+    histogram = interval_histogram([14, 1, 21, 0, 2, 37, 36])  # +7, -19, +35, -1 semitones
+    expected = np.zeros(2 * INTERVAL_CLIP + 1, int)
+    expected[[INTERVAL_CLIP + 7, 0, 2 * INTERVAL_CLIP, INTERVAL_CLIP - 1]] = 1
+    assert histogram.tolist() == expected.tolist()
+    assert interval_histogram([14]).sum() == 0
+
+
+def test_note_length_histogram_of_a_hand_made_melody():
+    # a rest held before the first note; C held 3, E 1, E 2, a rest, G held to the end (21)
+    melody = [1, 14, 1, 1, 0, 18, 18, 1, 0, 1, 21, *[1] * 20]
+    histogram = note_length_histogram(melody)
+    assert histogram.shape == (NOTE_LENGTH_CLIP,)
+    assert {i + 1: n for i, n in enumerate(histogram) if n} == {1: 1, 2: 1, 3: 1, 16: 1}
+    assert note_length_histogram([1, 0, 1]).sum() == 0
+    assert set(HISTOGRAMS) == {"pitch_classes", "intervals", "note_lengths"}
+
+
+def test_kl_divergence():
+    counts = np.array([3.0, 0.0, 5.0, 2.0])
+    assert kl_divergence(counts, counts) == 0.0
+    assert kl_divergence(counts, 4 * counts) > 0  # the smoothing weighs less on more counts
+    assert kl_divergence(counts, counts[::-1]) > 0
+    # [1, 0] to [0, 1] with 0.5 added: P = (3/4, 1/4), Q = (1/4, 3/4)
+    assert kl_divergence([1, 0], [0, 1]) == pytest.approx(0.5 * math.log(3))
+    assert KL_PSEUDO_COUNT == 0.5
+    assert kl_divergence([1, 0], [0, 1], pseudo_count=1.0) == pytest.approx(math.log(2) / 3)
+    batch = kl_divergence(np.stack([counts, counts[::-1]]), counts)  # bootstrap resamples
+    assert batch.shape == (2,) and batch[0] == 0.0 and batch[1] > 0
+
+
+@pytest.mark.parametrize(
+    ("melodies", "share"),
+    [
+        ([[1, 2, 3, 4, 1, 2, 3, 4]], 100 * 4 / 5),  # 1234 twice
+        ([[1, 2, 3, 4, 1, 2, 3, 4], [1, 2, 3], [1, 2, 3, 4]], 100 * 4 / 6),
+        ([[5, 5, 5, 5, 5, 5]], 100 * 1 / 3),
+        ([[1, 2], [3, 4]], math.nan),  # no 4-gram spans two melodies
+    ],
+)
+def test_distinct_4grams(melodies, share):
+    value = distinct_ngrams(melodies, 4)
+    assert (math.isnan(value) and math.isnan(share)) or value == pytest.approx(share)
+
+
+def _t_cdf(x: float, df: int) -> float:
+    """Student's t CDF by Simpson's rule over its density (an independent check of the table)."""
+    grid = np.linspace(0.0, x, 20_001)
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    density = np.exp(log_norm - (df + 1) / 2 * np.log1p(grid**2 / df))
+    h = grid[1] - grid[0]
+    integral = (
+        h / 3 * (density[0] + density[-1] + 4 * density[1:-1:2].sum() + 2 * density[2:-1:2].sum())
+    )
+    return 0.5 + integral
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 5, 10, 29, 30, 31, 45, 100, 1000])
+def test_t_quantile_is_the_975_quantile(df):
+    assert _t_cdf(t_quantile(df), df) == pytest.approx(0.975, abs=1e-5)
+
+
+def test_t_interval_of_a_known_case():
+    mean, low, high = t_interval([1.0, 2.0, 3.0])  # s = 1, n = 3, t(2) = 4.3027
+    assert mean == 2.0
+    assert high - mean == pytest.approx(4.302653 / math.sqrt(3), abs=1e-4)
+    assert mean - low == pytest.approx(high - mean)
+    assert t_interval([1.0, math.nan, 3.0])[1:] == pytest.approx((2 - 12.7062, 2 + 12.7062))
+    single = t_interval([5.0, math.nan])
+    assert single[0] == 5.0 and math.isnan(single[1]) and math.isnan(single[2])
+    assert all(math.isnan(v) for v in t_interval([math.nan]))
+    with pytest.raises(ValueError, match="degrees_of_freedom"):
+        t_quantile(0)
+
+
+def test_bootstrap_of_a_constant_statistic_has_zero_width():
+    rows = {"steps": np.column_stack([np.arange(1.0, 11.0), np.arange(1.0, 11.0)])}
+    bounds = bootstrap_intervals(rows, lambda sums: {"ratio": ratio_of_sums(sums["steps"])})
+    assert bounds == {"ratio": (1.0, 1.0)}
+
+
+def test_bootstrap_resamples_ratios_as_ratios_of_sums():
+    rng = np.random.default_rng(3)
+    rows = np.column_stack([rng.integers(0, 5, 40), rng.integers(1, 9, 40)]).astype(float)
+    bounds = bootstrap_intervals(
+        {"leaps": rows}, lambda sums: {"share": ratio_of_sums(sums["leaps"], 100)}, 500, seed=7
+    )
+    # the same resamples drawn directly: the drawn melodies' rows, summed, then divided
+    drawn = np.random.default_rng(7).integers(0, 40, (500, 40))
+    shares = 100 * rows[drawn, 0].sum(1) / rows[drawn, 1].sum(1)
+    assert bounds["share"] == pytest.approx(tuple(np.percentile(shares, [2.5, 97.5])))
+    point = 100 * rows[:, 0].sum() / rows[:, 1].sum()
+    assert bounds["share"][0] < point < bounds["share"][1]

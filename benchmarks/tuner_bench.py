@@ -1,0 +1,106 @@
+"""RL Tuner speed: training env-steps/s against the environment alone, in one run.
+
+Rows, all on the batched vector env of ``--num-envs`` melodies and one torch thread:
+
+* **env alone**: env-steps/s of random actions, with the prior scoring every step (what any
+  agent pays before it learns anything);
+* **rltuner-q**: env-steps/s of :func:`agents.rl_tuner.train` with one gradient step (batch 32)
+  per 4 env steps; its gradient steps/s too. The default Q-network learns a per-state term over
+  the cached time-axis outputs, so an update never runs the prior;
+* **rltuner-q --train-note-axis**: the same with a trainable copy of the prior's note axis (the
+  whole network but the time axis), whose update scores 38 candidates of 64 states.
+
+Ratios: each training row / env alone. The issue's goal is >= 0.5 for the default.
+
+    musicgym bench tuner --prior melody16c
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+
+import numpy as np
+
+from musicgym.tokens import NUM_TOKENS
+
+
+def env_steps_per_second(prior, num_envs: int, steps: int, seed: int = 0) -> float:
+    """Env-steps/s of the batched env with the prior, on uniform random actions."""
+    import gymnasium as gym
+
+    import musicgym  # noqa: F401  (registers the environment)
+
+    envs = gym.make_vec(
+        "MusicComposition-v0",
+        num_envs=num_envs,
+        vectorization_mode="vector_entry_point",
+        prior=prior,
+    )
+    envs.reset(seed=seed)
+    actions = np.random.default_rng(seed).integers(0, NUM_TOKENS, (steps // num_envs, num_envs))
+    envs.step(actions[0])  # warm-up
+    start = time.perf_counter()
+    for row in actions:
+        envs.step(row)
+    seconds = time.perf_counter() - start
+    envs.close()
+    return len(actions) * num_envs / seconds
+
+
+def training_rates(prior, num_envs: int, steps: int, **settings) -> tuple[float, float]:
+    """(env-steps/s, gradient steps/s) of an RL Tuner training run of ``steps`` steps."""
+    from agents.rl_tuner import RLTunerConfig, train
+
+    config = RLTunerConfig(
+        steps=steps,
+        num_envs=num_envs,
+        train_frequency=4,
+        batch_size=32,
+        learning_starts=256,
+        eval_interval=10**9,
+        checkpoint_interval=10**9,
+        buffer_size=max(steps, 1_000),
+        **settings,
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        agent = train(config, folder, prior=prior, progress=False, log=False)
+    seconds = steps / agent.steps_per_second
+    return agent.steps_per_second, agent.updates / seconds
+
+
+def run(prior_name: str = "melody16c", num_envs: int = 16, steps: int = 4_000) -> dict:
+    """Time the three rows and print them as a Markdown table with the ratios."""
+    from agents.common import load_prior, set_torch_threads
+
+    set_torch_threads(1)
+    prior = load_prior(prior_name)
+    env_rate = env_steps_per_second(prior, num_envs, steps)
+    fast, fast_updates = training_rates(prior, num_envs, steps)
+    note_steps = max(steps // 8, 512)  # about 20x slower updates: a shorter run tells as much
+    whole, whole_updates = training_rates(prior, num_envs, note_steps, train_note_axis=True)
+    rows = [
+        ("batched env alone (random actions)", env_rate, float("nan")),
+        ("rltuner-q, 1 update (batch 32) per 4 env steps", fast, fast_updates),
+        ("rltuner-q --train-note-axis, same", whole, whole_updates),
+    ]
+    print(f"prior {prior_name}, {num_envs} envs, 1 torch thread, {steps} env steps a row")
+    print("| row | env-steps/s | gradient steps/s | / env alone |")
+    print("| --- | ---: | ---: | ---: |")
+    for label, rate, updates in rows:
+        updates_text = "" if np.isnan(updates) else f"{updates:.1f}"
+        print(f"| {label} | {rate:.0f} | {updates_text} | {rate / env_rate:.2f}x |")
+    ratio = fast / env_rate
+    print(f"\ngoal: rltuner-q at >= 0.5x the env alone: {'met' if ratio >= 0.5 else 'not met'}")
+    return {
+        "env": env_rate,
+        "rltuner_q": fast,
+        "rltuner_q_updates": fast_updates,
+        "note_axis": whole,
+        "note_axis_updates": whole_updates,
+        "ratio": ratio,
+    }
+
+
+if __name__ == "__main__":
+    run()
