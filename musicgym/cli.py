@@ -3,7 +3,9 @@
 The core defines the ``midi`` group; every other group (``data`` and ``prior`` from ``priors``,
 ``agent`` from ``agents``, ``bench`` and ``demo`` from ``benchmarks``) is added by the package that
 owns it through the entry-point group ``musicgym.cli``, so the core never imports the floors above.
-Errors on bad input print one line and exit with status 2.
+Errors on bad input (a bad argument, a damaged file, a read-only or full disk) print one line and
+exit with status 2; a training run stopped by SIGINT or SIGTERM writes its checkpoint, prints one
+line and exits with 130 or 143.
 """
 
 from __future__ import annotations
@@ -19,10 +21,18 @@ import typing
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
-from musicgym.errors import MusicgymError
+from musicgym.errors import Interrupted, MusicgymError
 
 ENTRY_POINT_GROUP = "musicgym.cli"
 EXIT_BAD_INPUT = 2
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, whose errors are one line (argparse prints the whole usage first)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        message = " ".join(message.split())
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -105,7 +115,7 @@ def _add_midi_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="musicgym",
         description="Music composition as a reinforcement-learning problem.",
     )
@@ -126,6 +136,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MusicgymError as error:
         print(f"musicgym: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as error:  # a file error no command translated: still one line
+        from musicgym.fileio import describe_os_error
+
+        print(f"musicgym: error: {describe_os_error(error)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Interrupted as stop:
+        from musicgym.runs import EXIT_CODES
+
+        print(f"musicgym: {stop}", file=sys.stderr)
+        return EXIT_CODES.get(stop.signal_number, 130)
     except KeyboardInterrupt:
         print("musicgym: interrupted", file=sys.stderr)
         return 130

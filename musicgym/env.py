@@ -7,6 +7,8 @@ candidate frames, one batched prior call per step). :class:`MusicCompositionEnv`
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +24,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from musicgym.actions import candidate_frames, renormalise, token_frames
+from musicgym.checks import check_device
 from musicgym.errors import EnvArgumentError
 from musicgym.keys import Key, pitch_name
 from musicgym.prior import DEFAULT_PRIOR, FramePrior, resolve_prior, token_axis
@@ -40,7 +43,7 @@ from musicgym.tokens import (
 
 STEPS_PER_BAR = 16
 """16th notes in a 4/4 bar: the size of the bar-position one-hot."""
-RENDER_MODES = ["ansi", "rgb_array"]
+RENDER_MODES = ["ansi", "human", "rgb_array"]
 
 PriorArgument = str | os.PathLike | FramePrior | None
 PrimerArgument = str | os.PathLike | Sequence[int] | None
@@ -270,6 +273,35 @@ class MelodyBatch:
             self._score()
         return parts
 
+    # --------------------------------------------------------------------------------- state
+    def get_state(self) -> dict[str, Any]:
+        """Everything the melodies' future depends on, as tensors and lists (for ``torch.save``
+        with ``weights_only`` loading); :meth:`set_state` restores it bit for bit."""
+        return {
+            "primers": [list(p) for p in self.primers],
+            "compositions": [list(c) for c in self.compositions],
+            "keys": [key.name for key in self.keys],
+            "sounding": torch.from_numpy(self.sounding.copy()),
+            "log_probs": torch.from_numpy(self.log_probs.copy()),
+            "prior_state": None if self.prior is None else _tensor_tree(self.prior_state),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`get_state` of a batch of the same size and prior."""
+        if len(state["primers"]) != self.num_melodies:
+            raise EnvArgumentError(
+                f"state: {len(state['primers'])} melodies, this batch has {self.num_melodies}"
+            )
+        self.primers = [list(p) for p in state["primers"]]
+        self.compositions = [list(c) for c in state["compositions"]]
+        self.keys = [Key.parse(name) for name in state["keys"]]
+        self.sounding = state["sounding"].numpy().copy()
+        self.log_probs = state["log_probs"].numpy().copy()
+        if self.prior is not None:
+            self._map_tokens()
+            template = self.prior.initial_state(self.num_melodies)
+            self.prior_state = _from_tensor_tree(template, state["prior_state"])
+
     # ---------------------------------------------------------------------------- observation
     def observation(self, i: int) -> np.ndarray:
         """The observation of melody ``i`` (see :class:`MusicCompositionEnv`)."""
@@ -322,10 +354,53 @@ class MelodyBatch:
         return piano_roll_rgb(tokens_to_note_state(tokens))
 
 
+def _tensor_tree(value: Any) -> Any:
+    """A prior's state (dataclasses, tuples and lists of tensors) as dicts, lists and CPU
+    tensors."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _tensor_tree(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_tensor_tree(item) for item in value]
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    return value
+
+
+def _from_tensor_tree(template: Any, saved: Any) -> Any:
+    """The inverse of :func:`_tensor_tree`, shaped (types, devices) like ``template``."""
+    if dataclasses.is_dataclass(template) and not isinstance(template, type):
+        fields = {
+            f.name: _from_tensor_tree(getattr(template, f.name), saved[f.name])
+            for f in dataclasses.fields(template)
+        }
+        return dataclasses.replace(template, **fields)
+    if isinstance(template, (list, tuple)):
+        items = [_from_tensor_tree(t, s) for t, s in zip(template, saved, strict=True)]
+        return type(template)(items)
+    if isinstance(template, torch.Tensor):
+        if saved.shape != template.shape:
+            raise EnvArgumentError(
+                f"state: a prior state of shape {tuple(saved.shape)}, expected "
+                f"{tuple(template.shape)}"
+            )
+        return saved.to(template.device, template.dtype)
+    return saved
+
+
+def _generator_state(generator: np.random.Generator) -> dict[str, Any]:
+    return generator.bit_generator.state
+
+
+def _generator_from(state: dict[str, Any]) -> np.random.Generator:
+    generator = seeding.np_random()[0]
+    generator.bit_generator.state = state
+    return generator
+
+
 def _check_length_c_history(length: int, c: float, history: int | None) -> int:
     if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
         raise EnvArgumentError(f"length: expected a positive integer, got {length!r}")
-    if isinstance(c, bool) or not isinstance(c, (int, float)) or not c > 0:
+    if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c < math.inf:
         raise EnvArgumentError(f"c: expected a positive number, got {c!r}")
     history = int(length) if history is None else history
     if isinstance(history, bool) or not isinstance(history, (int, np.integer)) or history < 1:
@@ -460,7 +535,9 @@ class MusicCompositionEnv(gym.Env[np.ndarray, np.int64]):
       (:func:`musicgym.rules.resolve_rules`).
     * ``c``: divisor of the rule rewards (0.5 in both papers).
     * ``primer``: see Starting State; per episode with ``reset(options={"primer": ...})``.
-    * ``render_mode``: ``"ansi"`` (the melody as text) or ``"rgb_array"`` (a piano roll).
+    * ``render_mode``: ``"ansi"`` (the melody as text), ``"human"`` (that text printed after
+      every reset and step) or ``"rgb_array"`` (a piano roll; wrap it in gymnasium's
+      ``HumanRendering`` for a pygame window).
     * ``device``: where the prior runs.
     * ``history``: tokens shown in the observation (default ``length``).
 
@@ -486,6 +563,7 @@ class MusicCompositionEnv(gym.Env[np.ndarray, np.int64]):
         history = _check_length_c_history(length, c, history)
         if render_mode is not None and render_mode not in RENDER_MODES:
             raise EnvArgumentError(f"render_mode: expected one of {RENDER_MODES} or None")
+        check_device(device, error=EnvArgumentError)
         self.length, self.c, self.render_mode = int(length), float(c), render_mode
         self.key = _parse_key(key)
         self.primer = parse_primer(primer)
@@ -525,6 +603,8 @@ class MusicCompositionEnv(gym.Env[np.ndarray, np.int64]):
             self._prior_loaded = True
         self._batch.reset([0], [draw_primer(primer, self.np_random)], [key])
         self._needs_reset = False
+        if self.render_mode == "human":
+            self.render()
         return self._batch.observation(0), self._batch.info(0)
 
     def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
@@ -539,6 +619,8 @@ class MusicCompositionEnv(gym.Env[np.ndarray, np.int64]):
         terminated = self._batch.done(0)
         self._needs_reset = terminated
         reward = sum(parts.values())
+        if self.render_mode == "human":
+            self.render()
         return (
             self._batch.observation(0),
             float(reward),
@@ -548,12 +630,36 @@ class MusicCompositionEnv(gym.Env[np.ndarray, np.int64]):
         )
 
     def render(self) -> str | np.ndarray | None:
-        """The melody as text (``"ansi"``) or a piano roll (``"rgb_array"``)."""
+        """The melody as text (``"ansi"``; ``"human"`` prints it) or a piano roll
+        (``"rgb_array"``)."""
         if self.render_mode == "ansi":
             return self._batch.render_ansi(0)
+        if self.render_mode == "human":
+            print(self._batch.render_ansi(0))
         if self.render_mode == "rgb_array":
             return self._batch.render_rgb(0)
         return None
+
+    def get_state(self) -> dict[str, Any]:
+        """The episode in progress and the random generator, as tensors and lists: after
+        :meth:`set_state` on an env made with the same arguments, every later reset and step
+        returns what this env would have returned (a checkpoint's exact resume)."""
+        return {
+            "batch": self._batch.get_state(),
+            "np_random": _generator_state(self.np_random),
+            "np_random_seed": self._np_random_seed,
+            "needs_reset": self._needs_reset,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`get_state`."""
+        if not self._prior_loaded:
+            self._batch.set_prior(self._prior_loader.load())
+            self._prior_loaded = True
+        self._batch.set_state(state["batch"])
+        self._np_random = _generator_from(state["np_random"])
+        self._np_random_seed = state["np_random_seed"]
+        self._needs_reset = bool(state["needs_reset"])
 
     def to_midi(self, path: str | os.PathLike, include_primer: bool = False) -> None:
         """Write the composition (after the primer if ``include_primer``) to a MIDI file."""
@@ -603,6 +709,7 @@ class MusicCompositionVectorEnv(VectorEnv):
         history = _check_length_c_history(length, c, history)
         if render_mode is not None and render_mode not in RENDER_MODES:
             raise EnvArgumentError(f"render_mode: expected one of {RENDER_MODES} or None")
+        check_device(device, error=EnvArgumentError)
         self.num_envs, self.length, self.c = int(num_envs), int(length), float(c)
         self.render_mode = render_mode
         self.autoreset_mode = AutoresetMode(autoreset_mode)
@@ -684,6 +791,8 @@ class MusicCompositionVectorEnv(VectorEnv):
         infos: dict[str, Any] = {}
         for i in index:
             infos = self._add_info(infos, self._batch.info(i), i)
+        if self.render_mode == "human":
+            self.render()
         return self._observations(), infos
 
     def step(
@@ -729,12 +838,38 @@ class MusicCompositionVectorEnv(VectorEnv):
             infos = self._add_info(infos, self._batch.info(i, parts[i] if reported else None), i)
         self._autoreset = np.zeros(self.num_envs, bool) if same_step else terminations
         truncations = np.zeros(self.num_envs, bool)
+        if self.render_mode == "human":
+            self.render()
         return self._observations(), rewards, terminations, truncations, infos
 
     def render(self) -> tuple[str, ...] | tuple[np.ndarray, ...] | None:
         """Every sub-environment's render (see :meth:`MusicCompositionEnv.render`)."""
         if self.render_mode == "ansi":
             return tuple(self._batch.render_ansi(i) for i in range(self.num_envs))
+        if self.render_mode == "human":
+            for i in range(self.num_envs):
+                print(f"{i}: {self._batch.render_ansi(i)}")
         if self.render_mode == "rgb_array":
             return tuple(self._batch.render_rgb(i) for i in range(self.num_envs))
         return None
+
+    def get_state(self) -> dict[str, Any]:
+        """The melodies in progress and every sub-environment's random generator (see
+        :meth:`MusicCompositionEnv.get_state`): restored by :meth:`set_state` on a vector env
+        made with the same arguments, later steps and resets return the same as this one's."""
+        return {
+            "batch": self._batch.get_state(),
+            "generators": [_generator_state(g) for g in self._generators],
+            "autoreset": self._autoreset.tolist(),
+            "needs_reset": self._needs_reset,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`get_state`."""
+        if not self._prior_loaded:
+            self._batch.set_prior(self._prior_loader.load())
+            self._prior_loaded = True
+        self._batch.set_state(state["batch"])
+        self._generators = [_generator_from(g) for g in state["generators"]]
+        self._autoreset = np.array(state["autoreset"], bool)
+        self._needs_reset = bool(state["needs_reset"])

@@ -27,5 +27,30 @@ class RuleError(MusicgymError, ValueError):
     """A reward rule or preset is unknown, given twice, or not a valid rule."""
 
 
-class EnvArgumentError(MusicgymError, ValueError):
+class ArgumentError(MusicgymError, ValueError):
+    """An argument is out of range or malformed (a negative count, a NaN, an unknown name)."""
+
+
+class EnvArgumentError(ArgumentError):
     """An environment argument (prior range, primer, action, reset option) is invalid."""
+
+
+class OutputError(MusicgymError):
+    """A file or folder cannot be written: read-only, full disk, no permission, not a folder."""
+
+
+class RunFolderError(MusicgymError):
+    """A run folder holds another run, is locked by another process, or does not fit
+    ``--resume`` (other settings, no run to resume)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped on SIGINT or SIGTERM after writing a checkpoint; the CLI prints the
+    message and exits ``128 + signal`` (130, 143)."""
+
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.message, self.signal_number = message, signal_number
+
+    def __str__(self) -> str:
+        return self.message

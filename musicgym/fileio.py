@@ -1,16 +1,63 @@
-"""Atomic file output (write next to the target, then ``os.replace`` it into place), and torch
-checkpoints read as data, never as code."""
+"""Atomic file output (write next to the target, then ``os.replace`` it into place), torch
+checkpoints read as data, never as code, and file errors as one line that says what to do."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from musicgym.errors import CheckpointError
+from musicgym.errors import CheckpointError, OutputError
+
+TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^.]*)?$")
+"""The names :func:`atomic_output` gives its temporary files (``.NAME.XXXXXXXX.tmpSUFFIX``)."""
+
+ADVICE = {
+    errno.EROFS: "the file system is read-only; choose a folder on a writable one",
+    errno.EACCES: "permission denied; choose a folder you can write to",
+    errno.EPERM: "permission denied; choose a folder you can write to",
+    errno.ENOSPC: "no space left on the device; free some space or choose another folder",
+    errno.EDQUOT: "disk quota exceeded; free some space or choose another folder",
+    errno.EFBIG: "the file grew past the size this process may write (ulimit -f)",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "it is a folder, not a file",
+    errno.ENOENT: "no such file or folder",
+    errno.EEXIST: "it exists already",
+    errno.ENAMETOOLONG: "the name is too long",
+}
+WRITE_ERRORS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+"""What a failed write reports; :func:`atomic_output` turns these into one line."""
+
+
+def umask() -> int:
+    """The process's file mode creation mask (read without changing it where Linux allows)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        status = Path("/proc/self/status").read_text().splitlines()
+        return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def describe_os_error(error: OSError, path: str | os.PathLike[str] | None = None) -> str:
+    """One line: the path, what went wrong and what to do."""
+    where = path if path is not None else (error.filename or "")
+    advice = ADVICE.get(error.errno or 0, error.strerror or str(error))
+    return f"{where}: {advice}" if where else advice
+
+
+def free_bytes(folder: str | os.PathLike[str]) -> int | None:
+    """Bytes free for this user on ``folder``'s file system (``None`` if it cannot be told)."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
 
 
 @contextlib.contextmanager
@@ -19,28 +66,66 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     A reader never sees a half-written file, and a failed write leaves the old file (if any) alone.
     The temporary name keeps the target's suffix so that writers that infer a format from it work.
+    The file gets the usual permissions of a new file (``0o666`` less the umask), not
+    ``mkstemp``'s ``0o600``. An ``OSError`` (read-only, full disk, ...) becomes an
+    :class:`OutputError` naming ``path`` and what to do.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent
-    )
-    os.close(handle)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent
+        )
+        try:
+            os.fchmod(handle, 0o666 & ~umask())
+        finally:
+            os.close(handle)
+    except OSError as error:
+        raise OutputError(describe_os_error(error, target)) from None
     try:
         yield Path(temporary)
         os.replace(temporary, target)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        if error.errno not in WRITE_ERRORS:
+            raise
+        raise OutputError(describe_os_error(error, target)) from None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
 
 
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that interrupted :func:`atomic_output` writes left in
+    ``folder`` (and its subfolders); call it only while no other process writes there."""
+    removed = []
+    for path in Path(folder).rglob(".*.tmp*"):
+        if path.is_file() and TEMPORARY.match(path.name):
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
 def save_checkpoint_file(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> None:
-    """``torch.save`` a checkpoint dict atomically."""
+    """``torch.save`` a checkpoint dict atomically; :class:`OutputError` if it cannot be
+    written (torch reports a full disk as a RuntimeError "enforce fail ... file write failed")."""
     import torch
 
     with atomic_output(path) as temporary:
-        torch.save(checkpoint, temporary)
+        try:
+            torch.save(checkpoint, temporary)
+        except RuntimeError as error:
+            free = free_bytes(Path(path).parent)
+            room = f" ({free / 2**20:.0f} MiB free there)" if free is not None else ""
+            if not re.search("write|enforce fail", str(error), re.IGNORECASE):
+                raise
+            raise OutputError(
+                f"{path}: the checkpoint could not be written{room}: the disk is full or the "
+                "file is too large; free some space or choose another folder"
+            ) from None
 
 
 def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, Any]:

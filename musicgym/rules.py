@@ -34,6 +34,7 @@ Where we differ from the original RL Tuner code (Jaques et al. 2017):
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -374,6 +375,8 @@ def resolve_rules(rules: RulesArgument) -> list[WeightedRule]:
         for item, weight in rules.items():
             if isinstance(weight, bool) or not isinstance(weight, (int, float)):
                 raise RuleError(f"rules: the weight of {item!r} is {weight!r}, not a number")
+            if not math.isfinite(weight):
+                raise RuleError(f"rules: the weight of {item!r} is {weight!r}, not finite")
             weighted.append(WeightedRule(_as_rule(item), float(weight)))
     else:
         try:

@@ -1,0 +1,249 @@
+"""Run folders that lose nothing: claimed under a lock, never overwritten by accident, checked
+for room before training, and stopped by SIGINT / SIGTERM only after a checkpoint.
+
+Every trainer (``agent train``, ``prior train``) wraps its work in :func:`claim_run_folder` and
+its loop in :class:`StopSignals`::
+
+    with claim_run_folder(out, resume=resume, overwrite=overwrite, run_files=RUN_FILES):
+        with StopSignals() as stop:
+            while ... and not stop.requested:
+                ...                       # one step
+            save()
+            if stop.requested:
+                raise stop.interrupted(f"at step {step}: checkpoint in {out}")
+
+* A folder that holds a run (any of ``run_files``) is refused unless ``resume`` (go on with it)
+  or ``overwrite`` (its run files are deleted first; nothing else in the folder is touched).
+* The lock is the file ``musicgym.lock`` in the folder, held with ``flock`` (released by the
+  kernel when its process dies, so a lock left by a killed run is stale and is taken over) and
+  holding the holder's pid, host, start time and command, which a refused second process names.
+* Temporary files of interrupted atomic writes are removed once the lock is held.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from musicgym.errors import Interrupted, OutputError, RunFolderError
+from musicgym.fileio import describe_os_error, free_bytes, remove_stale_temporaries
+
+LOCK_FILE = "musicgym.lock"
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+"""Exit status after a checkpointed stop on each signal (``128 + signal``, the shell's)."""
+
+
+def check_output_folder(
+    folder: str | os.PathLike[str], what: str = "--out", need_bytes: int = 0
+) -> Path:
+    """``folder``, created if missing; one line if it is a file, cannot be created, is not
+    writable, or has less than ``need_bytes`` (twice: an atomic write holds old and new) free."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{what} {folder}: is a file, not a folder; choose another {what}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{what} {describe_os_error(error, folder)}") from None
+    read_only = False
+    with contextlib.suppress(OSError, AttributeError):
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    if read_only or not os.access(folder, os.W_OK | os.X_OK):
+        code = errno.EROFS if read_only else errno.EACCES
+        raise OutputError(f"{what} {describe_os_error(OSError(code, ''), folder)}")
+    free = free_bytes(folder)
+    if need_bytes and free is not None and free < 2 * need_bytes:
+        raise OutputError(
+            f"{what} {folder}: {free / 2**20:.0f} MiB free, but a checkpoint needs about "
+            f"{2 * need_bytes / 2**20:.0f} MiB (old and new side by side); free some space or "
+            f"choose another {what}"
+        )
+    return folder
+
+
+def run_files_in(folder: Path, run_files: Sequence[str]) -> list[Path]:
+    """The files and folders of ``folder`` that match the glob patterns ``run_files``."""
+    return sorted({path for pattern in run_files for path in folder.glob(pattern)})
+
+
+def _describe_holder(text: str) -> str:
+    try:
+        holder = json.loads(text)
+        return (
+            f"pid {holder['pid']} on {holder['host']} since {holder['started']} "
+            f"({holder['command']})"
+        )
+    except (ValueError, KeyError, TypeError):
+        return "another process"
+
+
+class RunLock:
+    """An exclusive lock on a run folder (see the module docstring); a context manager."""
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_FILE
+        self.handle: int | None = None
+        self.stale: str | None = None
+        """The holder described by a stale lock file that was taken over, if any."""
+
+    def acquire(self) -> None:
+        import fcntl
+
+        while True:
+            try:
+                handle = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            except OSError as error:
+                raise OutputError(describe_os_error(error, self.path)) from None
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
+            except BlockingIOError:
+                holder = _describe_holder(os.read(handle, 4096).decode(errors="replace"))
+                os.close(handle)
+                raise RunFolderError(
+                    f"{self.folder}: in use by {holder}; wait for it to finish or stop it "
+                    f"(lock: {self.path})"
+                ) from None
+            except OSError:
+                locked = False  # no flock on this file system: the pid check below decides
+            try:
+                same = os.fstat(handle).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # released and removed between our open and flock: try again
+                os.close(handle)
+                continue
+            previous = os.read(handle, 4096).decode(errors="replace")
+            if previous and not locked and _alive_here(previous):
+                os.close(handle)
+                raise RunFolderError(
+                    f"{self.folder}: in use by {_describe_holder(previous)}; wait for it to "
+                    f"finish or stop it (lock: {self.path})"
+                )
+            self.stale = _describe_holder(previous) if previous else None
+            holder = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])[:200],
+            }
+            os.ftruncate(handle, 0)
+            os.pwrite(handle, (json.dumps(holder) + "\n").encode(), 0)
+            self.handle = handle
+            return
+
+    def release(self) -> None:
+        if self.handle is None:
+            return
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        os.close(self.handle)
+        self.handle = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _alive_here(text: str) -> bool:
+    """Whether the holder a lock file describes is a running process on this host."""
+    try:
+        holder = json.loads(text)
+        if holder["host"] != socket.gethostname():
+            return True  # cannot tell: assume it runs
+        os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, KeyError, TypeError, PermissionError):
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def claim_run_folder(
+    folder: str | os.PathLike[str],
+    *,
+    resume: bool,
+    overwrite: bool,
+    run_files: Sequence[str],
+    need_bytes: int = 0,
+    what: str = "--out",
+) -> Iterator[Path]:
+    """Hold ``folder`` for one training call (see the module docstring); yields it."""
+    if resume and overwrite:
+        raise RunFolderError(
+            "--resume and --overwrite: choose one (go on with the run, or replace it)"
+        )
+    folder = check_output_folder(folder, what)
+    with RunLock(folder) as lock:
+        if lock.stale:
+            print(f"musicgym: note: took over the stale lock of {lock.stale}", file=sys.stderr)
+        held = run_files_in(folder, run_files)
+        if held and not resume and not overwrite:
+            names = ", ".join(path.name for path in held[:4]) + (", ..." if len(held) > 4 else "")
+            raise RunFolderError(
+                f"{folder}: holds a run ({names}); pass --resume to go on with it, --overwrite "
+                f"to replace it, or choose another {what}"
+            )
+        if overwrite:
+            for path in held:
+                try:
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink()
+                except OSError as error:
+                    raise OutputError(describe_os_error(error, path)) from None
+        remove_stale_temporaries(folder)
+        check_output_folder(folder, what, need_bytes)
+        yield folder
+
+
+class StopSignals:
+    """While active, SIGINT and SIGTERM set :attr:`requested` instead of stopping the process,
+    so that a training loop can finish its step and write a checkpoint; a second signal stops
+    at once (``KeyboardInterrupt``). A no-op outside the main thread."""
+
+    def __init__(self) -> None:
+        self.signal_number: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_number is not None
+
+    def _handle(self, number: int, frame: object) -> None:
+        if self.signal_number is not None:
+            raise KeyboardInterrupt
+        self.signal_number = number
+
+    def interrupted(self, message: str) -> Interrupted:
+        """The exception to raise once the checkpoint is written: "SIGINT at ...: ..."."""
+        number = self.signal_number or signal.SIGINT
+        return Interrupted(f"{signal.Signals(number).name} {message}", number)
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for number in EXIT_CODES:
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous.clear()
