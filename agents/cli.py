@@ -3,8 +3,10 @@
 ``musicgym agent train --algo ALGO --steps N --out DIR`` trains any algorithm of
 :data:`agents.ALGORITHMS`; its options are generated from :class:`~agents.rl_tuner.RLTunerConfig`
 and :class:`~agents.baselines.SB3Config` (each applies to the algorithms of its dataclass; an
-option left out keeps that dataclass's default). ``musicgym agent compose --agent PATH --n 16 --out
-DIR [--png]`` writes the melodies of any agent as MIDI files (and piano rolls).
+option left out keeps that dataclass's default, or with ``--resume`` the run's setting). A folder
+that holds a run is refused unless ``--resume`` (go on with it) or ``--overwrite`` (replace it).
+``musicgym agent compose --agent PATH --n 16 --out DIR [--png]`` writes the melodies of any agent
+as MIDI files (and piano rolls).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +23,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     from agents import ALGORITHMS
     from agents.baselines import SB3Config
     from agents.rl_tuner import RLTunerConfig
-    from musicgym.cli import add_dataclass_arguments
+    from musicgym.cli import add_dataclass_arguments, non_negative_int, positive_int
 
     agent = subparsers.add_parser("agent", help="train agents and compose with them")
     commands = agent.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -35,7 +38,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--algo", choices=ALGORITHMS, required=True, help="what to train")
     train.add_argument("--out", type=Path, required=True, help="run folder")
     train.add_argument(
-        "--resume", action="store_true", help="continue the run in --out up to --steps"
+        "--resume",
+        action="store_true",
+        help="continue the run in --out up to --steps, exactly as if it had not stopped; only "
+        "--steps, --max-minutes, --threads (and for the RL Tuner --device and the evaluation "
+        "and checkpoint intervals) may differ from the run's settings",
+    )
+    train.add_argument(
+        "--overwrite", action="store_true", help="replace the run in --out (its files only)"
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_dataclass_arguments(train, RLTunerConfig, exclude=("algo",))
@@ -51,28 +61,64 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     compose.add_argument(
         "--agent", required=True, help="a run folder, an RL Tuner checkpoint, 'prior' or 'random'"
     )
-    compose.add_argument("--n", type=int, default=16, help="melodies to compose (default: 16)")
+    compose.add_argument(
+        "--n", type=positive_int, default=16, help="melodies to compose (default: 16)"
+    )
     compose.add_argument("--out", type=Path, required=True, help="folder for the MIDI files")
-    compose.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    compose.add_argument(
+        "--seed", type=non_negative_int, default=0, help="random seed (default: 0)"
+    )
     compose.add_argument("--greedy", action="store_true", help="always the best action")
-    compose.add_argument("--length", type=int, default=32, help="tokens, for prior and random")
+    compose.add_argument(
+        "--length", type=positive_int, default=32, help="tokens, for prior and random"
+    )
     compose.add_argument("--png", action="store_true", help="also write piano rolls")
     compose.set_defaults(func=_compose)
 
 
+def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings of the run in ``--out`` that ``--resume`` continues (one line if it is of
+    another algorithm)."""
+    from agents.common import read_agent_info
+    from musicgym.errors import RunFolderError
+    from musicgym.fileio import load_checkpoint_file
+
+    info = read_agent_info(args.out)
+    if info["algo"] != args.algo:
+        raise RunFolderError(
+            f"{args.out}: --resume with other settings than the run's: --algo {info['algo']} -> "
+            f"{args.algo}; resume with --algo {info['algo']}, or start a new run"
+        )
+    if "config" in info:
+        return info["config"]
+    if args.algo.startswith("rltuner-"):  # a run of an older version: its checkpoint has them
+        return load_checkpoint_file(args.out / info.get("checkpoint", "agent.pt"))["config"]
+    return info.get("env", {})
+
+
+def _config(cls: type, args: argparse.Namespace, saved: dict[str, Any], **fixed: Any) -> Any:
+    """``cls`` from the options given (the others: ``saved``, the run's, or the defaults)."""
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    values = {k: v for k, v in saved.items() if k in names}
+    values.update({k: getattr(args, k) for k in names if hasattr(args, k)})
+    values.update(fixed)
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
 def _train(args: argparse.Namespace) -> int:
     from agents.common import read_agent_info
-    from musicgym.cli import dataclass_from_args
     from musicgym.errors import EnvArgumentError
 
     family, _, algo = args.algo.partition("-")
     progress = not args.no_progress
+    saved = _run_settings(args) if args.resume else {}
+    folder = {"resume": args.resume, "overwrite": args.overwrite, "progress": progress}
     try:
         if family == "rltuner":
             from agents.rl_tuner import RLTunerConfig, train
 
-            config = dataclass_from_args(RLTunerConfig, args, algo=algo)
-            agent = train(config, args.out, resume=args.resume, progress=progress)
+            config = _config(RLTunerConfig, args, saved, algo=algo)
+            agent = train(config, args.out, **folder)
             rate = f", {agent.steps_per_second:.1f} steps/s"
         else:
             from agents.baselines import SB3Config, train
@@ -89,8 +135,8 @@ def _train(args: argparse.Namespace) -> int:
                     f"{', '.join(ignored)}: RL Tuner options; for {args.algo} pass SB3's own "
                     "arguments as --hyperparameters JSON"
                 )
-            config = dataclass_from_args(SB3Config, args, algo=algo)
-            train(config, args.out, resume=args.resume, progress=progress)
+            config = _config(SB3Config, args, saved, algo=algo)
+            train(config, args.out, **folder)
             rate = ""
     except ValueError as error:
         raise EnvArgumentError(str(error)) from None
@@ -101,15 +147,18 @@ def _train(args: argparse.Namespace) -> int:
 
 def _compose(args: argparse.Namespace) -> int:
     import agents
+    from musicgym.fileio import atomic_output
     from musicgym.metrics import STATISTICS, evaluate_melodies
     from musicgym.midi import write_melody
+    from musicgym.runs import check_output_folder
 
+    check_output_folder(args.out)
     agent = agents.load(args.agent, length=args.length)
     melodies = agent.compose(args.n, seed=args.seed, greedy=args.greedy)
-    args.out.mkdir(parents=True, exist_ok=True)
     for i, melody in enumerate(melodies):
         write_melody(melody, args.out / f"melody_{i:03d}.mid")
-    (args.out / "melodies.json").write_text(json.dumps(melodies) + "\n")
+    with atomic_output(args.out / "melodies.json") as temporary:
+        temporary.write_text(json.dumps(melodies) + "\n")
     if args.png:
         from musicgym.pianoroll import save_piano_roll
         from musicgym.tokens import tokens_to_note_state

@@ -1,10 +1,13 @@
-"""What every agent shares: the environment options, the prior, the run folder's ``agent.json``."""
+"""What every agent shares: the environment options, the prior, the run folder's ``agent.json``,
+and the rules of ``--resume``."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -12,15 +15,30 @@ import gymnasium as gym
 import torch
 
 import musicgym  # noqa: F401  (registers MusicComposition-v0)
-from musicgym.errors import EnvArgumentError
+from musicgym.checks import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, check_numbers
+from musicgym.errors import CheckpointError, EnvArgumentError, RunFolderError
 from musicgym.fileio import atomic_output
+from musicgym.keys import Key
 from musicgym.prior import DEFAULT_PRIOR
-from musicgym.rules import PRESETS, RulesArgument
+from musicgym.rules import PRESETS, RulesArgument, resolve_rules
 from priors.model import BiaxialLSTM
 
 ENV_ID = "MusicComposition-v0"
 AGENT_INFO = "agent.json"
 """The file in a run folder that says which algorithm made it and with which environment."""
+RUN_FILES = (
+    AGENT_INFO,
+    "agent.pt",
+    "replay.pt",
+    "model.zip",
+    "best_model.zip",
+    "replay_buffer.pkl",
+    "evaluations.npz",
+    "checkpoints",
+    "events.out.tfevents.*",
+)
+"""What ``agent train`` writes into a run folder (glob patterns): a folder holding any of them
+holds a run, which only ``--resume`` continues and only ``--overwrite`` deletes."""
 
 
 @dataclass
@@ -47,6 +65,21 @@ class EnvConfig:
     seed: int = 1
     """Seed of the agent's and the environment's random numbers."""
 
+    def __post_init__(self) -> None:
+        check_numbers(
+            self,
+            {
+                "length": POSITIVE_INT,
+                "c": POSITIVE,
+                "seed": {**NON_NEGATIVE_INT, "high": 2**32 - 1},
+            },
+        )
+        try:
+            Key.parse(self.key)
+        except ValueError as error:
+            raise EnvArgumentError(f"key: {error}") from None
+        resolve_rules(parse_rules(self.rules))
+
 
 @dataclass
 class RunConfig(EnvConfig):
@@ -61,9 +94,70 @@ class RunConfig(EnvConfig):
     """CPU threads for torch (0: torch's default). One is fastest here: the tensors are small, and
     two threads on a busy 2-core machine wait on each other (4x slower measured)."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_numbers(
+            self, {"steps": POSITIVE_INT, "max_minutes": NON_NEGATIVE, "threads": NON_NEGATIVE_INT}
+        )
+
 
 SESSION_FIELDS = ("steps", "max_minutes", "threads")
-"""The :class:`RunConfig` fields that a resumed run takes from the new call, not the checkpoint."""
+"""The :class:`RunConfig` fields that a resumed run takes from the new call, not the checkpoint;
+every other setting must be the run's (``--resume`` refuses a change)."""
+
+
+def option_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value))
+    return str(value) if value != "" else "''"
+
+
+def check_resume_settings(
+    out: str | os.PathLike,
+    saved: Mapping[str, Any],
+    config: Any,
+    may_change: Iterable[str] = SESSION_FIELDS,
+) -> None:
+    """One line listing every setting of ``config`` (a config dataclass) that differs from the
+    run's ``saved`` ones, except ``may_change``; nothing if they agree."""
+    may_change = tuple(may_change)
+    differences = []
+    for f in fields(config):
+        if f.name in may_change or f.name not in saved:
+            continue
+        new, old = getattr(config, f.name), saved[f.name]
+        if isinstance(new, tuple):
+            old = tuple(old) if isinstance(old, (list, tuple)) else old
+        if new != old:
+            differences.append(f"{option_name(f.name)} {_shown(old)} -> {_shown(new)}")
+    if differences:
+        allowed = ", ".join(option_name(name) for name in may_change)
+        raise RunFolderError(
+            f"{out}: --resume with other settings than the run's: {'; '.join(differences)}. "
+            f"Only {allowed} may change on resume; start a new run for the others"
+        )
+
+
+def prior_fingerprint(model: torch.nn.Module) -> str:
+    """A short hash of a prior's weights: a resumed run checks that its prior is the run's."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def check_same_prior(out: str | os.PathLike, saved: str | None, model: torch.nn.Module) -> None:
+    """One line if ``model`` is not the prior (by :func:`prior_fingerprint`) the run started on."""
+    if saved is not None and prior_fingerprint(model) != saved:
+        raise RunFolderError(
+            f"{out}: --resume with another prior than the run's (its weights differ); resume "
+            "with the run's --prior, or start a new run"
+        )
 
 
 def parse_rules(rules: str) -> RulesArgument:
@@ -156,12 +250,16 @@ def read_agent_info(folder: str | os.PathLike) -> dict[str, Any]:
     """The ``agent.json`` of a run folder."""
     path = Path(folder) / AGENT_INFO
     if not path.is_file():
-        from musicgym.errors import CheckpointError
-
         raise CheckpointError(
             f"{folder}: no {AGENT_INFO}; not a folder made by `musicgym agent train`"
         )
-    return json.loads(path.read_text())
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path}: not readable ({type(error).__name__})") from None
+    if not isinstance(info, dict) or "algo" not in info:
+        raise CheckpointError(f"{path}: not an {AGENT_INFO} of `musicgym agent train`")
+    return info
 
 
 def set_torch_threads(threads: int) -> None:

@@ -23,7 +23,18 @@ checked at the start). An update is then one MLP pass over ``2 * batch_size`` ca
 **The replay memory** keeps melodies row by row (tokens, rewards, and every state's cached
 ``φ`` parts); a transition is a (row, step) pair and batches are drawn uniformly from all of them.
 Checkpoints keep the tokens, rewards and ``log p``; the time-axis outputs are recomputed from the
-tokens on ``--resume`` (the frozen prior gives the same numbers).
+tokens on ``--resume`` (the frozen prior gives the same numbers: a digest saved with the checkpoint
+checks it bit for bit, and a mismatch, as on a GPU whose kernels depend on the batch shape, is
+reported in one line).
+
+**Checkpoints and resume.** ``agent.pt`` is one file, written atomically, that holds everything
+the rest of the run depends on: networks, optimizer, replay memory, the random generators (numpy,
+torch, every sub-environment's), the melodies in progress (the environment's and the agent's),
+the pending-update counter and the next evaluation and checkpoint steps. ``--resume`` continues
+bit for bit as if the run had not stopped; it refuses other settings, except ``steps`` (which
+also stretches the epsilon schedule, a fraction of it), ``max_minutes``, ``threads``, ``device``
+and how often to evaluate and checkpoint. SIGINT / SIGTERM finish the step, write the
+checkpoint and stop (``musicgym.runs``).
 
 **Targets** (``spec/melody-rules.md``): Q: ``r + γ max_a' Q⁻(s', a')`` (or double DQN, the online
 network's argmax valued by the target network); Ψ: ``r + γ logsumexp_a' Ψ⁻(s', a')``; G: the
@@ -35,8 +46,10 @@ softmax(Ψ), softmax(G + log p).
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -55,20 +68,34 @@ from agents.action_scores import (
     time_axis_outputs,
 )
 from agents.common import (
+    RUN_FILES,
     SESSION_FIELDS,
     EnvConfig,
     RunConfig,
+    check_resume_settings,
+    check_same_prior,
     load_prior,
     make_vector_env,
+    prior_fingerprint,
     set_torch_threads,
     write_agent_info,
 )
 from musicgym.actions import token_frames
+from musicgym.checks import (
+    FRACTION,
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    POSITIVE,
+    POSITIVE_INT,
+    check_device,
+    check_numbers,
+)
 from musicgym.errors import CheckpointError, EnvArgumentError
 from musicgym.fileio import load_checkpoint_file, save_checkpoint_file
 from musicgym.prior import token_axis
+from musicgym.runs import StopSignals, check_output_folder, claim_run_folder
 from musicgym.tokens import NUM_TOKENS
-from priors.model import BiaxialConfig, BiaxialLSTM
+from priors.model import BiaxialConfig, BiaxialLSTM, BiaxialState
 
 CHECKPOINT = "agent.pt"
 REPLAY_CHECKPOINT = "replay.pt"
@@ -76,6 +103,8 @@ MODEL_TAG = "rl-tuner"
 Algorithm = Literal["q", "psi", "g"]
 MEMORY_SHARE = 0.8
 """The replay memory may take at most this share of the memory available at the start."""
+RESUMABLE = (*SESSION_FIELDS, "device", "eval_interval", "eval_melodies", "checkpoint_interval")
+"""The settings ``--resume`` may change; the others decide the run and must stay the run's."""
 
 
 @dataclass
@@ -141,6 +170,25 @@ class RLTunerConfig(RunConfig):
     """Environment steps between checkpoints (one is always written at the end)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        counts = ("num_envs", "batch_size", "train_frequency", "head_size", "context")
+        counts += ("pitch_features", "eval_interval", "eval_melodies", "checkpoint_interval")
+        check_numbers(
+            self,
+            {
+                **{name: POSITIVE_INT for name in counts},
+                "buffer_size": POSITIVE_INT,
+                "learning_starts": NON_NEGATIVE_INT,
+                "gamma": FRACTION,
+                "learning_rate": POSITIVE,
+                "eta": {"above": 0, "high": 1},
+                "max_grad_norm": NON_NEGATIVE,
+                "start_e": FRACTION,
+                "end_e": FRACTION,
+                "exploration_fraction": FRACTION,
+                "temperature": POSITIVE,
+            },
+        )
         if self.algo not in ("q", "psi", "g"):
             raise ValueError(f"algo: expected q, psi or g, got {self.algo!r}")
         if self.buffer_size < self.length:
@@ -149,21 +197,11 @@ class RLTunerConfig(RunConfig):
             raise ValueError(f"primer: the RL Tuner takes '' or 'random_note', not {self.primer!r}")
         if self.train_note_axis and self.algo == "g":
             raise ValueError("train_note_axis: G-learning adds the frozen prior's log p itself")
-        positive = ("batch_size", "train_frequency", "num_envs", "head_size", "pitch_features")
-        for name in (*positive, "context"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
 
 
 def torch_device(name: str) -> torch.device:
     """``name`` as a device, or a one-line error when it is unknown or absent here."""
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise EnvArgumentError(f"device: {name!r} is not a torch device (cpu, cuda, ...)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise EnvArgumentError(f"device: {name!r} asked for, but this machine has no CUDA GPU")
-    return device
+    return check_device(name, error=EnvArgumentError)
 
 
 # ------------------------------------------------------------------------------------ network
@@ -389,9 +427,10 @@ class StateReplay:
 
     @torch.no_grad()
     def recompute_time_out(self, prior: BiaxialLSTM, key: str, chunk: int = 256) -> None:
-        """Run the frozen prior's time axis over every stored melody (after its primer)."""
+        """Run the frozen prior's time axis over every stored melody (after its primer), those
+        just started included."""
         for primed in (False, True):
-            rows = np.flatnonzero((self.filled > 0) & ((self.primers >= 0) == primed))
+            rows = np.flatnonzero((self.primers >= 0) == primed)
             for begin in range(0, len(rows), chunk):
                 part = rows[begin : begin + chunk]
                 tokens = torch.from_numpy(self.tokens[part].astype(np.int64))
@@ -401,6 +440,15 @@ class StateReplay:
                 outputs = time_axis_outputs(prior, tokens.to(prior.device), key)
                 outputs = outputs[:, int(primed) : int(primed) + self.length]
                 self.time_out[part] = outputs.to("cpu", torch.float16).numpy()
+
+    def time_out_digest(self, current_rows: np.ndarray) -> str:
+        """A hash of the cached time-axis outputs that can be read: every step up to the next
+        state of each row that holds a melody (``current_rows``: those being composed)."""
+        digest = hashlib.blake2b(digest_size=16)
+        in_use = np.union1d(np.flatnonzero(self.filled > 0), current_rows)
+        for row in in_use:
+            digest.update(self.time_out[row, : min(self.filled[row], self.length - 1) + 1])
+        return digest.hexdigest()
 
 
 def check_replay_memory(config: RLTunerConfig, prior: BiaxialLSTM) -> None:
@@ -459,6 +507,28 @@ class Melodies:
         rows = torch.arange(self.count, device=tokens.device)
         self.tokens[rows, self.step.clamp(max=self.agent.length - 1)] = tokens
         self.step = self.step + 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """The melodies and the prior's state over them (its tensors), for a checkpoint."""
+        state = self.prior_state
+        return {
+            "hidden": [[h.cpu(), c.cpu()] for h, c in state.hidden],
+            "time_out": state.time_out.cpu(),
+            "prior_step": state.step.cpu(),
+            "sounding": self.sounding.cpu(),
+            "tokens": self.tokens.cpu(),
+            "step": self.step.cpu(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        device = self.agent.device
+        self.prior_state = BiaxialState(
+            [(h.to(device), c.to(device)) for h, c in state["hidden"]],
+            state["time_out"].to(device),
+            state["prior_step"].to(device),
+        )
+        self.sounding = state["sounding"].to(device)
+        self.tokens, self.step = state["tokens"].to(device), state["step"].to(device)
 
     def states(self, log_probs: torch.Tensor) -> States:
         """The current states, with the prior's ``log p`` of them (from the env or the agent)."""
@@ -656,28 +726,50 @@ def train(
     out: str | os.PathLike,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     prior: BiaxialLSTM | None = None,
     progress: bool = True,
     log: bool = True,
 ) -> RLTuner:
     """Train an RL Tuner for ``config.steps`` environment steps; checkpoints, TensorBoard events
-    and ``agent.json`` go to ``out``. ``resume`` continues from ``out/agent.pt`` (and its replay
-    memory) up to ``config.steps``. ``prior`` overrides ``config.prior`` with a loaded model."""
+    and ``agent.json`` go to ``out``. ``resume`` continues the run of ``out/agent.pt`` exactly up
+    to ``config.steps`` (``config`` must be the run's but for :data:`RESUMABLE`); ``overwrite``
+    replaces a run there (without either, a folder holding a run is refused). ``prior``
+    overrides ``config.prior`` with a loaded model. SIGINT / SIGTERM write a checkpoint and
+    raise :class:`musicgym.errors.Interrupted`."""
+    torch_device(config.device)
+    with (
+        claim_run_folder(out, resume=resume, overwrite=overwrite, run_files=RUN_FILES),
+        StopSignals() as stop,
+    ):
+        return _train(config, Path(out), resume, prior, progress, log, stop)
+
+
+def _train(
+    config: RLTunerConfig,
+    out: Path,
+    resume: bool,
+    prior: BiaxialLSTM | None,
+    progress: bool,
+    log: bool,
+    stop: StopSignals,
+) -> RLTuner:
     from tqdm.auto import tqdm
 
-    out = Path(out)
-    torch_device(config.device)
     set_torch_threads(config.threads)
     checkpoint: dict[str, Any] = {}
     if resume:
-        agent, checkpoint = RLTuner.load(out / CHECKPOINT)
-        # The run's settings, except how long (and on how many threads) to go on.
-        session = {k: getattr(config, k) for k in SESSION_FIELDS}
+        agent, checkpoint = RLTuner.load(out / CHECKPOINT, device=config.device)
+        check_resume_settings(out, checkpoint["config"], config, RESUMABLE)
+        if prior is not None:
+            check_same_prior(out, prior_fingerprint(agent.prior), load_prior(prior))
+        # The run's settings, except how long (and where) to go on.
+        session = {k: getattr(config, k) for k in RESUMABLE}
         agent.config = config = RLTunerConfig(**{**asdict(agent.config), **session})
     else:
+        torch.manual_seed(config.seed)
         agent = RLTuner(config, load_prior(prior if prior is not None else config.prior))
     check_replay_memory(config, agent.prior)
-    out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     optimizer = make_optimizer(config, agent.q_network)
@@ -685,18 +777,29 @@ def train(
     replay = StateReplay(
         config.buffer_size, config.length, agent.prior.num_pitches, hidden, config.context
     )
+    check_output_folder(out, need_bytes=_checkpoint_bytes(agent, optimizer, replay))
     global_step = 0
+    resumed: dict[str, Any] = checkpoint.get("resume", {})
     if checkpoint:
         optimizer.load_state_dict(checkpoint["optimizer"])
         global_step, agent.updates = int(checkpoint["step"]), int(checkpoint["updates"])
         rng.bit_generator.state = checkpoint["rng"]
         torch.set_rng_state(checkpoint["torch_rng"])
-        if (out / REPLAY_CHECKPOINT).is_file():
+        if "replay" in checkpoint:
+            replay.load_state_dict(checkpoint["replay"])
+        elif (out / REPLAY_CHECKPOINT).is_file():  # written by an older version
             replay.load_state_dict(load_checkpoint_file(out / REPLAY_CHECKPOINT))
-            replay.recompute_time_out(agent.prior, config.key)
+        replay.recompute_time_out(agent.prior, config.key)
+        if not resumed:
+            _warn(
+                f"{out / CHECKPOINT}: written by an older musicgym without the state of the "
+                "melodies in progress: resumed, but not exactly the run it would have been"
+                + ("" if len(replay) else " (and with an empty replay memory)")
+            )
     info = {
         "env": EnvConfig(**{f.name: getattr(config, f.name) for f in fields(EnvConfig)}),
         "checkpoint": CHECKPOINT,
+        "config": asdict(config),
     }
     write_agent_info(out, f"rltuner-{config.algo}", **info, trained_steps=global_step)
     writer = None
@@ -716,7 +819,7 @@ def train(
     envs = make_vector_env(config, agent.prior, config.num_envs, with_prior=with_prior)
     env_scores = with_prior and config.prior_reward
     envs = RecordEpisodeStatistics(envs)
-    _, infos = envs.reset(seed=config.seed + global_step)
+    _, infos = envs.reset(seed=config.seed + (0 if resumed else global_step))
     slots = np.arange(config.num_envs)
     primed = bool(config.primer)
     melodies = Melodies(agent, config.num_envs)
@@ -729,20 +832,54 @@ def train(
         return agent.prior_log_probs(melodies)
 
     log_probs = prior_log_probs()
-    rows = np.array([replay.start(_primer_token(infos, i, primed)) for i in slots])
-    replay.write_states(rows, np.zeros_like(rows), melodies.prior_state.time_out, log_probs)
     resetting = np.zeros(config.num_envs, bool)  # next-step autoreset: this step only resets
+    next_eval = (global_step // config.eval_interval + 1) * config.eval_interval
+    next_checkpoint = (global_step // config.checkpoint_interval + 1) * config.checkpoint_interval
+    updates_due, epsilon = 0, config.start_e
+    if resumed:  # the melodies in progress, the counters: where the run stopped
+        envs.unwrapped.set_state(resumed["env"])  # type: ignore[attr-defined]
+        _set_episode_statistics(envs, resumed["episode_statistics"])
+        melodies.load_state_dict(resumed["melodies"])
+        log_probs = resumed["log_probs"].to(agent.device)
+        rows = np.array(resumed["rows"], np.int64)
+        resetting = np.array(resumed["resetting"], bool)
+        updates_due = int(resumed["updates_due"])
+        next_eval, next_checkpoint = int(resumed["next_eval"]), int(resumed["next_checkpoint"])
+        if replay.time_out_digest(rows) != resumed["time_out_digest"]:
+            _warn(
+                f"{out}: the prior's time-axis outputs recomputed for the replay memory differ "
+                f"in the last bits from those computed while acting (device {config.device}): "
+                "the resumed run is not bit-identical to an uninterrupted one"
+            )
+    else:
+        rows = np.array([replay.start(_primer_token(infos, i, primed)) for i in slots])
+        replay.write_states(rows, np.zeros_like(rows), melodies.prior_state.time_out, log_probs)
 
     def save() -> None:
+        """One file, everything the rest of the run depends on (see the module docstring)."""
         extra = {
             "optimizer": optimizer.state_dict(),
             "step": global_step,
             "updates": agent.updates,
             "rng": rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
+            "prior_fingerprint": prior_fingerprint(agent.prior),
+            "replay": replay.state_dict(),
+            "resume": {
+                "env": envs.unwrapped.get_state(),  # type: ignore[attr-defined]
+                "episode_statistics": _episode_statistics(envs),
+                "melodies": melodies.state_dict(),
+                "log_probs": log_probs.cpu(),
+                "rows": rows.tolist(),
+                "resetting": resetting.tolist(),
+                "updates_due": updates_due,
+                "next_eval": next_eval,
+                "next_checkpoint": next_checkpoint,
+                "time_out_digest": replay.time_out_digest(rows),
+            },
         }
-        save_checkpoint_file(replay.state_dict(), out / REPLAY_CHECKPOINT)
         save_checkpoint_file(agent.checkpoint(**extra), out / CHECKPOINT)
+        (out / REPLAY_CHECKPOINT).unlink(missing_ok=True)  # an older version's, now stale
         write_agent_info(out, f"rltuner-{config.algo}", **info, trained_steps=global_step)
 
     def evaluate() -> dict[str, float]:
@@ -751,11 +888,8 @@ def train(
 
     bar = tqdm(total=config.steps, initial=global_step, disable=not progress, unit="step")
     start_time, start_step = time.time(), global_step
-    next_eval = (global_step // config.eval_interval + 1) * config.eval_interval
-    next_checkpoint = (global_step // config.checkpoint_interval + 1) * config.checkpoint_interval
-    updates_due, epsilon = 0, config.start_e
     deadline = start_time + 60 * config.max_minutes if config.max_minutes > 0 else math.inf
-    while global_step < config.steps and time.time() < deadline:
+    while global_step < config.steps and time.time() < deadline and not stop.requested:
         # ---- act: epsilon-greedy or Boltzmann on the policy logits
         logits = agent.act_logits(melodies.states(log_probs)).cpu()
         if config.exploration == "boltzmann":
@@ -824,7 +958,39 @@ def train(
     envs.close()
     if writer:
         writer.close()
+    if stop.requested and global_step < config.steps:
+        raise stop.interrupted(
+            f"at step {global_step}: checkpoint written to {out / CHECKPOINT}; continue with "
+            "--resume"
+        )
     return agent
+
+
+def _warn(message: str) -> None:
+    print(f"musicgym: warning: {message}", file=sys.stderr)
+
+
+STATISTICS = ("episode_count", "episode_returns", "episode_lengths", "prev_dones")
+"""What ``RecordEpisodeStatistics`` keeps of the episodes in progress (its clock aside)."""
+
+
+def _episode_statistics(envs: Any) -> dict[str, Any]:
+    return {name: torch.as_tensor(np.asarray(getattr(envs, name))) for name in STATISTICS}
+
+
+def _set_episode_statistics(envs: Any, state: dict[str, Any]) -> None:
+    envs.episode_count = int(state["episode_count"])
+    for name in STATISTICS[1:]:
+        setattr(envs, name, state[name].numpy().copy())
+
+
+def _checkpoint_bytes(agent: RLTuner, optimizer: torch.optim.Optimizer, replay: StateReplay) -> int:
+    """About how large ``agent.pt`` grows: prior, networks and Adam's moments, the replay memory
+    without its cached time-axis outputs."""
+    networks = sum(p.numel() for p in agent.q_network.parameters())
+    prior = sum(p.numel() for p in agent.prior.parameters())
+    replay_bytes = replay.tokens.nbytes + replay.rewards.nbytes + replay.log_probs.nbytes
+    return 4 * (prior + 4 * networks) + replay_bytes + 2**20
 
 
 def _primer_token(infos: dict[str, Any], slot: int, primed: bool) -> int:

@@ -20,6 +20,7 @@ import textwrap
 import typing
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
+from typing import Any
 
 from musicgym.errors import Interrupted, MusicgymError
 
@@ -33,6 +34,32 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:
         message = " ".join(message.split())
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number_type(kind: type, check: dict[str, Any]) -> Callable[[str], Any]:
+    """An argparse ``type=`` that parses ``kind`` and applies :func:`musicgym.checks.check_number`
+    (argparse then reports the argument, in one line)."""
+    from musicgym.checks import check_number
+
+    def parse(text: str) -> Any:
+        what = "an integer" if kind is int else "a number"
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        try:
+            check_number("value", value, integer=kind is int, **check)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error).removeprefix("value: ")) from None
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _number_type(int, {"low": 1})
+non_negative_int = _number_type(int, {"low": 0})
+positive_float = _number_type(float, {"above": 0})
 
 
 def field_docs(cls: type) -> dict[str, str]:

@@ -5,17 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from musicgym.cli import positive_int
 from musicgym.notestate import SIXTEENTH_NOTES
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -29,7 +20,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     inspect.add_argument("file", help="a type 0 or type 1 MIDI file")
     inspect.add_argument(
         "--resolution",
-        type=_positive_int,
+        type=positive_int,
         default=SIXTEENTH_NOTES,
         help="steps per quarter note for the length in steps (default: %(default)s)",
     )
@@ -40,7 +31,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     render.add_argument("--png", required=True, metavar="OUT", help="the picture to write")
     render.add_argument(
         "--resolution",
-        type=_positive_int,
+        type=positive_int,
         default=SIXTEENTH_NOTES,
         help="steps per quarter note (default: %(default)s)",
     )
