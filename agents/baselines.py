@@ -2,20 +2,41 @@
 
 Standard SB3 usage and nothing re-implemented: the env id through ``make_vec_env``, an MLP policy on
 the environment's observation (the recent tokens one-hot, the bar position and the progress; an
-LSTM policy for RecurrentPPO), ``CheckpointCallback`` and ``EvalCallback``, ``progress_bar=True``
-and ``tensorboard_log``. One small callback adds the spec's statistics of composed melodies under
-``music/`` at every evaluation. SB3's defaults are used except where a 32-step episode on a 2-core
-machine needs otherwise (:data:`DEFAULTS`); ``--hyperparameters`` (JSON) overrides any of them.
+LSTM policy for RecurrentPPO), ``EvalCallback``, a progress bar and ``tensorboard_log``. One small
+callback adds the spec's statistics of composed melodies under ``music/`` at every evaluation.
+SB3's defaults are used except where a 32-step episode on a 2-core machine needs otherwise
+(:data:`DEFAULTS`); ``--hyperparameters`` (JSON) overrides any of them.
+
+**Checkpoints and resume.** A *resume point* of step ``N`` is ``checkpoints/model_N_steps.zip``
+(SB3's save: weights, optimizer, counters, schedules, the last observations),
+``checkpoints/state_N_steps.pt`` (what SB3 does not save: the numpy, torch, Python and
+action-space generators; every environment's melodies in progress, generator and ``Monitor``
+counts; the evaluation callbacks' counters), the replay buffer (off-policy; see below) and,
+written last, ``checkpoints/manifest_N_steps.json`` with the SHA-256 of each file. ``--resume``
+takes the newest complete, undamaged point (an older one if the newest is damaged) and goes on
+exactly as the run would have. Points are written at rollout boundaries (after SB3's update):
+every ``--checkpoint-interval`` steps, at the end, after ``--max-minutes``, and on SIGINT /
+SIGTERM, which therefore stop at the end of the rollout in progress (up to ``n_steps *
+num_envs`` steps for PPO and A2C). The replay buffer (hundreds of MB) is in the points written
+at the end, on a signal and after ``--max-minutes``, and in the periodic ones only with
+``--checkpoint-replay``; resuming from a point without it (after a kill) starts with an empty
+buffer and says so. ``model.zip`` (and ``best_model.zip``) in the run folder are the latest
+(best) models for ``agents.load``; every file is written atomically.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import inspect
 import json
 import math
 import os
+import random
+import re
+import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -25,25 +46,39 @@ import torch
 from sb3_contrib import QRDQN, RecurrentPPO
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback, EvalCallback
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback, ProgressBarCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.vec_env import DummyVecEnv
 
 from agents.action_scores import melody_statistics
 from agents.common import (
     ENV_ID,
+    RUN_FILES,
+    SESSION_FIELDS,
     EnvConfig,
     RunConfig,
+    check_resume_settings,
+    check_same_prior,
     env_kwargs,
     load_prior,
+    prior_fingerprint,
     set_torch_threads,
     write_agent_info,
 )
-from musicgym.errors import CheckpointError
+from musicgym.checks import POSITIVE_INT, check_numbers
+from musicgym.errors import ArgumentError, CheckpointError
+from musicgym.fileio import atomic_output, load_checkpoint_file, save_checkpoint_file
+from musicgym.runs import StopSignals, check_output_folder, claim_run_folder
 from priors.model import BiaxialLSTM
 
 MODEL_FILE = "model.zip"
+BEST_MODEL_FILE = "best_model.zip"
 REPLAY_FILE = "replay_buffer.pkl"
+"""The replay buffer of runs of older versions (now in the resume points)."""
+CHECKPOINTS = "checkpoints"
+MANIFEST = re.compile(r"^manifest_(\d+)_steps\.json$")
 Algorithm = Literal["dqn", "ppo", "a2c", "qrdqn", "recurrentppo"]
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     "dqn": DQN,
@@ -90,10 +125,24 @@ class SB3Config(RunConfig):
     """Environment steps between checkpoints (CheckpointCallback)."""
     hyperparameters: str = "{}"
     """JSON of constructor arguments for the SB3 algorithm, e.g. '{"learning_rate": 1e-4}'."""
+    checkpoint_replay: bool = False
+    """Put the replay buffer (off-policy; hundreds of MB) in every checkpoint, not only in those
+    written at the end, on a signal and after --max-minutes."""
 
     ALGORITHMS: ClassVar[tuple[str, ...]] = tuple(ALGORITHMS)
+    RESUMABLE: ClassVar[tuple[str, ...]] = (
+        *SESSION_FIELDS,
+        "eval_interval",
+        "eval_episodes",
+        "checkpoint_interval",
+        "checkpoint_replay",
+    )
+    """The settings ``--resume`` may change; the others decide the run and must stay the run's."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        counts = ("num_envs", "eval_interval", "eval_episodes", "checkpoint_interval")
+        check_numbers(self, {name: POSITIVE_INT for name in counts})
         if self.algo not in ALGORITHMS:
             raise ValueError(f"algo: expected one of {', '.join(ALGORITHMS)}, got {self.algo!r}")
         try:
@@ -102,6 +151,19 @@ class SB3Config(RunConfig):
             raise ValueError(f"hyperparameters: not JSON ({error})") from None
         if not isinstance(parsed, dict):
             raise ValueError("hyperparameters: expected a JSON object")
+        accepted = set(inspect.signature(ALGORITHMS[self.algo].__init__).parameters)
+        unknown = sorted(set(parsed) - (accepted - {"self", "policy", "env", "_init_setup_model"}))
+        if unknown:
+            raise ValueError(
+                f"hyperparameters: {', '.join(map(repr, unknown))} not an argument of "
+                f"{ALGORITHMS[self.algo].__name__} (see its documentation for the names)"
+            )
+        ours = sorted(set(parsed) & {"seed", "device", "tensorboard_log", "verbose"})
+        if ours:
+            raise ValueError(
+                f"hyperparameters: {', '.join(map(repr, ours))} set by musicgym (use --seed; "
+                "the others are fixed)"
+            )
 
     def algorithm_kwargs(self) -> dict[str, Any]:
         """Constructor arguments: :data:`DEFAULTS` updated with ``hyperparameters``."""
@@ -124,7 +186,7 @@ class SB3Agent:
         path = Path(folder) / MODEL_FILE
         if not path.is_file():
             raise CheckpointError(f"{path}: no such SB3 model")
-        return cls(ALGORITHMS[algo].load(path, device="cpu"), env)
+        return cls(_load_model(ALGORITHMS[algo], path), env)
 
     def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[list[int]]:
         """``n`` melodies: ``model.predict`` with ``deterministic=greedy``."""
@@ -140,6 +202,7 @@ class SB3Agent:
         # predict() samples from torch (policies) and numpy (DQN's epsilon): seed both, and leave
         # the caller's random state (e.g. a training run's) as it was.
         torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()
+        action_space_state = self.model.action_space.np_random.bit_generator.state
         torch.manual_seed(seed)
         np.random.seed(seed)
         self.model.action_space.seed(seed)
@@ -155,7 +218,120 @@ class SB3Agent:
         envs.close()
         torch.set_rng_state(torch_state)
         np.random.set_state(numpy_state)
+        self.model.action_space.np_random.bit_generator.state = action_space_state
         return np.stack(melodies, 1).astype(int).tolist()
+
+
+def _load_model(algorithm: type[BaseAlgorithm], path: Path, **kwargs: Any) -> BaseAlgorithm:
+    """``algorithm.load`` with a damaged file reported in one line."""
+    try:
+        return algorithm.load(path, device="cpu", **kwargs)
+    except Exception as error:  # zipfile.BadZipFile, pickle errors, size mismatches, ...
+        what = f"{algorithm.__name__} model ({type(error).__name__})"
+        raise CheckpointError(f"{path}: not a readable {what}") from None
+
+
+# ------------------------------------------------------------------------------ resume points
+@dataclass
+class ResumePoint:
+    """The files of one resume point (see the module docstring)."""
+
+    step: int
+    model: Path
+    replay: Path | None
+    state: dict[str, Any] | None
+    """``None`` for a run of an older version (a model alone, from ``checkpoints/``)."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_point(folder: Path, manifest: Path) -> ResumePoint:
+    """The resume point a manifest names; :class:`CheckpointError` if a file is missing or its
+    SHA-256 differs."""
+    try:
+        files = json.loads(manifest.read_text())["files"]
+        for name, digest in files.values():
+            if _sha256(folder / name) != digest:
+                raise CheckpointError(f"{folder / name}: damaged (its SHA-256 differs)")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{manifest}: incomplete ({type(error).__name__})") from None
+    state = load_checkpoint_file(folder / files["state"][0])
+    replay = folder / files["replay"][0] if "replay" in files else None
+    return ResumePoint(int(state["step"]), folder / files["model"][0], replay, state)
+
+
+def resume_point(out: Path) -> ResumePoint:
+    """The newest complete, undamaged resume point in ``out/checkpoints`` (each damaged newer one
+    reported); for a run of an older version, its newest model."""
+    folder = out / CHECKPOINTS
+    manifests = sorted(
+        (int(match[1]), path)
+        for path in folder.glob("manifest_*_steps.json")
+        if (match := MANIFEST.match(path.name))
+    )
+    for _, manifest in reversed(manifests):
+        try:
+            return _read_point(folder, manifest)
+        except CheckpointError as error:
+            _warn(f"{error}; trying the resume point before it")
+    if manifests:
+        raise CheckpointError(f"{folder}: no undamaged resume point left")
+    saved = [*folder.glob("model_*_steps.zip"), out / MODEL_FILE]
+    saved = [path for path in saved if path.is_file()]
+    if not saved:
+        raise CheckpointError(f"{out}: no {CHECKPOINTS}/ and no {MODEL_FILE} to resume from")
+    newest = max(saved, key=lambda path: path.stat().st_mtime_ns)
+    replay = out / REPLAY_FILE
+    return ResumePoint(-1, newest, replay if replay.is_file() else None, None)
+
+
+def _numpy_state() -> dict[str, Any]:
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    assert kind == "MT19937"
+    keys = torch.from_numpy(keys.astype(np.int64))
+    return {"keys": keys, "pos": int(position), "has_gauss": has_gauss, "cached": cached}
+
+
+def _set_numpy_state(state: dict[str, Any]) -> None:
+    keys = state["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, state["pos"], state["has_gauss"], state["cached"]))
+
+
+MONITOR_FIELDS = ("rewards", "needs_reset", "episode_returns", "episode_lengths", "total_steps")
+
+
+def _vec_env_state(envs: DummyVecEnv) -> dict[str, Any]:
+    """Every sub-environment's state (:meth:`MusicCompositionEnv.get_state`) and ``Monitor``
+    counts, and the seeds of the vector env's next reset."""
+    states = []
+    for env in envs.envs:
+        monitor = env if isinstance(env, Monitor) else None
+        states.append(
+            {
+                "env": env.unwrapped.get_state(),  # type: ignore[attr-defined]
+                "monitor": {
+                    name: [float(x) for x in value] if isinstance(value, list) else value
+                    for name in MONITOR_FIELDS
+                    if monitor is not None and (value := getattr(monitor, name)) is not None
+                },
+            }
+        )
+    return {"seeds": list(envs._seeds), "envs": states}
+
+
+def _set_vec_env_state(envs: DummyVecEnv, state: dict[str, Any]) -> None:
+    envs.reset()  # the wrappers' own flags (reset done), then the saved state over it
+    for env, saved in zip(envs.envs, state["envs"], strict=True):
+        env.unwrapped.set_state(saved["env"])  # type: ignore[attr-defined]
+        for name, value in saved["monitor"].items():
+            setattr(env, name, list(value) if isinstance(value, list) else value)
+    envs._seeds = list(state["seeds"])
 
 
 class MusicStatisticsCallback(BaseCallback):
@@ -168,6 +344,11 @@ class MusicStatisticsCallback(BaseCallback):
         super().__init__()
         self.env, self.interval, self.melodies, self.prior = env, interval, melodies, prior
         self.next_evaluation = interval
+
+    def _on_training_start(self) -> None:
+        self.next_evaluation = max(
+            self.next_evaluation, (self.model.num_timesteps // self.interval + 1) * self.interval
+        )
 
     def _on_step(self) -> bool:
         if self.num_timesteps >= self.next_evaluation:
@@ -188,55 +369,56 @@ class MusicStatisticsCallback(BaseCallback):
         self.logger.dump(self.num_timesteps)
 
 
-def resume_point(out: Path) -> Path:
-    """The model to resume a run from: the newest of ``model.zip`` (written when a call ends) and
-    ``checkpoints/`` (written during one; after an interrupt the replay buffer is lost, the model
-    is not)."""
-    saved = [*(out / "checkpoints").glob("model_*_steps.zip"), out / MODEL_FILE]
-    saved = [path for path in saved if path.is_file()]
-    if not saved:
-        raise CheckpointError(f"{out}: no {MODEL_FILE} and no checkpoints/ to resume from")
-    return max(saved, key=lambda path: path.stat().st_mtime_ns)
+class SaveBestModel(BaseCallback):
+    """``EvalCallback``'s ``callback_on_new_best``: ``best_model.zip``, written atomically."""
 
-
-class StopAfterMinutes(BaseCallback):
-    """Stop ``learn`` once ``minutes`` of wall-clock time have passed (0: never)."""
-
-    def __init__(self, minutes: float) -> None:
+    def __init__(self, path: Path) -> None:
         super().__init__()
-        self.deadline = time.time() + 60 * minutes if minutes > 0 else math.inf
+        self.path = path
 
     def _on_step(self) -> bool:
-        return time.time() < self.deadline
+        with atomic_output(self.path) as temporary:
+            self.model.save(temporary)
+        return True
 
 
-def train(
-    config: SB3Config,
-    out: str | os.PathLike,
-    *,
-    resume: bool = False,
-    prior: BiaxialLSTM | None = None,
-    progress: bool = True,
-) -> BaseAlgorithm:
-    """Train ``config.algo`` for ``config.steps`` environment steps into ``out`` (``model.zip``,
-    ``checkpoints/``, ``best_model.zip``, TensorBoard events, ``agent.json``). ``resume``
-    continues ``out/model.zip`` (and its replay buffer) up to ``config.steps``. ``prior``
-    overrides ``config.prior`` with a loaded model."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    set_torch_threads(config.threads)
-    prior_model = load_prior(prior if prior is not None else config.prior)
-    kwargs = env_kwargs(config, prior_model)
-    envs = make_vec_env(ENV_ID, n_envs=config.num_envs, seed=config.seed, env_kwargs=kwargs)
-    eval_envs = make_vec_env(ENV_ID, n_envs=1, seed=config.seed + 10_000, env_kwargs=kwargs)
+class _StopLearning(Exception):
+    """Raised at a rollout boundary to leave ``learn`` where a resume point can be written."""
+
+
+class ResumePoints(BaseCallback):
+    """Writes resume points at rollout boundaries every ``interval`` steps, and leaves ``learn``
+    at the next boundary after a signal or ``max_minutes``."""
+
+    def __init__(self, interval: int, max_minutes: float, stop: StopSignals, save: Any) -> None:
+        super().__init__()
+        self.interval, self.stop, self.save = interval, stop, save
+        self.deadline = time.time() + 60 * max_minutes if max_minutes > 0 else math.inf
+        self.next_point = 0
+        self.timed_out = False
+
+    def _on_training_start(self) -> None:
+        self.next_point = (self.model.num_timesteps // self.interval + 1) * self.interval
+
+    def _on_rollout_start(self) -> None:
+        if self.model.num_timesteps >= self.next_point:
+            self.next_point += self.interval * max(
+                1, (self.model.num_timesteps - self.next_point) // self.interval + 1
+            )
+            self.save(with_replay=None)
+        self.timed_out = time.time() >= self.deadline
+        if self.stop.requested or self.timed_out:
+            raise _StopLearning
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def _make_model(config: SB3Config, envs: DummyVecEnv, out: Path) -> BaseAlgorithm:
+    """A new model, with SB3's refusal of a hyperparameter as one line."""
     algorithm = ALGORITHMS[config.algo]
-    if resume:
-        path = resume_point(out)
-        model = algorithm.load(path, env=envs, device="cpu", tensorboard_log=str(out))
-        if isinstance(model, OffPolicyAlgorithm) and (out / REPLAY_FILE).is_file():
-            model.load_replay_buffer(out / REPLAY_FILE)
-    else:
-        model = algorithm(
+    try:
+        return algorithm(
             POLICIES.get(config.algo, "MlpPolicy"),
             envs,
             seed=config.seed,
@@ -244,42 +426,201 @@ def train(
             tensorboard_log=str(out),
             **config.algorithm_kwargs(),
         )
+    except (TypeError, ValueError, AssertionError, KeyError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ArgumentError(
+            f"hyperparameters: {algorithm.__name__} refused them ({first})"
+        ) from None
+
+
+def _checkpoint_bytes(model: BaseAlgorithm) -> int:
+    """About the size of a resume point: weights with Adam's moments, the replay buffer."""
+    weights = 4 * 3 * sum(p.numel() for p in model.policy.parameters())
+    replay = getattr(model, "replay_buffer", None)
+    arrays = vars(replay).values() if replay is not None else ()
+    return weights + sum(a.nbytes for a in arrays if isinstance(a, np.ndarray)) + 2**20
+
+
+def train(
+    config: SB3Config,
+    out: str | os.PathLike,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    prior: BiaxialLSTM | None = None,
+    progress: bool = True,
+) -> BaseAlgorithm:
+    """Train ``config.algo`` for ``config.steps`` environment steps into ``out`` (resume points
+    in ``checkpoints/``, ``model.zip``, ``best_model.zip``, TensorBoard events, ``agent.json``).
+    ``resume`` continues the run's newest resume point up to ``config.steps`` (``config`` must be
+    the run's but for :attr:`SB3Config.RESUMABLE`); ``overwrite`` replaces a run there (without
+    either, a folder holding a run is refused). ``prior`` overrides ``config.prior`` with a
+    loaded model. SIGINT / SIGTERM write a resume point at the end of the rollout in progress and
+    raise :class:`musicgym.errors.Interrupted`."""
+    run_files = (*RUN_FILES, *(f"{name}_[0-9]*" for name in ALGORITHMS))
+    with (
+        claim_run_folder(out, resume=resume, overwrite=overwrite, run_files=run_files),
+        StopSignals() as stop,
+    ):
+        return _train(config, Path(out), resume, prior, progress, stop)
+
+
+def _train(
+    config: SB3Config,
+    out: Path,
+    resume: bool,
+    prior: BiaxialLSTM | None,
+    progress: bool,
+    stop: StopSignals,
+) -> BaseAlgorithm:
+    set_torch_threads(config.threads)
+    prior_model = load_prior(prior if prior is not None else config.prior)
+    fingerprint = prior_fingerprint(prior_model)
+    kwargs = env_kwargs(config, prior_model)
+    envs = make_vec_env(ENV_ID, n_envs=config.num_envs, seed=config.seed, env_kwargs=kwargs)
+    eval_envs = make_vec_env(ENV_ID, n_envs=1, seed=config.seed + 10_000, env_kwargs=kwargs)
+    algorithm = ALGORITHMS[config.algo]
+    point = resume_point(out) if resume else None
+    if point is not None:
+        if point.state is not None:
+            check_resume_settings(out, point.state["config"], config, SB3Config.RESUMABLE)
+            check_same_prior(out, point.state["prior_fingerprint"], prior_model)
+        model = _load_model(
+            algorithm, point.model, env=envs, tensorboard_log=str(out), force_reset=False
+        )
+        if isinstance(model, OffPolicyAlgorithm):
+            if point.replay is not None:
+                model.load_replay_buffer(point.replay)
+            else:
+                _warn(
+                    f"{point.model}: a checkpoint without the replay buffer (written during the "
+                    "run, not at its end or on a signal): resumed with an empty replay buffer"
+                )
+        if point.state is None:
+            _warn(
+                f"{point.model}: written by an older musicgym without the generators and "
+                "environments: resumed, but not exactly the run it would have been"
+            )
+            model.set_env(envs, force_reset=True)
+    else:
+        model = _make_model(config, envs, out)
+    check_output_folder(out, need_bytes=_checkpoint_bytes(model))
+
     per_env = max(config.num_envs, 1)
-    callbacks = [
-        CheckpointCallback(
-            save_freq=max(config.checkpoint_interval // per_env, 1),
-            save_path=str(out / "checkpoints"),
-            name_prefix="model",
-        ),
-        EvalCallback(
-            eval_envs,
-            n_eval_episodes=config.eval_episodes,
-            eval_freq=max(config.eval_interval // per_env, 1),
-            best_model_save_path=str(out),
-            log_path=str(out),
-            verbose=0,
-        ),
-        MusicStatisticsCallback(
-            config.env_config(), config.eval_interval, config.eval_episodes, prior_model
-        ),
-        StopAfterMinutes(config.max_minutes),
-    ]
-    info = {"env": config.env_config(), "model": MODEL_FILE}
-    write_agent_info(out, f"sb3-{config.algo}", **info, trained_steps=model.num_timesteps)
-    model.learn(
-        total_timesteps=max(config.steps - model.num_timesteps, 0) if resume else config.steps,
-        callback=callbacks,
-        progress_bar=progress and _progress_bar_available(),
-        tb_log_name=config.algo,
-        reset_num_timesteps=not resume,
+    music = MusicStatisticsCallback(
+        config.env_config(), config.eval_interval, config.eval_episodes, prior_model
     )
-    model.save(out / MODEL_FILE)
-    if isinstance(model, OffPolicyAlgorithm):
-        model.save_replay_buffer(out / REPLAY_FILE)
+    evaluation = EvalCallback(
+        eval_envs,
+        n_eval_episodes=config.eval_episodes,
+        eval_freq=max(config.eval_interval // per_env, 1),
+        callback_on_new_best=SaveBestModel(out / BEST_MODEL_FILE),
+        log_path=str(out),
+        verbose=0,
+    )
+    info = {"env": config.env_config(), "model": MODEL_FILE, "config": asdict(config)}
+
+    def state() -> dict[str, Any]:
+        return {
+            "step": model.num_timesteps,
+            "config": asdict(config),
+            "prior_fingerprint": fingerprint,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": _numpy_state(),
+                "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
+                "action_space": model.action_space.np_random.bit_generator.state,
+            },
+            "envs": _vec_env_state(envs),
+            "eval_envs": _vec_env_state(eval_envs),
+            "music": {"next_evaluation": music.next_evaluation},
+            "evaluation": {
+                "n_calls": evaluation.n_calls,
+                "best_mean_reward": float(evaluation.best_mean_reward),
+                "last_mean_reward": float(evaluation.last_mean_reward),
+                "timesteps": [int(t) for t in evaluation.evaluations_timesteps],
+                "results": [[float(r) for r in rs] for rs in evaluation.evaluations_results],
+                "length": [[int(n) for n in ns] for ns in evaluation.evaluations_length],
+            },
+        }
+
+    def save(with_replay: bool | None) -> None:
+        """A resume point of the current step; ``with_replay`` ``None``: as configured."""
+        step, folder = model.num_timesteps, out / CHECKPOINTS
+        files = {"model": f"model_{step}_steps.zip", "state": f"state_{step}_steps.pt"}
+        with atomic_output(folder / files["model"]) as temporary:
+            model.save(temporary)
+        save_checkpoint_file(state(), folder / files["state"])
+        replay = with_replay if with_replay is not None else config.checkpoint_replay
+        if replay and isinstance(model, OffPolicyAlgorithm):
+            files["replay"] = f"replay_buffer_{step}_steps.pkl"
+            with atomic_output(folder / files["replay"]) as temporary:
+                model.save_replay_buffer(temporary)
+        digests = {role: [name, _sha256(folder / name)] for role, name in files.items()}
+        with atomic_output(folder / f"manifest_{step}_steps.json") as temporary:
+            temporary.write_text(json.dumps({"step": step, "files": digests}, indent=1) + "\n")
+        _prune_replays(folder)
+
+    if point is not None and point.state is not None:
+        saved = point.state
+        _set_vec_env_state(envs, saved["envs"])
+        _set_vec_env_state(eval_envs, saved["eval_envs"])
+        music.next_evaluation = int(saved["music"]["next_evaluation"])
+        record = saved["evaluation"]
+        evaluation.n_calls = int(record["n_calls"])
+        evaluation.best_mean_reward = record["best_mean_reward"]
+        evaluation.last_mean_reward = record["last_mean_reward"]
+        evaluation.evaluations_timesteps = list(record["timesteps"])
+        evaluation.evaluations_results = [list(r) for r in record["results"]]
+        evaluation.evaluations_length = [list(n) for n in record["length"]]
+        rng = saved["rng"]
+        torch.set_rng_state(rng["torch"])
+        _set_numpy_state(rng["numpy"])
+        version, keys, gauss = rng["python"]
+        random.setstate((version, tuple(keys), gauss))
+        model.action_space.np_random.bit_generator.state = rng["action_space"]
+
+    points = ResumePoints(config.checkpoint_interval, config.max_minutes, stop, save)
+    bar = ProgressBarCallback() if progress and _progress_bar_available() else None
+    callbacks = [points, evaluation, music, *([bar] if bar else [])]
+    write_agent_info(out, f"sb3-{config.algo}", **info, trained_steps=model.num_timesteps)
+    try:
+        model.learn(
+            total_timesteps=max(config.steps - model.num_timesteps, 0) if resume else config.steps,
+            callback=callbacks,
+            tb_log_name=config.algo,
+            reset_num_timesteps=not resume,
+        )
+    except _StopLearning:
+        if bar is not None:
+            bar.on_training_end()
+    save(with_replay=True)
+    with atomic_output(out / MODEL_FILE) as temporary:
+        model.save(temporary)
+    (out / REPLAY_FILE).unlink(missing_ok=True)  # an older version's, now in checkpoints/
     write_agent_info(out, f"sb3-{config.algo}", **info, trained_steps=model.num_timesteps)
     envs.close()
     eval_envs.close()
+    if stop.requested and model.num_timesteps < config.steps:
+        raise stop.interrupted(
+            f"at step {model.num_timesteps}: checkpoint written to {out / CHECKPOINTS}; continue "
+            "with --resume"
+        )
     return model
+
+
+def _prune_replays(folder: Path, keep: int = 2) -> None:
+    """Delete the replay buffers of all but the ``keep`` newest resume points that have one."""
+    replays = sorted(
+        folder.glob("replay_buffer_*_steps.pkl"),
+        key=lambda path: int(path.name.split("_")[2]),
+    )
+    for path in replays[:-keep]:
+        path.unlink(missing_ok=True)
+
+
+def _warn(message: str) -> None:
+    print(f"musicgym: warning: {message}", file=sys.stderr)
 
 
 def _progress_bar_available() -> bool:

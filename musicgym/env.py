@@ -300,7 +300,8 @@ class MelodyBatch:
         if self.prior is not None:
             self._map_tokens()
             template = self.prior.initial_state(self.num_melodies)
-            self.prior_state = _from_tensor_tree(template, state["prior_state"])
+            saved = state["prior_state"]  # None: saved before the prior was loaded (no reset)
+            self.prior_state = template if saved is None else _from_tensor_tree(template, saved)
 
     # ---------------------------------------------------------------------------- observation
     def observation(self, i: int) -> np.ndarray:
