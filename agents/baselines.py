@@ -59,7 +59,6 @@ from agents.common import (
     SESSION_FIELDS,
     EnvConfig,
     RunConfig,
-    check_resume_settings,
     check_same_prior,
     env_kwargs,
     load_prior,
@@ -70,7 +69,12 @@ from agents.common import (
 from musicgym.checks import POSITIVE_INT, check_numbers
 from musicgym.errors import ArgumentError, CheckpointError
 from musicgym.fileio import atomic_output, load_checkpoint_file, save_checkpoint_file
-from musicgym.runs import StopSignals, check_output_folder, claim_run_folder
+from musicgym.runs import (
+    StopSignals,
+    check_output_folder,
+    check_resume_settings,
+    claim_run_folder,
+)
 from priors.model import BiaxialLSTM
 
 MODEL_FILE = "model.zip"

@@ -6,8 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -104,42 +103,6 @@ class RunConfig(EnvConfig):
 SESSION_FIELDS = ("steps", "max_minutes", "threads")
 """The :class:`RunConfig` fields that a resumed run takes from the new call, not the checkpoint;
 every other setting must be the run's (``--resume`` refuses a change)."""
-
-
-def option_name(field: str) -> str:
-    return "--" + field.replace("_", "-")
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return " ".join(map(str, value))
-    return str(value) if value != "" else "''"
-
-
-def check_resume_settings(
-    out: str | os.PathLike,
-    saved: Mapping[str, Any],
-    config: Any,
-    may_change: Iterable[str] = SESSION_FIELDS,
-) -> None:
-    """One line listing every setting of ``config`` (a config dataclass) that differs from the
-    run's ``saved`` ones, except ``may_change``; nothing if they agree."""
-    may_change = tuple(may_change)
-    differences = []
-    for f in fields(config):
-        if f.name in may_change or f.name not in saved:
-            continue
-        new, old = getattr(config, f.name), saved[f.name]
-        if isinstance(new, tuple):
-            old = tuple(old) if isinstance(old, (list, tuple)) else old
-        if new != old:
-            differences.append(f"{option_name(f.name)} {_shown(old)} -> {_shown(new)}")
-    if differences:
-        allowed = ", ".join(option_name(name) for name in may_change)
-        raise RunFolderError(
-            f"{out}: --resume with other settings than the run's: {'; '.join(differences)}. "
-            f"Only {allowed} may change on resume; start a new run for the others"
-        )
 
 
 def prior_fingerprint(model: torch.nn.Module) -> str:

@@ -72,7 +72,6 @@ from agents.common import (
     SESSION_FIELDS,
     EnvConfig,
     RunConfig,
-    check_resume_settings,
     check_same_prior,
     load_prior,
     make_vector_env,
@@ -93,7 +92,12 @@ from musicgym.checks import (
 from musicgym.errors import CheckpointError, EnvArgumentError
 from musicgym.fileio import load_checkpoint_file, save_checkpoint_file
 from musicgym.prior import token_axis
-from musicgym.runs import StopSignals, check_output_folder, claim_run_folder
+from musicgym.runs import (
+    StopSignals,
+    check_output_folder,
+    check_resume_settings,
+    claim_run_folder,
+)
 from musicgym.tokens import NUM_TOKENS
 from priors.model import BiaxialConfig, BiaxialLSTM, BiaxialState
 

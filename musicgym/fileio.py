@@ -84,7 +84,6 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise OutputError(describe_os_error(error, target)) from None
     try:
         yield Path(temporary)
-        os.replace(temporary, target)
     except OSError as error:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
@@ -95,6 +94,12 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+    try:
+        os.replace(temporary, target)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise OutputError(describe_os_error(error, target)) from None
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:

@@ -18,6 +18,9 @@ its loop in :class:`StopSignals`::
   kernel when its process dies, so a lock left by a killed run is stale and is taken over) and
   holding the holder's pid, host, start time and command, which a refused second process names.
 * Temporary files of interrupted atomic writes are removed once the lock is held.
+
+:func:`check_resume_settings` is the rule of ``--resume``: the run's settings, except those a
+trainer names (how long to go on, where), or one line listing every difference.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -195,7 +199,8 @@ def claim_run_folder(
             print(f"musicgym: note: took over the stale lock of {lock.stale}", file=sys.stderr)
         held = run_files_in(folder, run_files)
         if held and not resume and not overwrite:
-            names = ", ".join(path.name for path in held[:4]) + (", ..." if len(held) > 4 else "")
+            shown = sorted(held, key=lambda path: (path.name.startswith("events."), path.name))
+            names = ", ".join(path.name for path in shown[:3]) + (", ..." if len(held) > 3 else "")
             raise RunFolderError(
                 f"{folder}: holds a run ({names}); pass --resume to go on with it, --overwrite "
                 f"to replace it, or choose another {what}"
@@ -247,3 +252,40 @@ class StopSignals:
         for number, handler in self._previous.items():
             signal.signal(number, handler)
         self._previous.clear()
+
+
+def option_name(field: str) -> str:
+    """The command-line option of a config field."""
+    return "--" + field.replace("_", "-")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value))
+    return str(value) if value != "" else "''"
+
+
+def check_resume_settings(
+    out: str | os.PathLike,
+    saved: Mapping[str, Any],
+    config: Any,
+    may_change: Iterable[str] = (),
+) -> None:
+    """One line listing every setting of ``config`` (a config dataclass) that differs from the
+    run's ``saved`` ones, except ``may_change``; nothing if they agree."""
+    may_change = tuple(may_change)
+    differences = []
+    for f in fields(config):
+        if f.name in may_change or f.name not in saved:
+            continue
+        new, old = getattr(config, f.name), saved[f.name]
+        if isinstance(new, tuple):
+            old = tuple(old) if isinstance(old, (list, tuple)) else old
+        if new != old:
+            differences.append(f"{option_name(f.name)} {_shown(old)} -> {_shown(new)}")
+    if differences:
+        allowed = ", ".join(option_name(name) for name in may_change)
+        raise RunFolderError(
+            f"{out}: --resume with other settings than the run's: {'; '.join(differences)}. "
+            f"Only {allowed} may change on resume; start a new run for the others"
+        )

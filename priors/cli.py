@@ -113,7 +113,7 @@ def _data_inspect(args: argparse.Namespace) -> int:
 
 
 def add_prior_commands(subparsers: argparse._SubParsersAction) -> None:
-    from musicgym.cli import add_dataclass_arguments
+    from musicgym.cli import add_dataclass_arguments, non_negative_int, positive_float, positive_int
     from priors.train import TrainConfig
 
     prior = subparsers.add_parser(
@@ -139,25 +139,29 @@ def add_prior_commands(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="score the play bits alone (default: when the data has no articulation, e.g. JSB)",
     )
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of the 80/10/10 split")
+    evaluate.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of the 80/10/10 split"
+    )
     evaluate.add_argument("--device", default="cpu", help="torch device")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(func=_prior_evaluate)
 
     sample = commands.add_parser("sample", help="sample a piece and write it as MIDI")
     sample.add_argument("--checkpoint", required=True, help="checkpoint path or shipped name")
-    sample.add_argument("--steps", type=int, default=128, help="time steps to sample")
+    sample.add_argument("--steps", type=positive_int, default=128, help="time steps to sample")
     sample.add_argument("--out", required=True, help="MIDI file to write")
     sample.add_argument("--png", help="also save a piano roll picture here")
-    sample.add_argument("--seed", type=int, default=0, help="sampling seed")
-    sample.add_argument("--temperature", type=float, default=1.0, help="logit temperature")
+    sample.add_argument("--seed", type=non_negative_int, default=0, help="sampling seed")
+    sample.add_argument("--temperature", type=positive_float, default=1.0, help="logit temperature")
     sample.add_argument(
         "--avoid-silence",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="make notes likelier after near-silent steps (the original's conservativity)",
     )
-    sample.add_argument("--tempo", type=float, default=100.0, help="tempo in quarter notes/min")
+    sample.add_argument(
+        "--tempo", type=positive_float, default=100.0, help="tempo in quarter notes/min"
+    )
     sample.add_argument("--device", default="cpu", help="torch device")
     sample.set_defaults(func=_prior_sample)
 
@@ -166,19 +170,26 @@ def _prior_train(args: argparse.Namespace) -> int:
     import json
 
     from musicgym.cli import dataclass_from_args
+    from musicgym.errors import ArgumentError
     from priors.train import TrainConfig, train
 
-    print(json.dumps(train(dataclass_from_args(TrainConfig, args)), indent=2))
+    try:
+        config = dataclass_from_args(TrainConfig, args)
+    except ValueError as error:
+        raise ArgumentError(str(error)) from None
+    print(json.dumps(train(config), indent=2))
     return 0
 
 
 def _prior_evaluate(args: argparse.Namespace) -> int:
     import json
 
+    from musicgym.checks import check_device
     from priors.data import load_dataset
     from priors.model import load_frame_prior
     from priors.train import evaluate_log_likelihood
 
+    check_device(args.device)
     model = load_frame_prior(args.checkpoint, device=args.device)
     dataset = load_dataset(
         args.data,
@@ -212,9 +223,11 @@ def _prior_evaluate(args: argparse.Namespace) -> int:
 
 
 def _prior_sample(args: argparse.Namespace) -> int:
+    from musicgym.checks import check_device
     from musicgym.midi import write_midi
     from priors.model import load_frame_prior
 
+    check_device(args.device)
     model = load_frame_prior(args.checkpoint, device=args.device)
     piece = model.sample(
         args.steps, seed=args.seed, temperature=args.temperature, avoid_silence=args.avoid_silence

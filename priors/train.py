@@ -6,6 +6,11 @@ maximises the per-step log-likelihood with Adam or AdaDelta, validates every ``v
 and keeps the best checkpoint on valid. The run directory holds ``last.pt`` (for ``--resume``:
 weights, optimizer, step, RNG states), ``best.pt`` and TensorBoard scalars. With ``--out`` the best
 checkpoint is also copied there when training ends, with a model card (``.json``) beside it.
+
+A run directory that holds a run is refused unless ``--resume`` (which goes on exactly, and
+refuses other settings than ``--max-steps``, ``--max-minutes``, ``--threads``, ``--device``,
+``--progress`` and ``--out``) or ``--overwrite``; it is locked while training
+(``musicgym.runs``). SIGINT / SIGTERM write ``last.pt`` at the current step and stop.
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -26,8 +30,30 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from musicgym.checks import (
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    POSITIVE,
+    POSITIVE_INT,
+    check_device,
+    check_number,
+    check_numbers,
+)
+from musicgym.errors import CheckpointError, RunFolderError
+from musicgym.fileio import atomic_output, save_checkpoint_file
 from musicgym.notestate import NoteState
+from musicgym.runs import (
+    StopSignals,
+    check_output_folder,
+    check_resume_settings,
+    claim_run_folder,
+)
 from priors.model import BiaxialConfig, BiaxialLSTM, load_checkpoint, save_checkpoint
+
+RUN_FILES = ("last.pt", "best.pt", "events.out.tfevents.*")
+"""What ``prior train`` writes into its run directory (glob patterns)."""
+RESUMABLE = ("max_steps", "max_minutes", "threads", "device", "progress", "out")
+"""The settings ``--resume`` may change; the others decide the run and must stay the run's."""
 
 
 @dataclass
@@ -87,8 +113,38 @@ class TrainConfig:
     """torch.set_num_threads (0: leave torch's default)."""
     resume: bool = False
     """Continue from run_dir/last.pt (same step, optimizer state and RNG) if it exists."""
+    overwrite: bool = False
+    """Replace the run in run_dir (and the file at --out)."""
     progress: bool = True
     """Show a tqdm progress bar."""
+
+    def __post_init__(self) -> None:
+        self.time_sizes, self.note_sizes = tuple(self.time_sizes), tuple(self.note_sizes)
+        counts = ("resolution", "num_pitches", "batch_size", "segment_bars", "beats_per_bar")
+        check_numbers(
+            self,
+            {
+                **{name: POSITIVE_INT for name in (*counts, "valid_every", "max_steps")},
+                "lowest_pitch": {**NON_NEGATIVE_INT, "high": 127},
+                "dropout": {"low": 0, "below": 1},
+                "learning_rate": POSITIVE,
+                "grad_clip": NON_NEGATIVE,
+                "max_transpose": {**NON_NEGATIVE_INT, "high": 127},
+                "max_minutes": NON_NEGATIVE,
+                "seed": {**NON_NEGATIVE_INT, "high": 2**63 - 1},
+                "threads": NON_NEGATIVE_INT,
+            },
+        )
+        if self.lowest_pitch + self.num_pitches > 128:
+            raise ValueError(
+                f"num_pitches: {self.lowest_pitch} + {self.num_pitches} goes past MIDI pitch 127"
+            )
+        for name in ("time_sizes", "note_sizes"):
+            sizes = getattr(self, name)
+            if not sizes:
+                raise ValueError(f"{name}: at least one layer")
+            for size in sizes:
+                check_number(name, size, **POSITIVE_INT)
 
 
 class SegmentSampler:
@@ -203,7 +259,32 @@ def machine_description(device: str, threads: int) -> str:
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
-    """Train a prior; returns a summary (step, minutes, best valid, and test if ``out`` is set)."""
+    """Train a prior; returns a summary (step, minutes, best valid, and test if ``out`` is set).
+    SIGINT / SIGTERM write ``last.pt`` and raise :class:`musicgym.errors.Interrupted`."""
+    check_device(config.device)
+    if config.out:
+        out = Path(config.out)
+        if out.is_dir():
+            raise RunFolderError(f"--out {out}: a folder; give the file to ship the prior to")
+        if out.exists() and not (config.resume or config.overwrite):
+            raise RunFolderError(
+                f"--out {out}: exists; pass --overwrite to replace it, or choose another --out"
+            )
+        check_output_folder(out.parent, "--out")
+    with (
+        claim_run_folder(
+            config.run_dir,
+            resume=config.resume,
+            overwrite=config.overwrite,
+            run_files=RUN_FILES,
+            what="--run-dir",
+        ),
+        StopSignals() as stop,
+    ):
+        return _train(config, stop)
+
+
+def _train(config: TrainConfig, stop: StopSignals) -> dict[str, Any]:
     from torch.utils.tensorboard import SummaryWriter
 
     from priors.data import load_dataset
@@ -211,8 +292,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if config.threads:
         torch.set_num_threads(config.threads)
     run_dir = Path(config.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    checkpoint: dict[str, Any] = {}
+    if config.resume and last_path.exists():
+        checkpoint = load_checkpoint(last_path)
+        saved = checkpoint.get("train_config", {})
+        saved = {k: v for k, v in saved.items() if k not in ("resume", "overwrite")}
+        check_resume_settings(run_dir, saved, config, RESUMABLE)
 
     dataset = load_dataset(
         config.data,
@@ -241,13 +327,20 @@ def train(config: TrainConfig) -> dict[str, Any]:
     )
     model = BiaxialLSTM(model_config).to(config.device)
     optimizer = make_optimizer(model, config)
-    step, best_valid, seconds, history = 0, -math.inf, 0.0, []
-    if config.resume and last_path.exists():
-        checkpoint = load_checkpoint(last_path)
-        model.load_state_dict(checkpoint["state_dict"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
+    check_output_folder(
+        run_dir, "--run-dir", 2 * 3 * 4 * sum(p.numel() for p in model.parameters())
+    )
+    step, best_valid, seconds, history, window = 0, -math.inf, 0.0, [], []
+    if checkpoint:
+        try:
+            model.load_state_dict(checkpoint["state_dict"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+        except (KeyError, ValueError, RuntimeError) as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise CheckpointError(f"{last_path}: does not fit this model ({first})") from None
         step, best_valid = checkpoint["step"], checkpoint["best_valid"]
         seconds, history = checkpoint["minutes"] * 60, checkpoint["history"]
+        window = list(checkpoint.get("window", []))
         torch.set_rng_state(checkpoint["rng"]["torch"])
         generator.set_state(checkpoint["rng"]["data"])
         print(f"resumed {last_path} at step {step}", file=sys.stderr)
@@ -269,6 +362,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             valid_log_likelihood=valid,
             play_only=play_only,
             rng={"torch": torch.get_rng_state(), "data": generator.get_state()},
+            window=list(train_ll),  # the training log-likelihoods since the last validation
         )
 
     def out_of_budget() -> bool:
@@ -286,8 +380,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         unit="step",
     )
     model.train()
-    train_ll, frames_seen, window_start = [], 0, time.perf_counter()
-    while not out_of_budget():
+    train_ll, frames_seen, window_start = window, 0, time.perf_counter()
+    while not out_of_budget() and not stop.requested:
         started = time.perf_counter()
         segments, mask = sampler.batch(config.batch_size)
         segments, mask = segments.to(config.device), mask.to(config.device)
@@ -322,6 +416,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
             train_ll, frames_seen, window_start = [], 0, time.perf_counter()
     bar.close()
     writer.close()
+    if stop.requested and not out_of_budget():
+        write(last_path, history[-1][3] if history else -math.inf)
+        raise stop.interrupted(
+            f"at step {step}: checkpoint written to {last_path}; continue with --resume"
+        )
 
     summary: dict[str, Any] = {
         "step": step,
@@ -363,12 +462,9 @@ def ship_checkpoint(
     model = BiaxialLSTM.from_checkpoint(checkpoint, best_path).to(config.device)
     play_only = checkpoint["play_only"]
     test = evaluate_log_likelihood(model, dataset.test, play_only)
-    shipped = {k: v for k, v in checkpoint.items() if k not in ("optimizer", "rng")}
+    shipped = {k: v for k, v in checkpoint.items() if k not in ("optimizer", "rng", "window")}
     shipped["test_log_likelihood"] = test
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save(shipped, tmp)
-    os.replace(tmp, out)
+    save_checkpoint_file(shipped, out)
     card = {
         "checkpoint": out.name,
         "model": "biaxial-lstm",
@@ -391,8 +487,8 @@ def ship_checkpoint(
             for s, m, tr, v in last["history"]
         ],
     }
-    out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
-    shutil.copystat(best_path, out)
+    with atomic_output(out.with_suffix(".json")) as temporary:
+        temporary.write_text(json.dumps(card, indent=2) + "\n")
     return {"test_log_likelihood_per_step": test, "out": str(out)}
 
 
