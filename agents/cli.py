@@ -106,7 +106,10 @@ def _config(cls: type, args: argparse.Namespace, saved: dict[str, Any], **fixed:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from agents.baselines import SB3Config
     from agents.common import read_agent_info
+    from agents.rl_tuner import RLTunerConfig
+    from musicgym.cli import option_error
     from musicgym.errors import EnvArgumentError
 
     family, _, algo = args.algo.partition("-")
@@ -115,14 +118,13 @@ def _train(args: argparse.Namespace) -> int:
     folder = {"resume": args.resume, "overwrite": args.overwrite, "progress": progress}
     try:
         if family == "rltuner":
-            from agents.rl_tuner import RLTunerConfig, train
+            from agents.rl_tuner import train
 
             config = _config(RLTunerConfig, args, saved, algo=algo)
             agent = train(config, args.out, **folder)
             rate = f", {agent.steps_per_second:.1f} steps/s"
         else:
-            from agents.baselines import SB3Config, train
-            from agents.rl_tuner import RLTunerConfig
+            from agents.baselines import train
 
             sb3_fields = {f.name for f in dataclasses.fields(SB3Config)}
             ignored = sorted(
@@ -139,7 +141,7 @@ def _train(args: argparse.Namespace) -> int:
             train(config, args.out, **folder)
             rate = ""
     except ValueError as error:
-        raise EnvArgumentError(str(error)) from None
+        raise option_error(error, RLTunerConfig if family == "rltuner" else SB3Config) from None
     steps = read_agent_info(args.out).get("trained_steps", config.steps)
     print(f"{args.algo}: {steps} steps in {args.out}{rate}")
     return 0
@@ -152,8 +154,8 @@ def _compose(args: argparse.Namespace) -> int:
     from musicgym.midi import write_melody
     from musicgym.runs import check_output_folder
 
-    check_output_folder(args.out)
     agent = agents.load(args.agent, length=args.length)
+    check_output_folder(args.out)
     melodies = agent.compose(args.n, seed=args.seed, greedy=args.greedy)
     for i, melody in enumerate(melodies):
         write_melody(melody, args.out / f"melody_{i:03d}.mid")

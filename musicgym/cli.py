@@ -121,6 +121,20 @@ def add_dataclass_arguments(
             parser.add_argument(option, type=kind, default=default, help=help_text, dest=f.name)
 
 
+def option_error(error: ValueError, cls: type) -> MusicgymError:
+    """A config's ``ValueError`` ("batch_size: expected ...") as a one-line error that names the
+    command-line option ("--batch-size: expected ...")."""
+    from musicgym.errors import ArgumentError
+
+    if isinstance(error, MusicgymError) and not isinstance(error, ArgumentError):
+        return error
+    message = str(error)
+    name, colon, rest = message.partition(":")
+    if colon and name in {f.name for f in dataclasses.fields(cls)}:
+        message = f"--{name.replace('_', '-')}:{rest}"
+    return ArgumentError(message)
+
+
 def dataclass_from_args(cls: type, args: argparse.Namespace, **overrides: object):
     """Build a dataclass from the fields of ``args`` that :func:`add_dataclass_arguments` added."""
     values = {

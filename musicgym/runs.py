@@ -41,7 +41,12 @@ from pathlib import Path
 from typing import Any
 
 from musicgym.errors import Interrupted, OutputError, RunFolderError
-from musicgym.fileio import describe_os_error, free_bytes, remove_stale_temporaries
+from musicgym.fileio import (
+    WRITE_ERRORS,
+    describe_os_error,
+    free_bytes,
+    remove_stale_temporaries,
+)
 
 LOCK_FILE = "musicgym.lock"
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -90,6 +95,12 @@ def _describe_holder(text: str) -> str:
         )
     except (ValueError, KeyError, TypeError):
         return "another process"
+
+
+def _command(width: int = 80) -> str:
+    """This process's command line, shortened to ``width`` characters."""
+    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    return command if len(command) <= width else command[: width - 3] + "..."
 
 
 class RunLock:
@@ -141,7 +152,7 @@ class RunLock:
                 "pid": os.getpid(),
                 "host": socket.gethostname(),
                 "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:])[:200],
+                "command": _command(),
             }
             os.ftruncate(handle, 0)
             os.pwrite(handle, (json.dumps(holder) + "\n").encode(), 0)
@@ -193,30 +204,73 @@ def claim_run_folder(
         raise RunFolderError(
             "--resume and --overwrite: choose one (go on with the run, or replace it)"
         )
+    created = not Path(folder).exists()
     folder = check_output_folder(folder, what)
-    with RunLock(folder) as lock:
-        if lock.stale:
-            print(f"musicgym: note: took over the stale lock of {lock.stale}", file=sys.stderr)
-        held = run_files_in(folder, run_files)
-        if held and not resume and not overwrite:
-            shown = sorted(held, key=lambda path: (path.name.startswith("events."), path.name))
-            names = ", ".join(path.name for path in shown[:3]) + (", ..." if len(held) > 3 else "")
-            raise RunFolderError(
-                f"{folder}: holds a run ({names}); pass --resume to go on with it, --overwrite "
-                f"to replace it, or choose another {what}"
-            )
-        if overwrite:
-            for path in held:
-                try:
-                    if path.is_dir() and not path.is_symlink():
-                        shutil.rmtree(path)
-                    else:
-                        path.unlink()
-                except OSError as error:
-                    raise OutputError(describe_os_error(error, path)) from None
-        remove_stale_temporaries(folder)
-        check_output_folder(folder, what, need_bytes)
-        yield folder
+    try:
+        with RunLock(folder) as lock:
+            yield from _claimed(folder, lock, resume, overwrite, run_files, need_bytes, what)
+    except BaseException:
+        if created:  # a run that failed before writing anything leaves no empty folder
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _claimed(
+    folder: Path,
+    lock: RunLock,
+    resume: bool,
+    overwrite: bool,
+    run_files: Sequence[str],
+    need_bytes: int,
+    what: str,
+) -> Iterator[Path]:
+    """The body of :func:`claim_run_folder` once the lock is held."""
+    if lock.stale:
+        print(f"musicgym: note: took over the stale lock of {lock.stale}", file=sys.stderr)
+    held = run_files_in(folder, run_files)
+    if held and not resume and not overwrite:
+        shown = sorted(held, key=lambda path: (path.name.startswith("events."), path.name))
+        names = ", ".join(path.name for path in shown[:3]) + (", ..." if len(held) > 3 else "")
+        raise RunFolderError(
+            f"{folder}: holds a run ({names}); pass --resume to go on with it, --overwrite "
+            f"to replace it, or choose another {what}"
+        )
+    if overwrite:
+        for path in held:
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            except OSError as error:
+                raise OutputError(describe_os_error(error, path)) from None
+    remove_stale_temporaries(folder)
+    check_output_folder(folder, what, need_bytes)
+    with _quiet_writer_threads():
+        try:
+            yield folder
+        except OSError as error:  # e.g. TensorBoard's, which names no file
+            if error.errno not in WRITE_ERRORS:
+                raise
+            raise OutputError(describe_os_error(error, error.filename or folder)) from None
+
+
+@contextlib.contextmanager
+def _quiet_writer_threads() -> Iterator[None]:
+    """A background writer thread (TensorBoard's) that fails on a full or read-only disk prints
+    no traceback: the training thread meets the same error at its next write and reports it."""
+    previous = threading.excepthook
+
+    def hook(args: Any) -> None:
+        if not (isinstance(args.exc_value, OSError) and args.exc_value.errno in WRITE_ERRORS):
+            previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
 
 
 class StopSignals:

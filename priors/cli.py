@@ -169,14 +169,13 @@ def add_prior_commands(subparsers: argparse._SubParsersAction) -> None:
 def _prior_train(args: argparse.Namespace) -> int:
     import json
 
-    from musicgym.cli import dataclass_from_args
-    from musicgym.errors import ArgumentError
+    from musicgym.cli import dataclass_from_args, option_error
     from priors.train import TrainConfig, train
 
     try:
         config = dataclass_from_args(TrainConfig, args)
     except ValueError as error:
-        raise ArgumentError(str(error)) from None
+        raise option_error(error, TrainConfig) from None
     print(json.dumps(train(config), indent=2))
     return 0
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -377,17 +378,23 @@ def _convert_corpus(kind, resolution, lowest_pitch, num_pitches, progress):
 
 
 def _write_cache(path: Path, pieces: list[NoteState], sharps: list[int], folded: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(
-        tmp,
-        frames=np.concatenate([p.matrix for p in pieces]),
-        lengths=np.array([p.num_steps for p in pieces]),
-        names=np.array([p.name for p in pieces]),
-        sharps=np.array(sharps, np.int64),
-        folded=np.array(folded),
-    )
-    os.replace(tmp, path)
+    """Cache a conversion atomically; a cache that cannot be written (read-only, full) is
+    skipped with a note: the next load converts again."""
+    from musicgym.errors import OutputError
+    from musicgym.fileio import atomic_output
+
+    try:
+        with atomic_output(path) as temporary:
+            np.savez_compressed(
+                temporary,
+                frames=np.concatenate([p.matrix for p in pieces]),
+                lengths=np.array([p.num_steps for p in pieces]),
+                names=np.array([p.name for p in pieces]),
+                sharps=np.array(sharps, np.int64),
+                folded=np.array(folded),
+            )
+    except OutputError as error:
+        print(f"musicgym: note: conversion not cached: {error}", file=sys.stderr)
 
 
 def _read_cache(path: Path, resolution: int, lowest_pitch: int):
