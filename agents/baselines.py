@@ -338,6 +338,20 @@ def _set_vec_env_state(envs: DummyVecEnv, state: dict[str, Any]) -> None:
     envs._seeds = list(state["seeds"])
 
 
+def _lstm_states(model: BaseAlgorithm) -> list[list[torch.Tensor]] | None:
+    """RecurrentPPO's LSTM states at the last observation (its save leaves them out)."""
+    states = getattr(model, "_last_lstm_states", None)
+    return None if states is None else [[t.detach().cpu().clone() for t in pair] for pair in states]
+
+
+def _set_lstm_states(model: BaseAlgorithm, saved: list[list[torch.Tensor]] | None) -> None:
+    states = getattr(model, "_last_lstm_states", None)
+    if states is not None and saved is not None:
+        model._last_lstm_states = type(states)(  # type: ignore[attr-defined]
+            *(tuple(t.to(model.device) for t in pair) for pair in saved)
+        )
+
+
 class MusicStatisticsCallback(BaseCallback):
     """Every ``interval`` environment steps, compose ``melodies`` melodies and record the spec's
     statistics (and their mean log p under ``prior``, if given) under ``music/``."""
@@ -537,6 +551,7 @@ def _train(
             },
             "envs": _vec_env_state(envs),
             "eval_envs": _vec_env_state(eval_envs),
+            "lstm_states": _lstm_states(model),
             "music": {"next_evaluation": music.next_evaluation},
             "evaluation": {
                 "n_calls": evaluation.n_calls,
@@ -583,6 +598,7 @@ def _train(
         version, keys, gauss = rng["python"]
         random.setstate((version, tuple(keys), gauss))
         model.action_space.np_random.bit_generator.state = rng["action_space"]
+        _set_lstm_states(model, saved.get("lstm_states"))
 
     points = ResumePoints(config.checkpoint_interval, config.max_minutes, stop, save)
     bar = ProgressBarCallback() if progress and _progress_bar_available() else None
