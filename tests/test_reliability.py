@@ -381,7 +381,10 @@ def test_rl_tuner_interrupted_at_a_random_step_resumes_bit_for_bit(tmp_path, set
     )
 
 
-@pytest.mark.parametrize("algo", ["dqn", "ppo"])
+SB3_RESUMED = ["dqn", "ppo"] + ["a2c", "qrdqn", "recurrentppo"] * ("MUSICGYM_ALL_SB3" in os.environ)
+
+
+@pytest.mark.parametrize("algo", SB3_RESUMED)
 def test_sb3_interrupted_at_a_random_step_resumes_bit_for_bit(tmp_path, algo):
     """DQN: epsilon-greedy draws, replay sampling and the environments restored; PPO: action
     sampling and minibatch order. SIGINT stops at the end of the rollout in progress (DQN: 4
