@@ -104,9 +104,11 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
     """Delete the temporary files that interrupted :func:`atomic_output` writes left in
-    ``folder`` (and its subfolders); call it only while no other process writes there."""
+    ``folder`` and its subfolders (one level: ``checkpoints/``); call it only while no other
+    process writes there."""
     removed = []
-    for path in Path(folder).rglob(".*.tmp*"):
+    folder = Path(folder)
+    for path in [*folder.glob(".*.tmp*"), *folder.glob("*/.*.tmp*")]:
         if path.is_file() and TEMPORARY.match(path.name):
             with contextlib.suppress(OSError):
                 path.unlink()

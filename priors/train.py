@@ -438,7 +438,7 @@ def train_command(config: TrainConfig) -> str:
     words = ["musicgym", "prior", "train"]
     for f in fields(TrainConfig):
         value, default = getattr(config, f.name), f.default
-        if value == default or f.name in ("resume", "progress"):
+        if value == default or f.name in ("resume", "overwrite", "progress"):
             continue
         option = "--" + f.name.replace("_", "-")
         if isinstance(value, bool):
