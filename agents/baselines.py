@@ -4,8 +4,9 @@ Standard SB3 usage and nothing re-implemented: the env id through ``make_vec_env
 the environment's observation (the recent tokens one-hot, the bar position and the progress; an
 LSTM policy for RecurrentPPO), ``CheckpointCallback`` and ``EvalCallback``, ``progress_bar=True``
 and ``tensorboard_log``. One small callback adds the spec's statistics of composed melodies under
-``music/`` at every evaluation. SB3's defaults are used except where a 32-step episode on a 2-core
-machine needs otherwise (:data:`DEFAULTS`); ``--hyperparameters`` (JSON) overrides any of them.
+``music/`` at every evaluation, and a few of the melodies as audio and piano rolls. SB3's defaults
+are used except where a 32-step episode on a 2-core machine needs otherwise (:data:`DEFAULTS`);
+``--hyperparameters`` (JSON) overrides any of them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import TensorBoardOutputFormat
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from agents.action_scores import melody_statistics
@@ -160,13 +162,20 @@ class SB3Agent:
 
 class MusicStatisticsCallback(BaseCallback):
     """Every ``interval`` environment steps, compose ``melodies`` melodies and record the spec's
-    statistics (and their mean log p under ``prior``, if given) under ``music/``."""
+    statistics (and their mean log p under ``prior``, if given) under ``music/``, and the first
+    ``listen`` of them as audio and piano rolls (:func:`musicgym.audio.log_compositions`)."""
 
     def __init__(
-        self, env: EnvConfig, interval: int, melodies: int, prior: BiaxialLSTM | None
+        self,
+        env: EnvConfig,
+        interval: int,
+        melodies: int,
+        prior: BiaxialLSTM | None,
+        listen: int = 4,
     ) -> None:
         super().__init__()
         self.env, self.interval, self.melodies, self.prior = env, interval, melodies, prior
+        self.listen = listen
         self.next_evaluation = interval
 
     def _on_step(self) -> bool:
@@ -186,6 +195,19 @@ class MusicStatisticsCallback(BaseCallback):
         for name, value in statistics.items():
             self.logger.record(f"music/{name}", value)
         self.logger.dump(self.num_timesteps)
+        writer = next(
+            (
+                f.writer
+                for f in self.logger.output_formats
+                if isinstance(f, TensorBoardOutputFormat)
+            ),
+            None,
+        )
+        if writer is not None:
+            from musicgym.audio import log_compositions
+
+            log_compositions(writer, melodies, self.num_timesteps, tag="music", n=self.listen)
+            writer.flush()
 
 
 def resume_point(out: Path) -> Path:

@@ -4,7 +4,8 @@
 :data:`agents.ALGORITHMS`; its options are generated from :class:`~agents.rl_tuner.RLTunerConfig`
 and :class:`~agents.baselines.SB3Config` (each applies to the algorithms of its dataclass; an
 option left out keeps that dataclass's default). ``musicgym agent compose --agent PATH --n 16 --out
-DIR [--png]`` writes the melodies of any agent as MIDI files (and piano rolls).
+DIR [--png] [--wav]`` writes the melodies of any agent as MIDI files (and piano rolls, and WAV
+files).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     from agents.baselines import SB3Config
     from agents.rl_tuner import RLTunerConfig
     from musicgym.cli import add_dataclass_arguments
+    from musicgym.midi_cli import add_audio_arguments
 
     agent = subparsers.add_parser("agent", help="train agents and compose with them")
     commands = agent.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -57,6 +59,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     compose.add_argument("--greedy", action="store_true", help="always the best action")
     compose.add_argument("--length", type=int, default=32, help="tokens, for prior and random")
     compose.add_argument("--png", action="store_true", help="also write piano rolls")
+    compose.add_argument("--wav", action="store_true", help="also write the sound of each (WAV)")
+    add_audio_arguments(compose)
     compose.set_defaults(func=_compose)
 
 
@@ -104,12 +108,25 @@ def _compose(args: argparse.Namespace) -> int:
     from musicgym.metrics import STATISTICS, evaluate_melodies
     from musicgym.midi import write_melody
 
+    if args.wav:  # a bad soundfont or synthesizer fails before the agent composes
+        from musicgym.audio import choose_synthesizer
+
+        synthesizer, soundfont = choose_synthesizer(args.synthesizer, args.soundfont)
     agent = agents.load(args.agent, length=args.length)
     melodies = agent.compose(args.n, seed=args.seed, greedy=args.greedy)
     args.out.mkdir(parents=True, exist_ok=True)
-    for i, melody in enumerate(melodies):
-        write_melody(melody, args.out / f"melody_{i:03d}.mid")
+    midi_paths = [args.out / f"melody_{i:03d}.mid" for i in range(len(melodies))]
+    for melody, path in zip(melodies, midi_paths):
+        write_melody(melody, path)
     (args.out / "melodies.json").write_text(json.dumps(melodies) + "\n")
+    if args.wav:
+        from musicgym.audio import SOUNDFONT_HINT, write_wavs_beside
+
+        write_wavs_beside(
+            midi_paths, program=args.program, soundfont=soundfont, synthesizer=synthesizer
+        )
+        how = f"FluidSynth with {soundfont}" if soundfont else f"plain synthesis ({SOUNDFONT_HINT})"
+        print(f"WAV files beside the MIDI files: {how}")
     if args.png:
         from musicgym.pianoroll import save_piano_roll
         from musicgym.tokens import tokens_to_note_state

@@ -6,14 +6,16 @@ samples melodies from it, tunes it briefly with the RL Tuner (``rltuner-q``) on
 ``MusicComposition-v0``, composes with the tuned agent, and writes a folder::
 
     musicgym-demo/
-        prior/melody_00.mid ...   melodies sampled from the prior
-        tuned/melody_00.mid ...   melodies of the tuned agent
+        index.html                the gallery: statistics, and every melody's roll and sound
+        prior/melody_00.mid ...   melodies sampled from the prior (.wav and .png beside each)
+        tuned/melody_00.mid ...   melodies of the tuned agent (.wav and .png beside each)
         piano_rolls.png           the first of each, side by side
         statistics.json           the table below, as numbers
         run/                      the training run (TensorBoard logs, checkpoint)
 
-and prints the spec's statistics of both, beside Jaques et al.'s Q column. It plays and downloads
-nothing.
+and prints the spec's statistics of both, beside Jaques et al.'s Q column, and the gallery's path
+(open it in a browser: prior and tuned melodies side by side, each playable). It plays and
+downloads nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from musicgym.metrics import PUBLISHED, STATISTICS
 
@@ -47,6 +50,11 @@ class DemoConfig:
     """Seed of training and composing."""
     prior: str = "melody16"
     """The prior: a shipped name (melody16, bach16) or a checkpoint path."""
+    soundfont: str | None = None
+    """General MIDI soundfont for the WAV files (default: the system's, e.g.
+    /usr/share/sounds/sf2/FluidR3_GM.sf2)."""
+    synthesizer: Literal["auto", "fluidsynth", "plain"] = "auto"
+    """How the WAV files are rendered: fluidsynth, plain, or auto (fluidsynth when installed)."""
 
 
 def run(config: DemoConfig) -> dict[str, dict[str, float]]:
@@ -55,10 +63,15 @@ def run(config: DemoConfig) -> dict[str, dict[str, float]]:
     from agents.action_scores import melody_statistics
     from agents.common import load_prior
     from agents.rl_tuner import RLTunerConfig, train
+    from benchmarks.gallery import write_gallery
+    from musicgym.audio import choose_synthesizer, synthesizer_note, write_wavs_beside
     from musicgym.midi import write_melody
     from musicgym.pianoroll import save_piano_roll_sheet
     from musicgym.tokens import tokens_to_note_state
 
+    # A bad soundfont fails now, not after the training.
+    synthesis = {"soundfont": config.soundfont, "synthesizer": config.synthesizer}
+    synthesizer, soundfont = choose_synthesizer(**synthesis)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     prior = load_prior(config.prior)
@@ -83,15 +96,20 @@ def run(config: DemoConfig) -> dict[str, dict[str, float]]:
     for name, melodies in (("prior", sampled), ("tuned", tuned)):
         folder = out / name
         folder.mkdir(exist_ok=True)
-        for i, melody in enumerate(melodies[: config.keep]):
-            write_melody(melody, folder / f"melody_{i:02d}.mid")
+        kept = [folder / f"melody_{i:02d}.mid" for i in range(min(config.keep, len(melodies)))]
+        for melody, path in zip(melodies, kept):
+            write_melody(melody, path)
+        write_wavs_beside(kept, soundfont=soundfont, synthesizer=synthesizer)
         table[name] = melody_statistics(prior, melodies)
     rolls = [tokens_to_note_state(m) for pair in zip(sampled[:4], tuned[:4]) for m in pair]
     titles = [f"{name} #{i}" for i in range(4) for name in ("prior", "tuned")]
     save_piano_roll_sheet(rolls, out / "piano_rolls.png", titles, columns=2)
     (out / "statistics.json").write_text(json.dumps(table, indent=1) + "\n")
+    gallery = write_gallery(out, title="musicgym demo: prior and tuned melodies", **synthesis)
     print(format_table(table))
-    print(f"\nMIDI files, piano rolls and the training run are in {out}/")
+    print(f"\nMIDI and WAV files, piano rolls and the training run are in {out}/")
+    print(synthesizer_note(**synthesis))
+    print(f"listen: open {gallery}")
     return table
 
 

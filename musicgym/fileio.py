@@ -35,6 +35,17 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def write_problem(path: str | os.PathLike[str], error: OSError) -> str:
+    """One line saying why ``path`` could not be written (naming a file that stands where a
+    folder of the path should be)."""
+    for folder in Path(path).parents:
+        if folder.exists():
+            if not folder.is_dir():
+                return f"{path}: cannot write there, {folder} is a file, not a folder"
+            break
+    return f"{path}: cannot write ({error.strerror or error})"
+
+
 def save_checkpoint_file(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """``torch.save`` a checkpoint dict atomically."""
     import torch
