@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from musicgym.metrics import PUBLISHED, STATISTICS
+from musicgym.prior import DEFAULT_PRIOR
 
 
 @dataclass
@@ -35,11 +36,8 @@ class DemoConfig:
 
     out: str = "musicgym-demo"
     """Folder to write."""
-    steps: int = 6_000
-    """Environment steps of RL Tuner training (a few minutes on 2 CPU cores)."""
-    train_frequency: int = 8
-    """Environment steps per gradient step: four times the RL Tuner's default, since a short run
-    needs the updates more than the speed."""
+    steps: int = 20_000
+    """Environment steps of RL Tuner training (about two minutes on one CPU core)."""
     max_minutes: float = 4.0
     """Stop training after this many minutes, whatever --steps says."""
     melodies: int = 64
@@ -48,8 +46,8 @@ class DemoConfig:
     """Melodies of each written as MIDI files."""
     seed: int = 0
     """Seed of training and composing."""
-    prior: str = "melody16"
-    """The prior: a shipped name (melody16, bach16) or a checkpoint path."""
+    prior: str = DEFAULT_PRIOR
+    """The prior: a shipped name (melody16c, melody16, bach16) or a checkpoint path."""
     soundfont: str | None = None
     """General MIDI soundfont for the WAV files (default: the system's, e.g.
     /usr/share/sounds/sf2/FluidR3_GM.sf2)."""
@@ -82,12 +80,10 @@ def run(config: DemoConfig) -> dict[str, dict[str, float]]:
     tuner_config = RLTunerConfig(
         prior=config.prior,
         steps=config.steps,
-        train_frequency=config.train_frequency,
         seed=config.seed,
         max_minutes=config.max_minutes,
         eval_interval=max(config.steps // 2, 1),
         checkpoint_interval=config.steps,
-        exploration_fraction=0.3,
     )
     tuner = train(tuner_config, out / "run", resume=(out / "run" / "agent.json").exists())
     tuned = tuner.compose(config.melodies, seed=config.seed)
