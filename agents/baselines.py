@@ -3,7 +3,8 @@
 Standard SB3 usage and nothing re-implemented: the env id through ``make_vec_env``, an MLP policy on
 the environment's observation (the recent tokens one-hot, the bar position and the progress; an
 LSTM policy for RecurrentPPO), ``EvalCallback``, a progress bar and ``tensorboard_log``. One small
-callback adds the spec's statistics of composed melodies under ``music/`` at every evaluation.
+callback adds the spec's statistics of composed melodies under ``music/`` at every evaluation,
+and a few of the melodies as audio and piano rolls.
 SB3's defaults are used except where a 32-step episode on a 2-core machine needs otherwise
 (:data:`DEFAULTS`); ``--hyperparameters`` (JSON) overrides any of them.
 
@@ -48,6 +49,7 @@ from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback, ProgressBarCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import TensorBoardOutputFormat
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv
@@ -126,7 +128,7 @@ class SB3Config(RunConfig):
     eval_episodes: int = 8
     """Melodies per evaluation."""
     checkpoint_interval: int = 5_000
-    """Environment steps between checkpoints (CheckpointCallback)."""
+    """Environment steps between resume points (see the module docstring)."""
     hyperparameters: str = "{}"
     """JSON of constructor arguments for the SB3 algorithm, e.g. '{"learning_rate": 1e-4}'."""
     checkpoint_replay: bool = False
@@ -354,13 +356,20 @@ def _set_lstm_states(model: BaseAlgorithm, saved: list[list[torch.Tensor]] | Non
 
 class MusicStatisticsCallback(BaseCallback):
     """Every ``interval`` environment steps, compose ``melodies`` melodies and record the spec's
-    statistics (and their mean log p under ``prior``, if given) under ``music/``."""
+    statistics (and their mean log p under ``prior``, if given) under ``music/``, and the first
+    ``listen`` of them as audio and piano rolls (:func:`musicgym.audio.log_compositions`)."""
 
     def __init__(
-        self, env: EnvConfig, interval: int, melodies: int, prior: BiaxialLSTM | None
+        self,
+        env: EnvConfig,
+        interval: int,
+        melodies: int,
+        prior: BiaxialLSTM | None,
+        listen: int = 4,
     ) -> None:
         super().__init__()
         self.env, self.interval, self.melodies, self.prior = env, interval, melodies, prior
+        self.listen = listen
         self.next_evaluation = interval
 
     def _on_training_start(self) -> None:
@@ -385,6 +394,19 @@ class MusicStatisticsCallback(BaseCallback):
         for name, value in statistics.items():
             self.logger.record(f"music/{name}", value)
         self.logger.dump(self.num_timesteps)
+        writer = next(
+            (
+                f.writer
+                for f in self.logger.output_formats
+                if isinstance(f, TensorBoardOutputFormat)
+            ),
+            None,
+        )
+        if writer is not None:
+            from musicgym.audio import log_compositions
+
+            log_compositions(writer, melodies, self.num_timesteps, tag="music", n=self.listen)
+            writer.flush()
 
 
 class SaveBestModel(BaseCallback):

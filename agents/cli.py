@@ -5,8 +5,8 @@
 and :class:`~agents.baselines.SB3Config` (each applies to the algorithms of its dataclass; an
 option left out keeps that dataclass's default, or with ``--resume`` the run's setting). A folder
 that holds a run is refused unless ``--resume`` (go on with it) or ``--overwrite`` (replace it).
-``musicgym agent compose --agent PATH --n 16 --out DIR [--png]`` writes the melodies of any agent
-as MIDI files (and piano rolls).
+``musicgym agent compose --agent PATH --n 16 --out DIR [--png] [--wav]`` writes the melodies of
+any agent as MIDI files (and piano rolls, and WAV files).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     from agents.baselines import SB3Config
     from agents.rl_tuner import RLTunerConfig
     from musicgym.cli import add_dataclass_arguments, non_negative_int, positive_int
+    from musicgym.midi_cli import add_audio_arguments
 
     agent = subparsers.add_parser("agent", help="train agents and compose with them")
     commands = agent.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -73,6 +74,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--length", type=positive_int, default=32, help="tokens, for prior and random"
     )
     compose.add_argument("--png", action="store_true", help="also write piano rolls")
+    compose.add_argument("--wav", action="store_true", help="also write the sound of each (WAV)")
+    add_audio_arguments(compose)
     compose.set_defaults(func=_compose)
 
 
@@ -154,13 +157,26 @@ def _compose(args: argparse.Namespace) -> int:
     from musicgym.midi import write_melody
     from musicgym.runs import check_output_folder
 
+    if args.wav:  # a bad soundfont or synthesizer fails before the agent composes
+        from musicgym.audio import choose_synthesizer
+
+        synthesizer, soundfont = choose_synthesizer(args.synthesizer, args.soundfont)
     agent = agents.load(args.agent, length=args.length)
     check_output_folder(args.out)
     melodies = agent.compose(args.n, seed=args.seed, greedy=args.greedy)
-    for i, melody in enumerate(melodies):
-        write_melody(melody, args.out / f"melody_{i:03d}.mid")
+    midi_paths = [args.out / f"melody_{i:03d}.mid" for i in range(len(melodies))]
+    for melody, path in zip(melodies, midi_paths):
+        write_melody(melody, path)
     with atomic_output(args.out / "melodies.json") as temporary:
         temporary.write_text(json.dumps(melodies) + "\n")
+    if args.wav:
+        from musicgym.audio import SOUNDFONT_HINT, write_wavs_beside
+
+        write_wavs_beside(
+            midi_paths, program=args.program, soundfont=soundfont, synthesizer=synthesizer
+        )
+        how = f"FluidSynth with {soundfont}" if soundfont else f"plain synthesis ({SOUNDFONT_HINT})"
+        print(f"WAV files beside the MIDI files: {how}")
     if args.png:
         from musicgym.pianoroll import save_piano_roll
         from musicgym.tokens import tokens_to_note_state

@@ -886,9 +886,14 @@ def _train(
         (out / REPLAY_CHECKPOINT).unlink(missing_ok=True)  # an older version's, now stale
         write_agent_info(out, f"rltuner-{config.algo}", **info, trained_steps=global_step)
 
-    def evaluate() -> dict[str, float]:
+    def evaluate(writer) -> None:
+        """Statistics of freshly composed melodies under music/, a few of them heard and seen."""
+        from musicgym.audio import log_compositions
+
         composed = agent.compose(config.eval_melodies, seed=config.seed)
-        return melody_statistics(agent.prior, composed, config.key)
+        for name, value in melody_statistics(agent.prior, composed, config.key).items():
+            writer.add_scalar(f"music/{name}", value, global_step)
+        log_compositions(writer, composed, global_step)
 
     bar = tqdm(total=config.steps, initial=global_step, disable=not progress, unit="step")
     start_time, start_step = time.time(), global_step
@@ -951,8 +956,7 @@ def _train(
         if global_step >= min(next_eval, config.steps):
             next_eval += config.eval_interval
             if writer:
-                for name, value in evaluate().items():
-                    writer.add_scalar(f"music/{name}", value, global_step)
+                evaluate(writer)
         if global_step >= next_checkpoint:
             next_checkpoint += config.checkpoint_interval
             save()

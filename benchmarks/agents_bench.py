@@ -65,6 +65,7 @@ from musicgym.metrics import (
     t_interval,
 )
 from musicgym.notestate import SIXTEENTH_NOTES
+from musicgym.prior import DEFAULT_PRIOR
 
 if TYPE_CHECKING:
     from priors.model import BiaxialLSTM
@@ -142,10 +143,9 @@ class AgentsBenchConfig:
     jobs: int = 1
     """Agents trained and measured side by side, each in its own process with one torch thread
     (one per CPU core is fastest)."""
-    prior: str = "melody16"
-    """Prior of the environment (a shipped name or a checkpoint path). melody16 rather than the
-    environment's default bach16: the RL Tuner tunes it better (the prior ablation of
-    RESULTS.md)."""
+    prior: str = DEFAULT_PRIOR
+    """Prior of the environment (a shipped name or a checkpoint path); the default is the one
+    under which the tuned table is best (the prior ablation of RESULTS.md)."""
     rules: str = "jaques2017"
     """Reward rules (preset or names)."""
     c: float = 0.5
@@ -679,19 +679,24 @@ def write_csv(path: Path, table: dict[str, dict[str, Cell]]) -> None:
 
 
 def write_samples(out: Path, samples: dict[str, list[list[int]]], per_agent: int = 4) -> None:
-    """MIDI files of the first melodies of each agent and one sheet of their piano rolls."""
+    """MIDI files (and a WAV beside each) of the first melodies of each agent and one sheet of
+    their piano rolls."""
+    from musicgym.audio import write_wavs_beside
     from musicgym.midi import write_melody
     from musicgym.pianoroll import save_piano_roll_sheet
-    from musicgym.tokens import tokens_to_note_state
+    from musicgym.tokens import FIRST_PITCH_TOKEN, tokens_to_note_state
 
-    rolls, titles = [], []
+    rolls, titles, midi_paths = [], [], []
     for name, melodies in samples.items():
         folder = out / "midi" / name
         folder.mkdir(parents=True, exist_ok=True)
         for i, melody in enumerate(melodies[:per_agent]):
             write_melody(melody, folder / f"melody_{i}.mid")
+            if any(token >= FIRST_PITCH_TOKEN for token in melody):  # silence has no sound
+                midi_paths.append(folder / f"melody_{i}.mid")
             rolls.append(tokens_to_note_state(melody))
             titles.append(f"{name} #{i}")
+    write_wavs_beside(midi_paths)
     save_piano_roll_sheet(rolls, out / "piano_rolls.png", titles, columns=per_agent)
 
 

@@ -1,5 +1,5 @@
-"""Command-line groups of this package (``bench``, later ``demo``), added to ``musicgym`` through
-the ``musicgym.cli`` entry point.
+"""Command-line groups of this package (``bench``, ``demo`` and ``gallery``), added to ``musicgym``
+through the ``musicgym.cli`` entry point.
 
 Each benchmark is a ``musicgym bench NAME`` subcommand. To add one, write a function that takes
 the ``bench`` group's subparsers, adds a parser and sets its ``func``, and decorate it with
@@ -23,9 +23,11 @@ def bench_command(add: BenchAdder) -> BenchAdder:
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add this package's command groups to the ``musicgym`` command: ``bench`` and ``demo``."""
+    """Add this package's command groups to the ``musicgym`` command: ``bench``, ``demo`` and
+    ``gallery``."""
     add_bench_group(subparsers)
     add_demo_command(subparsers)
+    add_gallery_command(subparsers)
 
 
 def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
@@ -45,6 +47,33 @@ def _run_demo(args: argparse.Namespace) -> int:
     from musicgym.cli import dataclass_from_args
 
     run(dataclass_from_args(DemoConfig, args))
+    return 0
+
+
+def add_gallery_command(subparsers: argparse._SubParsersAction) -> None:
+    from musicgym.midi_cli import add_audio_arguments
+
+    gallery = subparsers.add_parser(
+        "gallery",
+        help="write DIR/index.html: hear and see what the agents of a demo, bench or agent "
+        "folder composed",
+        description="Write DIR/index.html for a folder of `musicgym demo`, `bench agents`, "
+        "`agent compose` or `agent train`: each agent's statistics beside the published columns, "
+        "and per piece a piano roll, an audio player and its MIDI file. WAV and PNG files "
+        "missing beside the MIDI files are rendered first. The page is static: open it from "
+        "disk.",
+    )
+    gallery.add_argument("folder", help="a demo, bench, compose or agent run folder")
+    gallery.add_argument("--title", help="the page's title (default: the folder's name)")
+    add_audio_arguments(gallery)
+    gallery.set_defaults(func=_run_gallery)
+
+
+def _run_gallery(args: argparse.Namespace) -> int:
+    from benchmarks.gallery import write_gallery
+    from musicgym.midi_cli import audio_options
+
+    print(write_gallery(args.folder, title=args.title, **audio_options(args)))
     return 0
 
 
@@ -138,6 +167,24 @@ def _run_prior(args: argparse.Namespace) -> int:
 
 
 @bench_command
+def _add_tuner(benchmarks: argparse._SubParsersAction) -> None:
+    parser = benchmarks.add_parser(
+        "tuner", help="RL Tuner training env-steps/s against the env alone, in one run"
+    )
+    parser.add_argument("--prior", default="melody16c", help="prior (default melody16c)")
+    parser.add_argument("--num-envs", type=int, default=16, help="vector size (default 16)")
+    parser.add_argument("--steps", type=int, default=4_000, help="env steps a row (default 4000)")
+    parser.set_defaults(func=_run_tuner)
+
+
+def _run_tuner(args: argparse.Namespace) -> int:
+    from benchmarks import tuner_bench
+
+    tuner_bench.run(prior_name=args.prior, num_envs=args.num_envs, steps=args.steps)
+    return 0
+
+
+@bench_command
 def _add_agents(benchmarks: argparse._SubParsersAction) -> None:
     from benchmarks.agents_bench import AgentsBenchConfig
     from musicgym.cli import add_dataclass_arguments
@@ -157,7 +204,7 @@ def _add_agents(benchmarks: argparse._SubParsersAction) -> None:
         "--seeds",
         type=lambda text: tuple(int(s) for s in text.split(",")),
         default=AgentsBenchConfig.seeds,
-        help="comma-separated seeds; several report mean and spread (default: 0)",
+        help="comma-separated seeds; several give a t interval over seeds (default: 0)",
     )
     parser.set_defaults(func=_run_agents)
 
@@ -182,6 +229,7 @@ def _add_all(benchmarks: argparse._SubParsersAction) -> None:
 
 def _run_all(args: argparse.Namespace) -> int:
     from benchmarks import agents_bench, env_bench, midi_conversion, prior_bench
+    from benchmarks.gallery import write_gallery
 
     quick = args.quick
     print("== bench midi")
@@ -201,4 +249,5 @@ def _run_all(args: argparse.Namespace) -> int:
             jobs=2,
         )
     agents_bench.run(config)
+    print(f"\ngallery: {write_gallery(args.out)}")
     return 0

@@ -6,14 +6,16 @@ samples melodies from it, tunes it briefly with the RL Tuner (``rltuner-q``) on
 ``MusicComposition-v0``, composes with the tuned agent, and writes a folder::
 
     musicgym-demo/
-        prior/melody_00.mid ...   melodies sampled from the prior
-        tuned/melody_00.mid ...   melodies of the tuned agent
+        index.html                the gallery: statistics, and every melody's roll and sound
+        prior/melody_00.mid ...   melodies sampled from the prior (.wav and .png beside each)
+        tuned/melody_00.mid ...   melodies of the tuned agent (.wav and .png beside each)
         piano_rolls.png           the first of each, side by side
         statistics.json           the table below, as numbers
         run/                      the training run (TensorBoard logs, checkpoint)
 
-and prints the spec's statistics of both, beside Jaques et al.'s Q column. It plays and downloads
-nothing.
+and prints the spec's statistics of both, beside Jaques et al.'s Q column, and the gallery's path
+(open it in a browser: prior and tuned melodies side by side, each playable). It plays and
+downloads nothing.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from musicgym.metrics import PUBLISHED, STATISTICS
+from musicgym.prior import DEFAULT_PRIOR
 
 
 @dataclass
@@ -32,11 +36,8 @@ class DemoConfig:
 
     out: str = "musicgym-demo"
     """Folder to write."""
-    steps: int = 6_000
-    """Environment steps of RL Tuner training (a few minutes on 2 CPU cores)."""
-    train_frequency: int = 8
-    """Environment steps per gradient step: four times the RL Tuner's default, since a short run
-    needs the updates more than the speed."""
+    steps: int = 20_000
+    """Environment steps of RL Tuner training (about two minutes on one CPU core)."""
     max_minutes: float = 4.0
     """Stop training after this many minutes, whatever --steps says."""
     melodies: int = 64
@@ -45,8 +46,13 @@ class DemoConfig:
     """Melodies of each written as MIDI files."""
     seed: int = 0
     """Seed of training and composing."""
-    prior: str = "melody16"
-    """The prior: a shipped name (melody16, bach16) or a checkpoint path."""
+    prior: str = DEFAULT_PRIOR
+    """The prior: a shipped name (melody16c, melody16, bach16) or a checkpoint path."""
+    soundfont: str | None = None
+    """General MIDI soundfont for the WAV files (default: the system's, e.g.
+    /usr/share/sounds/sf2/FluidR3_GM.sf2)."""
+    synthesizer: Literal["auto", "fluidsynth", "plain"] = "auto"
+    """How the WAV files are rendered: fluidsynth, plain, or auto (fluidsynth when installed)."""
 
 
 def run(config: DemoConfig) -> dict[str, dict[str, float]]:
@@ -55,10 +61,15 @@ def run(config: DemoConfig) -> dict[str, dict[str, float]]:
     from agents.action_scores import melody_statistics
     from agents.common import load_prior
     from agents.rl_tuner import RLTunerConfig, train
+    from benchmarks.gallery import write_gallery
+    from musicgym.audio import choose_synthesizer, synthesizer_note, write_wavs_beside
     from musicgym.midi import write_melody
     from musicgym.pianoroll import save_piano_roll_sheet
     from musicgym.tokens import tokens_to_note_state
 
+    # A bad soundfont fails now, not after the training.
+    synthesis = {"soundfont": config.soundfont, "synthesizer": config.synthesizer}
+    synthesizer, soundfont = choose_synthesizer(**synthesis)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     prior = load_prior(config.prior)
@@ -69,12 +80,10 @@ def run(config: DemoConfig) -> dict[str, dict[str, float]]:
     tuner_config = RLTunerConfig(
         prior=config.prior,
         steps=config.steps,
-        train_frequency=config.train_frequency,
         seed=config.seed,
         max_minutes=config.max_minutes,
         eval_interval=max(config.steps // 2, 1),
         checkpoint_interval=config.steps,
-        exploration_fraction=0.3,
     )
     tuner = train(tuner_config, out / "run", resume=(out / "run" / "agent.json").exists())
     tuned = tuner.compose(config.melodies, seed=config.seed)
@@ -83,15 +92,20 @@ def run(config: DemoConfig) -> dict[str, dict[str, float]]:
     for name, melodies in (("prior", sampled), ("tuned", tuned)):
         folder = out / name
         folder.mkdir(exist_ok=True)
-        for i, melody in enumerate(melodies[: config.keep]):
-            write_melody(melody, folder / f"melody_{i:02d}.mid")
+        kept = [folder / f"melody_{i:02d}.mid" for i in range(min(config.keep, len(melodies)))]
+        for melody, path in zip(melodies, kept):
+            write_melody(melody, path)
+        write_wavs_beside(kept, soundfont=soundfont, synthesizer=synthesizer)
         table[name] = melody_statistics(prior, melodies)
     rolls = [tokens_to_note_state(m) for pair in zip(sampled[:4], tuned[:4]) for m in pair]
     titles = [f"{name} #{i}" for i in range(4) for name in ("prior", "tuned")]
     save_piano_roll_sheet(rolls, out / "piano_rolls.png", titles, columns=2)
     (out / "statistics.json").write_text(json.dumps(table, indent=1) + "\n")
+    gallery = write_gallery(out, title="musicgym demo: prior and tuned melodies", **synthesis)
     print(format_table(table))
-    print(f"\nMIDI files, piano rolls and the training run are in {out}/")
+    print(f"\nMIDI and WAV files, piano rolls and the training run are in {out}/")
+    print(synthesizer_note(**synthesis))
+    print(f"listen: open {gallery}")
     return table
 
 

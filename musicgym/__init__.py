@@ -1,6 +1,7 @@
 """musicgym: music composition as a reinforcement-learning problem."""
 
 from musicgym.errors import (
+    AudioError,
     CheckpointError,
     DatasetError,
     EnvArgumentError,
@@ -32,6 +33,7 @@ def _register_envs() -> None:
 _register_envs()
 
 __all__ = [
+    "AudioError",
     "CheckpointError",
     "DatasetError",
     "EnvArgumentError",

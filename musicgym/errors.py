@@ -11,6 +11,11 @@ class MidiError(MusicgymError):
     """A MIDI file is missing, empty, truncated, corrupt, or holds no notes."""
 
 
+class AudioError(MusicgymError):
+    """A soundfont is missing or corrupt, a synthesizer cannot be loaded, or audio cannot be
+    written."""
+
+
 class DatasetError(MusicgymError):
     """A dataset name is unknown or a dataset file is malformed."""
 

@@ -116,6 +116,17 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
+def write_problem(path: str | os.PathLike[str], error: OSError) -> str:
+    """One line saying why ``path`` could not be written (naming a file that stands where a
+    folder of the path should be)."""
+    for folder in Path(path).parents:
+        if folder.exists():
+            if not folder.is_dir():
+                return f"{path}: cannot write there, {folder} is a file, not a folder"
+            break
+    return f"{path}: cannot write ({error.strerror or error})"
+
+
 def save_checkpoint_file(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """``torch.save`` a checkpoint dict atomically; :class:`OutputError` if it cannot be
     written (torch reports a full disk as a RuntimeError "enforce fail ... file write failed")."""

@@ -1,4 +1,5 @@
-"""The ``musicgym midi`` command group: ``inspect`` a MIDI file, ``render`` its piano roll."""
+"""The ``musicgym midi`` command group: ``inspect`` a MIDI file, ``render`` its piano roll and its
+sound."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from musicgym.cli import positive_int
+from musicgym.errors import MusicgymError
 from musicgym.notestate import SIXTEENTH_NOTES
 
 
@@ -26,9 +28,17 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     inspect.set_defaults(func=_inspect)
 
-    render = commands.add_parser("render", help="draw a MIDI file's piano roll to a PNG")
+    render = commands.add_parser(
+        "render",
+        help="draw a MIDI file's piano roll to a PNG, play it into a WAV, or both",
+        description="Write the piano roll (--png) and/or the sound (--wav) of a MIDI file. The "
+        "sound is FluidSynth with a General MIDI soundfont when both are installed (pip install "
+        "'musicgym[audio]'; Debian: libfluidsynth3 fluid-soundfont-gm), a plain synthesis "
+        "otherwise.",
+    )
     render.add_argument("file", help="a type 0 or type 1 MIDI file")
-    render.add_argument("--png", required=True, metavar="OUT", help="the picture to write")
+    render.add_argument("--png", metavar="OUT", help="the picture to write")
+    render.add_argument("--wav", metavar="OUT", help="the sound to write (16-bit mono WAV)")
     render.add_argument(
         "--resolution",
         type=positive_int,
@@ -36,6 +46,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="steps per quarter note (default: %(default)s)",
     )
     render.add_argument("--title", help="title above the roll (default: the file name)")
+    add_audio_arguments(render)
     render.set_defaults(func=_render)
 
 
@@ -71,15 +82,68 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _render(args: argparse.Namespace) -> int:
-    from musicgym.midi import read_midi
-    from musicgym.pianoroll import save_piano_roll
+def add_audio_arguments(parser: argparse.ArgumentParser, program: str = "piano") -> None:
+    """Add ``--soundfont``, ``--program`` and ``--synthesizer`` (the options of
+    :func:`musicgym.audio.render_midi`) to a command that writes WAV files."""
+    from musicgym.audio import PROGRAMS, SYNTHESIZERS
 
-    note_state = read_midi(args.file, resolution=args.resolution)
-    title = args.title if args.title is not None else Path(args.file).name
-    save_piano_roll(note_state, args.png, title=title)
-    print(
-        f"wrote {args.png}: {note_state.num_steps} steps x {note_state.num_pitches} pitches "
-        f"({note_state.lowest_pitch}..{note_state.highest_pitch})"
+    parser.add_argument(
+        "--soundfont",
+        metavar="PATH",
+        help="General MIDI .sf2 soundfont for FluidSynth (default: the system's, e.g. "
+        "/usr/share/sounds/sf2/FluidR3_GM.sf2)",
     )
+    parser.add_argument(
+        "--program",
+        default=program,
+        help=f"instrument of every part, or one per part separated by commas: "
+        f"{', '.join(PROGRAMS)} or a General MIDI program 0..127 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--synthesizer",
+        choices=SYNTHESIZERS,
+        default="auto",
+        help="fluidsynth, plain, or auto: fluidsynth when it is installed (default: %(default)s)",
+    )
+
+
+def audio_options(args: argparse.Namespace) -> dict[str, object]:
+    """:func:`musicgym.audio.render_midi`'s keyword arguments from the options of
+    :func:`add_audio_arguments`."""
+    return {"program": args.program, "soundfont": args.soundfont, "synthesizer": args.synthesizer}
+
+
+def _render(args: argparse.Namespace) -> int:
+    if args.png is None and args.wav is None:
+        raise MusicgymError(f"{args.file}: nothing to write; give --png OUT and/or --wav OUT")
+    if args.wav is not None:  # a bad soundfont fails before the picture is written
+        from musicgym.audio import choose_synthesizer
+
+        choose_synthesizer(args.synthesizer, args.soundfont)
+    if args.png is not None:
+        from musicgym.midi import read_midi
+        from musicgym.pianoroll import save_piano_roll
+
+        note_state = read_midi(args.file, resolution=args.resolution)
+        title = args.title if args.title is not None else Path(args.file).name
+        save_piano_roll(note_state, args.png, title=title)
+        print(
+            f"wrote {args.png}: {note_state.num_steps} steps x {note_state.num_pitches} pitches "
+            f"({note_state.lowest_pitch}..{note_state.highest_pitch})"
+        )
+    if args.wav is not None:
+        import time
+
+        from musicgym.audio import SOUNDFONT_HINT, render_midi, write_wav
+
+        start = time.perf_counter()
+        audio = render_midi(args.file, **audio_options(args))
+        write_wav(audio, args.wav)
+        seconds = time.perf_counter() - start
+        print(
+            f"wrote {args.wav}: {audio.seconds:.2f} s at {audio.sample_rate} Hz with "
+            f"{audio.synthesizer}, rendered in {seconds:.2f} s"
+        )
+        if audio.synthesizer == "plain":
+            print(f"note: {SOUNDFONT_HINT}")
     return 0
