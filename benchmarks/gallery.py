@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import quote
 
 from musicgym.errors import MusicgymError
-from musicgym.fileio import atomic_output, write_problem
+from musicgym.fileio import atomic_output, describe_os_error
 from musicgym.metrics import PUBLISHED, STATISTICS
 
 PAGE = "index.html"
@@ -204,7 +204,7 @@ def _agent_run(folder: Path) -> Gallery:
         with atomic_output(pieces / "melodies.json") as temporary:
             temporary.write_text(json.dumps(melodies) + "\n")
     except OSError as error:
-        raise GalleryError(write_problem(pieces, error)) from None
+        raise GalleryError(describe_os_error(error, pieces)) from None
     name = str(read_agent_info(folder).get("algo", folder.name))
     gallery = _compose(pieces, name)
     return Gallery(folder, "agent run", gallery.agents)
@@ -254,7 +254,7 @@ def _write_piano_roll(midi_path: Path, png_path: Path) -> None:
         with atomic_output(png_path) as temporary:
             matplotlib.image.imsave(temporary, image)
     except OSError as error:
-        raise GalleryError(write_problem(png_path, error)) from None
+        raise GalleryError(describe_os_error(error, png_path)) from None
 
 
 def render_pieces(gallery: Gallery, **synthesis: Any) -> int:
@@ -457,5 +457,5 @@ def write_gallery(
         with atomic_output(page) as temporary:
             temporary.write_text(page_html(gallery, title, note), encoding="utf-8")
     except OSError as error:
-        raise GalleryError(write_problem(page, error)) from None
+        raise GalleryError(describe_os_error(error, page)) from None
     return page

@@ -41,7 +41,7 @@ from typing import Any, Literal
 import numpy as np
 
 from musicgym.errors import AudioError
-from musicgym.fileio import atomic_output, write_problem
+from musicgym.fileio import atomic_output, describe_os_error
 from musicgym.midi import read_midi_notes
 from musicgym.notestate import NoteState
 
@@ -515,7 +515,7 @@ def write_wav(audio: Audio, path: str | os.PathLike[str]) -> None:
             wav.setframerate(audio.sample_rate)
             wav.writeframes(pcm.tobytes())
     except OSError as error:
-        raise AudioError(write_problem(path, error)) from None
+        raise AudioError(describe_os_error(error, path)) from None
 
 
 def read_wav(path: str | os.PathLike[str]) -> Audio:

@@ -46,8 +46,15 @@ def umask() -> int:
 
 
 def describe_os_error(error: OSError, path: str | os.PathLike[str] | None = None) -> str:
-    """One line: the path, what went wrong and what to do."""
+    """One line: the path, what went wrong and what to do (naming a file that stands where a
+    folder of the path should be)."""
     where = path if path is not None else (error.filename or "")
+    if where and error.errno in (errno.EEXIST, errno.ENOTDIR):
+        for folder in Path(where).parents:
+            if folder.exists():
+                if not folder.is_dir():
+                    return f"{where}: cannot write there, {folder} is a file, not a folder"
+                break
     advice = ADVICE.get(error.errno or 0, error.strerror or str(error))
     return f"{where}: {advice}" if where else advice
 
@@ -114,17 +121,6 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
                 path.unlink()
                 removed.append(path)
     return removed
-
-
-def write_problem(path: str | os.PathLike[str], error: OSError) -> str:
-    """One line saying why ``path`` could not be written (naming a file that stands where a
-    folder of the path should be)."""
-    for folder in Path(path).parents:
-        if folder.exists():
-            if not folder.is_dir():
-                return f"{path}: cannot write there, {folder} is a file, not a folder"
-            break
-    return f"{path}: cannot write ({error.strerror or error})"
 
 
 def save_checkpoint_file(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from musicgym import audio
 from musicgym.cli import main
-from musicgym.errors import AudioError, MidiError
+from musicgym.errors import AudioError, MidiError, MusicgymError
 from musicgym.midi import inspect_midi, write_melody
 from musicgym.tokens import NO_EVENT, NOTE_OFF, pitch_to_token
 
@@ -198,7 +198,7 @@ def test_a_failed_write_leaves_no_partial_wav(tmp_path: Path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(audio.wave.Wave_write, "writeframes", fail)
-    with pytest.raises(AudioError, match="No space left"):
+    with pytest.raises(MusicgymError, match="no space left"):
         audio.write_wav(sound, tmp_path / "old.wav")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.wav"]
     assert (tmp_path / "old.wav").read_bytes() == before

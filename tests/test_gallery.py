@@ -135,7 +135,7 @@ def test_an_unwritable_page_is_one_line_and_exit_2_and_leaves_nothing_half_writt
     (tmp_path / PAGE).mkdir()  # something that is not a file stands where the page goes
     assert main(["gallery", str(tmp_path), "--synthesizer", "plain"]) == 2
     error = capsys.readouterr().err
-    assert error.count("\n") == 1 and f"{tmp_path / PAGE}: cannot write" in error
+    assert error.count("\n") == 1 and f"{tmp_path / PAGE}: it is a folder, not a file" in error
     assert (tmp_path / PAGE).is_dir() and not list(tmp_path.glob(".index.html.*"))
 
 
