@@ -19,7 +19,7 @@ import torch
 from musicgym.errors import CheckpointError
 from musicgym.keys import Key
 
-DEFAULT_PRIOR = "bach16"
+DEFAULT_PRIOR = "melody16c"
 LOADER_GROUP = "musicgym.prior_loaders"
 
 
