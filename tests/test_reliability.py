@@ -275,7 +275,7 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_is_one_line(cli, files, tmp_p
     previous checkpoint and no temporary file."""
     assert cli.run(rl_tuner("run", files, 32), tmp_path).code == 0
     resume = [*rl_tuner("run", files, 64), "--resume"]
-    cli.run(resume, tmp_path, file_size=200_000).assert_one_line_error(
+    cli.run(resume, tmp_path, file_size=1_000_000).assert_one_line_error(
         "run/agent.pt: the checkpoint could not be written", "free some space"
     )
     assert checkpoint_step(tmp_path / "run" / "agent.pt") == 32
