@@ -449,6 +449,13 @@ class _PriorLoader:
         if isinstance(prior, FramePrior):
             check_prior_range(prior)
         self.argument, self.device = prior, device
+        self.attached = prior is None  # a rules-only env has nothing to attach
+
+    def attach(self, batch: MelodyBatch) -> None:
+        """Give ``batch`` the loaded prior, on the first call only."""
+        if not self.attached:
+            batch.set_prior(self.load())
+            self.attached = True
 
     def load(self) -> FramePrior | None:
         if self.argument is None or isinstance(self.argument, FramePrior):
@@ -576,7 +583,6 @@ class MusicCompositionEnv(gym.Env[np.ndarray, np.int64]):
         self._batch = MelodyBatch(
             1, self.length, self.weighted_rules, self.c, None, history, device
         )
-        self._prior_loaded = prior is None
         self._needs_reset = True
         self.action_space = spaces.Discrete(NUM_TOKENS)
         self.observation_space = spaces.Box(0.0, 1.0, (self._batch.observation_size,), np.float32)
@@ -602,9 +608,7 @@ class MusicCompositionEnv(gym.Env[np.ndarray, np.int64]):
             else self.primer
         )
         key = _parse_key(options["key"], "options['key']") if "key" in options else self.key
-        if not self._prior_loaded:
-            self._batch.set_prior(self._prior_loader.load())
-            self._prior_loaded = True
+        self._prior_loader.attach(self._batch)
         self._batch.reset([0], [draw_primer(primer, self.np_random)], [key])
         self._needs_reset = False
         if self.render_mode == "human":
@@ -657,9 +661,7 @@ class MusicCompositionEnv(gym.Env[np.ndarray, np.int64]):
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`get_state`."""
-        if not self._prior_loaded:
-            self._batch.set_prior(self._prior_loader.load())
-            self._prior_loaded = True
+        self._prior_loader.attach(self._batch)
         self._batch.set_state(state["batch"])
         self._np_random = _generator_from(state["np_random"])
         self._np_random_seed = state["np_random_seed"]
@@ -722,7 +724,6 @@ class MusicCompositionVectorEnv(VectorEnv):
         self.primer = parse_primer(primer)
         self.weighted_rules = resolve_rules(rules)
         self._prior_loader = _PriorLoader(prior, device)
-        self._prior_loaded = prior is None
         self._batch = MelodyBatch(
             self.num_envs, self.length, self.weighted_rules, self.c, None, history, device
         )
@@ -782,9 +783,7 @@ class MusicCompositionVectorEnv(VectorEnv):
             else self.primer
         )
         key = _parse_key(options["key"], "options['key']") if "key" in options else self.key
-        if not self._prior_loaded:
-            self._batch.set_prior(self._prior_loader.load())
-            self._prior_loaded = True
+        self._prior_loader.attach(self._batch)
         index = np.flatnonzero(mask)
         for i in index:
             if seeds[i] is not None:
@@ -870,9 +869,7 @@ class MusicCompositionVectorEnv(VectorEnv):
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`get_state`."""
-        if not self._prior_loaded:
-            self._batch.set_prior(self._prior_loader.load())
-            self._prior_loaded = True
+        self._prior_loader.attach(self._batch)
         self._batch.set_state(state["batch"])
         self._generators = [_generator_from(g) for g in state["generators"]]
         self._autoreset = np.array(state["autoreset"], bool)
