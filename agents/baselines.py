@@ -39,13 +39,13 @@ import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
+import sb3_contrib
+import stable_baselines3
 import torch
-from sb3_contrib import QRDQN, RecurrentPPO
-from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback, ProgressBarCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -54,7 +54,6 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from agents.action_scores import melody_statistics
 from agents.common import (
     ENV_ID,
     RUN_FILES,
@@ -62,7 +61,6 @@ from agents.common import (
     EnvConfig,
     RunConfig,
     check_same_prior,
-    env_kwargs,
     load_prior,
     prior_fingerprint,
     set_torch_threads,
@@ -71,13 +69,14 @@ from agents.common import (
 from musicgym.checks import POSITIVE_INT, check_numbers
 from musicgym.errors import ArgumentError, CheckpointError
 from musicgym.fileio import atomic_output, load_checkpoint_file, save_checkpoint_file
+from musicgym.prior import MelodyPrior
 from musicgym.runs import (
     StopSignals,
     check_output_folder,
     check_resume_settings,
     claim_run_folder,
 )
-from priors.model import BiaxialLSTM
+from musicgym.stepper import melody_statistics
 
 MODEL_FILE = "model.zip"
 BEST_MODEL_FILE = "best_model.zip"
@@ -85,14 +84,23 @@ REPLAY_FILE = "replay_buffer.pkl"
 """The replay buffer of runs of older versions (now in the resume points)."""
 CHECKPOINTS = "checkpoints"
 MANIFEST = re.compile(r"^manifest_(\d+)_steps\.json$")
-Algorithm = Literal["dqn", "ppo", "a2c", "qrdqn", "recurrentppo"]
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
-    "dqn": DQN,
-    "ppo": PPO,
-    "a2c": A2C,
-    "qrdqn": QRDQN,
-    "recurrentppo": RecurrentPPO,
-}
+
+
+def algorithm_class(name: str) -> type[BaseAlgorithm]:
+    """The Stable-Baselines3 or sb3-contrib algorithm whose class is ``name`` in lower case
+    (``"qrdqn"``: ``QRDQN``); a ValueError naming the argument otherwise."""
+    for package in (stable_baselines3, sb3_contrib):
+        for attribute in dir(package):
+            found = getattr(package, attribute)
+            if (
+                attribute.lower() == name
+                and isinstance(found, type)
+                and issubclass(found, BaseAlgorithm)
+            ):
+                return found
+    raise ValueError(f"algo: {name!r} is no algorithm of stable-baselines3 or sb3-contrib")
+
+
 POLICIES = {"recurrentppo": "MlpLstmPolicy"}
 DEFAULTS: dict[str, dict[str, Any]] = {
     # Off-policy: the published replay size and discount; start learning after a few melodies;
@@ -119,8 +127,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 class SB3Config(RunConfig):
     """Settings of an SB3 baseline run (the algorithm's own hyperparameters are SB3's)."""
 
-    algo: Algorithm = "ppo"
-    """SB3 algorithm: dqn, ppo, a2c, qrdqn or recurrentppo."""
+    algo: str = "ppo"
+    """SB3 algorithm: its class name in lower case (dqn, ppo, a2c, qrdqn, recurrentppo, ...)."""
     num_envs: int = 8
     """Environments stepped side by side (make_vec_env)."""
     eval_interval: int = 5_000
@@ -135,7 +143,6 @@ class SB3Config(RunConfig):
     """Put the replay buffer (off-policy; hundreds of MB) in every checkpoint, not only in those
     written at the end, on a signal and after --max-minutes."""
 
-    ALGORITHMS: ClassVar[tuple[str, ...]] = tuple(ALGORITHMS)
     RESUMABLE: ClassVar[tuple[str, ...]] = (
         *SESSION_FIELDS,
         "eval_interval",
@@ -149,20 +156,19 @@ class SB3Config(RunConfig):
         super().__post_init__()
         counts = ("num_envs", "eval_interval", "eval_episodes", "checkpoint_interval")
         check_numbers(self, {name: POSITIVE_INT for name in counts})
-        if self.algo not in ALGORITHMS:
-            raise ValueError(f"algo: expected one of {', '.join(ALGORITHMS)}, got {self.algo!r}")
+        algorithm = algorithm_class(self.algo)
         try:
             parsed = json.loads(self.hyperparameters)
         except json.JSONDecodeError as error:
             raise ValueError(f"hyperparameters: not JSON ({error})") from None
         if not isinstance(parsed, dict):
             raise ValueError("hyperparameters: expected a JSON object")
-        accepted = set(inspect.signature(ALGORITHMS[self.algo].__init__).parameters)
+        accepted = set(inspect.signature(algorithm.__init__).parameters)
         unknown = sorted(set(parsed) - (accepted - {"self", "policy", "env", "_init_setup_model"}))
         if unknown:
             raise ValueError(
                 f"hyperparameters: {', '.join(map(repr, unknown))} not an argument of "
-                f"{ALGORITHMS[self.algo].__name__} (see its documentation for the names)"
+                f"{algorithm.__name__} (see its documentation for the names)"
             )
         ours = sorted(set(parsed) & {"seed", "device", "tensorboard_log", "verbose"})
         if ours:
@@ -173,7 +179,7 @@ class SB3Config(RunConfig):
 
     def algorithm_kwargs(self) -> dict[str, Any]:
         """Constructor arguments: :data:`DEFAULTS` updated with ``hyperparameters``."""
-        return {**DEFAULTS[self.algo], **json.loads(self.hyperparameters)}
+        return {**DEFAULTS.get(self.algo, {}), **json.loads(self.hyperparameters)}
 
     def env_config(self) -> EnvConfig:
         return EnvConfig(**{f.name: getattr(self, f.name) for f in fields(EnvConfig)})
@@ -192,7 +198,7 @@ class SB3Agent:
         path = Path(folder) / MODEL_FILE
         if not path.is_file():
             raise CheckpointError(f"{path}: no such SB3 model")
-        return cls(_load_model(ALGORITHMS[algo], path), env)
+        return cls(_load_model(algorithm_class(algo), path), env)
 
     def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[list[int]]:
         """``n`` melodies: ``model.predict`` with ``deterministic=greedy``."""
@@ -226,6 +232,11 @@ class SB3Agent:
         np.random.set_state(numpy_state)
         self.model.action_space.np_random.bit_generator.state = action_space_state
         return np.stack(melodies, 1).astype(int).tolist()
+
+
+def load_agent(folder: str | os.PathLike, info: dict[str, Any]) -> SB3Agent:
+    """The agent of an SB3 run folder (``info``: its ``agent.json``; the registry's load)."""
+    return SB3Agent.load(folder, info["algo"].removeprefix("sb3-"), EnvConfig(**info["env"]))
 
 
 def _load_model(algorithm: type[BaseAlgorithm], path: Path, **kwargs: Any) -> BaseAlgorithm:
@@ -364,7 +375,7 @@ class MusicStatisticsCallback(BaseCallback):
         env: EnvConfig,
         interval: int,
         melodies: int,
-        prior: BiaxialLSTM | None,
+        prior: MelodyPrior | None,
         listen: int = 4,
     ) -> None:
         super().__init__()
@@ -456,7 +467,7 @@ class ResumePoints(BaseCallback):
 
 def _make_model(config: SB3Config, envs: DummyVecEnv, out: Path) -> BaseAlgorithm:
     """A new model, with SB3's refusal of a hyperparameter as one line."""
-    algorithm = ALGORITHMS[config.algo]
+    algorithm = algorithm_class(config.algo)
     try:
         return algorithm(
             POLICIES.get(config.algo, "MlpPolicy"),
@@ -487,7 +498,7 @@ def train(
     *,
     resume: bool = False,
     overwrite: bool = False,
-    prior: BiaxialLSTM | None = None,
+    prior: MelodyPrior | None = None,
     progress: bool = True,
 ) -> BaseAlgorithm:
     """Train ``config.algo`` for ``config.steps`` environment steps into ``out`` (resume points
@@ -497,7 +508,7 @@ def train(
     either, a folder holding a run is refused). ``prior`` overrides ``config.prior`` with a
     loaded model. SIGINT / SIGTERM write a resume point at the end of the rollout in progress and
     raise :class:`musicgym.errors.Interrupted`."""
-    run_files = (*RUN_FILES, *(f"{name}_[0-9]*" for name in ALGORITHMS))
+    run_files = (*RUN_FILES, f"{config.algo}_[0-9]*")  # SB3's TensorBoard folders
     with (
         claim_run_folder(out, resume=resume, overwrite=overwrite, run_files=run_files),
         StopSignals() as stop,
@@ -509,17 +520,17 @@ def _train(
     config: SB3Config,
     out: Path,
     resume: bool,
-    prior: BiaxialLSTM | None,
+    prior: MelodyPrior | None,
     progress: bool,
     stop: StopSignals,
 ) -> BaseAlgorithm:
     set_torch_threads(config.threads)
     prior_model = load_prior(prior if prior is not None else config.prior)
     fingerprint = prior_fingerprint(prior_model)
-    kwargs = env_kwargs(config, prior_model)
+    kwargs = config.env_kwargs(prior_model)
     envs = make_vec_env(ENV_ID, n_envs=config.num_envs, seed=config.seed, env_kwargs=kwargs)
     eval_envs = make_vec_env(ENV_ID, n_envs=1, seed=config.seed + 10_000, env_kwargs=kwargs)
-    algorithm = ALGORITHMS[config.algo]
+    algorithm = algorithm_class(config.algo)
     point = resume_point(out) if resume else None
     if point is not None:
         if point.state is not None:

@@ -1,9 +1,10 @@
 """The ``agent`` command group of ``musicgym`` (added through the ``musicgym.cli`` entry point).
 
 ``musicgym agent train --algo ALGO --steps N --out DIR`` trains any algorithm of
-:data:`agents.ALGORITHMS`; its options are generated from :class:`~agents.rl_tuner.RLTunerConfig`
-and :class:`~agents.baselines.SB3Config` (each applies to the algorithms of its dataclass; an
-option left out keeps that dataclass's default, or with ``--resume`` the run's setting). A folder
+:data:`agents.registry.ALGORITHMS`; its options are generated from the algorithms' settings
+dataclasses (:class:`~agents.rl_tuner.RLTunerConfig`, :class:`~agents.baselines.SB3Config`; each
+applies to the algorithms of its dataclass; an option left out keeps that dataclass's default, or
+with ``--resume`` the run's setting). A folder
 that holds a run is refused unless ``--resume`` (go on with it) or ``--overwrite`` (replace it).
 ``musicgym agent compose --agent PATH --n 16 --out DIR [--png] [--wav]`` writes the melodies of
 any agent as MIDI files (and piano rolls, and WAV files).
@@ -20,9 +21,7 @@ from typing import Any
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``agent`` group: ``train`` and ``compose``."""
-    from agents import ALGORITHMS
-    from agents.baselines import SB3Config
-    from agents.rl_tuner import RLTunerConfig
+    from agents.registry import ALGORITHMS, config_classes
     from musicgym.cli import add_dataclass_arguments, non_negative_int, positive_int
     from musicgym.midi_cli import add_audio_arguments
 
@@ -32,9 +31,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train = commands.add_parser(
         "train",
         help="train an agent",
-        description="Train an agent on MusicComposition-v0. rltuner-* options apply to the RL "
-        "Tuner, the SB3 ones (--hyperparameters, --eval-episodes) to sb3-*; an option left out "
-        "keeps the chosen algorithm's default.",
+        description="Train an agent on MusicComposition-v0. Each option applies to the "
+        "algorithms whose settings have it (rltuner-*: the RL Tuner's; sb3-*: --hyperparameters, "
+        "--eval-episodes, ...); an option left out keeps the chosen algorithm's default.",
     )
     train.add_argument("--algo", choices=ALGORITHMS, required=True, help="what to train")
     train.add_argument("--out", type=Path, required=True, help="run folder")
@@ -49,13 +48,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--overwrite", action="store_true", help="replace the run in --out (its files only)"
     )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_dataclass_arguments(train, RLTunerConfig, exclude=("algo",))
-    rl_tuner_fields = {f.name for f in dataclasses.fields(RLTunerConfig)}
-    add_dataclass_arguments(train, SB3Config, exclude=tuple(rl_tuner_fields))
-    dataclass_fields = rl_tuner_fields | {f.name for f in dataclasses.fields(SB3Config)}
-    for action in train._actions:  # unset options keep the chosen dataclass's default
-        if action.dest in dataclass_fields:
-            action.default = argparse.SUPPRESS
+    added = {"algo"}  # --algo names the algorithm and its fixed settings
+    for cls in config_classes():
+        add_dataclass_arguments(train, cls, exclude=tuple(added), leave_unset=True)
+        added |= {f.name for f in dataclasses.fields(cls)}
     train.set_defaults(func=_train)
 
     compose = commands.add_parser("compose", help="compose melodies with an agent")
@@ -99,54 +95,36 @@ def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
     return info.get("env", {})
 
 
-def _config(cls: type, args: argparse.Namespace, saved: dict[str, Any], **fixed: Any) -> Any:
-    """``cls`` from the options given (the others: ``saved``, the run's, or the defaults)."""
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    values = {k: v for k, v in saved.items() if k in names}
-    values.update({k: getattr(args, k) for k in names if hasattr(args, k)})
-    values.update(fixed)
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-
-
 def _train(args: argparse.Namespace) -> int:
-    from agents.baselines import SB3Config
     from agents.common import read_agent_info
-    from agents.rl_tuner import RLTunerConfig
+    from agents.registry import ALGORITHMS, config_classes
     from musicgym.cli import option_error
-    from musicgym.errors import EnvArgumentError
+    from musicgym.errors import ArgumentError
 
-    family, _, algo = args.algo.partition("-")
-    progress = not args.no_progress
+    algorithm = ALGORITHMS[args.algo]
+    cls = algorithm.config_class
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    foreign = sorted(
+        f"--{f.name.replace('_', '-')}"
+        for other in config_classes()
+        for f in dataclasses.fields(other)
+        if f.name not in names and hasattr(args, f.name)
+    )
+    if foreign:
+        raise ArgumentError(f"{', '.join(foreign)}: not options of {args.algo}")
     saved = _run_settings(args) if args.resume else {}
-    folder = {"resume": args.resume, "overwrite": args.overwrite, "progress": progress}
+    settings = {k: v for k, v in saved.items() if k in names}
+    settings.update({k: getattr(args, k) for k in names if hasattr(args, k)})
+    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
     try:
-        if family == "rltuner":
-            from agents.rl_tuner import train
-
-            config = _config(RLTunerConfig, args, saved, algo=algo)
-            agent = train(config, args.out, **folder)
-            rate = f", {agent.steps_per_second:.1f} steps/s"
-        else:
-            from agents.baselines import train
-
-            sb3_fields = {f.name for f in dataclasses.fields(SB3Config)}
-            ignored = sorted(
-                f"--{f.name.replace('_', '-')}"
-                for f in dataclasses.fields(RLTunerConfig)
-                if f.name not in sb3_fields and hasattr(args, f.name)
-            )
-            if ignored:
-                raise EnvArgumentError(
-                    f"{', '.join(ignored)}: RL Tuner options; for {args.algo} pass SB3's own "
-                    "arguments as --hyperparameters JSON"
-                )
-            config = _config(SB3Config, args, saved, algo=algo)
-            train(config, args.out, **folder)
-            rate = ""
+        config = algorithm.make_config(**settings)
     except ValueError as error:
-        raise option_error(error, RLTunerConfig if family == "rltuner" else SB3Config) from None
+        raise option_error(error, cls) from None
+    options = {"resume": args.resume, "overwrite": args.overwrite, "progress": not args.no_progress}
+    trained = algorithm.train_run(config, args.out, **options)
+    rate = getattr(trained, "steps_per_second", 0.0)
     steps = read_agent_info(args.out).get("trained_steps", config.steps)
-    print(f"{args.algo}: {steps} steps in {args.out}{rate}")
+    print(f"{args.algo}: {steps} steps in {args.out}" + (f", {rate:.1f} steps/s" if rate else ""))
     return 0
 
 

@@ -14,15 +14,12 @@ import gymnasium as gym
 import torch
 
 import musicgym  # noqa: F401  (registers MusicComposition-v0)
-from musicgym.checks import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, check_numbers
-from musicgym.errors import CheckpointError, EnvArgumentError, RunFolderError
+from musicgym.checks import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, check_numbers
+from musicgym.config import ENV_ID, EnvConfig
+from musicgym.errors import CheckpointError, RunFolderError
 from musicgym.fileio import atomic_output
-from musicgym.keys import Key
-from musicgym.prior import DEFAULT_PRIOR
-from musicgym.rules import PRESETS, RulesArgument, resolve_rules
-from priors.model import BiaxialLSTM
+from musicgym.prior import MelodyPrior, resolve_prior
 
-ENV_ID = "MusicComposition-v0"
 AGENT_INFO = "agent.json"
 """The file in a run folder that says which algorithm made it and with which environment."""
 RUN_FILES = (
@@ -38,46 +35,6 @@ RUN_FILES = (
 )
 """What ``agent train`` writes into a run folder (glob patterns): a folder holding any of them
 holds a run, which only ``--resume`` continues and only ``--overwrite`` deletes."""
-
-
-@dataclass
-class EnvConfig:
-    """The environment an agent is trained on (``MusicComposition-v0``)."""
-
-    prior: str = DEFAULT_PRIOR
-    """The prior: a shipped name or a checkpoint path. It rewards log p(a|s) and the RL Tuner's
-    network starts from its weights."""
-    prior_reward: bool = True
-    """Whether the environment's reward includes the prior's log p(a|s); --no-prior-reward trains
-    on the rules alone (the benchmarks' rules-only agent). rltuner-g always adds log p itself."""
-    rules: str = "jaques2017"
-    """Reward rules: a preset name, or rule names with optional weights, e.g. 'key,tonic=3'."""
-    c: float = 0.5
-    """Divisor of the rule rewards."""
-    key: str = "C major"
-    """Key of the rules and statistics."""
-    length: int = 32
-    """Tokens per melody (16th notes)."""
-    primer: str = ""
-    """What each melody starts from, fed to the prior and never scored: '' (silence),
-    'random_note' (Magenta's: one random token) or a MIDI file (SB3 baselines only)."""
-    seed: int = 1
-    """Seed of the agent's and the environment's random numbers."""
-
-    def __post_init__(self) -> None:
-        check_numbers(
-            self,
-            {
-                "length": POSITIVE_INT,
-                "c": POSITIVE,
-                "seed": {**NON_NEGATIVE_INT, "high": 2**32 - 1},
-            },
-        )
-        try:
-            Key.parse(self.key)
-        except ValueError as error:
-            raise EnvArgumentError(f"key: {error}") from None
-        resolve_rules(parse_rules(self.rules))
 
 
 @dataclass
@@ -123,68 +80,25 @@ def check_same_prior(out: str | os.PathLike, saved: str | None, model: torch.nn.
         )
 
 
-def parse_rules(rules: str) -> RulesArgument:
-    """A ``rules=`` argument from its command-line text: a preset name, or comma-separated rule
-    names, each optionally ``=weight`` (``"key,tonic=3"``)."""
-    if rules in PRESETS:
-        return rules
-    names: dict[str, float] = {}
-    plain: list[str] = []
-    for item in filter(None, (part.strip() for part in rules.split(","))):
-        name, _, weight = item.partition("=")
-        if weight:
-            try:
-                names[name.strip()] = float(weight)
-            except ValueError:
-                raise EnvArgumentError(
-                    f"rules: weight {weight!r} of {name!r} is not a number"
-                ) from None
-        else:
-            plain.append(name)
-    if not names:
-        return plain
-    from musicgym.rules import get_rule
-
-    return {**{n: get_rule(n).default_weight for n in plain}, **names}
-
-
-def load_prior(prior: str | os.PathLike | BiaxialLSTM) -> BiaxialLSTM:
-    """The Bi-axial LSTM a name or path names (``priors.model.load_frame_prior``), or ``prior``
-    itself; in eval mode with frozen weights."""
-    if isinstance(prior, BiaxialLSTM):
-        model = prior
-    else:
-        from priors.model import load_frame_prior
-
-        model = load_frame_prior(prior)
-    model.eval()
-    model.requires_grad_(False)
+def load_prior(prior: str | os.PathLike | MelodyPrior) -> MelodyPrior:
+    """The frozen prior a shipped name or a checkpoint path names, or ``prior`` itself, frozen
+    (:func:`musicgym.prior.resolve_prior`)."""
+    model = resolve_prior(prior)
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+        model.requires_grad_(False)
     return model
 
 
-def env_kwargs(config: EnvConfig, prior: BiaxialLSTM | None, with_prior: bool = True) -> dict:
-    """Keyword arguments of ``gym.make``/``gym.make_vec`` for ``config``; the prior is passed
-    loaded unless ``with_prior`` is false or ``config.prior_reward`` is off."""
-    use_prior = with_prior and config.prior_reward and prior is not None
-    return {
-        "length": config.length,
-        "key": config.key,
-        "rules": parse_rules(config.rules),
-        "c": config.c,
-        "primer": config.primer or None,
-        "prior": prior if use_prior else None,
-    }
-
-
 def make_vector_env(
-    config: EnvConfig, prior: BiaxialLSTM | None, num_envs: int, with_prior: bool = True
+    config: EnvConfig, prior: MelodyPrior | None, num_envs: int, with_prior: bool = True
 ) -> gym.vector.VectorEnv:
     """The batched vector env (one prior call per step for all ``num_envs`` melodies)."""
     return gym.make_vec(
         ENV_ID,
         num_envs=num_envs,
         vectorization_mode="vector_entry_point",
-        **env_kwargs(config, prior, with_prior),
+        **config.env_kwargs(prior, with_prior),
     )
 
 

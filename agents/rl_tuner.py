@@ -9,23 +9,27 @@ tested (``tests/test_agents.py``).
 ``log p`` itself). ``head`` is a small MLP whose last layer starts at zero, so before training the
 network *is* the prior, and its 38 outputs are unnormalised: each state's values rise and fall
 independently (a softmax-normalised head cannot lift one action without pushing the others down).
-``φ(s)`` is what the prior knows of the melody and where it is: the prior's time-axis output
-``(N, H)`` (its recurrent summary of the melody so far, each pitch's ``H`` values projected to
-``pitch_features`` by one linear map tied across pitches), the step, and the last ``context``
-tokens. ``--train-note-axis`` also fine-tunes a copy of the prior's note axis in place of the
-frozen ``log p`` (the whole network but its time axis; about 20x slower updates).
+``φ(s)`` is what the prior knows of the melody and where it is: the prior's summary ``(K, H)``
+(:meth:`musicgym.prior.MelodyPrior.summary`: the Bi-axial LSTM's time-axis output, a row per
+pitch; the Note RNN's LSTM output, one row), each row's ``H`` values projected to
+``summary_features`` by one linear map tied across rows, the step, and the last ``context``
+tokens. ``--train-readout`` also fine-tunes a copy of the prior's weights above its summary
+(the Bi-axial's note axis; about 20x slower updates) in place of the frozen ``log p``.
 
-**Cheap updates.** The time axis stays the prior's, so ``φ(s)`` and ``log p(·|s)`` are fixed per
-state: they are computed once while acting (``log p`` is the environment's own, read from it when
-it has the prior) and kept with the replay (time-axis outputs in float16; the memory they need is
+The agent sees the prior only through :class:`musicgym.prior.MelodyPrior`, played by
+:class:`musicgym.stepper.TokenStepper` (the environment's own stepper), so any prior works.
+
+**Cheap updates.** The summary is the frozen prior's, so ``φ(s)`` and ``log p(·|s)`` are fixed
+per state: they are computed once while acting (``log p`` is the environment's own, read from it
+when it has the prior) and kept with the replay (summaries in float16; the memory they need is
 checked at the start). An update is then one MLP pass over ``2 * batch_size`` cached states.
 
 **The replay memory** keeps melodies row by row (tokens, rewards, and every state's cached
 ``φ`` parts); a transition is a (row, step) pair and batches are drawn uniformly from all of them.
-Checkpoints keep the tokens, rewards and ``log p``; the time-axis outputs are recomputed from the
-tokens on ``--resume`` (the frozen prior gives the same numbers: a digest saved with the checkpoint
-checks it bit for bit, and a mismatch, as on a GPU whose kernels depend on the batch shape, is
-reported in one line).
+Checkpoints keep the tokens, rewards and ``log p``; the summaries are recomputed from the tokens on
+``--resume`` (the frozen prior gives the same numbers: a digest saved with the checkpoint checks it
+bit for bit, and a mismatch, as on a GPU whose kernels depend on the batch shape, is reported in
+one line).
 
 **Checkpoints and resume.** ``agent.pt`` is one file, written atomically, that holds everything
 the rest of the run depends on: networks, optimizer, replay memory, the random generators (numpy,
@@ -51,6 +55,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -60,13 +65,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.action_scores import (
-    melody_statistics,
-    next_sounding,
-    score_melody_actions,
-    sounding_before,
-    time_axis_outputs,
-)
 from agents.common import (
     RUN_FILES,
     SESSION_FIELDS,
@@ -79,7 +77,6 @@ from agents.common import (
     set_torch_threads,
     write_agent_info,
 )
-from musicgym.actions import token_frames
 from musicgym.checks import (
     FRACTION,
     NON_NEGATIVE,
@@ -91,15 +88,21 @@ from musicgym.checks import (
 )
 from musicgym.errors import CheckpointError, EnvArgumentError
 from musicgym.fileio import load_checkpoint_file, save_checkpoint_file
-from musicgym.prior import token_axis
+from musicgym.prior import (
+    MelodyPrior,
+    prior_checkpoint,
+    prior_from_checkpoint,
+    require,
+    transposition,
+)
 from musicgym.runs import (
     StopSignals,
     check_output_folder,
     check_resume_settings,
     claim_run_folder,
 )
+from musicgym.stepper import TokenStepper, melody_statistics, melody_summaries, sounding_before
 from musicgym.tokens import NUM_TOKENS
-from priors.model import BiaxialConfig, BiaxialLSTM, BiaxialState
 
 CHECKPOINT = "agent.pt"
 REPLAY_CHECKPOINT = "replay.pt"
@@ -109,6 +112,8 @@ MEMORY_SHARE = 0.8
 """The replay memory may take at most this share of the memory available at the start."""
 RESUMABLE = (*SESSION_FIELDS, "device", "eval_interval", "eval_melodies", "checkpoint_interval")
 """The settings ``--resume`` may change; the others decide the run and must stay the run's."""
+RENAMED = {"train_note_axis": "train_readout", "pitch_features": "summary_features"}
+"""Settings of checkpoints of older versions under their new names."""
 
 
 @dataclass
@@ -126,7 +131,8 @@ class RLTunerConfig(RunConfig):
     optimizer: Literal["adam", "adadelta"] = "adam"
     """adam, or adadelta (the Bi-axial + DQN paper's, with --learning-rate 1)."""
     buffer_size: int = 100_000
-    """Replay memory size in transitions (the cached time-axis outputs take ~12 KB each)."""
+    """Replay memory size in transitions (the cached prior summaries take ~12 KB each for the
+    Bi-axial LSTM)."""
     batch_size: int = 32
     """Transitions per gradient step, drawn independently."""
     learning_starts: int = 1_000
@@ -157,13 +163,13 @@ class RLTunerConfig(RunConfig):
     head_size: int = 256
     """Hidden units of the per-state term's MLP."""
     context: int = 8
-    """Recent tokens the per-state term reads beside the prior's time-axis output."""
-    pitch_features: int = 8
-    """Features the per-state term takes from each pitch's time-axis output (one linear map,
-    tied across pitches as in the Bi-axial LSTM)."""
-    train_note_axis: bool = False
-    """Fine-tune a copy of the prior's note axis too (q, psi): the whole network but the time
-    axis, about 20x slower updates."""
+    """Recent tokens the per-state term reads beside the prior's summary."""
+    summary_features: int = 8
+    """Features the per-state term takes from each row of the prior's summary (one linear map,
+    tied across rows: the Bi-axial LSTM's pitches)."""
+    train_readout: bool = False
+    """Fine-tune a copy of the prior's weights above its summary too (q, psi; the Bi-axial's
+    note axis: about 20x slower updates)."""
     device: str = "cpu"
     """Torch device of the networks and the prior (cpu, cuda, cuda:1, ...)."""
     eval_interval: int = 10_000
@@ -176,7 +182,7 @@ class RLTunerConfig(RunConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         counts = ("num_envs", "batch_size", "train_frequency", "head_size", "context")
-        counts += ("pitch_features", "eval_interval", "eval_melodies", "checkpoint_interval")
+        counts += ("summary_features", "eval_interval", "eval_melodies", "checkpoint_interval")
         check_numbers(
             self,
             {
@@ -199,8 +205,8 @@ class RLTunerConfig(RunConfig):
             raise ValueError("buffer_size must hold at least one melody")
         if self.primer not in ("", "random_note"):
             raise ValueError(f"primer: the RL Tuner takes '' or 'random_note', not {self.primer!r}")
-        if self.train_note_axis and self.algo == "g":
-            raise ValueError("train_note_axis: G-learning adds the frozen prior's log p itself")
+        if self.train_readout and self.algo == "g":
+            raise ValueError("train_readout: G-learning adds the frozen prior's log p itself")
 
 
 def torch_device(name: str) -> torch.device:
@@ -213,12 +219,12 @@ def torch_device(name: str) -> torch.device:
 class States:
     """``M`` states as the Q-network reads them (tensors on one device)."""
 
-    time_out: torch.Tensor
-    """``(M, N, H)``: the frozen prior's time-axis output (its summary of the melody so far)."""
+    summary: torch.Tensor
+    """``(M, K, H)``: the frozen prior's summary of the melody so far."""
     log_probs: torch.Tensor
     """``(M, 38)``: the frozen prior's ``log p(a | s)``."""
     context: torch.Tensor
-    """``(M, K)``: the last ``K`` tokens played, oldest first; -1 before the melody's start."""
+    """``(M, C)``: the last ``C`` tokens played, oldest first; -1 before the melody's start."""
     step: torch.Tensor
     """``(M,)``: tokens played so far."""
     sounding: torch.Tensor
@@ -227,16 +233,14 @@ class States:
 
 class QNetwork(nn.Module):
     """``values(s, ·) = base(s, ·) + head(φ(s))``; see the module docstring. ``base`` is the frozen
-    prior's ``log p`` (q, psi), 0 (g), or a trainable copy of the note axis' ``log p_θ``."""
+    prior's ``log p`` (q, psi), 0 (g), or a trainable copy of the prior's readout, ``log p_θ``."""
 
-    def __init__(self, prior: BiaxialLSTM, config: RLTunerConfig) -> None:
+    def __init__(self, prior: MelodyPrior, config: RLTunerConfig) -> None:
         super().__init__()
-        self.algo, self.length, self.key = config.algo, config.length, config.key
-        hidden = prior.config.time_sizes[-1]
-        self.pitch_summary = nn.Linear(hidden, config.pitch_features)
-        features = (
-            prior.num_pitches * config.pitch_features + config.length + config.context * NUM_TOKENS
-        )
+        self.algo, self.length = config.algo, config.length
+        rows, hidden = prior.summary_shape
+        self.pitch_summary = nn.Linear(hidden, config.summary_features)  # tied across rows
+        features = rows * config.summary_features + config.length + config.context * NUM_TOKENS
         self.head = nn.Sequential(
             nn.Linear(features, config.head_size),
             nn.ReLU(),
@@ -244,33 +248,39 @@ class QNetwork(nn.Module):
         )
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
-        self.note_axis: BiaxialLSTM | None = None
-        if config.train_note_axis:
-            self.note_axis = copy.deepcopy(prior).eval()
-            self.note_axis.requires_grad_(True)
-            self.note_axis.time_lstms.requires_grad_(False)
+        self.readout: Any = None
+        if config.train_readout:
+            for capability in ("summary_log_probs", "readout_parameters"):
+                require(prior, capability, "--train-readout", config.prior)
+            self.readout = copy.deepcopy(prior).eval().requires_grad_(False)
+            for parameter in self.readout.readout_parameters():
+                parameter.requires_grad_(True)
+            self.transpose = transposition(prior, config.key)
 
     def train(self, mode: bool = True) -> QNetwork:
-        """The note axis always runs without dropout (values must be deterministic)."""
+        """The readout always runs without dropout (values must be deterministic)."""
         super().train(mode)
-        if self.note_axis is not None:
-            self.note_axis.eval()
+        if self.readout is not None:
+            self.readout.eval()
         return self
 
     def features(self, states: States) -> torch.Tensor:
-        """``φ(s)`` ``(M, F)``: the time-axis output (each pitch's projected by one linear map,
-        tied across pitches), the step and the recent tokens, flattened."""
-        pitches = self.pitch_summary(states.time_out.float()).flatten(1)
+        """``φ(s)`` ``(M, F)``: the prior's summary (each row projected by one linear map, tied
+        across rows), the step and the recent tokens, flattened."""
+        rows = self.pitch_summary(states.summary.float()).flatten(1)
         recent = F.one_hot(states.context + 1, NUM_TOKENS + 1)[..., 1:]  # -1 reads all zeros
         step = F.one_hot(states.step.clamp(max=self.length - 1), self.length)
-        return torch.cat([pitches, step.float(), recent.flatten(1).float()], 1)
+        return torch.cat([rows, step.float(), recent.flatten(1).float()], 1)
 
     def forward(self, states: States) -> torch.Tensor:
         """Values ``(M, 38)``."""
         term = self.head(self.features(states))
-        if self.note_axis is not None:
-            time_out = states.time_out.float()
-            return score_melody_actions(self.note_axis, time_out, states.sounding, self.key) + term
+        if self.readout is not None:
+            transpose = torch.full_like(states.sounding, self.transpose)
+            base = self.readout.summary_log_probs(
+                states.summary.float(), states.sounding, transpose
+            )
+            return base.float() + term
         if self.algo == "g":
             return term
         return states.log_probs + term
@@ -341,28 +351,28 @@ class StateReplay:
 
     ``tokens[i, t]`` is the token played at step ``t`` of row ``i`` (-1 not yet), ``rewards[i,
     t]`` its reward, ``filled[i]`` how many steps the row holds, ``primers[i]`` its random-note
-    primer (-1 none). ``time_out[i, t]`` (float16) and ``log_probs[i, t]`` are the frozen prior's
-    time-axis output and ``log p(·|s_t)`` in the state before step ``t``; the state after a stored
-    step is always stored too (or the melody ended there). Rows are reused oldest first.
+    primer (-1 none). ``summaries[i, t]`` (float16) and ``log_probs[i, t]`` are the frozen prior's
+    summary and ``log p(·|s_t)`` in the state before step ``t``; the state after a stored step is
+    always stored too (or the melody ended there). Rows are reused oldest first.
     """
 
     def __init__(
-        self, capacity: int, length: int, num_pitches: int, hidden: int, context: int
+        self, capacity: int, length: int, summary_shape: tuple[int, int], context: int
     ) -> None:
         self.rows, self.length, self.context = max(1, capacity // length), length, context
         self.tokens = np.full((self.rows, length), -1, np.int8)
         self.rewards = np.zeros((self.rows, length), np.float32)
         self.filled = np.zeros(self.rows, np.int64)
         self.primers = np.full(self.rows, -1, np.int8)
-        self.time_out = np.zeros((self.rows, length, num_pitches, hidden), np.float16)
+        self.summaries = np.zeros((self.rows, length, *summary_shape), np.float16)
         self.log_probs = np.zeros((self.rows, length, NUM_TOKENS), np.float32)
         self.next_row = 0
 
     @staticmethod
-    def nbytes(capacity: int, length: int, num_pitches: int, hidden: int) -> int:
+    def nbytes(capacity: int, length: int, summary_shape: tuple[int, int]) -> int:
         """Bytes the arrays of a replay memory of ``capacity`` transitions take."""
-        rows = max(1, capacity // length)
-        return rows * length * (num_pitches * hidden * 2 + NUM_TOKENS * 4 + 5) + rows * 9
+        rows, summary = max(1, capacity // length), summary_shape[0] * summary_shape[1]
+        return rows * length * (summary * 2 + NUM_TOKENS * 4 + 5) + rows * 9
 
     def __len__(self) -> int:
         """Transitions held."""
@@ -376,10 +386,10 @@ class StateReplay:
         return row
 
     def write_states(
-        self, rows: np.ndarray, steps: np.ndarray, time_out: torch.Tensor, log_probs: torch.Tensor
+        self, rows: np.ndarray, steps: np.ndarray, summaries: torch.Tensor, log_probs: torch.Tensor
     ) -> None:
         """Cache the states before step ``steps[j]`` of ``rows[j]``."""
-        self.time_out[rows, steps] = time_out.detach().to("cpu", torch.float16).numpy()
+        self.summaries[rows, steps] = summaries.detach().to("cpu", torch.float16).numpy()
         self.log_probs[rows, steps] = log_probs.detach().to("cpu", torch.float32).numpy()
 
     def add(self, rows: np.ndarray, actions: np.ndarray, rewards: np.ndarray) -> None:
@@ -403,7 +413,7 @@ class StateReplay:
         steps_t = torch.from_numpy(steps)
         sounding = sounding_before(tokens).gather(1, steps_t[:, None])[:, 0]
         return States(
-            time_out=torch.from_numpy(self.time_out[rows, steps]).to(device),
+            summary=torch.from_numpy(self.summaries[rows, steps]).to(device),
             log_probs=torch.from_numpy(self.log_probs[rows, steps]).to(device),
             context=recent_tokens(tokens, steps_t, self.context).to(device),
             step=steps_t.to(device),
@@ -411,7 +421,7 @@ class StateReplay:
         )
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything but the time-axis outputs, which :meth:`recompute_time_out` restores."""
+        """Everything but the summaries, which :meth:`recompute_summaries` restores."""
         return {
             "tokens": torch.from_numpy(self.tokens.copy()),
             "rewards": torch.from_numpy(self.rewards.copy()),
@@ -429,10 +439,11 @@ class StateReplay:
         self.log_probs[:] = state["log_probs"].numpy()
         self.next_row = int(state["next_row"])
 
-    @torch.no_grad()
-    def recompute_time_out(self, prior: BiaxialLSTM, key: str, chunk: int = 256) -> None:
-        """Run the frozen prior's time axis over every stored melody (after its primer), those
-        just started included."""
+    def recompute_summaries(
+        self, prior: MelodyPrior, key: str, device: torch.device, chunk: int = 256
+    ) -> None:
+        """Play every stored melody (after its primer) through the frozen prior again, those
+        just started included, and cache its summaries."""
         for primed in (False, True):
             rows = np.flatnonzero((self.primers >= 0) == primed)
             for begin in range(0, len(rows), chunk):
@@ -441,25 +452,23 @@ class StateReplay:
                 if primed:
                     primer = torch.from_numpy(self.primers[part].astype(np.int64))[:, None]
                     tokens = torch.cat([primer, tokens], 1)
-                outputs = time_axis_outputs(prior, tokens.to(prior.device), key)
-                outputs = outputs[:, int(primed) : int(primed) + self.length]
-                self.time_out[part] = outputs.to("cpu", torch.float16).numpy()
+                summaries = melody_summaries(prior, tokens.to(device), key, device)
+                summaries = summaries[:, int(primed) : int(primed) + self.length]
+                self.summaries[part] = summaries.to("cpu", torch.float16).numpy()
 
-    def time_out_digest(self, current_rows: np.ndarray) -> str:
-        """A hash of the cached time-axis outputs that can be read: every step up to the next
-        state of each row that holds a melody (``current_rows``: those being composed)."""
+    def summary_digest(self, current_rows: np.ndarray) -> str:
+        """A hash of the cached summaries that can be read: every step up to the next state of
+        each row that holds a melody (``current_rows``: those being composed)."""
         digest = hashlib.blake2b(digest_size=16)
         in_use = np.union1d(np.flatnonzero(self.filled > 0), current_rows)
         for row in in_use:
-            digest.update(self.time_out[row, : min(self.filled[row], self.length - 1) + 1])
+            digest.update(self.summaries[row, : min(self.filled[row], self.length - 1) + 1])
         return digest.hexdigest()
 
 
-def check_replay_memory(config: RLTunerConfig, prior: BiaxialLSTM) -> None:
+def check_replay_memory(config: RLTunerConfig, prior: MelodyPrior) -> None:
     """A one-line error when the replay memory would not fit in the memory available now."""
-    need = StateReplay.nbytes(
-        config.buffer_size, config.length, prior.num_pitches, prior.config.time_sizes[-1]
-    )
+    need = StateReplay.nbytes(config.buffer_size, config.length, prior.summary_shape)
     try:
         meminfo = Path("/proc/meminfo").read_text().split()
         available = int(meminfo[meminfo.index("MemAvailable:") + 1]) * 1024
@@ -468,80 +477,64 @@ def check_replay_memory(config: RLTunerConfig, prior: BiaxialLSTM) -> None:
     if need > MEMORY_SHARE * available:
         raise EnvArgumentError(
             f"buffer_size: {config.buffer_size} transitions need {need / 2**30:.1f} GiB of replay "
-            f"memory (cached time-axis outputs), more than {MEMORY_SHARE:.0%} of the "
+            f"memory (cached prior summaries), more than {MEMORY_SHARE:.0%} of the "
             f"{available / 2**30:.1f} GiB available; lower --buffer-size"
         )
 
 
 # ------------------------------------------------------------------------------ the agent itself
 class Melodies:
-    """``M`` melodies being composed: the frozen prior's state over each, and its tokens."""
+    """``M`` melodies being composed: the prior played over them (a
+    :class:`~musicgym.stepper.TokenStepper`), their tokens and steps."""
 
     def __init__(self, agent: RLTuner, count: int) -> None:
         self.agent, self.count = agent, count
         device = agent.device
-        self.prior_state = agent.prior.initial_state(count)
-        self.sounding = torch.full((count,), -1, dtype=torch.long, device=device)
+        self.stepper = TokenStepper(agent.prior, count, agent.config.key, device)
         self.tokens = torch.full((count, agent.length), -1, dtype=torch.long, device=device)
         self.step = torch.zeros(count, dtype=torch.long, device=device)
 
-    @torch.no_grad()
     def restart(self, rows: np.ndarray, primers: list[list[int]]) -> None:
         """Start the melodies ``rows`` afresh, each fed its primer tokens first."""
         if not len(rows):
             return
-        agent, prior = self.agent, self.agent.prior
-        index = torch.as_tensor(rows, dtype=torch.long, device=agent.device)
-        state = prior.initial_state(len(rows))
-        sounding = torch.full((len(rows),), -1, dtype=torch.long, device=agent.device)
-        for t in range(max(map(len, primers), default=0)):
-            assert all(len(p) == len(primers[0]) for p in primers), "primers of one length"
-            tokens = torch.tensor([p[t] for p in primers], device=agent.device)
-            state = prior.advance(state, agent.frames(tokens, sounding))
-            sounding = next_sounding(sounding, tokens)
-        self.prior_state = prior.assign_state(self.prior_state, index, state)
-        self.sounding[index], self.tokens[index], self.step[index] = sounding, -1, 0
+        self.stepper.restart(rows.tolist(), primers)
+        index = torch.as_tensor(rows, dtype=torch.long, device=self.agent.device)
+        self.tokens[index], self.step[index] = -1, 0
 
-    @torch.no_grad()
     def play(self, tokens: torch.Tensor) -> None:
         """Every melody plays its token (those that ended are restarted by :meth:`restart`)."""
-        frames = self.agent.frames(tokens, self.sounding)
-        self.prior_state = self.agent.prior.advance(self.prior_state, frames)
-        self.sounding = next_sounding(self.sounding, tokens)
+        self.stepper.play(tokens)
         rows = torch.arange(self.count, device=tokens.device)
         self.tokens[rows, self.step.clamp(max=self.agent.length - 1)] = tokens
         self.step = self.step + 1
 
     def state_dict(self) -> dict[str, Any]:
         """The melodies and the prior's state over them (its tensors), for a checkpoint."""
-        state = self.prior_state
         return {
-            "hidden": [[h.cpu(), c.cpu()] for h, c in state.hidden],
-            "time_out": state.time_out.cpu(),
-            "prior_step": state.step.cpu(),
-            "sounding": self.sounding.cpu(),
+            "stepper": self.stepper.state_dict(),
             "tokens": self.tokens.cpu(),
             "step": self.step.cpu(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "stepper" not in state:
+            raise CheckpointError(
+                "the melodies in progress were saved by an older musicgym (before the prior "
+                "protocol); start a new run"
+            )
+        self.stepper.load_state_dict(state["stepper"])
         device = self.agent.device
-        self.prior_state = BiaxialState(
-            [(h.to(device), c.to(device)) for h, c in state["hidden"]],
-            state["time_out"].to(device),
-            state["prior_step"].to(device),
-        )
-        self.sounding = state["sounding"].to(device)
         self.tokens, self.step = state["tokens"].to(device), state["step"].to(device)
 
     def states(self, log_probs: torch.Tensor) -> States:
         """The current states, with the prior's ``log p`` of them (from the env or the agent)."""
         return States(
-            time_out=self.prior_state.time_out,
+            summary=self.stepper.summary(),
             log_probs=log_probs,
             context=recent_tokens(self.tokens, self.step, self.agent.config.context),
             step=self.step,
-            sounding=self.sounding,
+            sounding=self.stepper.sounding,
         )
 
 
@@ -552,26 +545,18 @@ class RLTuner:
     agent interface of :func:`agents.load`.
     """
 
-    def __init__(self, config: RLTunerConfig, prior: BiaxialLSTM) -> None:
+    def __init__(self, config: RLTunerConfig, prior: MelodyPrior) -> None:
         self.config, self.length = config, config.length
         self.device = torch_device(config.device)
-        self.prior = load_prior(prior).to(self.device)  # frozen: features, log p, music/log_p
+        self.prior = load_prior(prior)  # frozen: features, log p, music/log_p
+        if isinstance(self.prior, nn.Module):
+            self.prior.to(self.device)
         self.q_network = QNetwork(self.prior, config).to(self.device)
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
         self.updates = 0
         """Gradient steps taken."""
         self.steps_per_second = 0.0
         """Environment steps per second of the last :func:`train` call."""
-
-    def frames(self, tokens: torch.Tensor, sounding: torch.Tensor) -> torch.Tensor:
-        """The prior frames ``tokens`` produce after ``sounding``, in the run's key."""
-        return token_frames(tokens, sounding, *token_axis(self.prior, self.config.key))
-
-    @torch.no_grad()
-    def prior_log_probs(self, melodies: Melodies) -> torch.Tensor:
-        """The frozen prior's ``log p(a | s)`` ``(M, 38)`` of the melodies' next actions."""
-        time_out = melodies.prior_state.time_out
-        return score_melody_actions(self.prior, time_out, melodies.sounding, self.config.key)
 
     @torch.no_grad()
     def act_logits(self, states: States) -> torch.Tensor:
@@ -589,7 +574,8 @@ class RLTuner:
             primers = torch.randint(0, NUM_TOKENS - 1, (n, 1), generator=generator).tolist()
             melodies.restart(np.arange(n), primers)
         for _ in range(self.length):
-            logits = self.act_logits(melodies.states(self.prior_log_probs(melodies))).cpu()
+            log_probs = melodies.stepper.action_log_probs().float()
+            logits = self.act_logits(melodies.states(log_probs)).cpu()
             if greedy:
                 tokens = logits.argmax(1)
             else:
@@ -603,8 +589,7 @@ class RLTuner:
         return {
             "model": MODEL_TAG,
             "config": asdict(self.config),
-            "prior_config": asdict(self.prior.config),
-            "prior_state_dict": _cpu(self.prior.state_dict()),
+            "prior": prior_checkpoint(self.prior),
             "q_state_dict": _cpu(self.q_network.state_dict()),
             "target_state_dict": _cpu(self.target_network.state_dict()),
             **extra,
@@ -625,21 +610,42 @@ class RLTuner:
             raise CheckpointError(f"{path}: not an RL Tuner checkpoint")
         try:
             known = {f.name for f in fields(RLTunerConfig)}
-            settings = {k: v for k, v in checkpoint["config"].items() if k in known}
+            saved = {RENAMED.get(k, k): v for k, v in checkpoint["config"].items()}
+            settings = {k: v for k, v in saved.items() if k in known}
             if device is not None:
                 settings["device"] = device
             elif str(settings.get("device", "cpu")).startswith("cuda"):
                 settings["device"] = "cuda" if torch.cuda.is_available() else "cpu"
             config = RLTunerConfig(**settings)
-            prior = BiaxialLSTM(BiaxialConfig(**checkpoint["prior_config"]))
-            prior.load_state_dict(checkpoint["prior_state_dict"])
-            agent = cls(config, prior)
-            agent.q_network.load_state_dict(checkpoint["q_state_dict"])
-            agent.target_network.load_state_dict(checkpoint["target_state_dict"])
+            agent = cls(config, prior_from_checkpoint(_prior_of(checkpoint), path))
+            agent.q_network.load_state_dict(_renamed_weights(checkpoint["q_state_dict"]))
+            agent.target_network.load_state_dict(_renamed_weights(checkpoint["target_state_dict"]))
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             first = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise CheckpointError(f"{path}: does not fit the RL Tuner ({first})") from None
         return agent, checkpoint
+
+
+def load_agent(folder: str | os.PathLike, info: dict[str, Any]) -> RLTuner:
+    """The agent of an RL Tuner run folder (``info``: its ``agent.json``; the registry's load)."""
+    return RLTuner.load(Path(folder) / info.get("checkpoint", CHECKPOINT))[0]
+
+
+def _prior_of(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The prior's checkpoint dict inside an RL Tuner checkpoint (older ones kept a Bi-axial
+    LSTM's config and weights apart)."""
+    if "prior" in checkpoint:
+        return checkpoint["prior"]
+    return {
+        "model": "biaxial-lstm",
+        "config": checkpoint["prior_config"],
+        "state_dict": checkpoint["prior_state_dict"],
+    }
+
+
+def _renamed_weights(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Older checkpoints named the trainable copy of the note axis ``note_axis``."""
+    return {k.replace("note_axis.", "readout.", 1): v for k, v in state_dict.items()}
 
 
 def _cpu(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -731,7 +737,7 @@ def train(
     *,
     resume: bool = False,
     overwrite: bool = False,
-    prior: BiaxialLSTM | None = None,
+    prior: MelodyPrior | None = None,
     progress: bool = True,
     log: bool = True,
 ) -> RLTuner:
@@ -753,7 +759,7 @@ def _train(
     config: RLTunerConfig,
     out: Path,
     resume: bool,
-    prior: BiaxialLSTM | None,
+    prior: MelodyPrior | None,
     progress: bool,
     log: bool,
     stop: StopSignals,
@@ -761,217 +767,267 @@ def _train(
     from tqdm.auto import tqdm
 
     set_torch_threads(config.threads)
-    checkpoint: dict[str, Any] = {}
-    if resume:
-        agent, checkpoint = RLTuner.load(out / CHECKPOINT, device=config.device)
-        check_resume_settings(out, checkpoint["config"], config, RESUMABLE)
-        if prior is not None:
-            check_same_prior(out, prior_fingerprint(agent.prior), load_prior(prior))
-        # The run's settings, except how long (and where) to go on.
-        session = {k: getattr(config, k) for k in RESUMABLE}
-        agent.config = config = RLTunerConfig(**{**asdict(agent.config), **session})
-    else:
-        torch.manual_seed(config.seed)
-        agent = RLTuner(config, load_prior(prior if prior is not None else config.prior))
-    check_replay_memory(config, agent.prior)
-    rng = np.random.default_rng(config.seed)
-    torch.manual_seed(config.seed)
-    optimizer = make_optimizer(config, agent.q_network)
-    hidden = agent.prior.config.time_sizes[-1]
-    replay = StateReplay(
-        config.buffer_size, config.length, agent.prior.num_pitches, hidden, config.context
-    )
-    check_output_folder(out, need_bytes=_checkpoint_bytes(agent, optimizer, replay))
-    global_step = 0
-    resumed: dict[str, Any] = checkpoint.get("resume", {})
-    if checkpoint:
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        global_step, agent.updates = int(checkpoint["step"]), int(checkpoint["updates"])
-        rng.bit_generator.state = checkpoint["rng"]
-        torch.set_rng_state(checkpoint["torch_rng"])
-        if "replay" in checkpoint:
-            replay.load_state_dict(checkpoint["replay"])
-        elif (out / REPLAY_CHECKPOINT).is_file():  # written by an older version
-            replay.load_state_dict(load_checkpoint_file(out / REPLAY_CHECKPOINT))
-        replay.recompute_time_out(agent.prior, config.key)
-        if not resumed:
-            _warn(
-                f"{out / CHECKPOINT}: written by an older musicgym without the state of the "
-                "melodies in progress: resumed, but not exactly the run it would have been"
-                + ("" if len(replay) else " (and with an empty replay memory)")
-            )
-    info = {
-        "env": EnvConfig(**{f.name: getattr(config, f.name) for f in fields(EnvConfig)}),
-        "checkpoint": CHECKPOINT,
-        "config": asdict(config),
-    }
-    write_agent_info(out, f"rltuner-{config.algo}", **info, trained_steps=global_step)
-    writer = None
-    if log:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out))
-        writer.add_text(
-            "hyperparameters", "\n".join(f"|{k}|{v}|" for k, v in asdict(config).items())
-        )
-
-    # The env rewards log p + rules (q, psi) or the rules alone (g: the agent adds log p). Where
-    # it scores with the prior, its log p(a|s) of the next actions is the agent's too.
-    from gymnasium.wrappers.vector import RecordEpisodeStatistics
-
-    with_prior = config.algo != "g"
-    envs = make_vector_env(config, agent.prior, config.num_envs, with_prior=with_prior)
-    env_scores = with_prior and config.prior_reward
-    envs = RecordEpisodeStatistics(envs)
-    _, infos = envs.reset(seed=config.seed + (0 if resumed else global_step))
-    slots = np.arange(config.num_envs)
-    primed = bool(config.primer)
-    melodies = Melodies(agent, config.num_envs)
-    melodies.restart(slots, _primers(infos, slots, primed))
-
-    def prior_log_probs() -> torch.Tensor:
-        if env_scores:
-            log_probs = envs.unwrapped.action_log_probs()  # type: ignore[attr-defined]
-            return torch.as_tensor(log_probs, dtype=torch.float32, device=agent.device)
-        return agent.prior_log_probs(melodies)
-
-    log_probs = prior_log_probs()
-    resetting = np.zeros(config.num_envs, bool)  # next-step autoreset: this step only resets
-    next_eval = (global_step // config.eval_interval + 1) * config.eval_interval
-    next_checkpoint = (global_step // config.checkpoint_interval + 1) * config.checkpoint_interval
-    updates_due, epsilon = 0, config.start_e
-    if resumed:  # the melodies in progress, the counters: where the run stopped
-        envs.unwrapped.set_state(resumed["env"])  # type: ignore[attr-defined]
-        _set_episode_statistics(envs, resumed["episode_statistics"])
-        melodies.load_state_dict(resumed["melodies"])
-        log_probs = resumed["log_probs"].to(agent.device)
-        rows = np.array(resumed["rows"], np.int64)
-        resetting = np.array(resumed["resetting"], bool)
-        updates_due = int(resumed["updates_due"])
-        next_eval, next_checkpoint = int(resumed["next_eval"]), int(resumed["next_checkpoint"])
-        if replay.time_out_digest(rows) != resumed["time_out_digest"]:
-            _warn(
-                f"{out}: the prior's time-axis outputs recomputed for the replay memory differ "
-                f"in the last bits from those computed while acting (device {config.device}): "
-                "the resumed run is not bit-identical to an uninterrupted one"
-            )
-    else:
-        rows = np.array([replay.start(_primer_token(infos, i, primed)) for i in slots])
-        replay.write_states(rows, np.zeros_like(rows), melodies.prior_state.time_out, log_probs)
-
-    def save() -> None:
-        """One file, everything the rest of the run depends on (see the module docstring)."""
-        extra = {
-            "optimizer": optimizer.state_dict(),
-            "step": global_step,
-            "updates": agent.updates,
-            "rng": rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-            "prior_fingerprint": prior_fingerprint(agent.prior),
-            "replay": replay.state_dict(),
-            "resume": {
-                "env": envs.unwrapped.get_state(),  # type: ignore[attr-defined]
-                "episode_statistics": _episode_statistics(envs),
-                "melodies": melodies.state_dict(),
-                "log_probs": log_probs.cpu(),
-                "rows": rows.tolist(),
-                "resetting": resetting.tolist(),
-                "updates_due": updates_due,
-                "next_eval": next_eval,
-                "next_checkpoint": next_checkpoint,
-                "time_out_digest": replay.time_out_digest(rows),
-            },
-        }
-        save_checkpoint_file(agent.checkpoint(**extra), out / CHECKPOINT)
-        (out / REPLAY_CHECKPOINT).unlink(missing_ok=True)  # an older version's, now stale
-        write_agent_info(out, f"rltuner-{config.algo}", **info, trained_steps=global_step)
-
-    def evaluate(writer) -> None:
-        """Statistics of freshly composed melodies under music/, a few of them heard and seen."""
-        from musicgym.audio import log_compositions
-
-        composed = agent.compose(config.eval_melodies, seed=config.seed)
-        for name, value in melody_statistics(agent.prior, composed, config.key).items():
-            writer.add_scalar(f"music/{name}", value, global_step)
-        log_compositions(writer, composed, global_step)
-
-    bar = tqdm(total=config.steps, initial=global_step, disable=not progress, unit="step")
-    start_time, start_step = time.time(), global_step
+    agent, checkpoint = _agent_of_run(config, out, resume, prior)
+    config = agent.config
+    run = TrainingRun(agent, out, checkpoint)
+    writer = _summary_writer(out, config) if log else None
+    bar = tqdm(total=config.steps, initial=run.global_step, disable=not progress, unit="step")
+    start_time, start_step = time.time(), run.global_step
     deadline = start_time + 60 * config.max_minutes if config.max_minutes > 0 else math.inf
-    while global_step < config.steps and time.time() < deadline and not stop.requested:
-        # ---- act: epsilon-greedy or Boltzmann on the policy logits
-        logits = agent.act_logits(melodies.states(log_probs)).cpu()
-        if config.exploration == "boltzmann":
-            scaled = logits / config.temperature
-            actions = torch.multinomial(F.softmax(scaled, 1), 1)[:, 0].numpy()
-        else:
-            epsilon = linear_schedule(
-                config.start_e,
-                config.end_e,
-                config.exploration_fraction * config.steps,
-                global_step,
-            )
-            actions = logits.argmax(1).numpy()
-            explore = rng.random(config.num_envs) < epsilon
-            actions[explore] = rng.integers(0, NUM_TOKENS, explore.sum())
-        _, rewards, terminations, _, infos = envs.step(actions)
-
-        # ---- follow the melodies; a slot that was resetting played nothing and starts afresh
-        stepped = ~resetting
-        restarted = np.flatnonzero(resetting)
-        melodies.play(torch.as_tensor(actions, dtype=torch.long, device=agent.device))
-        melodies.restart(restarted, _primers(infos, restarted, primed))
-        log_probs = prior_log_probs()
-        replay.add(rows[stepped], actions[stepped], rewards[stepped])
-        for i in restarted:
-            rows[i] = replay.start(_primer_token(infos, i, primed))
-        going_on = ~terminations  # the next state of a stepped slot, or a new melody's first
-        steps = replay.filled[rows[going_on]]
-        time_out = melodies.prior_state.time_out
-        replay.write_states(rows[going_on], steps, time_out[going_on], log_probs[going_on])
-        resetting = terminations.copy()
-        new_steps = int(stepped.sum())
-        global_step += new_steps
-        bar.update(new_steps)
+    while run.global_step < config.steps and time.time() < deadline and not stop.requested:
+        infos = run.act_and_step()
+        bar.update(run.global_step - bar.n)
         if writer and "_episode" in infos:
             for i in np.flatnonzero(infos["_episode"]):
-                writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
+                writer.add_scalar(
+                    "charts/episodic_return", infos["episode"]["r"][i], run.global_step
+                )
 
         # ---- learn: one gradient step per train_frequency environment steps
-        if global_step >= config.learning_starts:
-            updates_due += new_steps
-        while updates_due >= config.train_frequency:
-            updates_due -= config.train_frequency
-            loss, mean_q = gradient_step(agent, replay, optimizer, rng)
+        for loss, mean_q in run.learn():
             if agent.updates % 100 == 1:  # the first, then every 100th
-                sps = (global_step - start_step) / max(time.time() - start_time, 1e-9)
+                sps = (run.global_step - start_step) / max(time.time() - start_time, 1e-9)
                 bar.set_postfix(loss=f"{loss:.3g}", q=f"{mean_q:.3g}")
                 if writer:
-                    writer.add_scalar("losses/td_loss", loss, global_step)
-                    writer.add_scalar("losses/q_values", mean_q, global_step)
-                    writer.add_scalar("charts/SPS", sps, global_step)
+                    writer.add_scalar("losses/td_loss", loss, run.global_step)
+                    writer.add_scalar("losses/q_values", mean_q, run.global_step)
+                    writer.add_scalar("charts/SPS", sps, run.global_step)
                     if config.exploration == "egreedy":
-                        writer.add_scalar("charts/epsilon", epsilon, global_step)
+                        writer.add_scalar("charts/epsilon", run.epsilon, run.global_step)
 
-        if global_step >= min(next_eval, config.steps):
-            next_eval += config.eval_interval
+        if run.global_step >= min(run.next_eval, config.steps):
+            run.next_eval += config.eval_interval
             if writer:
-                evaluate(writer)
-        if global_step >= next_checkpoint:
-            next_checkpoint += config.checkpoint_interval
-            save()
-    agent.steps_per_second = (global_step - start_step) / max(time.time() - start_time, 1e-9)
-    save()
+                evaluate(agent, writer, run.global_step)
+        if run.global_step >= run.next_checkpoint:
+            run.next_checkpoint += config.checkpoint_interval
+            run.save()
+    agent.steps_per_second = (run.global_step - start_step) / max(time.time() - start_time, 1e-9)
+    run.save()
     bar.close()
-    envs.close()
+    run.envs.close()
     if writer:
         writer.close()
-    if stop.requested and global_step < config.steps:
+    if stop.requested and run.global_step < config.steps:
         raise stop.interrupted(
-            f"at step {global_step}: checkpoint written to {out / CHECKPOINT}; continue with "
+            f"at step {run.global_step}: checkpoint written to {out / CHECKPOINT}; continue with "
             "--resume"
         )
     return agent
+
+
+def _agent_of_run(
+    config: RLTunerConfig, out: Path, resume: bool, prior: MelodyPrior | None
+) -> tuple[RLTuner, dict[str, Any]]:
+    """A new agent, or the run's (its settings checked against ``config``, those of
+    :data:`RESUMABLE` taken from ``config``) and its checkpoint."""
+    if not resume:
+        torch.manual_seed(config.seed)
+        agent = RLTuner(config, load_prior(prior if prior is not None else config.prior))
+        check_replay_memory(config, agent.prior)
+        return agent, {}
+    agent, checkpoint = RLTuner.load(out / CHECKPOINT, device=config.device)
+    saved = {RENAMED.get(k, k): v for k, v in checkpoint["config"].items()}
+    check_resume_settings(out, saved, config, RESUMABLE)
+    if prior is not None:
+        check_same_prior(out, prior_fingerprint(agent.prior), load_prior(prior))
+    # The run's settings, except how long (and where) to go on.
+    session = {k: getattr(config, k) for k in RESUMABLE}
+    agent.config = RLTunerConfig(**{**asdict(agent.config), **session})
+    check_replay_memory(agent.config, agent.prior)
+    return agent, checkpoint
+
+
+def _summary_writer(out: Path, config: RLTunerConfig) -> Any:
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(out))
+    writer.add_text("hyperparameters", "\n".join(f"|{k}|{v}|" for k, v in asdict(config).items()))
+    return writer
+
+
+def evaluate(agent: RLTuner, writer: Any, step: int) -> None:
+    """Statistics of freshly composed melodies under music/, a few of them heard and seen."""
+    from musicgym.audio import log_compositions
+
+    config = agent.config
+    composed = agent.compose(config.eval_melodies, seed=config.seed)
+    for name, value in melody_statistics(agent.prior, composed, config.key).items():
+        writer.add_scalar(f"music/{name}", value, step)
+    log_compositions(writer, composed, step)
+
+
+class TrainingRun:
+    """What a training run carries from step to step: the optimizer, the replay memory, the
+    random generators, the environments and the agent's melodies in progress, the counters; and
+    its checkpoint, one file with all of it (see the module docstring).
+
+    The env rewards log p + rules (q, psi) or the rules alone (g: the agent adds log p). Where it
+    scores with the prior, its ``log p(a|s)`` of the next actions is the agent's too.
+    """
+
+    def __init__(self, agent: RLTuner, out: Path, checkpoint: dict[str, Any]) -> None:
+        from gymnasium.wrappers.vector import RecordEpisodeStatistics
+
+        config = self.config = agent.config
+        self.agent, self.out = agent, out
+        self.rng = np.random.default_rng(config.seed)
+        torch.manual_seed(config.seed)
+        self.optimizer = make_optimizer(config, agent.q_network)
+        self.replay = StateReplay(
+            config.buffer_size, config.length, agent.prior.summary_shape, config.context
+        )
+        check_output_folder(out, need_bytes=_checkpoint_bytes(agent, self.optimizer, self.replay))
+        self.global_step, self.epsilon = 0, config.start_e
+        resumed: dict[str, Any] = checkpoint.get("resume", {})
+        if checkpoint:
+            self._restore_learner(checkpoint, resumed)
+        self.info = {
+            "env": EnvConfig(**{f.name: getattr(config, f.name) for f in fields(EnvConfig)}),
+            "checkpoint": CHECKPOINT,
+            "config": asdict(config),
+        }
+        write_agent_info(out, f"rltuner-{config.algo}", **self.info, trained_steps=self.global_step)
+
+        with_prior = config.algo != "g"
+        envs = make_vector_env(config, agent.prior, config.num_envs, with_prior=with_prior)
+        self.env_scores = with_prior and config.prior_reward
+        self.envs = RecordEpisodeStatistics(envs)
+        _, infos = self.envs.reset(seed=config.seed + (0 if resumed else self.global_step))
+        self.slots, self.primed = np.arange(config.num_envs), bool(config.primer)
+        self.melodies = Melodies(agent, config.num_envs)
+        self.melodies.restart(self.slots, _primers(infos, self.slots, self.primed))
+        self.log_probs = self.prior_log_probs()
+        self.resetting = np.zeros(config.num_envs, bool)  # next-step autoreset: only resets
+        self.next_eval = (self.global_step // config.eval_interval + 1) * config.eval_interval
+        interval = config.checkpoint_interval
+        self.next_checkpoint = (self.global_step // interval + 1) * interval
+        self.updates_due = 0
+        if resumed:
+            self._restore_melodies(resumed)
+        else:
+            primers = [_primer_token(infos, i, self.primed) for i in self.slots]
+            self.rows = np.array([self.replay.start(primer) for primer in primers])
+            summaries = self.melodies.stepper.summary()
+            self.replay.write_states(self.rows, np.zeros_like(self.rows), summaries, self.log_probs)
+
+    def _restore_learner(self, checkpoint: dict[str, Any], resumed: dict[str, Any]) -> None:
+        """The optimizer, counters, generators and replay memory of a checkpoint."""
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.global_step, self.agent.updates = int(checkpoint["step"]), int(checkpoint["updates"])
+        self.rng.bit_generator.state = checkpoint["rng"]
+        torch.set_rng_state(checkpoint["torch_rng"])
+        if "replay" in checkpoint:
+            self.replay.load_state_dict(checkpoint["replay"])
+        elif (self.out / REPLAY_CHECKPOINT).is_file():  # written by an older version
+            self.replay.load_state_dict(load_checkpoint_file(self.out / REPLAY_CHECKPOINT))
+        self.replay.recompute_summaries(self.agent.prior, self.config.key, self.agent.device)
+        if not resumed:
+            _warn(
+                f"{self.out / CHECKPOINT}: written by an older musicgym without the state of the "
+                "melodies in progress: resumed, but not exactly the run it would have been"
+                + ("" if len(self.replay) else " (and with an empty replay memory)")
+            )
+
+    def _restore_melodies(self, resumed: dict[str, Any]) -> None:
+        """The melodies in progress and the counters: where the run stopped."""
+        self.envs.unwrapped.set_state(resumed["env"])  # type: ignore[attr-defined]
+        _set_episode_statistics(self.envs, resumed["episode_statistics"])
+        self.melodies.load_state_dict(resumed["melodies"])
+        self.log_probs = resumed["log_probs"].to(self.agent.device)
+        self.rows = np.array(resumed["rows"], np.int64)
+        self.resetting = np.array(resumed["resetting"], bool)
+        self.updates_due = int(resumed["updates_due"])
+        self.next_eval, self.next_checkpoint = resumed["next_eval"], resumed["next_checkpoint"]
+        if self.replay.summary_digest(self.rows) != resumed.get("summary_digest"):
+            _warn(
+                f"{self.out}: the prior's summaries recomputed for the replay memory differ in "
+                f"the last bits from those computed while acting (device {self.config.device}): "
+                "the resumed run is not bit-identical to an uninterrupted one"
+            )
+
+    def prior_log_probs(self) -> torch.Tensor:
+        """The prior's ``log p(a|s)`` of the melodies' next actions (the env's, where it has
+        them)."""
+        if self.env_scores:
+            log_probs = self.envs.unwrapped.action_log_probs()  # type: ignore[attr-defined]
+            return torch.as_tensor(log_probs, dtype=torch.float32, device=self.agent.device)
+        return self.melodies.stepper.action_log_probs().float()
+
+    def choose_actions(self) -> np.ndarray:
+        """The actions of every melody: epsilon-greedy or Boltzmann on the policy logits."""
+        config = self.config
+        logits = self.agent.act_logits(self.melodies.states(self.log_probs)).cpu()
+        if config.exploration == "boltzmann":
+            scaled = logits / config.temperature
+            return torch.multinomial(F.softmax(scaled, 1), 1)[:, 0].numpy()
+        duration = config.exploration_fraction * config.steps
+        self.epsilon = linear_schedule(config.start_e, config.end_e, duration, self.global_step)
+        actions = logits.argmax(1).numpy()
+        explore = self.rng.random(config.num_envs) < self.epsilon
+        actions[explore] = self.rng.integers(0, NUM_TOKENS, explore.sum())
+        return actions
+
+    def act_and_step(self) -> dict[str, Any]:
+        """Act, step the envs, follow the melodies and store the transitions; the envs' infos.
+        A slot that was resetting played nothing and starts afresh."""
+        actions = self.choose_actions()
+        _, rewards, terminations, _, infos = self.envs.step(actions)
+        stepped, restarted = ~self.resetting, np.flatnonzero(self.resetting)
+        self.melodies.play(torch.as_tensor(actions, dtype=torch.long, device=self.agent.device))
+        self.melodies.restart(restarted, _primers(infos, restarted, self.primed))
+        self.log_probs = self.prior_log_probs()
+        replay, rows = self.replay, self.rows
+        replay.add(rows[stepped], actions[stepped], rewards[stepped])
+        for i in restarted:
+            rows[i] = replay.start(_primer_token(infos, i, self.primed))
+        going_on = ~terminations  # the next state of a stepped slot, or a new melody's first
+        summaries = self.melodies.stepper.summary()
+        replay.write_states(
+            rows[going_on], replay.filled[rows[going_on]], summaries[going_on],
+            self.log_probs[going_on],
+        )  # fmt: skip
+        self.resetting = terminations.copy()
+        new_steps = int(stepped.sum())
+        self.global_step += new_steps
+        if self.global_step >= self.config.learning_starts:
+            self.updates_due += new_steps
+        return infos
+
+    def learn(self) -> Iterator[tuple[float, float]]:
+        """The gradient steps now due; (loss, mean Q) of each."""
+        while self.updates_due >= self.config.train_frequency:
+            self.updates_due -= self.config.train_frequency
+            yield gradient_step(self.agent, self.replay, self.optimizer, self.rng)
+
+    def save(self) -> None:
+        """One file, everything the rest of the run depends on (see the module docstring)."""
+        agent = self.agent
+        extra = {
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.global_step,
+            "updates": agent.updates,
+            "rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "prior_fingerprint": prior_fingerprint(agent.prior),
+            "replay": self.replay.state_dict(),
+            "resume": {
+                "env": self.envs.unwrapped.get_state(),  # type: ignore[attr-defined]
+                "episode_statistics": _episode_statistics(self.envs),
+                "melodies": self.melodies.state_dict(),
+                "log_probs": self.log_probs.cpu(),
+                "rows": self.rows.tolist(),
+                "resetting": self.resetting.tolist(),
+                "updates_due": self.updates_due,
+                "next_eval": self.next_eval,
+                "next_checkpoint": self.next_checkpoint,
+                "summary_digest": self.replay.summary_digest(self.rows),
+            },
+        }
+        save_checkpoint_file(agent.checkpoint(**extra), self.out / CHECKPOINT)
+        (self.out / REPLAY_CHECKPOINT).unlink(missing_ok=True)  # an older version's, now stale
+        algo = f"rltuner-{self.config.algo}"
+        write_agent_info(self.out, algo, **self.info, trained_steps=self.global_step)
 
 
 def _warn(message: str) -> None:
@@ -994,9 +1050,9 @@ def _set_episode_statistics(envs: Any, state: dict[str, Any]) -> None:
 
 def _checkpoint_bytes(agent: RLTuner, optimizer: torch.optim.Optimizer, replay: StateReplay) -> int:
     """About how large ``agent.pt`` grows: prior, networks and Adam's moments, the replay memory
-    without its cached time-axis outputs."""
+    without its cached summaries."""
     networks = sum(p.numel() for p in agent.q_network.parameters())
-    prior = sum(p.numel() for p in agent.prior.parameters())
+    prior = sum(v.numel() for v in prior_checkpoint(agent.prior)["state_dict"].values())
     replay_bytes = replay.tokens.nbytes + replay.rewards.nbytes + replay.log_probs.nbytes
     return 4 * (prior + 4 * networks) + replay_bytes + 2**20
 

@@ -1,6 +1,7 @@
 """``musicgym bench agents``: every agent on the same environment and budget, beside the papers.
 
-Each agent is trained (``musicgym agent train``) or loaded (``--load``) once per seed, composes
+Each agent is trained (its train function of :data:`agents.registry.ALGORITHMS`) or loaded
+(``--load``) once per seed, composes
 ``--melodies`` melodies, and is measured by every statistic of the spec
 (:func:`musicgym.metrics.evaluate_melodies`) plus
 
@@ -50,6 +51,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from agents.registry import ALGORITHMS
+from musicgym.config import DEFAULTS, EnvConfig
 from musicgym.fileio import atomic_output
 from musicgym.metrics import (
     HISTOGRAMS,
@@ -65,27 +68,15 @@ from musicgym.metrics import (
     t_interval,
 )
 from musicgym.notestate import SIXTEENTH_NOTES
-from musicgym.prior import DEFAULT_PRIOR
 
 if TYPE_CHECKING:
-    from priors.model import BiaxialLSTM
+    from musicgym.prior import MelodyPrior
 
 REFERENCE_AGENTS = ("prior", "random")
 """Agents composed without training."""
 RULES_ONLY = "rules-only"
 """The RL Tuner's Q-learning on the theory rules alone (no log p in the reward)."""
-ALL_AGENTS = (
-    "prior",
-    "random",
-    RULES_ONLY,
-    "rltuner-q",
-    "rltuner-psi",
-    "rltuner-g",
-    "sb3-dqn",
-    "sb3-ppo",
-    "sb3-qrdqn",
-    "sb3-recurrentppo",
-)
+ALL_AGENTS = (*REFERENCE_AGENTS, RULES_ONLY, *ALGORITHMS)
 TEST_MELODIES = "test melodies"
 """The table's column of the prior's held-out test melodies."""
 EXTRA_MEASURES = {
@@ -143,16 +134,16 @@ class AgentsBenchConfig:
     jobs: int = 1
     """Agents trained and measured side by side, each in its own process with one torch thread
     (one per CPU core is fastest)."""
-    prior: str = DEFAULT_PRIOR
+    prior: str = DEFAULTS.prior
     """Prior of the environment (a shipped name or a checkpoint path); the default is the one
     under which the tuned table is best (the prior ablation of RESULTS.md)."""
-    rules: str = "jaques2017"
+    rules: str = DEFAULTS.rules
     """Reward rules (preset or names)."""
-    c: float = 0.5
+    c: float = DEFAULTS.c
     """Divisor of the rule rewards."""
-    key: str = "C major"
+    key: str = DEFAULTS.key
     """Key of the rules and statistics."""
-    length: int = 32
+    length: int = DEFAULTS.length
     """Tokens per melody."""
     resamples: int = 1000
     """Bootstrap resamples of the melodies, for the confidence intervals of one seed."""
@@ -191,18 +182,14 @@ def theory_rewards(melodies: Sequence[Sequence[int]], config: AgentsBenchConfig)
     import gymnasium as gym
 
     import musicgym  # noqa: F401  (registers the environment)
-    from agents.common import parse_rules
+    from musicgym.config import ENV_ID
 
     actions = np.asarray(melodies)
     envs = gym.make_vec(
-        "MusicComposition-v0",
+        ENV_ID,
         num_envs=len(melodies),
         vectorization_mode="vector_entry_point",
-        prior=None,
-        rules=parse_rules(config.rules),
-        c=config.c,
-        key=config.key,
-        length=actions.shape[1],
+        **{**env_config(config).env_kwargs(with_prior=False), "length": actions.shape[1]},
     )
     envs.reset(seed=0)
     rewards = np.stack([envs.step(actions[:, t])[1] for t in range(actions.shape[1])], 1)
@@ -211,14 +198,14 @@ def theory_rewards(melodies: Sequence[Sequence[int]], config: AgentsBenchConfig)
 
 
 def melody_contributions(
-    melodies: list[list[int]], prior: BiaxialLSTM, config: AgentsBenchConfig
+    melodies: list[list[int]], prior: MelodyPrior, config: AgentsBenchConfig
 ) -> dict[str, np.ndarray]:
     """What each of the equally long ``melodies`` adds to every measure that sums over melodies,
     ``(M, ...)`` per name: the spec's statistics
     (:func:`musicgym.metrics.statistic_contributions`); ``log_p`` and ``theory_reward``, the
     melody's sum over its tokens and its number of tokens; and the counts of each of
     :data:`musicgym.metrics.HISTOGRAMS`. :func:`measures_from_sums` reads them summed."""
-    from agents.action_scores import melody_log_probs
+    from musicgym.stepper import melody_log_probs
 
     contributions = statistic_contributions(melodies, config.key)
     tokens = np.full(len(melodies), float(len(melodies[0])))
@@ -249,7 +236,7 @@ def measures_from_sums(
 
 def measure(
     melodies: list[list[int]],
-    prior: BiaxialLSTM,
+    prior: MelodyPrior,
     config: AgentsBenchConfig,
     trained_steps: float = math.nan,
 ) -> dict:
@@ -291,27 +278,27 @@ def _sums(contributions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {name: rows.sum(0) for name, rows in contributions.items()}
 
 
-def train_agent(name: str, seed: int, run: Path, config: AgentsBenchConfig) -> None:
-    """Train one agent into ``run`` with ``musicgym agent train`` (resuming an interrupted run)."""
-    from musicgym.cli import main
+def env_config(config: AgentsBenchConfig, seed: int = DEFAULTS.seed) -> EnvConfig:
+    """The environment every agent of the benchmark trains in."""
+    shared = ("prior", "rules", "c", "key", "length")
+    return EnvConfig(**{name: getattr(config, name) for name in shared}, seed=seed)
 
-    algo = "rltuner-q" if name == RULES_ONLY else name
-    argv = [
-        "agent", "train", "--algo", algo, "--out", str(run), "--steps", str(config.steps),
-        "--seed", str(seed), "--prior", config.prior, "--rules", config.rules,
-        "--c", str(config.c), "--key", config.key, "--length", str(config.length),
-    ]  # fmt: skip
-    if name == RULES_ONLY:
-        argv.append("--no-prior-reward")
-    if config.max_minutes > 0:
-        argv += ["--max-minutes", str(config.max_minutes)]
-    if (run / "agent.json").exists():
-        argv.append("--resume")
-    if not config.progress:
-        argv.append("--no-progress")
-    status = main(argv)
-    if status:
-        raise RuntimeError(f"training {name} (seed {seed}) failed with status {status}")
+
+def train_agent(name: str, seed: int, run: Path, config: AgentsBenchConfig) -> None:
+    """Train one agent into ``run`` with its train function (resuming an interrupted run)."""
+    algorithm = ALGORITHMS["rltuner-q" if name == RULES_ONLY else name]
+    settings = {
+        **asdict(env_config(config, seed)),
+        "steps": config.steps,
+        "max_minutes": config.max_minutes,
+        "prior_reward": name != RULES_ONLY,
+    }
+    algorithm.train_run(
+        algorithm.make_config(**settings),
+        run,
+        resume=(run / "agent.json").exists(),
+        progress=config.progress,
+    )
 
 
 MEASURES_FILE = "measures.json"
@@ -384,9 +371,9 @@ def reference_melodies(prior: str, length: int) -> tuple[str, list[list[int]]] |
     from musicgym.errors import MusicgymError
     from musicgym.tokens import canonical_tokens
     from priors.data import load_dataset
-    from priors.model import load_checkpoint, resolve_checkpoint_path
+    from priors.registry import read_checkpoint
 
-    data = load_checkpoint(resolve_checkpoint_path(prior)).get("data") or {}
+    data = read_checkpoint(prior).get("data") or {}
     if "name" not in data:
         print(f"prior {prior}: its checkpoint names no dataset; no test melodies and no KL rows")
         return None

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from musicgym.config import DEFAULTS
 from musicgym.metrics import PUBLISHED, STATISTICS
-from musicgym.prior import DEFAULT_PRIOR
 
 
 @dataclass
@@ -46,8 +46,8 @@ class DemoConfig:
     """Melodies of each written as MIDI files."""
     seed: int = 0
     """Seed of training and composing."""
-    prior: str = DEFAULT_PRIOR
-    """The prior: a shipped name (melody16c, melody16, bach16) or a checkpoint path."""
+    prior: str = DEFAULTS.prior
+    """The prior: a shipped name (melody16c, melody16, note_rnn, bach16) or a checkpoint path."""
     soundfont: str | None = None
     """General MIDI soundfont for the WAV files (default: the system's, e.g.
     /usr/share/sounds/sf2/FluidR3_GM.sf2)."""
@@ -58,13 +58,13 @@ class DemoConfig:
 def run(config: DemoConfig) -> dict[str, dict[str, float]]:
     """Sample, tune, compose, write, and print; returns the statistics of prior and tuned."""
     import agents
-    from agents.action_scores import melody_statistics
     from agents.common import load_prior
     from agents.rl_tuner import RLTunerConfig, train
     from benchmarks.gallery import write_gallery
     from musicgym.audio import choose_synthesizer, synthesizer_note, write_wavs_beside
     from musicgym.midi import write_melody
     from musicgym.pianoroll import save_piano_roll_sheet
+    from musicgym.stepper import melody_statistics
     from musicgym.tokens import tokens_to_note_state
 
     # A bad soundfont fails now, not after the training.

@@ -23,18 +23,19 @@ import numpy as np
 import torch
 
 from musicgym.env import MusicCompositionEnv, MusicCompositionVectorEnv
-from musicgym.prior import FramePrior
+from musicgym.prior import MelodyPrior
 
 NUM_CANDIDATES = 38
 
 
-def load_bench_prior(name: str = "bach16") -> tuple[FramePrior, str]:
+def load_bench_prior(name: str = "bach16") -> tuple[MelodyPrior, str]:
     """The prior to time and a description of it: the shipped checkpoint if it exists, else a
     randomly initialised model of the default configuration."""
-    from priors.model import CHECKPOINT_DIR, BiaxialConfig, BiaxialLSTM, load_frame_prior
+    from priors.model import BiaxialConfig, BiaxialLSTM
+    from priors.registry import load_prior, shipped_priors
 
-    if (CHECKPOINT_DIR / f"{name}.pt").is_file():
-        return load_frame_prior(name), f"shipped {name}.pt"
+    if name in shipped_priors():
+        return load_prior(name), f"shipped {name}.pt"
     model = BiaxialLSTM(BiaxialConfig()).eval().requires_grad_(False)
     return model, f"random-weight BiaxialLSTM, default config ({name}.pt not found)"
 

@@ -22,7 +22,8 @@ import torch
 
 from benchmarks.env_bench import matmul_flops_per_second
 from musicgym.errors import CheckpointError
-from priors.model import BiaxialConfig, BiaxialLSTM, resolve_checkpoint_path
+from musicgym.prior import checkpoint_path
+from priors.model import BiaxialConfig, BiaxialLSTM
 
 DEFAULT_JSB = Path(__file__).resolve().parents[2] / "shared/data/jsb/jsb-chorales-quarter.json"
 PUBLISHED_JSB = [
@@ -79,10 +80,10 @@ def scored_frames_per_second(
 
 def jsb_test_log_likelihood(checkpoint: str, data: Path) -> float:
     from priors.data import load_dataset
-    from priors.model import load_frame_prior
+    from priors.registry import load_prior
     from priors.train import evaluate_log_likelihood
 
-    model = load_frame_prior(checkpoint)
+    model = load_prior(checkpoint)
     dataset = load_dataset(
         f"jsb:{data}", lowest_pitch=model.lowest_pitch, num_pitches=model.num_pitches
     )
@@ -126,7 +127,7 @@ def run(
         "score_frames_per_s": scored,
     }
     try:
-        path = resolve_checkpoint_path(checkpoint)
+        path = checkpoint_path(checkpoint)
     except CheckpointError:
         path = Path(checkpoint)
     if Path(data).is_file() and path.is_file():

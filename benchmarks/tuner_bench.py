@@ -7,8 +7,9 @@ Rows, all on the batched vector env of ``--num-envs`` melodies and one torch thr
 * **rltuner-q**: env-steps/s of :func:`agents.rl_tuner.train` with one gradient step (batch 32)
   per 4 env steps; its gradient steps/s too. The default Q-network learns a per-state term over
   the cached time-axis outputs, so an update never runs the prior;
-* **rltuner-q --train-note-axis**: the same with a trainable copy of the prior's note axis (the
-  whole network but the time axis), whose update scores 38 candidates of 64 states.
+* **rltuner-q --train-readout**: the same with a trainable copy of the prior's readout (the
+  Bi-axial's note axis: the whole network but the time axis), whose update scores 38
+  candidates of 64 states.
 
 Ratios: each training row / env alone. The issue's goal is >= 0.5 for the default.
 
@@ -78,11 +79,11 @@ def run(prior_name: str = "melody16c", num_envs: int = 16, steps: int = 4_000) -
     env_rate = env_steps_per_second(prior, num_envs, steps)
     fast, fast_updates = training_rates(prior, num_envs, steps)
     note_steps = max(steps // 8, 512)  # about 20x slower updates: a shorter run tells as much
-    whole, whole_updates = training_rates(prior, num_envs, note_steps, train_note_axis=True)
+    whole, whole_updates = training_rates(prior, num_envs, note_steps, train_readout=True)
     rows = [
         ("batched env alone (random actions)", env_rate, float("nan")),
         ("rltuner-q, 1 update (batch 32) per 4 env steps", fast, fast_updates),
-        ("rltuner-q --train-note-axis, same", whole, whole_updates),
+        ("rltuner-q --train-readout, same", whole, whole_updates),
     ]
     print(f"prior {prior_name}, {num_envs} envs, 1 torch thread, {steps} env steps a row")
     print("| row | env-steps/s | gradient steps/s | / env alone |")
@@ -96,8 +97,8 @@ def run(prior_name: str = "melody16c", num_envs: int = 16, steps: int = 4_000) -
         "env": env_rate,
         "rltuner_q": fast,
         "rltuner_q_updates": fast_updates,
-        "note_axis": whole,
-        "note_axis_updates": whole_updates,
+        "readout": whole,
+        "readout_updates": whole_updates,
         "ratio": ratio,
     }
 

@@ -26,8 +26,7 @@ def _register_envs() -> None:
             id="MusicComposition-v0",
             entry_point="musicgym.env:MusicCompositionEnv",
             vector_entry_point="musicgym.env:MusicCompositionVectorEnv",
-            kwargs={"length": 32, "key": "C major", "rules": "jaques2017", "c": 0.5},
-        )
+        )  # the arguments' defaults: musicgym.config.EnvConfig
 
 
 _register_envs()

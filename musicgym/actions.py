@@ -1,15 +1,17 @@
 """The 38 melody actions as prior frames, and their renormalised log-probabilities, on tensors.
 
-An action's prior score is the log-likelihood of the next frame it produces (NOTE_OFF: silence;
-NO_EVENT: the sounding note held, or silence if none sounds; a pitch token: that note struck).
-:class:`musicgym.env.MelodyBatch` and the agents both use these functions, batched over states
-and differentiable, so the environment's reward and an agent's ``log p(a | s)`` are one
-computation. ``sounding`` is the token of the note that sounds before the action, ``-1`` for none.
+Under a model of frames, an action's prior score is the log-likelihood of the next frame it
+produces (NOTE_OFF: silence; NO_EVENT: the sounding note held, or silence if none sounds; a pitch
+token: that note struck). :class:`FrameMelodyPrior` makes a frame model a
+:class:`musicgym.prior.MelodyPrior` with these functions, batched over states and differentiable,
+so the environment's reward and an agent's ``log p(a | s)`` are one computation. ``sounding`` is
+the token of the note that sounds before the action, ``-1`` for none.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -17,7 +19,7 @@ from musicgym.tokens import FIRST_PITCH_TOKEN, LOWEST_MELODY_PITCH, NO_EVENT, NO
 
 LowestPitch = int | torch.Tensor
 """The MIDI pitch that melody tokens map onto index 0 of the prior's axis: one for all states, or
-``(B,)`` one per state (see :func:`musicgym.prior.token_axis`)."""
+``(B,)`` one per state (the axis' lowest pitch less :func:`musicgym.prior.transposition`)."""
 
 
 def candidate_notes(
@@ -76,3 +78,44 @@ def renormalise(scores: torch.Tensor, silent: torch.Tensor) -> torch.Tensor:
     log_probs = scores - torch.logsumexp(distinct, 1, keepdim=True)
     shared = torch.where(silent, math.log(2.0), 0.0).to(scores.dtype)
     return torch.cat([log_probs[:, :2] - shared[:, None], log_probs[:, 2:]], 1)
+
+
+class FrameMelodyPrior:
+    """Mixed into a :class:`~musicgym.prior.FramePrior`, makes it a
+    :class:`~musicgym.prior.MelodyPrior`: a token is played as the frame it produces
+    (:func:`token_frames`), and the 38 actions are scored as their candidate frames, renormalised
+    (:func:`renormalise`, in float64).
+
+    The frame model adds ``summary(state)`` (and ``summary_shape``); one that scores candidate
+    frames from its summary, ``score_candidates(summary, candidates)``, also gets
+    :meth:`summary_log_probs`, which lets an agent fine-tune the scorer above the summary.
+    """
+
+    lowest_pitch: int
+    num_pitches: int
+
+    def _token_lowest(self, transpose: torch.Tensor) -> torch.Tensor:
+        """Where each stream's tokens map onto the pitch axis."""
+        return self.lowest_pitch - transpose
+
+    def play(
+        self, state: Any, tokens: torch.Tensor, sounding: torch.Tensor, transpose: torch.Tensor
+    ) -> Any:
+        frames = token_frames(tokens, sounding, self._token_lowest(transpose), self.num_pitches)
+        return self.advance(state, frames)  # type: ignore[attr-defined]
+
+    def action_log_probs(
+        self, state: Any, sounding: torch.Tensor, transpose: torch.Tensor
+    ) -> torch.Tensor:
+        candidates = candidate_frames(sounding, self._token_lowest(transpose), self.num_pitches)
+        scores = self.score_frames(state, candidates)  # type: ignore[attr-defined]  # (B, 38)
+        return renormalise(scores.double(), sounding < 0)
+
+    def summary_log_probs(
+        self, summary: torch.Tensor, sounding: torch.Tensor, transpose: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`action_log_probs` from the summary alone, differentiable in the scorer's
+        weights."""
+        candidates = candidate_frames(sounding, self._token_lowest(transpose), self.num_pitches)
+        scores = self.score_candidates(summary, candidates)  # type: ignore[attr-defined]
+        return renormalise(scores.double(), sounding < 0)

@@ -86,11 +86,16 @@ def field_docs(cls: type) -> dict[str, str]:
 
 
 def add_dataclass_arguments(
-    parser: argparse.ArgumentParser, cls: type, exclude: Sequence[str] = ()
+    parser: argparse.ArgumentParser,
+    cls: type,
+    exclude: Sequence[str] = (),
+    leave_unset: bool = False,
 ) -> None:
     """Add one ``--option`` per field of a dataclass, its help the field's docstring.
 
-    Booleans become ``--flag/--no-flag``; tuples take several values.
+    Booleans become ``--flag/--no-flag``; tuples take several values. With ``leave_unset`` an
+    option not given is absent from the parsed namespace (the help still shows the default),
+    so that a caller can tell it from one given with the default's value.
     """
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
@@ -103,6 +108,8 @@ def add_dataclass_arguments(
             f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         )
         help_text = f"{docs.get(f.name, '')} (default: {default})"
+        if leave_unset:
+            default = argparse.SUPPRESS
         origin, args = typing.get_origin(kind), typing.get_args(kind)
         if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
             kind = next(a for a in args if a is not type(None))

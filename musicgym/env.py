@@ -7,7 +7,6 @@ candidate frames, one batched prior call per step). :class:`MusicCompositionEnv`
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -23,15 +22,14 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from musicgym.actions import candidate_frames, renormalise, token_frames
 from musicgym.checks import check_device
+from musicgym.config import DEFAULTS
 from musicgym.errors import EnvArgumentError
 from musicgym.keys import Key, pitch_name
-from musicgym.prior import DEFAULT_PRIOR, FramePrior, resolve_prior, token_axis
+from musicgym.prior import MelodyPrior, resolve_prior
 from musicgym.rules import RuleContext, RulesArgument, resolve_rules, rule_rewards
+from musicgym.stepper import TokenStepper, check_prior_range
 from musicgym.tokens import (
-    HIGHEST_MELODY_PITCH,
-    LOWEST_MELODY_PITCH,
     NO_EVENT,
     NOTE_OFF,
     NUM_TOKENS,
@@ -45,23 +43,8 @@ STEPS_PER_BAR = 16
 """16th notes in a 4/4 bar: the size of the bar-position one-hot."""
 RENDER_MODES = ["ansi", "human", "rgb_array"]
 
-PriorArgument = str | os.PathLike | FramePrior | None
+PriorArgument = str | os.PathLike | MelodyPrior | None
 PrimerArgument = str | os.PathLike | Sequence[int] | None
-
-
-def check_prior_range(prior: FramePrior, key: Key | str = "C major") -> FramePrior:
-    """``prior`` if its pitch axis covers the melody tokens' MIDI 48..83 (transposed into C first
-    for a key-normalised prior, see :func:`musicgym.prior.token_axis`); else a clear error."""
-    lowest, count = token_axis(prior, key)
-    if lowest > LOWEST_MELODY_PITCH or lowest + count - 1 < HIGHEST_MELODY_PITCH:
-        shift = prior.lowest_pitch - lowest
-        moved = f" moved by {shift:+d} semitones into C for {Key.parse(key)}" if shift else ""
-        raise EnvArgumentError(
-            f"prior: its pitch range {prior.lowest_pitch}..{prior.lowest_pitch + count - 1} "
-            f"does not hold the melody tokens' MIDI {LOWEST_MELODY_PITCH}..{HIGHEST_MELODY_PITCH}"
-            f"{moved}"
-        )
-    return prior
 
 
 def parse_primer(primer: PrimerArgument, what: str = "primer") -> str | tuple[int, ...] | None:
@@ -103,15 +86,16 @@ class MelodyBatch:
 
     Each melody is its primer (fed to the prior, shown in the observation, never scored by the
     rules) followed by its composition (the tokens the agent plays; what the rules and ``info``
-    see). The log-probabilities of the 38 actions of every melody are computed once per step, in
-    one ``score_frames`` call, right after the previous action, and cached.
+    see). The prior plays them through a :class:`~musicgym.stepper.TokenStepper`; the
+    log-probabilities of the 38 actions of every melody are computed once per step, in one prior
+    call, right after the previous action, and cached.
 
     Args:
         num_melodies: ``B``.
         length: tokens per finished composition.
         weighted_rules: from :func:`musicgym.rules.resolve_rules`.
         c: the divisor of the rule rewards.
-        prior: a loaded frame prior, or ``None`` (the prior part of the reward is then 0).
+        prior: a loaded melody prior, or ``None`` (the prior part of the reward is then 0).
         history: how many recent tokens the observation shows.
         device: where the prior's tensors live.
     """
@@ -122,7 +106,7 @@ class MelodyBatch:
         length: int,
         weighted_rules: list,
         c: float,
-        prior: FramePrior | None,
+        prior: MelodyPrior | None,
         history: int,
         device: str | torch.device = "cpu",
     ) -> None:
@@ -132,32 +116,18 @@ class MelodyBatch:
         self.primers: list[list[int]] = [[] for _ in range(num_melodies)]
         self.compositions: list[list[int]] = [[] for _ in range(num_melodies)]
         self.keys = [Key()] * num_melodies
-        self.token_lowest = torch.zeros(num_melodies, dtype=torch.long)
-        """Per melody, where its tokens map onto the prior's axis (:func:`token_axis`)."""
-        self.sounding = np.full(num_melodies, -1)  # token of the note that sounds, -1 for none
         self.log_probs = np.zeros((num_melodies, NUM_TOKENS))  # (B, 38) of the next action
-        self.prior: FramePrior | None = None
-        self.prior_state: Any = None
+        self.stepper: TokenStepper | None = None
         self.set_prior(prior)
 
     @property
     def observation_size(self) -> int:
         return self.history * NUM_TOKENS + STEPS_PER_BAR + 1
 
-    def set_prior(self, prior: FramePrior | None) -> None:
+    def set_prior(self, prior: MelodyPrior | None) -> None:
         """Use ``prior`` (its pitch range checked), its state at the start of every melody."""
-        self.prior = None if prior is None else check_prior_range(prior)
-        if self.prior is not None:
-            self.prior_state = self.prior.initial_state(self.num_melodies)
-            self._map_tokens()
-
-    def _map_tokens(self) -> None:
-        """Map each melody's tokens onto the prior's axis in its key (checked)."""
-        assert self.prior is not None
-        for key in set(self.keys):
-            check_prior_range(self.prior, key)
-        lowest = [token_axis(self.prior, key)[0] for key in self.keys]
-        self.token_lowest = torch.tensor(lowest, dtype=torch.long, device=self.device)
+        if prior is not None:
+            self.stepper = TokenStepper(prior, self.num_melodies, device=self.device)
 
     # ------------------------------------------------------------------------------ episodes
     def reset(
@@ -167,81 +137,26 @@ class MelodyBatch:
         melody's next action (one prior call)."""
         for i, primer, key in zip(index, primers, keys, strict=True):
             self.primers[i], self.compositions[i], self.keys[i] = list(primer), [], key
-            self.sounding[i] = -1
-            for token in primer:
-                self._update_sounding(i, token)
-        if self.prior is not None and len(index):
-            self._map_tokens()
-            self._reset_prior(list(index), [list(p) for p in primers])
+        if self.stepper is not None and len(index):
+            self.stepper.restart(index, primers, keys)
             self._score()
-
-    def _reset_prior(self, index: list[int], primers: list[list[int]]) -> None:
-        prior = self.prior
-        assert prior is not None
-        slots = torch.as_tensor(index, dtype=torch.long, device=self.device)
-        state = prior.initial_state(len(index))
-        if any(primers):
-            # The primer frames as the note-state reader sees them, fed step by step.
-            frames = torch.zeros(len(index), max(map(len, primers)), prior.num_pitches, 2)
-            for row, primer in enumerate(primers):
-                if primer:
-                    lowest = int(self.token_lowest[index[row]])
-                    matrix = tokens_to_note_state(primer, lowest, prior.num_pitches)
-                    frames[row, : len(primer)] = torch.from_numpy(matrix.matrix.astype(np.float32))
-            frames = frames.to(self.device)
-            lengths = torch.tensor([len(p) for p in primers])
-            for t in range(frames.shape[1]):
-                rows = torch.nonzero(lengths > t).flatten().to(self.device)
-                if len(rows) == len(index):
-                    state = prior.advance(state, frames[:, t])
-                else:
-                    advanced = prior.advance(prior.select_state(state, rows), frames[rows, t])
-                    state = prior.assign_state(state, rows, advanced)
-        self.prior_state = prior.assign_state(self.prior_state, slots, state)
-
-    def _update_sounding(self, i: int, token: int) -> None:
-        if token == NOTE_OFF:
-            self.sounding[i] = -1
-        elif token != NO_EVENT:
-            self.sounding[i] = token
 
     def done(self, i: int) -> bool:
         return len(self.compositions[i]) >= self.length
 
-    # ------------------------------------------------------------------------------- scoring
-    def _sounding_tensor(self) -> torch.Tensor:
-        return torch.from_numpy(self.sounding).to(self.device)
-
-    def candidate_frames(self) -> torch.Tensor:
-        """``(B, 38, N, 2)``: the next frame each token would produce, on the prior's pitch axis
-        (:func:`musicgym.actions.candidate_frames`).
-
-        NOTE_OFF: silence. NO_EVENT: the sounding note held (play 1, articulate 0), or silence if
-        none sounds. A pitch token: that note struck (1, 1).
-        """
-        assert self.prior is not None
-        return candidate_frames(self._sounding_tensor(), self.token_lowest, self.prior.num_pitches)
-
     def _score(self) -> None:
-        """Cache ``log p(a | s)`` of the 38 actions of every melody from one prior call, the
-        candidate frames' scores renormalised over the distinct frames
-        (:func:`musicgym.actions.renormalise`, in float64): when nothing sounds, NOTE_OFF and
-        NO_EVENT produce the same (silent) frame, which counts once and whose probability the two
-        tokens share equally; so ``exp`` of the 38 values sums to 1 in every state.
-        """
-        assert self.prior is not None
-        with torch.no_grad():
-            scores = self.prior.score_frames(self.prior_state, self.candidate_frames())  # (B, 38)
-        scores = scores.detach().to("cpu", torch.float64)
-        self.log_probs = renormalise(scores, torch.from_numpy(self.sounding < 0)).numpy()
+        """Cache ``log p(a | s)`` of the 38 actions of every melody (one prior call; ``exp`` of
+        the 38 values sums to 1 in every state)."""
+        assert self.stepper is not None
+        self.log_probs = self.stepper.action_log_probs().to("cpu", torch.float64).numpy()
 
     def step(
         self, actions: np.ndarray, active: np.ndarray, score: bool = True
     ) -> list[dict[str, float]]:
         """Play ``actions[i]`` in every ``active`` melody; returns their reward parts (``{}`` for
-        inactive ones). Inactive slots are advanced with a silent frame and must be reset before
-        they are read again. ``score=False`` leaves the scoring of the next actions to a
-        :meth:`reset` that follows, so a step costs one prior call either way."""
+        inactive ones). Inactive slots play NOTE_OFF and must be reset before they are read
+        again. ``score=False`` leaves the scoring of the next actions to a :meth:`reset` that
+        follows, so a step costs one prior call either way."""
         parts: list[dict[str, float]] = []
         for i in range(self.num_melodies):
             if not active[i]:
@@ -252,24 +167,15 @@ class MelodyBatch:
             context = RuleContext(tuple(composition), action, self.length, self.keys[i])
             parts.append(
                 {
-                    "prior": float(self.log_probs[i, action]) if self.prior is not None else 0.0,
+                    "prior": float(self.log_probs[i, action]) if self.stepper is not None else 0.0,
                     **rule_rewards(self.weighted_rules, context, self.c),
                 }
             )
-        if self.prior is not None:
-            played = torch.as_tensor(np.where(active, actions, NOTE_OFF), dtype=torch.long)
-            frames = token_frames(
-                played.to(self.device),
-                self._sounding_tensor(),
-                self.token_lowest,
-                self.prior.num_pitches,
-            )
-            with torch.no_grad():
-                self.prior_state = self.prior.advance(self.prior_state, frames)
+        if self.stepper is not None:
+            self.stepper.play(torch.as_tensor(np.where(active, actions, NOTE_OFF)))
         for i in np.flatnonzero(active):
             self.compositions[i].append(int(actions[i]))
-            self._update_sounding(i, int(actions[i]))
-        if self.prior is not None and score:
+        if self.stepper is not None and score:
             self._score()
         return parts
 
@@ -281,9 +187,8 @@ class MelodyBatch:
             "primers": [list(p) for p in self.primers],
             "compositions": [list(c) for c in self.compositions],
             "keys": [key.name for key in self.keys],
-            "sounding": torch.from_numpy(self.sounding.copy()),
             "log_probs": torch.from_numpy(self.log_probs.copy()),
-            "prior_state": None if self.prior is None else _tensor_tree(self.prior_state),
+            "stepper": None if self.stepper is None else self.stepper.state_dict(),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -295,13 +200,10 @@ class MelodyBatch:
         self.primers = [list(p) for p in state["primers"]]
         self.compositions = [list(c) for c in state["compositions"]]
         self.keys = [Key.parse(name) for name in state["keys"]]
-        self.sounding = state["sounding"].numpy().copy()
         self.log_probs = state["log_probs"].numpy().copy()
-        if self.prior is not None:
-            self._map_tokens()
-            template = self.prior.initial_state(self.num_melodies)
-            saved = state["prior_state"]  # None: saved before the prior was loaded (no reset)
-            self.prior_state = template if saved is None else _from_tensor_tree(template, saved)
+        saved = state.get("stepper")  # None: saved before the prior was loaded (no reset)
+        if self.stepper is not None and saved is not None:
+            self.stepper.load_state_dict(saved)
 
     # ---------------------------------------------------------------------------- observation
     def observation(self, i: int) -> np.ndarray:
@@ -353,39 +255,6 @@ class MelodyBatch:
 
         tokens = self.compositions[i] or [NO_EVENT]  # one silent step for an empty melody
         return piano_roll_rgb(tokens_to_note_state(tokens))
-
-
-def _tensor_tree(value: Any) -> Any:
-    """A prior's state (dataclasses, tuples and lists of tensors) as dicts, lists and CPU
-    tensors."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _tensor_tree(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [_tensor_tree(item) for item in value]
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().clone()
-    return value
-
-
-def _from_tensor_tree(template: Any, saved: Any) -> Any:
-    """The inverse of :func:`_tensor_tree`, shaped (types, devices) like ``template``."""
-    if dataclasses.is_dataclass(template) and not isinstance(template, type):
-        fields = {
-            f.name: _from_tensor_tree(getattr(template, f.name), saved[f.name])
-            for f in dataclasses.fields(template)
-        }
-        return dataclasses.replace(template, **fields)
-    if isinstance(template, (list, tuple)):
-        items = [_from_tensor_tree(t, s) for t, s in zip(template, saved, strict=True)]
-        return type(template)(items)
-    if isinstance(template, torch.Tensor):
-        if saved.shape != template.shape:
-            raise EnvArgumentError(
-                f"state: a prior state of shape {tuple(saved.shape)}, expected "
-                f"{tuple(template.shape)}"
-            )
-        return saved.to(template.device, template.dtype)
-    return saved
 
 
 def _generator_state(generator: np.random.Generator) -> dict[str, Any]:
@@ -441,12 +310,12 @@ class _PriorLoader:
     and a shipped checkpoint is read only when an episode starts)."""
 
     def __init__(self, prior: PriorArgument, device: str | torch.device) -> None:
-        if prior is not None and not isinstance(prior, (str, os.PathLike, FramePrior)):
+        if prior is not None and not isinstance(prior, (str, os.PathLike, MelodyPrior)):
             raise EnvArgumentError(
-                f"prior: expected a shipped name, a checkpoint path, a FramePrior or None; "
+                f"prior: expected a shipped name, a checkpoint path, a MelodyPrior or None; "
                 f"got {prior!r}"
             )
-        if isinstance(prior, FramePrior):
+        if isinstance(prior, MelodyPrior):
             check_prior_range(prior)
         self.argument, self.device = prior, device
         self.attached = prior is None  # a rules-only env has nothing to attach
@@ -457,8 +326,8 @@ class _PriorLoader:
             batch.set_prior(self.load())
             self.attached = True
 
-    def load(self) -> FramePrior | None:
-        if self.argument is None or isinstance(self.argument, FramePrior):
+    def load(self) -> MelodyPrior | None:
+        if self.argument is None or isinstance(self.argument, MelodyPrior):
             return self.argument
         return resolve_prior(self.argument, self.device)
 
@@ -501,12 +370,15 @@ class MusicCompositionEnv(gym.Env[np.ndarray, np.int64]):
 
     ``log p(a | s) + sum_i w_i r_i(s, a) / c``, a Python ``float``.
 
-    * ``log p(a | s)`` (part ``"prior"``) is exact under the frozen prior: the 38 candidate next
-      frames the tokens produce (NOTE_OFF: silence; NO_EVENT: the sounding note held, or silence;
-      a pitch: that note struck) are scored in one batched call after the primer and the melody so
-      far, and renormalised over the distinct frames. When nothing sounds, NOTE_OFF and NO_EVENT
-      produce the same silent frame and share its probability equally, so ``exp`` of the 38 values
-      always sums to 1 (:meth:`action_log_probs` gives them). 0 when ``prior=None``.
+    * ``log p(a | s)`` (part ``"prior"``) is exact under the frozen prior, a
+      :class:`musicgym.prior.MelodyPrior` fed the primer and the melody so far, all 38 actions
+      scored in one batched call; ``exp`` of the 38 values sums to 1 (:meth:`action_log_probs`
+      gives them). 0 when ``prior=None``. Under a model of frames (the Bi-axial LSTM) the 38
+      candidate next frames the tokens produce (NOTE_OFF: silence; NO_EVENT: the sounding note
+      held, or silence; a pitch: that note struck) are scored and renormalised over the distinct
+      frames: when nothing sounds, NOTE_OFF and NO_EVENT produce the same silent frame and share
+      its probability equally (:class:`musicgym.actions.FrameMelodyPrior`). A model of tokens (the
+      Note RNN) gives every token its own probability.
     * ``r_i`` are the rules (:mod:`musicgym.rules`), by default the preset ``"jaques2017"``; they
       see the composition only, not the primer.
 
@@ -533,10 +405,12 @@ class MusicCompositionEnv(gym.Env[np.ndarray, np.int64]):
              rules="jaques2017", c=0.5, primer=None, render_mode=None, device="cpu")
     ```
 
+    The defaults are :data:`musicgym.config.DEFAULTS`.
+
     * ``length``: tokens per melody.
     * ``key``: the key of the rules (any name :meth:`musicgym.keys.Key.parse` reads); per episode
       with ``reset(options={"key": ...})``.
-    * ``prior``: a shipped prior name, a checkpoint path, a loaded ``FramePrior`` (its pitch range
+    * ``prior``: a shipped prior name, a checkpoint path, a loaded ``MelodyPrior`` (its pitch range
       must cover MIDI 48..83, moved into C first for a key-normalised prior: the melody in any
       ``key`` is transposed into C major / A minor before such a prior scores it), or ``None``
       for a rules-only env. Names and paths load on the first reset.
@@ -561,11 +435,11 @@ class MusicCompositionEnv(gym.Env[np.ndarray, np.int64]):
 
     def __init__(
         self,
-        length: int = 32,
-        key: str | Key = "C major",
-        prior: PriorArgument = DEFAULT_PRIOR,
-        rules: RulesArgument = "jaques2017",
-        c: float = 0.5,
+        length: int = DEFAULTS.length,
+        key: str | Key = DEFAULTS.key,
+        prior: PriorArgument = DEFAULTS.prior,
+        rules: RulesArgument = DEFAULTS.rules,
+        c: float = DEFAULTS.c,
         primer: PrimerArgument = None,
         render_mode: str | None = None,
         device: str | torch.device = "cpu",
@@ -695,11 +569,11 @@ class MusicCompositionVectorEnv(VectorEnv):
     def __init__(
         self,
         num_envs: int = 1,
-        length: int = 32,
-        key: str | Key = "C major",
-        prior: PriorArgument = DEFAULT_PRIOR,
-        rules: RulesArgument = "jaques2017",
-        c: float = 0.5,
+        length: int = DEFAULTS.length,
+        key: str | Key = DEFAULTS.key,
+        prior: PriorArgument = DEFAULTS.prior,
+        rules: RulesArgument = DEFAULTS.rules,
+        c: float = DEFAULTS.c,
         primer: PrimerArgument = None,
         render_mode: str | None = None,
         device: str | torch.device = "cpu",

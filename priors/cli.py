@@ -117,7 +117,7 @@ def add_prior_commands(subparsers: argparse._SubParsersAction) -> None:
     from priors.train import TrainConfig
 
     prior = subparsers.add_parser(
-        "prior", help="train, evaluate and sample the Bi-axial LSTM prior"
+        "prior", help="train, evaluate and sample the priors (Bi-axial LSTM, Note RNN)"
     )
     commands = prior.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -156,8 +156,9 @@ def add_prior_commands(subparsers: argparse._SubParsersAction) -> None:
     sample.add_argument(
         "--avoid-silence",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="make notes likelier after near-silent steps (the original's conservativity)",
+        default=None,
+        help="Bi-axial LSTM: make notes likelier after near-silent steps (the original's "
+        "conservativity; default on)",
     )
     sample.add_argument(
         "--tempo", type=positive_float, default=100.0, help="tempo in quarter notes/min"
@@ -185,18 +186,18 @@ def _prior_evaluate(args: argparse.Namespace) -> int:
 
     from musicgym.checks import check_device
     from priors.data import load_dataset
-    from priors.model import load_frame_prior
+    from priors.registry import load_prior
     from priors.train import evaluate_log_likelihood
 
     check_device(args.device)
-    model = load_frame_prior(args.checkpoint, device=args.device)
+    model = load_prior(args.checkpoint, device=args.device)
     dataset = load_dataset(
         args.data,
         resolution=model.resolution,
         lowest_pitch=model.lowest_pitch,
         num_pitches=model.num_pitches,
         seed=args.seed,
-        key_normalise=model.config.key_normalised,
+        key_normalise=bool(getattr(model, "key_normalised", False)),
     )
     play_only = not dataset.has_articulation if args.play_only is None else args.play_only
     pieces = dataset.split(args.split)
@@ -223,14 +224,21 @@ def _prior_evaluate(args: argparse.Namespace) -> int:
 
 def _prior_sample(args: argparse.Namespace) -> int:
     from musicgym.checks import check_device
+    from musicgym.errors import ArgumentError
     from musicgym.midi import write_midi
-    from priors.model import load_frame_prior
+    from priors.model import BiaxialLSTM
+    from priors.registry import load_prior
 
     check_device(args.device)
-    model = load_frame_prior(args.checkpoint, device=args.device)
-    piece = model.sample(
-        args.steps, seed=args.seed, temperature=args.temperature, avoid_silence=args.avoid_silence
-    )
+    model = load_prior(args.checkpoint, device=args.device)
+    options = {"seed": args.seed, "temperature": args.temperature}
+    if isinstance(model, BiaxialLSTM):
+        options["avoid_silence"] = True if args.avoid_silence is None else args.avoid_silence
+    elif args.avoid_silence is not None:
+        raise ArgumentError(
+            f"--avoid-silence: the Bi-axial LSTM's option; {args.checkpoint} is not one"
+        )
+    piece = model.sample(args.steps, **options)
     write_midi(piece, args.out, tempo_bpm=args.tempo)
     print(f"wrote {args.out}: {piece.num_steps} steps, {int(piece.articulate.sum())} notes")
     if args.png:

@@ -31,22 +31,18 @@ Differences from the original, and why:
 from __future__ import annotations
 
 import itertools
-import os
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musicgym.errors import CheckpointError
-from musicgym.fileio import load_checkpoint_file, save_checkpoint_file
+from musicgym.actions import FrameMelodyPrior
 from musicgym.notestate import NoteState
 
 MODEL_TAG = "biaxial-lstm"
 FEATURES = ("position", "pitch_class", "vicinity", "context", "beat")
-CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 SCORE_GROUPS = 6
 """Candidate frames are scored in this many groups by their lowest sounding note (see
 :meth:`BiaxialLSTM.score_candidates`); more groups skip more shared work but make more calls."""
@@ -165,15 +161,20 @@ class BiaxialState:
     step: torch.Tensor
 
 
-class BiaxialLSTM(nn.Module):
-    """The Bi-axial LSTM; implements ``musicgym.prior.FramePrior``.
+class BiaxialLSTM(nn.Module, FrameMelodyPrior):
+    """The Bi-axial LSTM; implements ``musicgym.prior.FramePrior``, and through
+    ``musicgym.actions.FrameMelodyPrior`` ``musicgym.prior.MelodyPrior`` (its summary of a
+    stream is the time-axis output ``(N, H)`` from which the next frame is scored).
 
-    Incremental use (the environment's)::
+    Incremental use::
 
         state = model.initial_state(B)                  # before frame 0
         scores = model.score_frames(state, candidates)  # (B, C) from (B, C, N, 2)
         state = model.advance(state, chosen)            # chosen frames (B, N, 2)
     """
+
+    model_tag: ClassVar[str] = MODEL_TAG
+    config_class: ClassVar[type] = BiaxialConfig
 
     def __init__(self, config: BiaxialConfig) -> None:
         super().__init__()
@@ -209,6 +210,18 @@ class BiaxialLSTM(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.head.weight.device
+
+    @property
+    def summary_shape(self) -> tuple[int, int]:
+        return self.num_pitches, self.config.time_sizes[-1]
+
+    def summary(self, state: BiaxialState) -> torch.Tensor:
+        """The time-axis output ``(B, N, H)`` from which each stream's next frame is scored."""
+        return state.time_out
+
+    def readout_parameters(self) -> list[nn.Parameter]:
+        """The weights above the summary: the note axis and the head."""
+        return [*self.note_lstms.parameters(), *self.head.parameters()]
 
     # ----------------------------------------------------------------------------- input kernel
     def input_features(self, frames: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
@@ -489,89 +502,3 @@ class BiaxialLSTM(nn.Module):
         if matrix is None:
             return NoteState.empty(0, self.lowest_pitch, self.num_pitches, self.resolution)
         return NoteState(matrix, self.lowest_pitch, self.resolution, "biaxial-lstm sample")
-
-    # ------------------------------------------------------------------------------- checkpoints
-    @classmethod
-    def from_checkpoint(cls, checkpoint: dict[str, Any], path: str | Path = "") -> BiaxialLSTM:
-        """The model of a checkpoint dict (as :func:`load_checkpoint` returns it)."""
-        known = {f.name for f in fields(BiaxialConfig)}
-        try:
-            config = BiaxialConfig(**{k: v for k, v in checkpoint["config"].items() if k in known})
-            model = cls(config)
-            model.load_state_dict(checkpoint["state_dict"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as error:
-            first = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise CheckpointError(
-                f"{path}: weights do not fit the biaxial-lstm config ({first})"
-            ) from None
-        return model
-
-
-def save_checkpoint(
-    path: str | Path,
-    model: BiaxialLSTM,
-    *,
-    optimizer: torch.optim.Optimizer | None = None,
-    step: int = 0,
-    best_valid: float | None = None,
-    train_config: dict[str, Any] | None = None,
-    data: dict[str, Any] | None = None,
-    **extra: Any,
-) -> None:
-    """Write a checkpoint dict atomically (a temporary file, then ``os.replace``).
-
-    Weights are stored as float32 on the CPU, so a checkpoint loads anywhere.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint = {
-        "model": MODEL_TAG,
-        "config": asdict(model.config),
-        "state_dict": {k: v.detach().float().cpu() for k, v in model.state_dict().items()},
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "step": step,
-        "best_valid": best_valid,
-        "train_config": train_config or {},
-        "data": data or {},
-        **extra,
-    }
-    save_checkpoint_file(checkpoint, path)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint dict at ``path``; :class:`CheckpointError` if it is missing, corrupt or of
-    another model."""
-    checkpoint = load_checkpoint_file(path)
-    if checkpoint.get("model") != MODEL_TAG:
-        tag = checkpoint.get("model")
-        tag = tag if isinstance(tag, str) else "an unknown model"
-        raise CheckpointError(f"{path}: a checkpoint of {tag}, not of {MODEL_TAG}")
-    return checkpoint
-
-
-def shipped_priors() -> list[str]:
-    """Names of the checkpoints shipped in ``priors/checkpoints``."""
-    return sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt"))
-
-
-def resolve_checkpoint_path(name_or_path: str | Path) -> Path:
-    """``priors/checkpoints/<name>.pt`` for a shipped name, otherwise the path itself."""
-    text = str(name_or_path)
-    if os.sep not in text and "/" not in text and not text.endswith(".pt"):
-        path = CHECKPOINT_DIR / f"{text}.pt"
-        if not path.is_file():
-            raise CheckpointError(
-                f"{text}: no shipped prior of that name (shipped: {', '.join(shipped_priors())})"
-            )
-        return path
-    return Path(name_or_path)
-
-
-def load_frame_prior(name_or_path: str | Path, device: str | torch.device = "cpu") -> BiaxialLSTM:
-    """A shipped prior by name (``"bach16"``, ``"jsb_quarter"``) or a checkpoint path, in eval
-    mode with frozen weights, on ``device``. The ``musicgym.prior_loaders`` entry point."""
-    path = resolve_checkpoint_path(name_or_path)
-    model = BiaxialLSTM.from_checkpoint(load_checkpoint(path), path).to(device)
-    model.eval()
-    model.requires_grad_(False)
-    return model

@@ -1,4 +1,5 @@
-"""Training of the Bi-axial LSTM prior, readable top to bottom like CleanRL's scripts.
+"""Training of a prior (``--model``: the Bi-axial LSTM or the Note RNN, ``priors.registry``),
+readable top to bottom like CleanRL's scripts.
 
 ``train(TrainConfig(...))`` (or ``musicgym prior train``) draws batches of bar-aligned segments from
 the train split, transposes each by a random shift that keeps its notes on the pitch axis,
@@ -21,13 +22,14 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from musicgym.checks import (
@@ -48,7 +50,13 @@ from musicgym.runs import (
     check_resume_settings,
     claim_run_folder,
 )
-from priors.model import BiaxialConfig, BiaxialLSTM, load_checkpoint, save_checkpoint
+from priors.registry import (
+    MODELS,
+    build_model,
+    model_from_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 
 RUN_FILES = ("last.pt", "best.pt", "events.out.tfevents.*")
 """What ``prior train`` writes into its run directory (glob patterns)."""
@@ -60,6 +68,9 @@ RESUMABLE = ("max_steps", "max_minutes", "threads", "device", "progress", "out")
 class TrainConfig:
     """Hyperparameters of ``musicgym prior train``."""
 
+    model: str = "biaxial-lstm"
+    """Which prior to train: biaxial-lstm (Johnson's Bi-axial LSTM) or note-rnn (Jaques et al.'s
+    Note RNN over the top voice's melody tokens)."""
     data: str = "bach-chorales"
     """Dataset name (see `musicgym data list`), e.g. bach-chorales or jsb:PATH."""
     run_dir: str = "runs/prior"
@@ -77,10 +88,11 @@ class TrainConfig:
     is then key-normalised and the environment transposes into C before scoring. Use it with
     --max-transpose 0 and a pitch axis of the melody tokens +-6 (e.g. --lowest-pitch 42
     --num-pitches 48)."""
-    time_sizes: tuple[int, ...] = (128, 128)
-    """Hidden sizes of the time-axis LSTM stack."""
-    note_sizes: tuple[int, ...] = (64, 32)
-    """Hidden sizes of the note-axis LSTM stack."""
+    time_sizes: tuple[int, ...] = ()
+    """Hidden sizes of the LSTM stack along time (default: the model's, biaxial-lstm 128 128,
+    note-rnn 100)."""
+    note_sizes: tuple[int, ...] = ()
+    """Hidden sizes of the Bi-axial LSTM's note-axis stack (default 64 32)."""
     dropout: float = 0.2
     """Dropout between LSTM layers (the original's 0.5 learns too slowly for an hour of CPU)."""
     play_only: bool = False
@@ -119,7 +131,11 @@ class TrainConfig:
     """Show a tqdm progress bar."""
 
     def __post_init__(self) -> None:
-        self.time_sizes, self.note_sizes = tuple(self.time_sizes), tuple(self.note_sizes)
+        if self.model not in MODELS:
+            raise ValueError(f"model: unknown {self.model!r}; known: {', '.join(MODELS)}")
+        defaults = MODELS[self.model].config_class()
+        for name in ("time_sizes", "note_sizes"):  # () is the model's default, if it has one
+            setattr(self, name, tuple(getattr(self, name)) or getattr(defaults, name, ()))
         counts = ("resolution", "num_pitches", "batch_size", "segment_bars", "beats_per_bar")
         check_numbers(
             self,
@@ -140,10 +156,7 @@ class TrainConfig:
                 f"num_pitches: {self.lowest_pitch} + {self.num_pitches} goes past MIDI pitch 127"
             )
         for name in ("time_sizes", "note_sizes"):
-            sizes = getattr(self, name)
-            if not sizes:
-                raise ValueError(f"{name}: at least one layer")
-            for size in sizes:
+            for size in getattr(self, name):
                 check_number(name, size, **POSITIVE_INT)
 
 
@@ -201,7 +214,7 @@ class SegmentSampler:
 
 @torch.no_grad()
 def evaluate_log_likelihood(
-    model: BiaxialLSTM,
+    model: nn.Module,
     pieces: list[NoteState],
     play_only: bool = False,
     max_batch_frames: int = 8192,
@@ -237,7 +250,7 @@ def evaluate_log_likelihood(
     return total / max(frames, 1)
 
 
-def make_optimizer(model: BiaxialLSTM, config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "adadelta":
         return torch.optim.Adadelta(model.parameters(), lr=config.learning_rate, rho=0.95, eps=1e-6)
     return torch.optim.Adam(model.parameters(), lr=config.learning_rate)
@@ -284,6 +297,129 @@ def train(config: TrainConfig) -> dict[str, Any]:
         return _train(config, stop)
 
 
+@dataclass
+class Progress:
+    """How far a run has come; kept in its checkpoints and restored by ``--resume``."""
+
+    step: int = 0
+    best_valid: float = -math.inf
+    seconds: float = 0.0
+    """Seconds of training (validation included) over all sessions."""
+    history: list[list[float]] = field(default_factory=list)
+    """``[step, minutes, mean train log-likelihood, valid log-likelihood]`` per validation."""
+    window: list[float] = field(default_factory=list)
+    """The training batches' log-likelihoods since the last validation."""
+
+    def out_of_budget(self, config: TrainConfig) -> bool:
+        return self.step >= config.max_steps or (
+            config.max_minutes > 0 and self.seconds >= config.max_minutes * 60
+        )
+
+
+class RunCheckpoints:
+    """Writes ``last.pt`` and ``best.pt`` of a run: the model and everything ``--resume`` needs
+    (optimizer, progress, random generators)."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        generator: torch.Generator,
+        data: dict[str, Any],
+        play_only: bool,
+    ) -> None:
+        self.config, self.model, self.optimizer, self.generator = (
+            config,
+            model,
+            optimizer,
+            generator,
+        )
+        self.data, self.play_only = data, play_only
+        self.last, self.best = Path(config.run_dir) / "last.pt", Path(config.run_dir) / "best.pt"
+
+    def write(self, path: Path, progress: Progress, valid: float) -> None:
+        save_checkpoint(
+            path,
+            self.model,
+            optimizer=self.optimizer,
+            step=progress.step,
+            best_valid=progress.best_valid,
+            train_config=asdict(self.config),
+            data=self.data,
+            minutes=progress.seconds / 60,
+            history=progress.history,
+            valid_log_likelihood=valid,
+            play_only=self.play_only,
+            rng={"torch": torch.get_rng_state(), "data": self.generator.get_state()},
+            window=list(progress.window),
+        )
+
+    def restore(self, checkpoint: dict[str, Any]) -> Progress:
+        """Load ``last.pt``'s state into the model, optimizer and generators; its progress."""
+        try:
+            self.model.load_state_dict(checkpoint["state_dict"])
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+        except (KeyError, ValueError, RuntimeError) as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise CheckpointError(f"{self.last}: does not fit this model ({first})") from None
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        self.generator.set_state(checkpoint["rng"]["data"])
+        print(f"resumed {self.last} at step {checkpoint['step']}", file=sys.stderr)
+        return Progress(
+            step=checkpoint["step"],
+            best_valid=checkpoint["best_valid"],
+            seconds=checkpoint["minutes"] * 60,
+            history=checkpoint["history"],
+            window=list(checkpoint.get("window", [])),
+        )
+
+
+def resumed_checkpoint(config: TrainConfig) -> dict[str, Any]:
+    """``last.pt`` of the run to resume (its settings checked against ``config``), or ``{}``."""
+    last = Path(config.run_dir) / "last.pt"
+    if not (config.resume and last.exists()):
+        return {}
+    checkpoint = read_checkpoint(last)
+    saved = checkpoint.get("train_config", {})
+    saved = {k: v for k, v in saved.items() if k not in ("resume", "overwrite")}
+    check_resume_settings(config.run_dir, saved, config, RESUMABLE)
+    return checkpoint
+
+
+def new_model(config: TrainConfig, dataset: Any) -> nn.Module:
+    """A fresh model of ``config.model`` on the data's pitch axis and resolution."""
+    return build_model(
+        config.model,
+        lowest_pitch=dataset.lowest_pitch,
+        num_pitches=dataset.num_pitches,
+        resolution=dataset.resolution,
+        key_normalised=dataset.key_normalised,
+        time_sizes=config.time_sizes,
+        note_sizes=config.note_sizes,
+        dropout=config.dropout,
+    ).to(config.device)
+
+
+def training_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    segments: torch.Tensor,
+    mask: torch.Tensor,
+    config: TrainConfig,
+    play_only: bool,
+) -> float:
+    """One optimizer step on a batch; its mean log-likelihood per (unmasked) step."""
+    ll = model.log_likelihood(segments, play_only)  # (B, T)
+    loss = -(ll * mask).sum() / mask.sum()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    return -loss.item()
+
+
 def _train(config: TrainConfig, stop: StopSignals) -> dict[str, Any]:
     from torch.utils.tensorboard import SummaryWriter
 
@@ -291,15 +427,7 @@ def _train(config: TrainConfig, stop: StopSignals) -> dict[str, Any]:
 
     if config.threads:
         torch.set_num_threads(config.threads)
-    run_dir = Path(config.run_dir)
-    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
-    checkpoint: dict[str, Any] = {}
-    if config.resume and last_path.exists():
-        checkpoint = load_checkpoint(last_path)
-        saved = checkpoint.get("train_config", {})
-        saved = {k: v for k, v in saved.items() if k not in ("resume", "overwrite")}
-        check_resume_settings(run_dir, saved, config, RESUMABLE)
-
+    checkpoint = resumed_checkpoint(config)
     dataset = load_dataset(
         config.data,
         resolution=config.resolution,
@@ -314,122 +442,73 @@ def _train(config: TrainConfig, stop: StopSignals) -> dict[str, Any]:
     sampler = SegmentSampler(
         dataset.train, config.segment_bars * bar_steps, bar_steps, config.max_transpose, generator
     )
-
     torch.manual_seed(config.seed)
-    model_config = BiaxialConfig(
-        lowest_pitch=dataset.lowest_pitch,
-        num_pitches=dataset.num_pitches,
-        resolution=dataset.resolution,
-        time_sizes=config.time_sizes,
-        note_sizes=config.note_sizes,
-        dropout=config.dropout,
-        key_normalised=dataset.key_normalised,
-    )
-    model = BiaxialLSTM(model_config).to(config.device)
+    model = new_model(config, dataset)
     optimizer = make_optimizer(model, config)
-    check_output_folder(
-        run_dir, "--run-dir", 2 * 3 * 4 * sum(p.numel() for p in model.parameters())
-    )
-    step, best_valid, seconds, history, window = 0, -math.inf, 0.0, [], []
-    if checkpoint:
-        try:
-            model.load_state_dict(checkpoint["state_dict"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-        except (KeyError, ValueError, RuntimeError) as error:
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise CheckpointError(f"{last_path}: does not fit this model ({first})") from None
-        step, best_valid = checkpoint["step"], checkpoint["best_valid"]
-        seconds, history = checkpoint["minutes"] * 60, checkpoint["history"]
-        window = list(checkpoint.get("window", []))
-        torch.set_rng_state(checkpoint["rng"]["torch"])
-        generator.set_state(checkpoint["rng"]["data"])
-        print(f"resumed {last_path} at step {step}", file=sys.stderr)
+    parameters = sum(p.numel() for p in model.parameters())
+    check_output_folder(config.run_dir, "--run-dir", 2 * 3 * 4 * parameters)
+    checkpoints = RunCheckpoints(config, model, optimizer, generator, dataset.describe(), play_only)
+    progress = checkpoints.restore(checkpoint) if checkpoint else Progress()
 
-    description = dataset.describe()
-    train_config = asdict(config)
-
-    def write(path: Path, valid: float) -> None:
-        save_checkpoint(
-            path,
-            model,
-            optimizer=optimizer,
-            step=step,
-            best_valid=best_valid,
-            train_config=train_config,
-            data=description,
-            minutes=seconds / 60,
-            history=history,
-            valid_log_likelihood=valid,
-            play_only=play_only,
-            rng={"torch": torch.get_rng_state(), "data": generator.get_state()},
-            window=list(train_ll),  # the training log-likelihoods since the last validation
-        )
-
-    def out_of_budget() -> bool:
-        return step >= config.max_steps or (
-            config.max_minutes > 0 and seconds >= config.max_minutes * 60
-        )
-
-    writer = SummaryWriter(str(run_dir))
+    writer = SummaryWriter(config.run_dir)
     bar = tqdm(
         total=config.max_steps,
-        initial=step,
+        initial=progress.step,
         disable=not config.progress,
         mininterval=10,
-        desc="prior",
+        desc=config.model,
         unit="step",
     )
     model.train()
-    train_ll, frames_seen, window_start = window, 0, time.perf_counter()
-    while not out_of_budget() and not stop.requested:
+    frames_seen, window_start = 0, time.perf_counter()
+    while not progress.out_of_budget(config) and not stop.requested:
         started = time.perf_counter()
         segments, mask = sampler.batch(config.batch_size)
         segments, mask = segments.to(config.device), mask.to(config.device)
-        ll = model.log_likelihood(segments, play_only)  # (B, T)
-        loss = -(ll * mask).sum() / mask.sum()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        step += 1
-        seconds += time.perf_counter() - started
-        train_ll.append(-loss.item())
+        progress.window.append(training_step(model, optimizer, segments, mask, config, play_only))
+        progress.step += 1
+        progress.seconds += time.perf_counter() - started
         frames_seen += int(mask.sum())
         bar.update(1)
 
-        if step % config.valid_every == 0 or out_of_budget():
+        if progress.step % config.valid_every == 0 or progress.out_of_budget(config):
             frames_per_s = frames_seen / (time.perf_counter() - window_start)
             valid = evaluate_log_likelihood(model, dataset.valid, play_only)
-            mean_train = float(np.mean(train_ll))
-            writer.add_scalar("losses/train_log_likelihood", mean_train, step)
-            writer.add_scalar("charts/valid_log_likelihood", valid, step)
-            writer.add_scalar("charts/frames_per_s", frames_per_s, step)
-            history.append([step, round(seconds / 60, 3), mean_train, valid])
-            if valid > best_valid:
-                best_valid = valid
-                write(best_path, valid)
-            write(last_path, valid)
+            mean_train = float(np.mean(progress.window))
+            writer.add_scalar("losses/train_log_likelihood", mean_train, progress.step)
+            writer.add_scalar("charts/valid_log_likelihood", valid, progress.step)
+            writer.add_scalar("charts/frames_per_s", frames_per_s, progress.step)
+            progress.history.append(
+                [progress.step, round(progress.seconds / 60, 3), mean_train, valid]
+            )
+            if valid > progress.best_valid:
+                progress.best_valid = valid
+                checkpoints.write(checkpoints.best, progress, valid)
+            progress.window = []
+            checkpoints.write(checkpoints.last, progress, valid)
             bar.set_postfix(
                 train=f"{mean_train:.3f}", valid=f"{valid:.3f}", fps=f"{frames_per_s:.0f}"
             )
-            train_ll, frames_seen, window_start = [], 0, time.perf_counter()
+            frames_seen, window_start = 0, time.perf_counter()
     bar.close()
     writer.close()
-    if stop.requested and not out_of_budget():
-        write(last_path, history[-1][3] if history else -math.inf)
+    if stop.requested and not progress.out_of_budget(config):
+        checkpoints.write(
+            checkpoints.last, progress, progress.history[-1][3] if progress.history else -math.inf
+        )
         raise stop.interrupted(
-            f"at step {step}: checkpoint written to {last_path}; continue with --resume"
+            f"at step {progress.step}: checkpoint written to {checkpoints.last}; continue with "
+            "--resume"
         )
 
     summary: dict[str, Any] = {
-        "step": step,
-        "minutes": round(seconds / 60, 2),
-        "best_valid_log_likelihood_per_step": best_valid,
+        "step": progress.step,
+        "minutes": round(progress.seconds / 60, 2),
+        "best_valid_log_likelihood_per_step": progress.best_valid,
         "play_only": play_only,
     }
-    if config.out and best_path.exists():
-        summary.update(ship_checkpoint(best_path, Path(config.out), dataset, config))
+    if config.out and checkpoints.best.exists():
+        summary.update(ship_checkpoint(checkpoints.best, Path(config.out), dataset, config))
     return summary
 
 
@@ -456,10 +535,10 @@ def ship_checkpoint(
     """Copy the best checkpoint to ``out`` without the optimizer and RNG state, and write the
     model card ``out`` with suffix ``.json``: the command, data, steps, minutes, machine, and the
     valid and test log-likelihoods per step (test is measured here, never used to choose)."""
-    checkpoint = load_checkpoint(best_path)
+    checkpoint = read_checkpoint(best_path)
     last_path = best_path.with_name("last.pt")
-    last = load_checkpoint(last_path) if last_path.exists() else checkpoint
-    model = BiaxialLSTM.from_checkpoint(checkpoint, best_path).to(config.device)
+    last = read_checkpoint(last_path) if last_path.exists() else checkpoint
+    model = model_from_checkpoint(checkpoint, best_path).to(config.device)
     play_only = checkpoint["play_only"]
     test = evaluate_log_likelihood(model, dataset.test, play_only)
     shipped = {k: v for k, v in checkpoint.items() if k not in ("optimizer", "rng", "window")}
@@ -467,7 +546,7 @@ def ship_checkpoint(
     save_checkpoint_file(shipped, out)
     card = {
         "checkpoint": out.name,
-        "model": "biaxial-lstm",
+        "model": checkpoint["model"],
         "command": train_command(config),
         "data": checkpoint["data"],
         "model_config": checkpoint["config"],

@@ -1,4 +1,4 @@
-"""A small frame prior for tests: a fixed random table, honest to ``musicgym.prior.FramePrior``.
+"""A small prior for tests: a fixed random table, honest to ``musicgym.prior.FramePrior``.
 
 P(frame | previous frame, step) factorises over notes: play is Bernoulli with a logit from a table
 by bar position plus a coupling to the previous frame, and articulate given play likewise, so the
@@ -11,9 +11,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from musicgym.actions import FrameMelodyPrior
 
-class TablePrior:
-    """A frame prior over MIDI ``lowest_pitch .. lowest_pitch + num_pitches - 1``."""
+
+class TablePrior(FrameMelodyPrior):
+    """A frame prior over MIDI ``lowest_pitch .. lowest_pitch + num_pitches - 1``, and through
+    :class:`~musicgym.actions.FrameMelodyPrior` a melody prior (its summary: the last frame)."""
 
     resolution = 4
 
@@ -28,6 +31,13 @@ class TablePrior:
             "previous": torch.zeros(batch_size, self.num_pitches, 2),
             "step": torch.zeros(batch_size, dtype=torch.long),
         }
+
+    @property
+    def summary_shape(self) -> tuple[int, int]:
+        return self.num_pitches, 2
+
+    def summary(self, state: dict) -> torch.Tensor:
+        return state["previous"]
 
     def advance(self, state: dict, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"previous": frames.float().clone(), "step": state["step"] + 1}

@@ -13,13 +13,6 @@ import pytest
 import torch
 
 import agents
-from agents.action_scores import (
-    melody_log_probs,
-    score_melody_actions,
-    sounding_before,
-    time_axis_outputs,
-    token_frames,
-)
 from agents.common import read_agent_info
 from agents.rl_tuner import (
     Melodies,
@@ -32,11 +25,13 @@ from agents.rl_tuner import (
     td_target,
 )
 from agents.rl_tuner import train as train_rl_tuner
-from musicgym.actions import candidate_frames
+from musicgym.actions import token_frames
 from musicgym.errors import CheckpointError, EnvArgumentError
 from musicgym.keys import Key
 from musicgym.metrics import in_key_tokens
-from priors.model import BiaxialConfig, BiaxialLSTM, save_checkpoint
+from musicgym.stepper import melody_log_probs, melody_summaries, sounding_before
+from priors.model import BiaxialConfig, BiaxialLSTM
+from priors.registry import save_checkpoint
 
 
 def tiny_prior(seed: int = 0, note_sizes: tuple[int, ...] = (8, 6)) -> BiaxialLSTM:
@@ -63,31 +58,31 @@ def test_scorer_matches_the_environment_step_by_step(prior):
     env = gym.make("MusicComposition-v0", prior=prior, rules=None).unwrapped
     melodies = random_melodies(3, 20)
     melodies[0, :6] = torch.tensor([14, 1, 1, 0, 1, 0])  # holds, rests, NOTE_OFF while silent
+    no_shift = torch.zeros(1, dtype=torch.long)
     for melody in melodies:
         env.reset(seed=0)
-        time_out = time_axis_outputs(prior, melody[None])[0]  # (T + 1, N, H)
+        time_out = melody_summaries(prior, melody[None])[0]  # (T + 1, N, H)
         sounding = sounding_before(melody[None])[0]
         for t, token in enumerate(melody.tolist()):
-            frames = candidate_frames(sounding[t : t + 1], prior.lowest_pitch, prior.num_pitches)
-            assert torch.equal(frames[0], env._batch.candidate_frames()[0])
-            ours = score_melody_actions(prior, time_out[t : t + 1], sounding[t : t + 1])[0]
+            ours = prior.summary_log_probs(time_out[t : t + 1], sounding[t : t + 1], no_shift)[0]
             np.testing.assert_allclose(ours.numpy(), env.action_log_probs(), atol=2e-5)
             _, reward, *_ = env.step(token)
             assert reward == pytest.approx(float(ours[token]), abs=2e-5)
 
 
 def test_log_probs_are_differentiable_and_sum_to_one(prior):
-    time_out = time_axis_outputs(prior, random_melodies(4, 3))[:, -1].requires_grad_()
-    log_probs = score_melody_actions(prior, time_out, torch.tensor([-1, 5, -1, 30]))
-    torch.testing.assert_close(log_probs.exp().sum(1), torch.ones(4))
+    time_out = melody_summaries(prior, random_melodies(4, 3))[:, -1].requires_grad_()
+    sounding, transpose = torch.tensor([-1, 5, -1, 30]), torch.zeros(4, dtype=torch.long)
+    log_probs = prior.summary_log_probs(time_out, sounding, transpose)
+    torch.testing.assert_close(log_probs.exp().sum(1), torch.ones(4, dtype=torch.float64))
     log_probs[:, 7].sum().backward()
     assert time_out.grad is not None and time_out.grad.abs().sum() > 0
 
 
-def test_time_axis_outputs_equal_the_incremental_state(prior):
+def test_melody_summaries_are_the_frames_advanced_one_by_one(prior):
     melodies = random_melodies(4, 12, seed=2)
     melodies[1, 8:] = -1  # padding, as in the replay memory
-    outputs = time_axis_outputs(prior, melodies)
+    outputs = melody_summaries(prior, melodies)
     state, sounding = prior.initial_state(4), sounding_before(melodies)
     for t in range(8):
         torch.testing.assert_close(outputs[:, t], state.time_out)
@@ -117,7 +112,7 @@ def test_greedy_action_is_the_priors_argmax_before_training(prior, algo):
     assert greedy == agents.PriorAgent(prior).compose(8, greedy=True)
     melodies = Melodies(agent, 8)
     for t in range(10):  # and on sampled melodies, state by state
-        log_probs = agent.prior_log_probs(melodies)
+        log_probs = melodies.stepper.action_log_probs().float()
         logits = agent.act_logits(melodies.states(log_probs))
         assert torch.equal(logits.argmax(1), log_probs.argmax(1))
         melodies.play(random_melodies(8, 10, seed=4)[:, t])
@@ -127,7 +122,7 @@ def one_state(agent: RLTuner, melody: list[int]):
     melodies = Melodies(agent, 1)
     for token in melody:
         melodies.play(torch.tensor([token]))
-    return melodies.states(agent.prior_log_probs(melodies))
+    return melodies.states(melodies.stepper.action_log_probs().float())
 
 
 def test_q_network_starts_as_the_prior_and_values_leave_log_probabilities(prior):
@@ -215,7 +210,7 @@ def test_soft_update_moves_the_target_by_eta():
 
 
 def test_replay_memory_keeps_melodies_and_samples_held_steps():
-    replay = StateReplay(capacity=4 * 8, length=8, num_pitches=3, hidden=2, context=2)
+    replay = StateReplay(capacity=4 * 8, length=8, summary_shape=(3, 2), context=2)
     rows = np.array([replay.start(), replay.start(primer=20)])
     for t in range(3):
         replay.write_states(rows, np.full(2, t), torch.full((2, 3, 2), t), torch.zeros(2, 38))
@@ -226,31 +221,29 @@ def test_replay_memory_keeps_melodies_and_samples_held_steps():
     assert set(sampled_rows) == set(rows) and (steps < 3).all() and len(steps) == 64
     states = replay.states(np.array([rows[1]]), np.array([2]), torch.device("cpu"))
     assert states.context.tolist() == [[10, 11]] and states.sounding.tolist() == [11]
-    assert (states.time_out == 2).all() and states.step.tolist() == [2]
+    assert (states.summary == 2).all() and states.step.tolist() == [2]
     for _ in range(4):  # rows are reused oldest first
         replay.start()
     assert len(replay) == 0
 
 
-def test_replay_recomputes_the_time_axis_outputs_it_does_not_save(prior):
-    replay = StateReplay(capacity=64, length=8, num_pitches=prior.num_pitches, hidden=8, context=2)
+def test_replay_recomputes_the_summaries_it_does_not_save(prior):
+    replay = StateReplay(capacity=64, length=8, summary_shape=prior.summary_shape, context=2)
     melodies = random_melodies(2, 8, seed=9)
     for primer in (-1, 20):
         row = np.array([replay.start(primer)])
         tokens = melodies[len(replay) // 8]
         if primer >= 0:
             tokens = torch.cat([torch.tensor([primer]), tokens])
-        outputs = time_axis_outputs(prior, tokens[None])[:, int(primer >= 0) :]
+        outputs = melody_summaries(prior, tokens[None])[:, int(primer >= 0) :]
         for t in range(8):
             replay.write_states(row, np.array([t]), outputs[:, t], torch.zeros(1, 38))
             replay.add(row, tokens[int(primer >= 0) + t : int(primer >= 0) + t + 1].numpy(), [0.0])
-    saved = replay.time_out.copy()
-    restored = StateReplay(
-        capacity=64, length=8, num_pitches=prior.num_pitches, hidden=8, context=2
-    )
+    saved = replay.summaries.copy()
+    restored = StateReplay(capacity=64, length=8, summary_shape=prior.summary_shape, context=2)
     restored.load_state_dict(replay.state_dict())
-    restored.recompute_time_out(prior, "C major")
-    np.testing.assert_allclose(restored.time_out[:2], saved[:2], atol=1e-3)  # the rows in use
+    restored.recompute_summaries(prior, "C major", torch.device("cpu"))
+    np.testing.assert_allclose(restored.summaries[:2], saved[:2], atol=1e-3)  # the rows in use
 
 
 def test_bad_device_and_too_large_replay_are_one_line_errors(prior):

@@ -85,8 +85,8 @@ def test_theory_rewards_are_the_rules_only_env_rewards_times_c() -> None:
 
 
 def test_contributions_give_the_measures_and_their_intervals() -> None:
-    from agents.action_scores import melody_statistics
     from agents.common import load_prior
+    from musicgym.stepper import melody_statistics
 
     melodies = np.random.default_rng(2).integers(0, 38, (6, 32)).tolist()
     prior, config = load_prior("melody16"), AgentsBenchConfig(resamples=200)
@@ -166,7 +166,7 @@ def test_markdown_table_shows_intervals_and_the_legend() -> None:
 
 def test_reference_melodies_are_bar_aligned_windows_of_the_test_split(monkeypatch) -> None:
     import priors.data
-    import priors.model
+    import priors.registry
 
     class FakeDataset:
         resolution = 4
@@ -180,7 +180,7 @@ def test_reference_melodies_are_bar_aligned_windows_of_the_test_split(monkeypatc
         priors.data, "load_dataset", lambda name, **kw: asked.update(kw, name=name) or FakeDataset()
     )
     card = {"name": "essen", "lowest_pitch": 42, "num_pitches": 48, "key_normalised": True}
-    monkeypatch.setattr(priors.model, "load_checkpoint", lambda path: {"data": card})
+    monkeypatch.setattr(priors.registry, "read_checkpoint", lambda path: {"data": card})
     data, windows = REFERENCE_MELODIES("melody16", 32)
     assert data == "essen" and asked["key_normalise"] is True and asked["lowest_pitch"] == 42
     assert windows == [list(range(2, 34)), [*range(34, 38), *range(2, 30)]]  # not from 64: short
@@ -189,7 +189,7 @@ def test_reference_melodies_are_bar_aligned_windows_of_the_test_split(monkeypatc
     card.pop("key_normalised")  # an older card
     REFERENCE_MELODIES("melody16", 32)
     assert asked["key_normalise"] is False
-    monkeypatch.setattr(priors.model, "load_checkpoint", lambda path: {})
+    monkeypatch.setattr(priors.registry, "read_checkpoint", lambda path: {})
     assert REFERENCE_MELODIES("some.pt", 32) is None
 
 

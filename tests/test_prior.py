@@ -12,14 +12,10 @@ import torch
 from musicgym.errors import CheckpointError
 from musicgym.notestate import NoteState
 from musicgym.prior import FramePrior
-from priors.model import (
-    BiaxialConfig,
-    BiaxialLSTM,
-    frame_log_likelihood,
-    load_checkpoint,
-    load_frame_prior,
-    save_checkpoint,
-)
+from priors.model import BiaxialConfig, BiaxialLSTM, frame_log_likelihood
+from priors.registry import CHECKPOINT_DIR, save_checkpoint
+from priors.registry import load_prior as load_frame_prior
+from priors.registry import read_checkpoint as load_checkpoint
 from priors.train import SegmentSampler, TrainConfig, evaluate_log_likelihood, train
 
 TINY = {"time_sizes": (8, 6), "note_sizes": (5, 4), "dropout": 0.0}
@@ -393,7 +389,7 @@ def test_checkpoint_round_trip(tmp_path):
 def test_checkpoint_of_another_model_is_refused(tmp_path):
     path = tmp_path / "gpt.pt"
     torch.save({"model": "nanogpt", "state_dict": {}}, path)
-    with pytest.raises(CheckpointError, match=r"gpt\.pt: a checkpoint of nanogpt"):
+    with pytest.raises(CheckpointError, match=r"gpt\.pt: model 'nanogpt', which no installed"):
         load_frame_prior(path)
 
 
@@ -430,8 +426,6 @@ def test_unknown_prior_name_is_refused():
 
 @pytest.mark.parametrize("name, resolution", [("bach16", 4), ("melody16", 4), ("jsb_quarter", 1)])
 def test_shipped_priors_load_by_name_with_their_card(name, resolution):
-    from priors.model import CHECKPOINT_DIR
-
     path = CHECKPOINT_DIR / f"{name}.pt"
     assert path.stat().st_size < 20e6
     model = load_frame_prior(name)

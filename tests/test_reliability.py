@@ -23,7 +23,7 @@ from agents.common import read_agent_info
 from musicgym.errors import EnvArgumentError, Interrupted
 from musicgym.fileio import atomic_output, umask
 from musicgym.runs import LOCK_FILE, claim_run_folder
-from priors.model import save_checkpoint
+from priors.registry import save_checkpoint
 from tests.cli_runner import CLI, wait_for
 from tests.test_agents import RL_TUNER_SMALL, SB3_SMALL, tiny_prior
 
@@ -350,8 +350,8 @@ def interrupt_at(call: int, obj, method: str, monkeypatch, counts=lambda self: T
     ids=["q", "g-boltzmann-primed"],
 )
 def test_rl_tuner_interrupted_at_a_random_step_resumes_bit_for_bit(tmp_path, settings):
-    from agents.action_scores import melody_statistics
     from agents.rl_tuner import RLTunerConfig, train
+    from musicgym.stepper import melody_statistics
 
     prior = tiny_prior()
     config = RLTunerConfig(steps=160, **settings, **{**RL_TUNER_SMALL, "train_frequency": 3})

@@ -1,0 +1,121 @@
+"""The priors this package trains and ships, by model tag: one table, and their checkpoints.
+
+:data:`MODELS` maps a checkpoint's ``"model"`` tag to the class that reads it; ``musicgym prior
+train --model TAG`` builds from it, and :func:`load_model` (registered for every tag in the
+entry-point group ``musicgym.prior_loaders``, see ``pyproject.toml``) loads from it. A model
+class has a ``config_class`` (a dataclass of its shape, whose fields ``lowest_pitch``,
+``num_pitches``, ``resolution`` and ``key_normalised`` the data sets), a ``model_tag``, and
+``log_likelihood(note_states)`` for the trainer. Adding a prior is its file, one line here and
+one entry point.
+
+A checkpoint is a plain dict: ``model`` (the tag), ``config``, ``state_dict`` and what the trainer
+adds (optimizer, step, data description, ...). The shipped ones are in ``priors/checkpoints``
+(:func:`shipped_priors`, the ``musicgym.shipped_priors`` entry point).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from musicgym.errors import CheckpointError
+from musicgym.fileio import load_checkpoint_file, save_checkpoint_file
+from musicgym.prior import MelodyPrior, checkpoint_path, resolve_prior
+from priors.model import BiaxialLSTM
+
+MODELS: dict[str, type[nn.Module]] = {
+    BiaxialLSTM.model_tag: BiaxialLSTM,
+}
+"""Every prior this package trains, by model tag."""
+CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
+
+
+def shipped_priors() -> dict[str, Path]:
+    """The checkpoints shipped in ``priors/checkpoints``, by name."""
+    return {path.stem: path for path in sorted(CHECKPOINT_DIR.glob("*.pt"))}
+
+
+def model_class(tag: Any, where: str | os.PathLike = "") -> type[nn.Module]:
+    """The class of model ``tag``; one line naming ``where`` and the known tags otherwise."""
+    if tag not in MODELS:
+        what = f"model {tag!r}" if isinstance(tag, str) else "no model tag"
+        raise CheckpointError(f"{where or 'checkpoint'}: {what}; known: {', '.join(MODELS)}")
+    return MODELS[tag]
+
+
+def build_model(tag: str, **settings: Any) -> nn.Module:
+    """A fresh model ``tag`` whose config takes ``settings`` (those of its config's fields)."""
+    cls = model_class(tag)
+    known = {f.name for f in fields(cls.config_class)}
+    return cls(cls.config_class(**{k: v for k, v in settings.items() if k in known}))
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike = "") -> nn.Module:
+    """The model of a checkpoint dict, its class chosen by the dict's tag."""
+    cls = model_class(checkpoint.get("model"), path)
+    try:
+        model = build_model(checkpoint["model"], **checkpoint["config"])
+        model.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(
+            f"{path}: weights do not fit the {cls.model_tag} config ({first})"
+        ) from None
+    return model
+
+
+def load_model(
+    checkpoint: dict[str, Any], path: str | os.PathLike = "", device: str | torch.device = "cpu"
+) -> nn.Module:
+    """The ``musicgym.prior_loaders`` entry point of every tag of :data:`MODELS`."""
+    return model_from_checkpoint(checkpoint, path).to(device)
+
+
+def read_checkpoint(name_or_path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint dict of a shipped name or a path, of a model of :data:`MODELS`."""
+    path = checkpoint_path(name_or_path)
+    checkpoint = load_checkpoint_file(path)
+    model_class(checkpoint.get("model"), path)
+    return checkpoint
+
+
+def load_prior(
+    name_or_path: str | os.PathLike | MelodyPrior, device: str | torch.device = "cpu"
+) -> MelodyPrior:
+    """A shipped prior by name (``"bach16"``, ``"note_rnn"``) or a checkpoint path, in eval mode
+    with frozen weights, on ``device`` (:func:`musicgym.prior.resolve_prior`)."""
+    return resolve_prior(name_or_path, device)
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    step: int = 0,
+    best_valid: float | None = None,
+    train_config: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    **extra: Any,
+) -> None:
+    """Write the checkpoint dict of ``model`` atomically: its tag, config and weights (float32
+    on the CPU, so that it loads anywhere), the optimizer's state, the step, the best validation
+    score, the training config, the data description and ``extra``."""
+    checkpoint = {
+        "model": model.model_tag,
+        "config": asdict(model.config),
+        "state_dict": {k: v.detach().float().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "step": step,
+        "best_valid": best_valid,
+        "train_config": train_config or {},
+        "data": data or {},
+        **extra,
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint_file(checkpoint, path)
