@@ -27,9 +27,11 @@ from musicgym.errors import CheckpointError
 from musicgym.fileio import load_checkpoint_file, save_checkpoint_file
 from musicgym.prior import MelodyPrior, checkpoint_path, resolve_prior
 from priors.model import BiaxialLSTM
+from priors.note_rnn import NoteRNN
 
 MODELS: dict[str, type[nn.Module]] = {
     BiaxialLSTM.model_tag: BiaxialLSTM,
+    NoteRNN.model_tag: NoteRNN,
 }
 """Every prior this package trains, by model tag."""
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
