@@ -21,8 +21,8 @@ import torch
 from agents.common import Composer, load_prior, read_agent_info
 from agents.registry import ALGORITHMS
 from musicgym.config import DEFAULTS
+from musicgym.envs.stepper import TokenStepper
 from musicgym.prior import MelodyPrior
-from musicgym.stepper import TokenStepper
 
 
 class PriorAgent:
@@ -60,7 +60,7 @@ class RandomAgent:
         self.length = length
 
     def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[list[int]]:
-        from musicgym.tokens import NUM_TOKENS
+        from musicgym.music.tokens import NUM_TOKENS
 
         return np.random.default_rng(seed).integers(0, NUM_TOKENS, (n, self.length)).tolist()
 

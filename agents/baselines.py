@@ -67,6 +67,7 @@ from agents.common import (
     write_agent_info,
 )
 from musicgym.checks import POSITIVE_INT, check_numbers
+from musicgym.envs.stepper import melody_statistics
 from musicgym.errors import ArgumentError, CheckpointError
 from musicgym.fileio import atomic_output, load_checkpoint_file, save_checkpoint_file
 from musicgym.prior import MelodyPrior
@@ -76,7 +77,6 @@ from musicgym.runs import (
     check_resume_settings,
     claim_run_folder,
 )
-from musicgym.stepper import melody_statistics
 
 MODEL_FILE = "model.zip"
 BEST_MODEL_FILE = "best_model.zip"
@@ -368,7 +368,7 @@ def _set_lstm_states(model: BaseAlgorithm, saved: list[list[torch.Tensor]] | Non
 class MusicStatisticsCallback(BaseCallback):
     """Every ``interval`` environment steps, compose ``melodies`` melodies and record the spec's
     statistics (and their mean log p under ``prior``, if given) under ``music/``, and the first
-    ``listen`` of them as audio and piano rolls (:func:`musicgym.audio.log_compositions`)."""
+    ``listen`` of them as audio and piano rolls (:func:`musicgym.music.audio.log_compositions`)."""
 
     def __init__(
         self,
@@ -414,7 +414,7 @@ class MusicStatisticsCallback(BaseCallback):
             None,
         )
         if writer is not None:
-            from musicgym.audio import log_compositions
+            from musicgym.music.audio import log_compositions
 
             log_compositions(writer, melodies, self.num_timesteps, tag="music", n=self.listen)
             writer.flush()

@@ -23,7 +23,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``agent`` group: ``train`` and ``compose``."""
     from agents.registry import ALGORITHMS, config_classes
     from musicgym.cli import add_dataclass_arguments, non_negative_int, positive_int
-    from musicgym.midi_cli import add_audio_arguments
+    from musicgym.music.midi_cli import add_audio_arguments
 
     agent = subparsers.add_parser("agent", help="train agents and compose with them")
     commands = agent.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -132,11 +132,11 @@ def _compose(args: argparse.Namespace) -> int:
     import agents
     from musicgym.fileio import atomic_output
     from musicgym.metrics import STATISTICS, evaluate_melodies
-    from musicgym.midi import write_melody
+    from musicgym.music.midi import write_melody
     from musicgym.runs import check_output_folder
 
     if args.wav:  # a bad soundfont or synthesizer fails before the agent composes
-        from musicgym.audio import choose_synthesizer
+        from musicgym.music.audio import choose_synthesizer
 
         synthesizer, soundfont = choose_synthesizer(args.synthesizer, args.soundfont)
     agent = agents.load(args.agent, length=args.length)
@@ -148,7 +148,7 @@ def _compose(args: argparse.Namespace) -> int:
     with atomic_output(args.out / "melodies.json") as temporary:
         temporary.write_text(json.dumps(melodies) + "\n")
     if args.wav:
-        from musicgym.audio import SOUNDFONT_HINT, write_wavs_beside
+        from musicgym.music.audio import SOUNDFONT_HINT, write_wavs_beside
 
         write_wavs_beside(
             midi_paths, program=args.program, soundfont=soundfont, synthesizer=synthesizer
@@ -156,8 +156,8 @@ def _compose(args: argparse.Namespace) -> int:
         how = f"FluidSynth with {soundfont}" if soundfont else f"plain synthesis ({SOUNDFONT_HINT})"
         print(f"WAV files beside the MIDI files: {how}")
     if args.png:
-        from musicgym.pianoroll import save_piano_roll
-        from musicgym.tokens import tokens_to_note_state
+        from musicgym.music.pianoroll import save_piano_roll
+        from musicgym.music.tokens import tokens_to_note_state
 
         for i, melody in enumerate(melodies):
             save_piano_roll(

@@ -17,7 +17,7 @@ tokens. ``--train-readout`` also fine-tunes a copy of the prior's weights above 
 (the Bi-axial's note axis; about 20x slower updates) in place of the frozen ``log p``.
 
 The agent sees the prior only through :class:`musicgym.prior.MelodyPrior`, played by
-:class:`musicgym.stepper.TokenStepper` (the environment's own stepper), so any prior works.
+:class:`musicgym.envs.stepper.TokenStepper` (the environment's own stepper), so any prior works.
 
 **Cheap updates.** The summary is the frozen prior's, so ``φ(s)`` and ``log p(·|s)`` are fixed
 per state: they are computed once while acting (``log p`` is the environment's own, read from it
@@ -86,8 +86,10 @@ from musicgym.checks import (
     check_device,
     check_numbers,
 )
+from musicgym.envs.stepper import TokenStepper, melody_statistics, melody_summaries, sounding_before
 from musicgym.errors import CheckpointError, EnvArgumentError
 from musicgym.fileio import load_checkpoint_file, save_checkpoint_file
+from musicgym.music.tokens import NUM_TOKENS
 from musicgym.prior import (
     MelodyPrior,
     prior_checkpoint,
@@ -101,8 +103,6 @@ from musicgym.runs import (
     check_resume_settings,
     claim_run_folder,
 )
-from musicgym.stepper import TokenStepper, melody_statistics, melody_summaries, sounding_before
-from musicgym.tokens import NUM_TOKENS
 
 CHECKPOINT = "agent.pt"
 REPLAY_CHECKPOINT = "replay.pt"
@@ -485,7 +485,7 @@ def check_replay_memory(config: RLTunerConfig, prior: MelodyPrior) -> None:
 # ------------------------------------------------------------------------------ the agent itself
 class Melodies:
     """``M`` melodies being composed: the prior played over them (a
-    :class:`~musicgym.stepper.TokenStepper`), their tokens and steps."""
+    :class:`~musicgym.envs.stepper.TokenStepper`), their tokens and steps."""
 
     def __init__(self, agent: RLTuner, count: int) -> None:
         self.agent, self.count = agent, count
@@ -848,7 +848,7 @@ def _summary_writer(out: Path, config: RLTunerConfig) -> Any:
 
 def evaluate(agent: RLTuner, writer: Any, step: int) -> None:
     """Statistics of freshly composed melodies under music/, a few of them heard and seen."""
-    from musicgym.audio import log_compositions
+    from musicgym.music.audio import log_compositions
 
     config = agent.config
     composed = agent.compose(config.eval_melodies, seed=config.seed)

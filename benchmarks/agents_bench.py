@@ -67,7 +67,7 @@ from musicgym.metrics import (
     statistic_contributions,
     t_interval,
 )
-from musicgym.notestate import SIXTEENTH_NOTES
+from musicgym.music.notestate import SIXTEENTH_NOTES
 
 if TYPE_CHECKING:
     from musicgym.prior import MelodyPrior
@@ -205,7 +205,7 @@ def melody_contributions(
     (:func:`musicgym.metrics.statistic_contributions`); ``log_p`` and ``theory_reward``, the
     melody's sum over its tokens and its number of tokens; and the counts of each of
     :data:`musicgym.metrics.HISTOGRAMS`. :func:`measures_from_sums` reads them summed."""
-    from musicgym.stepper import melody_log_probs
+    from musicgym.envs.stepper import melody_log_probs
 
     contributions = statistic_contributions(melodies, config.key)
     tokens = np.full(len(melodies), float(len(melodies[0])))
@@ -369,7 +369,7 @@ def reference_melodies(prior: str, length: int) -> tuple[str, list[list[int]]] |
     (the incomplete last window left out), each in canonical spelling. ``None``, with a printed
     note, where the checkpoint records no dataset or it cannot be loaded at 16th notes."""
     from musicgym.errors import MusicgymError
-    from musicgym.tokens import canonical_tokens
+    from musicgym.music.tokens import canonical_tokens
     from priors.data import load_dataset
     from priors.registry import read_checkpoint
 
@@ -668,10 +668,10 @@ def write_csv(path: Path, table: dict[str, dict[str, Cell]]) -> None:
 def write_samples(out: Path, samples: dict[str, list[list[int]]], per_agent: int = 4) -> None:
     """MIDI files (and a WAV beside each) of the first melodies of each agent and one sheet of
     their piano rolls."""
-    from musicgym.audio import write_wavs_beside
-    from musicgym.midi import write_melody
-    from musicgym.pianoroll import save_piano_roll_sheet
-    from musicgym.tokens import FIRST_PITCH_TOKEN, tokens_to_note_state
+    from musicgym.music.audio import write_wavs_beside
+    from musicgym.music.midi import write_melody
+    from musicgym.music.pianoroll import save_piano_roll_sheet
+    from musicgym.music.tokens import FIRST_PITCH_TOKEN, tokens_to_note_state
 
     rolls, titles, midi_paths = [], [], []
     for name, melodies in samples.items():

@@ -1,10 +1,10 @@
 """Rendering time against playing time: a 2-bar melody (and a Bach chorale) to WAV, both paths.
 
 For each synthesizer available (FluidSynth with the system's soundfont, and the plain one) it
-times :func:`musicgym.audio.midi_to_wav` (read the MIDI file, synthesize, write the WAV): its first
-call for a piece and synthesizer (the very first also imports the synthesizer) and the median of
-``repeats`` more, and prints each as a ratio to the piece's playing time (below 1: faster than
-real time).
+times :func:`musicgym.music.audio.midi_to_wav` (read the MIDI file, synthesize, write the WAV):
+its first call for a piece and synthesizer (the very first also imports the synthesizer) and the
+median of ``repeats`` more, and prints each as a ratio to the piece's playing time (below 1:
+faster than real time).
 
     python -m benchmarks.audio_bench
 """
@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from musicgym import audio
-from musicgym.midi import write_melody
-from musicgym.tokens import NO_EVENT, pitch_to_token
+from musicgym.music import audio
+from musicgym.music.midi import write_melody
+from musicgym.music.tokens import NO_EVENT, pitch_to_token
 
 TWO_BARS = [
     pitch_to_token(p) if i % 2 == 0 else NO_EVENT

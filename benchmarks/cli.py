@@ -51,7 +51,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def add_gallery_command(subparsers: argparse._SubParsersAction) -> None:
-    from musicgym.midi_cli import add_audio_arguments
+    from musicgym.music.midi_cli import add_audio_arguments
 
     gallery = subparsers.add_parser(
         "gallery",
@@ -71,7 +71,7 @@ def add_gallery_command(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_gallery(args: argparse.Namespace) -> int:
     from benchmarks.gallery import write_gallery
-    from musicgym.midi_cli import audio_options
+    from musicgym.music.midi_cli import audio_options
 
     print(write_gallery(args.folder, title=args.title, **audio_options(args)))
     return 0

@@ -61,11 +61,11 @@ def run(config: DemoConfig) -> dict[str, dict[str, float]]:
     from agents.common import load_prior
     from agents.rl_tuner import RLTunerConfig, train
     from benchmarks.gallery import write_gallery
-    from musicgym.audio import choose_synthesizer, synthesizer_note, write_wavs_beside
-    from musicgym.midi import write_melody
-    from musicgym.pianoroll import save_piano_roll_sheet
-    from musicgym.stepper import melody_statistics
-    from musicgym.tokens import tokens_to_note_state
+    from musicgym.envs.stepper import melody_statistics
+    from musicgym.music.audio import choose_synthesizer, synthesizer_note, write_wavs_beside
+    from musicgym.music.midi import write_melody
+    from musicgym.music.pianoroll import save_piano_roll_sheet
+    from musicgym.music.tokens import tokens_to_note_state
 
     # A bad soundfont fails now, not after the training.
     synthesis = {"soundfont": config.soundfont, "synthesizer": config.synthesizer}

@@ -22,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from musicgym.env import MusicCompositionEnv, MusicCompositionVectorEnv
+from musicgym.envs.melody import MusicCompositionEnv, MusicCompositionVectorEnv
 from musicgym.prior import MelodyPrior
 
 NUM_CANDIDATES = 38

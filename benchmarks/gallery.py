@@ -16,8 +16,8 @@ agent run       ``agent.json`` of ``musicgym agent train``: the agent composes :
 
 For each agent: its statistics beside the published columns (one table, agents across), and per
 piece a piano roll, an ``<audio>`` player and a link to the MIDI file. Each MIDI file gets a WAV
-and a PNG beside it where it has none (:func:`musicgym.audio.write_wavs_beside`,
-:func:`musicgym.pianoroll.piano_roll_rgb`). The page is static: no script, no server, nothing
+and a PNG beside it where it has none (:func:`musicgym.music.audio.write_wavs_beside`,
+:func:`musicgym.music.pianoroll.piano_roll_rgb`). The page is static: no script, no server, nothing
 from the network (it links only to the files beside it), and one column on a phone. Everything is
 written atomically, the page last.
 """
@@ -194,7 +194,7 @@ def _agent_run(folder: Path) -> Gallery:
     """Compose :data:`RUN_PIECES` melodies with a trained agent into ``folder/gallery/``."""
     import agents
     from agents.common import read_agent_info
-    from musicgym.midi import write_melody
+    from musicgym.music.midi import write_melody
 
     pieces = folder / "gallery"
     melodies = agents.load(folder).compose(RUN_PIECES, seed=0)
@@ -240,8 +240,8 @@ def read_gallery(folder: str | os.PathLike[str]) -> Gallery:
 def _write_piano_roll(midi_path: Path, png_path: Path) -> None:
     import matplotlib.image
 
-    from musicgym.midi import read_midi
-    from musicgym.pianoroll import piano_roll_rgb
+    from musicgym.music.midi import read_midi
+    from musicgym.music.pianoroll import piano_roll_rgb
 
     note_state = read_midi(midi_path)
     sounding = note_state.sounding_pitches()
@@ -259,9 +259,9 @@ def _write_piano_roll(midi_path: Path, png_path: Path) -> None:
 
 def render_pieces(gallery: Gallery, **synthesis: Any) -> int:
     """Write ``song.wav`` and ``song.png`` beside each ``song.mid`` of the gallery that lacks
-    them; ``synthesis``: :func:`musicgym.audio.write_wavs_beside`'s options. Returns the number
-    of WAV files written."""
-    from musicgym.audio import write_wavs_beside
+    them; ``synthesis``: :func:`musicgym.music.audio.write_wavs_beside`'s options. Returns the
+    number of WAV files written."""
+    from musicgym.music.audio import write_wavs_beside
 
     midi_files = [path for agent in gallery.agents for path in agent.midi_files]
     missing = [path for path in midi_files if not path.with_suffix(".wav").is_file()]
@@ -439,13 +439,13 @@ def write_gallery(
         folder: a bench, demo, compose or agent run folder (see the module docstring).
         title: the page's title (default: the folder's name and kind).
         program, soundfont, synthesizer: how to render missing WAVs
-            (:func:`musicgym.audio.render_midi`).
+            (:func:`musicgym.music.audio.render_midi`).
 
     Raises:
         GalleryError: the folder is missing, holds no run, or its results are malformed.
         AudioError: the soundfont is missing or corrupt, or a file cannot be written.
     """
-    from musicgym.audio import choose_synthesizer, synthesizer_note
+    from musicgym.music.audio import choose_synthesizer, synthesizer_note
 
     synthesis = {"program": program, "soundfont": soundfont, "synthesizer": synthesizer}
     choose_synthesizer(synthesizer, soundfont)  # a bad soundfont fails before anything is written

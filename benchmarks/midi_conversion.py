@@ -1,4 +1,4 @@
-"""MIDI -> note-state speed: :func:`musicgym.midi.read_midi` against pretty_midi's piano roll.
+"""MIDI -> note-state speed: :func:`musicgym.music.midi.read_midi` against pretty_midi's piano roll.
 
 Both read the same files, the Bach chorales of the music21 corpus exported to MIDI, in one run:
 ours at ``resolution`` steps per quarter note, pretty_midi's
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from musicgym.midi import read_midi
+from musicgym.music.midi import read_midi
 
 
 def export_chorales(folder: Path, count: int = 100, progress: bool = True) -> list[Path]:
@@ -116,7 +116,7 @@ def run(
     )
     print(f"{'reader':<42} {'total s':>9} {'files/s':>9} {'ms/file':>9}")
     for label, seconds in (
-        ("musicgym.midi.read_midi", ours_s),
+        ("musicgym.music.midi.read_midi", ours_s),
         (f"pretty_midi PrettyMIDI().get_piano_roll(fs={frames_per_second})", theirs_s),
     ):
         print(

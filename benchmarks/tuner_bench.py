@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from musicgym.tokens import NUM_TOKENS
+from musicgym.music.tokens import NUM_TOKENS
 
 
 def env_steps_per_second(prior, num_envs: int, steps: int, seed: int = 0) -> float:

@@ -10,8 +10,8 @@ from musicgym.errors import (
     NoteStateError,
     RuleError,
 )
-from musicgym.keys import Key
-from musicgym.notestate import NoteState
+from musicgym.music.keys import Key
+from musicgym.music.notestate import NoteState
 
 __version__ = "0.1.0"
 
@@ -24,8 +24,8 @@ def _register_envs() -> None:
     if "MusicComposition-v0" not in registry:
         register(
             id="MusicComposition-v0",
-            entry_point="musicgym.env:MusicCompositionEnv",
-            vector_entry_point="musicgym.env:MusicCompositionVectorEnv",
+            entry_point="musicgym.envs.melody:MusicCompositionEnv",
+            vector_entry_point="musicgym.envs.melody:MusicCompositionVectorEnv",
         )  # the arguments' defaults: musicgym.config.EnvConfig
 
 

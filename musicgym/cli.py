@@ -157,7 +157,7 @@ def dataclass_from_args(cls: type, args: argparse.Namespace, **overrides: object
 
 
 def _add_midi_commands(subparsers: argparse._SubParsersAction) -> None:
-    from musicgym import midi_cli
+    from musicgym.music import midi_cli
 
     midi_cli.add_commands(subparsers)
 

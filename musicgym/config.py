@@ -12,7 +12,7 @@ from typing import Any
 
 from musicgym.checks import NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, check_numbers
 from musicgym.errors import EnvArgumentError
-from musicgym.keys import Key
+from musicgym.music.keys import Key
 from musicgym.prior import DEFAULT_PRIOR
 from musicgym.rules import parse_rules, resolve_rules
 

@@ -27,8 +27,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from musicgym.keys import Key
-from musicgym.tokens import (
+from musicgym.music.keys import Key
+from musicgym.music.tokens import (
     FIRST_PITCH_TOKEN,
     LOWEST_MELODY_PITCH,
     NO_EVENT,
@@ -38,7 +38,7 @@ from musicgym.tokens import (
     pitch_to_token,
     token_to_pitch,
 )
-from musicgym.tokens import validate_tokens as _validate_tokens
+from musicgym.music.tokens import validate_tokens as _validate_tokens
 
 MOTIF_LENGTH = 8
 """Tokens in a motif: the last half bar of 16ths."""

@@ -4,14 +4,14 @@ A prior is a model of the next melody token given the tokens so far, run over a 
 *streams* (melodies) side by side. :class:`MelodyPrior` states that protocol: advance the streams
 by tokens, the normalised log-probabilities of the 38 actions, and the recurrent summary a
 Q-network reads. The environment, the RL Tuner, ``PriorAgent`` and the benchmarks use nothing else
-(through :class:`musicgym.stepper.TokenStepper`, the one place that plays tokens into a prior).
+(through :class:`musicgym.envs.stepper.TokenStepper`, the one place that plays tokens into a prior).
 
 Two ways to be one:
 
 * a model of tokens implements it directly (``priors.note_rnn.NoteRNN``, Jaques et al.'s Note
   RNN);
 * a model of note-state frames implements :class:`FramePrior` and mixes in
-  :class:`musicgym.actions.FrameMelodyPrior`, which turns tokens into frames and scores the 38
+  :class:`musicgym.envs.actions.FrameMelodyPrior`, which turns tokens into frames and scores the 38
   candidate frames (``priors.model.BiaxialLSTM``, the Bi-axial LSTM).
 
 Checkpoints are plain dicts whose ``"model"`` entry is the model's tag. :func:`resolve_prior`
@@ -33,7 +33,7 @@ import torch
 
 from musicgym.errors import CheckpointError
 from musicgym.fileio import load_checkpoint_file
-from musicgym.keys import Key
+from musicgym.music.keys import Key
 
 DEFAULT_PRIOR = "melody16c"
 LOADER_GROUP = "musicgym.prior_loaders"
@@ -46,8 +46,8 @@ SHIPPED_GROUP = "musicgym.shipped_priors"
 class MelodyPrior(Protocol):
     """A model of the next melody token, over ``B`` streams scored incrementally.
 
-    Tokens are the 38 of :mod:`musicgym.tokens`. ``sounding`` ``(B,)`` is the token of the note
-    sounding before a stream's next token (-1 for none; a model of tokens may ignore it);
+    Tokens are the 38 of :mod:`musicgym.music.tokens`. ``sounding`` ``(B,)`` is the token of the
+    note sounding before a stream's next token (-1 for none; a model of tokens may ignore it);
     ``transpose`` ``(B,)`` the semitones each stream's pitches move before the model reads them
     (:func:`transposition`). The prior reads pitches on its axis ``lowest_pitch .. lowest_pitch +
     num_pitches - 1`` at ``resolution`` steps per quarter note. The state is opaque to callers.
@@ -203,7 +203,7 @@ def resolve_prior(
     if isinstance(prior, FramePrior):
         raise CheckpointError(
             f"prior {type(prior).__name__}: a FramePrior only; mix in "
-            "musicgym.actions.FrameMelodyPrior to make it a MelodyPrior"
+            "musicgym.envs.actions.FrameMelodyPrior to make it a MelodyPrior"
         )
     path = checkpoint_path(prior)
     return prior_from_checkpoint(load_checkpoint_file(path), path, device)

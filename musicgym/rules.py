@@ -42,7 +42,6 @@ from importlib.metadata import entry_points
 from typing import ClassVar, NamedTuple
 
 from musicgym.errors import RuleError
-from musicgym.keys import Key
 from musicgym.metrics import (
     LEAP_DOUBLED,
     LEAP_RESOLVED,
@@ -57,7 +56,8 @@ from musicgym.metrics import (
     repeats_motif,
     tonic_token,
 )
-from musicgym.tokens import NO_EVENT, NOTE_OFF, token_to_pitch
+from musicgym.music.keys import Key
+from musicgym.music.tokens import NO_EVENT, NOTE_OFF, token_to_pitch
 
 ENTRY_POINT_GROUP = "musicgym.rules"
 

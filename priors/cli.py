@@ -7,7 +7,7 @@ import argparse
 
 import numpy as np
 
-from musicgym.notestate import NoteState
+from musicgym.music.notestate import NoteState
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -225,7 +225,7 @@ def _prior_evaluate(args: argparse.Namespace) -> int:
 def _prior_sample(args: argparse.Namespace) -> int:
     from musicgym.checks import check_device
     from musicgym.errors import ArgumentError
-    from musicgym.midi import write_midi
+    from musicgym.music.midi import write_midi
     from priors.model import BiaxialLSTM
     from priors.registry import load_prior
 
@@ -242,7 +242,7 @@ def _prior_sample(args: argparse.Namespace) -> int:
     write_midi(piece, args.out, tempo_bpm=args.tempo)
     print(f"wrote {args.out}: {piece.num_steps} steps, {int(piece.articulate.sum())} notes")
     if args.png:
-        from musicgym.pianoroll import save_piano_roll
+        from musicgym.music.pianoroll import save_piano_roll
 
         save_piano_roll(piece, args.png, title=f"{args.checkpoint}, seed {args.seed}")
         print(f"wrote {args.png}")

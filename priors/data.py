@@ -41,9 +41,9 @@ import numpy as np
 from tqdm import tqdm
 
 from musicgym.errors import DatasetError, MusicgymError
-from musicgym.midi import apply_out_of_range, fit_pitch_range, read_midi_report
-from musicgym.notestate import SIXTEENTH_NOTES, NoteState
-from musicgym.tokens import (
+from musicgym.music.midi import apply_out_of_range, fit_pitch_range, read_midi_report
+from musicgym.music.notestate import SIXTEENTH_NOTES, NoteState
+from musicgym.music.tokens import (
     LOWEST_MELODY_PITCH,
     NUM_MELODY_PITCHES,
     note_state_to_tokens,

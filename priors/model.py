@@ -1,7 +1,7 @@
 """The Bi-axial LSTM prior (Johnson 2017), one self-contained file in the style of nanoGPT.
 
-A piece is a note-state ``(T, N, 2)`` of play/articulate bits (see ``musicgym.notestate``). The
-model predicts frame ``t`` from frames ``< t``:
+A piece is a note-state ``(T, N, 2)`` of play/articulate bits (see ``musicgym.music.notestate``).
+The model predicts frame ``t`` from frames ``< t``:
 
 * an **input kernel** turns frame ``t - 1`` into per-note features (position, pitch class,
   the (play, articulate) bits of the vicinity ``n - 12 .. n + 12``, per-pitch-class counts
@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musicgym.actions import FrameMelodyPrior
-from musicgym.notestate import NoteState
+from musicgym.envs.actions import FrameMelodyPrior
+from musicgym.music.notestate import NoteState
 
 MODEL_TAG = "biaxial-lstm"
 FEATURES = ("position", "pitch_class", "vicinity", "context", "beat")
@@ -80,7 +80,7 @@ class BiaxialConfig:
     """Which input features to use, a subset of position, pitch_class, vicinity, context, beat."""
     key_normalised: bool = False
     """Trained on music transposed to C major / A minor: music in another key is transposed into
-    C before it is scored (see ``musicgym.keys.Key.shift_to_c``)."""
+    C before it is scored (see ``musicgym.music.keys.Key.shift_to_c``)."""
 
     ORIGINAL: ClassVar[BiaxialConfig]
     """Johnson's sizes and pitch range (MIDI 24..101)."""
@@ -163,7 +163,7 @@ class BiaxialState:
 
 class BiaxialLSTM(nn.Module, FrameMelodyPrior):
     """The Bi-axial LSTM; implements ``musicgym.prior.FramePrior``, and through
-    ``musicgym.actions.FrameMelodyPrior`` ``musicgym.prior.MelodyPrior`` (its summary of a
+    ``musicgym.envs.actions.FrameMelodyPrior`` ``musicgym.prior.MelodyPrior`` (its summary of a
     stream is the time-axis output ``(N, H)`` from which the next frame is scored).
 
     Incremental use::

@@ -33,8 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musicgym.notestate import NoteState
-from musicgym.tokens import FIRST_PITCH_TOKEN, LOWEST_MELODY_PITCH, NO_EVENT, NOTE_OFF, NUM_TOKENS
+from musicgym.music.notestate import NoteState
+from musicgym.music.tokens import (
+    FIRST_PITCH_TOKEN,
+    LOWEST_MELODY_PITCH,
+    NO_EVENT,
+    NOTE_OFF,
+    NUM_TOKENS,
+)
 
 MODEL_TAG = "note-rnn"
 
@@ -70,7 +76,7 @@ def melody_tokens(note_states: torch.Tensor) -> torch.Tensor:
     """``(B, T)`` vocabulary tokens of the top voice of note-states ``(B, T, N, 2)``: the highest
     note struck in a step (articulated, or playing where it did not play before) is its pitch
     token; else NOTE_OFF where the step is silent after sound, NO_EVENT otherwise (canonical
-    spelling, as :func:`musicgym.tokens.canonical_tokens`)."""
+    spelling, as :func:`musicgym.music.tokens.canonical_tokens`)."""
     play = note_states[..., 0] > 0  # (B, T, N)
     before = F.pad(play[:, :-1], (0, 0, 1, 0))  # the step before; silence before the first
     struck = ((note_states[..., 1] > 0) & play) | (play & ~before)

@@ -43,7 +43,7 @@ from musicgym.checks import (
 )
 from musicgym.errors import CheckpointError, RunFolderError
 from musicgym.fileio import atomic_output, save_checkpoint_file
-from musicgym.notestate import NoteState
+from musicgym.music.notestate import NoteState
 from musicgym.runs import (
     StopSignals,
     check_output_folder,

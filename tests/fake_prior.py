@@ -11,12 +11,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from musicgym.actions import FrameMelodyPrior
+from musicgym.envs.actions import FrameMelodyPrior
 
 
 class TablePrior(FrameMelodyPrior):
     """A frame prior over MIDI ``lowest_pitch .. lowest_pitch + num_pitches - 1``, and through
-    :class:`~musicgym.actions.FrameMelodyPrior` a melody prior (its summary: the last frame)."""
+    :class:`~musicgym.envs.actions.FrameMelodyPrior` a melody prior (its summary: the last
+    frame)."""
 
     resolution = 4
 

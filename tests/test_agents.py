@@ -25,11 +25,11 @@ from agents.rl_tuner import (
     td_target,
 )
 from agents.rl_tuner import train as train_rl_tuner
-from musicgym.actions import token_frames
+from musicgym.envs.actions import token_frames
+from musicgym.envs.stepper import melody_log_probs, melody_summaries, sounding_before
 from musicgym.errors import CheckpointError, EnvArgumentError
-from musicgym.keys import Key
 from musicgym.metrics import in_key_tokens
-from musicgym.stepper import melody_log_probs, melody_summaries, sounding_before
+from musicgym.music.keys import Key
 from priors.model import BiaxialConfig, BiaxialLSTM
 from priors.registry import save_checkpoint
 

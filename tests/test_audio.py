@@ -11,11 +11,11 @@ import mido
 import numpy as np
 import pytest
 
-from musicgym import audio
 from musicgym.cli import main
 from musicgym.errors import AudioError, MidiError, MusicgymError
-from musicgym.midi import inspect_midi, write_melody
-from musicgym.tokens import NO_EVENT, NOTE_OFF, pitch_to_token
+from musicgym.music import audio
+from musicgym.music.midi import inspect_midi, write_melody
+from musicgym.music.tokens import NO_EVENT, NOTE_OFF, pitch_to_token
 
 HAS_FLUIDSYNTH = audio.fluidsynth_available() and audio.find_soundfont() is not None
 SYNTHESIZERS = [

@@ -6,8 +6,8 @@ import numpy as np
 
 from benchmarks.midi_conversion import run
 from musicgym.cli import main
-from musicgym.midi import write_midi
-from musicgym.notestate import NoteState
+from musicgym.music.midi import write_midi
+from musicgym.music.notestate import NoteState
 
 
 def write_pieces(folder, count: int = 3) -> None:

@@ -86,7 +86,7 @@ def test_theory_rewards_are_the_rules_only_env_rewards_times_c() -> None:
 
 def test_contributions_give_the_measures_and_their_intervals() -> None:
     from agents.common import load_prior
-    from musicgym.stepper import melody_statistics
+    from musicgym.envs.stepper import melody_statistics
 
     melodies = np.random.default_rng(2).integers(0, 38, (6, 32)).tolist()
     prior, config = load_prior("melody16"), AgentsBenchConfig(resamples=200)

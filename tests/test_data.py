@@ -12,8 +12,8 @@ import pytest
 
 from musicgym.cli import main
 from musicgym.errors import DatasetError
-from musicgym.midi import write_midi
-from musicgym.notestate import NoteState
+from musicgym.music.midi import write_midi
+from musicgym.music.notestate import NoteState
 from priors import data
 from priors.data import load_dataset, random_transposition, seeded_split
 

@@ -17,9 +17,9 @@ from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import musicgym
-from musicgym.env import MusicCompositionEnv, MusicCompositionVectorEnv
+from musicgym.envs.melody import MusicCompositionEnv, MusicCompositionVectorEnv
 from musicgym.errors import EnvArgumentError, RuleError
-from musicgym.tokens import tokens_to_note_state
+from musicgym.music.tokens import tokens_to_note_state
 from tests.fake_prior import TablePrior
 
 ENV_ID = "MusicComposition-v0"
@@ -309,7 +309,7 @@ def test_render_and_midi(tmp_path):
         env.step(token)
     assert env.render() == "[C4] D4 - . D5"
     env.unwrapped.to_midi(tmp_path / "melody.mid")
-    from musicgym.midi import read_melody
+    from musicgym.music.midi import read_melody
 
     assert read_melody(tmp_path / "melody.mid") == [16, 1, 0, 28]
     rgb = make(length=4, render_mode="rgb_array")

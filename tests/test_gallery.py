@@ -16,8 +16,8 @@ import pytest
 from benchmarks.gallery import PAGE, GalleryError, read_gallery, write_gallery
 from musicgym.cli import main
 from musicgym.metrics import PUBLISHED
-from musicgym.midi import write_melody
-from musicgym.tokens import NO_EVENT, pitch_to_token
+from musicgym.music.midi import write_melody
+from musicgym.music.tokens import NO_EVENT, pitch_to_token
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -30,7 +30,7 @@ from musicgym.metrics import (
     t_interval,
     t_quantile,
 )
-from musicgym.tokens import TokenError
+from musicgym.music.tokens import TokenError
 
 M1 = [14, 16, 18, 1, 21, 1, 1, 0]  # in key, starts on the tonic, a motif at its end, no leap
 M2 = [15, 15, 15, 15, 15, 15, 0, 0]  # C#4 six times: the sixth is excessive; not in key

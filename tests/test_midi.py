@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from musicgym.cli import main
 from musicgym.errors import MidiError
-from musicgym.midi import (
+from musicgym.music.midi import (
     OutOfRange,
     inspect_midi,
     read_melody,
@@ -24,15 +24,15 @@ from musicgym.midi import (
     write_melody,
     write_midi,
 )
-from musicgym.notestate import NoteState
-from musicgym.pianoroll import (
+from musicgym.music.notestate import NoteState
+from musicgym.music.pianoroll import (
     HOLD,
     ONSET,
     piano_roll_rgb,
     save_piano_roll,
     save_piano_roll_sheet,
 )
-from musicgym.tokens import canonical_tokens, tokens_to_note_state
+from musicgym.music.tokens import canonical_tokens, tokens_to_note_state
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

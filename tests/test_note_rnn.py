@@ -15,10 +15,10 @@ from gymnasium.utils.env_checker import check_env
 import musicgym  # noqa: F401  (registers the environment)
 from agents.rl_tuner import RLTuner, RLTunerConfig
 from agents.rl_tuner import train as train_rl_tuner
+from musicgym.envs.stepper import TokenStepper, melody_log_probs
 from musicgym.errors import CheckpointError
+from musicgym.music.tokens import canonical_tokens, tokens_to_note_state
 from musicgym.prior import MelodyPrior, resolve_prior
-from musicgym.stepper import TokenStepper, melody_log_probs
-from musicgym.tokens import canonical_tokens, tokens_to_note_state
 from priors.note_rnn import NoteRNN, NoteRNNConfig, melody_tokens
 from priors.registry import read_checkpoint, save_checkpoint
 from priors.train import TrainConfig, train
@@ -93,7 +93,7 @@ def test_env_checkers_pass_on_a_note_rnn_checkpoint(tmp_path):
 def test_prior_train_trains_a_note_rnn_and_ships_it(tmp_path):
     folder = tmp_path / "melodies"
     folder.mkdir()
-    from musicgym.midi import write_melody
+    from musicgym.music.midi import write_melody
 
     rng = np.random.default_rng(0)
     scale = [14, 16, 18, 19, 21, 23, 25, 26]  # C major from C4

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from musicgym.errors import CheckpointError
-from musicgym.notestate import NoteState
+from musicgym.music.notestate import NoteState
 from musicgym.prior import FramePrior
 from priors.model import BiaxialConfig, BiaxialLSTM, frame_log_likelihood
 from priors.registry import CHECKPOINT_DIR, save_checkpoint

@@ -51,7 +51,7 @@ def files(tmp_path_factory):
         for split, n in (("train", 6), ("valid", 2), ("test", 2))
     }
     (folder / "jsb.json").write_text(json.dumps(data))
-    from musicgym.midi import write_melody
+    from musicgym.music.midi import write_melody
 
     write_melody([14, 1, 16, 0, 18, 1], folder / "melody.mid")
     (folder / "plain.txt").write_text("not a folder\n")
@@ -351,7 +351,7 @@ def interrupt_at(call: int, obj, method: str, monkeypatch, counts=lambda self: T
 )
 def test_rl_tuner_interrupted_at_a_random_step_resumes_bit_for_bit(tmp_path, settings):
     from agents.rl_tuner import RLTunerConfig, train
-    from musicgym.stepper import melody_statistics
+    from musicgym.envs.stepper import melody_statistics
 
     prior = tiny_prior()
     config = RLTunerConfig(steps=160, **settings, **{**RL_TUNER_SMALL, "train_frequency": 3})

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from musicgym.errors import NoteStateError
-from musicgym.keys import Key, KeyParseError
-from musicgym.notestate import NoteState
-from musicgym.tokens import (
+from musicgym.music.keys import Key, KeyParseError
+from musicgym.music.notestate import NoteState
+from musicgym.music.tokens import (
     NO_EVENT,
     NOTE_OFF,
     TokenError,

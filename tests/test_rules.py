@@ -11,7 +11,7 @@ import pytest
 
 import musicgym  # noqa: F401  (registers MusicComposition-v0)
 from musicgym.errors import RuleError
-from musicgym.keys import Key
+from musicgym.music.keys import Key
 from musicgym.rules import (
     BUILTIN_RULES,
     PRESETS,

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from musicgym.errors import MusicgymError
-from musicgym.notestate import SIXTEENTH_NOTES, NoteState
+from musicgym.music.notestate import SIXTEENTH_NOTES, NoteState
 
 NOTE_OFF = 0
 NO_EVENT = 1

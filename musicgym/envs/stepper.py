@@ -19,14 +19,14 @@ from typing import Any
 import torch
 
 from musicgym.errors import EnvArgumentError
-from musicgym.keys import Key
-from musicgym.prior import MelodyPrior, transposition
-from musicgym.tokens import (
+from musicgym.music.keys import Key
+from musicgym.music.tokens import (
     FIRST_PITCH_TOKEN,
     HIGHEST_MELODY_PITCH,
     LOWEST_MELODY_PITCH,
     NOTE_OFF,
 )
+from musicgym.prior import MelodyPrior, transposition
 
 
 def next_sounding(sounding: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

@@ -42,14 +42,14 @@ import numpy as np
 
 from musicgym.errors import AudioError
 from musicgym.fileio import atomic_output, describe_os_error
-from musicgym.midi import read_midi_notes
-from musicgym.notestate import NoteState
+from musicgym.music.midi import read_midi_notes
+from musicgym.music.notestate import NoteState
 
 Synthesizer = Literal["auto", "fluidsynth", "plain"]
 SYNTHESIZERS: tuple[str, ...] = ("auto", "fluidsynth", "plain")
 DEFAULT_SAMPLE_RATE = 44_100
 TENSORBOARD_SAMPLE_RATE = 16_000  # small event files; a melody's range ends well below 8 kHz
-DEFAULT_VELOCITY = 80  # what musicgym.midi.write_midi writes
+DEFAULT_VELOCITY = 80  # what musicgym.music.midi.write_midi writes
 PEAK = 0.89  # -1 dBFS
 FADE_SECONDS = 0.01
 PROGRAMS: dict[str, int] = {
@@ -268,7 +268,7 @@ def _from_midi(path: str | os.PathLike[str]) -> _TimedNotes:
 
 
 def _from_note_state(note_state: NoteState, tempo_bpm: float) -> _TimedNotes:
-    from musicgym.midi import note_steps
+    from musicgym.music.midi import note_steps
 
     if not tempo_bpm > 0:
         raise AudioError(f"tempo_bpm must be > 0, got {tempo_bpm}")
@@ -486,7 +486,7 @@ def render_melody(
     sample_rate: int = DEFAULT_SAMPLE_RATE,
 ) -> Audio:
     """Render a token melody (one token per 16th note); arguments as :func:`render_midi`."""
-    from musicgym.tokens import tokens_to_note_state
+    from musicgym.music.tokens import tokens_to_note_state
 
     return render_note_state(
         tokens_to_note_state(melody_tokens),
@@ -606,8 +606,8 @@ def log_compositions(
         sample_rate: of the clips.
         synthesizer: ``"auto"``, ``"fluidsynth"`` or ``"plain"``.
     """
-    from musicgym.pianoroll import piano_roll_rgb
-    from musicgym.tokens import tokens_to_note_state
+    from musicgym.music.pianoroll import piano_roll_rgb
+    from musicgym.music.tokens import tokens_to_note_state
 
     for i, melody in enumerate(list(melodies)[:n]):
         note_state = tokens_to_note_state(melody)

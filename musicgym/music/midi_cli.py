@@ -8,7 +8,7 @@ from pathlib import Path
 
 from musicgym.cli import positive_int
 from musicgym.errors import MusicgymError
-from musicgym.notestate import SIXTEENTH_NOTES
+from musicgym.music.notestate import SIXTEENTH_NOTES
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -51,8 +51,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from musicgym.keys import pitch_name
-    from musicgym.midi import inspect_midi
+    from musicgym.music.keys import pitch_name
+    from musicgym.music.midi import inspect_midi
 
     summary = inspect_midi(args.file, resolution=args.resolution)
     tracks = ", ".join(
@@ -84,8 +84,8 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def add_audio_arguments(parser: argparse.ArgumentParser, program: str = "piano") -> None:
     """Add ``--soundfont``, ``--program`` and ``--synthesizer`` (the options of
-    :func:`musicgym.audio.render_midi`) to a command that writes WAV files."""
-    from musicgym.audio import PROGRAMS, SYNTHESIZERS
+    :func:`musicgym.music.audio.render_midi`) to a command that writes WAV files."""
+    from musicgym.music.audio import PROGRAMS, SYNTHESIZERS
 
     parser.add_argument(
         "--soundfont",
@@ -108,7 +108,7 @@ def add_audio_arguments(parser: argparse.ArgumentParser, program: str = "piano")
 
 
 def audio_options(args: argparse.Namespace) -> dict[str, object]:
-    """:func:`musicgym.audio.render_midi`'s keyword arguments from the options of
+    """:func:`musicgym.music.audio.render_midi`'s keyword arguments from the options of
     :func:`add_audio_arguments`."""
     return {"program": args.program, "soundfont": args.soundfont, "synthesizer": args.synthesizer}
 
@@ -117,12 +117,12 @@ def _render(args: argparse.Namespace) -> int:
     if args.png is None and args.wav is None:
         raise MusicgymError(f"{args.file}: nothing to write; give --png OUT and/or --wav OUT")
     if args.wav is not None:  # a bad soundfont fails before the picture is written
-        from musicgym.audio import choose_synthesizer
+        from musicgym.music.audio import choose_synthesizer
 
         choose_synthesizer(args.synthesizer, args.soundfont)
     if args.png is not None:
-        from musicgym.midi import read_midi
-        from musicgym.pianoroll import save_piano_roll
+        from musicgym.music.midi import read_midi
+        from musicgym.music.pianoroll import save_piano_roll
 
         note_state = read_midi(args.file, resolution=args.resolution)
         title = args.title if args.title is not None else Path(args.file).name
@@ -134,7 +134,7 @@ def _render(args: argparse.Namespace) -> int:
     if args.wav is not None:
         import time
 
-        from musicgym.audio import SOUNDFONT_HINT, render_midi, write_wav
+        from musicgym.music.audio import SOUNDFONT_HINT, render_midi, write_wav
 
         start = time.perf_counter()
         audio = render_midi(args.file, **audio_options(args))

@@ -42,8 +42,8 @@ import numpy as np
 
 from musicgym.errors import MidiError
 from musicgym.fileio import atomic_output
-from musicgym.notestate import SIXTEENTH_NOTES, NoteState, fold_pitches
-from musicgym.tokens import (
+from musicgym.music.notestate import SIXTEENTH_NOTES, NoteState, fold_pitches
+from musicgym.music.tokens import (
     LOWEST_MELODY_PITCH,
     NUM_MELODY_PITCHES,
     canonical_tokens,

@@ -24,12 +24,10 @@ from gymnasium.vector.utils import batch_space
 
 from musicgym.checks import check_device
 from musicgym.config import DEFAULTS
+from musicgym.envs.stepper import TokenStepper, check_prior_range
 from musicgym.errors import EnvArgumentError
-from musicgym.keys import Key, pitch_name
-from musicgym.prior import MelodyPrior, resolve_prior
-from musicgym.rules import RuleContext, RulesArgument, resolve_rules, rule_rewards
-from musicgym.stepper import TokenStepper, check_prior_range
-from musicgym.tokens import (
+from musicgym.music.keys import Key, pitch_name
+from musicgym.music.tokens import (
     NO_EVENT,
     NOTE_OFF,
     NUM_TOKENS,
@@ -38,6 +36,8 @@ from musicgym.tokens import (
     tokens_to_note_state,
     validate_tokens,
 )
+from musicgym.prior import MelodyPrior, resolve_prior
+from musicgym.rules import RuleContext, RulesArgument, resolve_rules, rule_rewards
 
 STEPS_PER_BAR = 16
 """16th notes in a 4/4 bar: the size of the bar-position one-hot."""
@@ -49,7 +49,7 @@ PrimerArgument = str | os.PathLike | Sequence[int] | None
 
 def parse_primer(primer: PrimerArgument, what: str = "primer") -> str | tuple[int, ...] | None:
     """A primer argument checked once: ``None``, ``"random_note"``, or its tokens (a token list, or
-    a MIDI file read with :func:`musicgym.midi.read_melody`)."""
+    a MIDI file read with :func:`musicgym.music.midi.read_melody`)."""
     if primer is None or (isinstance(primer, str) and primer == "random_note"):
         return primer
     if isinstance(primer, (str, os.PathLike)):
@@ -58,7 +58,7 @@ def parse_primer(primer: PrimerArgument, what: str = "primer") -> str | tuple[in
             raise EnvArgumentError(
                 f"{what}: {str(primer)!r} is neither 'random_note' nor an existing MIDI file"
             )
-        from musicgym.midi import read_melody  # mido only when a MIDI primer is used
+        from musicgym.music.midi import read_melody  # mido only when a MIDI primer is used
 
         return tuple(read_melody(path))
     if isinstance(primer, (bytes, dict)) or not isinstance(primer, (Sequence, np.ndarray)):
@@ -86,7 +86,7 @@ class MelodyBatch:
 
     Each melody is its primer (fed to the prior, shown in the observation, never scored by the
     rules) followed by its composition (the tokens the agent plays; what the rules and ``info``
-    see). The prior plays them through a :class:`~musicgym.stepper.TokenStepper`; the
+    see). The prior plays them through a :class:`~musicgym.envs.stepper.TokenStepper`; the
     log-probabilities of the 38 actions of every melody are computed once per step, in one prior
     call, right after the previous action, and cached.
 
@@ -250,8 +250,8 @@ class MelodyBatch:
         return (f"[{primer}] " if primer else "") + " ".join(words)
 
     def render_rgb(self, i: int) -> np.ndarray:
-        """The composition as a piano roll image (``musicgym.pianoroll.piano_roll_rgb``)."""
-        from musicgym.pianoroll import piano_roll_rgb  # matplotlib only when rendering
+        """The composition as a piano roll image (``musicgym.music.pianoroll.piano_roll_rgb``)."""
+        from musicgym.music.pianoroll import piano_roll_rgb  # matplotlib only when rendering
 
         tokens = self.compositions[i] or [NO_EVENT]  # one silent step for an empty melody
         return piano_roll_rgb(tokens_to_note_state(tokens))
@@ -377,8 +377,8 @@ class MusicCompositionEnv(gym.Env[np.ndarray, np.int64]):
       candidate next frames the tokens produce (NOTE_OFF: silence; NO_EVENT: the sounding note
       held, or silence; a pitch: that note struck) are scored and renormalised over the distinct
       frames: when nothing sounds, NOTE_OFF and NO_EVENT produce the same silent frame and share
-      its probability equally (:class:`musicgym.actions.FrameMelodyPrior`). A model of tokens (the
-      Note RNN) gives every token its own probability.
+      its probability equally (:class:`musicgym.envs.actions.FrameMelodyPrior`). A model of
+      tokens (the Note RNN) gives every token its own probability.
     * ``r_i`` are the rules (:mod:`musicgym.rules`), by default the preset ``"jaques2017"``; they
       see the composition only, not the primer.
 
@@ -408,8 +408,8 @@ class MusicCompositionEnv(gym.Env[np.ndarray, np.int64]):
     The defaults are :data:`musicgym.config.DEFAULTS`.
 
     * ``length``: tokens per melody.
-    * ``key``: the key of the rules (any name :meth:`musicgym.keys.Key.parse` reads); per episode
-      with ``reset(options={"key": ...})``.
+    * ``key``: the key of the rules (any name :meth:`musicgym.music.keys.Key.parse` reads); per
+      episode with ``reset(options={"key": ...})``.
     * ``prior``: a shipped prior name, a checkpoint path, a loaded ``MelodyPrior`` (its pitch range
       must cover MIDI 48..83, moved into C first for a key-normalised prior: the melody in any
       ``key`` is transposed into C major / A minor before such a prior scores it), or ``None``
@@ -543,7 +543,7 @@ class MusicCompositionEnv(gym.Env[np.ndarray, np.int64]):
 
     def to_midi(self, path: str | os.PathLike, include_primer: bool = False) -> None:
         """Write the composition (after the primer if ``include_primer``) to a MIDI file."""
-        from musicgym.midi import write_melody
+        from musicgym.music.midi import write_melody
 
         tokens = self._batch.compositions[0]
         if include_primer:

@@ -20,8 +20,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from musicgym.fileio import atomic_output
-from musicgym.keys import pitch_name
-from musicgym.notestate import NoteState
+from musicgym.music.keys import pitch_name
+from musicgym.music.notestate import NoteState
 
 WHITE_KEY_ROW = (250, 250, 250)
 BLACK_KEY_ROW = (233, 234, 238)

@@ -15,7 +15,13 @@ from typing import Any
 
 import torch
 
-from musicgym.tokens import FIRST_PITCH_TOKEN, LOWEST_MELODY_PITCH, NO_EVENT, NOTE_OFF, NUM_TOKENS
+from musicgym.music.tokens import (
+    FIRST_PITCH_TOKEN,
+    LOWEST_MELODY_PITCH,
+    NO_EVENT,
+    NOTE_OFF,
+    NUM_TOKENS,
+)
 
 LowestPitch = int | torch.Tensor
 """The MIDI pitch that melody tokens map onto index 0 of the prior's axis: one for all states, or

@@ -1,0 +1,1 @@
+"""Music as data: note-states and melody tokens, keys, MIDI files, piano rolls and sound."""
