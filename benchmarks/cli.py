@@ -218,6 +218,24 @@ def _run_agents(args: argparse.Namespace) -> int:
 
 
 @bench_command
+def _add_like_for_like(benchmarks: argparse._SubParsersAction) -> None:
+    parser = benchmarks.add_parser(
+        "like-for-like",
+        help="the RL Tuner on a Note RNN and on a Bi-axial LSTM beside Jaques et al.'s columns",
+    )
+    parser.add_argument("note_rnn", help="a `bench agents` folder of a run on a Note RNN prior")
+    parser.add_argument("biaxial", help="a `bench agents` folder of a run on a Bi-axial prior")
+    parser.set_defaults(func=_run_like_for_like)
+
+
+def _run_like_for_like(args: argparse.Namespace) -> int:
+    from benchmarks import like_for_like
+
+    like_for_like.run(args.note_rnn, args.biaxial)
+    return 0
+
+
+@bench_command
 def _add_all(benchmarks: argparse._SubParsersAction) -> None:
     parser = benchmarks.add_parser("all", help="every benchmark in turn")
     parser.add_argument(

@@ -271,3 +271,36 @@ def test_demo_writes_its_folder_and_prints_the_table(tmp_path: Path, capsys) -> 
     page = (out / "index.html").read_text()
     assert page.count("<audio ") == 4 and "<h2>prior</h2>" in page and "<h2>tuned</h2>" in page
     assert printed.strip().splitlines()[-1] == f"listen: open {out / 'index.html'}"
+
+
+def test_like_for_like_counts_each_prior_against_jaques(tmp_path: Path) -> None:
+    from dataclasses import asdict
+
+    from benchmarks.agents_bench import MEASURES, Cell
+    from benchmarks.like_for_like import COLUMNS, like_for_like
+    from musicgym.errors import ArgumentError
+
+    def write(folder: Path, prior: str, shift: float) -> None:
+        """Every agent exactly Jaques et al.'s column, plus ``shift`` on every statistic."""
+        table = {
+            agent: {
+                m: asdict(Cell(PUBLISHED[column].get(m, 0.0) + shift, 0.0, 1.0, "t"))
+                for m in MEASURES
+            }
+            for column, agent in COLUMNS.items()
+        }
+        folder.mkdir()
+        (folder / "results.json").write_text(
+            json.dumps({"config": {"prior": prior}, "table": table})
+        )
+
+    write(tmp_path / "nr", "note_rnn", 0.0)
+    write(tmp_path / "bx", "melody16c", 1000.0)  # far off: better only where higher is better
+    text = like_for_like(tmp_path / "nr", tmp_path / "bx")
+    assert "| notes not in key (%) | 0.100 | 1.00 | 0.600 | 28.70 | 0.100 ± 0.500 |" in text
+    higher = sum(agents_bench.BETTER.get(s, "higher") == "higher" for s in STATISTICS)
+    assert (
+        f"rltuner-q at least as good as Jaques et al.'s Q: 11/11 on note_rnn, {higher}/11" in text
+    )
+    with pytest.raises(ArgumentError, match="same prior"):
+        like_for_like(tmp_path / "nr", tmp_path / "nr")
