@@ -171,7 +171,9 @@ def _add_tuner(benchmarks: argparse._SubParsersAction) -> None:
     parser = benchmarks.add_parser(
         "tuner", help="RL Tuner training env-steps/s against the env alone, in one run"
     )
-    parser.add_argument("--prior", default="melody16c", help="prior (default melody16c)")
+    parser.add_argument(
+        "--prior", default="melody16c", help="prior, or several comma-separated (default melody16c)"
+    )
     parser.add_argument("--num-envs", type=int, default=16, help="vector size (default 16)")
     parser.add_argument("--steps", type=int, default=4_000, help="env steps a row (default 4000)")
     parser.set_defaults(func=_run_tuner)

@@ -73,9 +73,41 @@ def like_for_like(note_rnn: str | Path, biaxial: str | Path) -> str:
     return "\n".join(lines)
 
 
+def plot_prior_curves(priors: list[str], png: Path) -> None:
+    """Each prior's valid log-likelihood per step against its training minutes (from its model
+    card), its test figure marked at the end."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from musicgym.prior import checkpoint_path
+
+    figure, ax = plt.subplots(figsize=(7, 4))
+    for prior in priors:
+        card = json.loads(checkpoint_path(prior).with_suffix(".json").read_text())
+        minutes = [point["minutes"] for point in card["curve"]]
+        (line,) = ax.plot(minutes, [point["valid"] for point in card["curve"]], label=prior)
+        test = card["test_log_likelihood_per_step"]
+        ax.plot(
+            card["minutes"], test, "o", color=line.get_color(), label=f"{prior} test {test:.3f}"
+        )
+    ax.set_xlabel("training minutes (one CPU thread)")
+    ax.set_ylabel("valid log-likelihood per 16th-note step")
+    ax.set_title("priors of the like-for-like table")
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(png, dpi=110)
+    plt.close(figure)
+
+
 def run(note_rnn: str | Path, biaxial: str | Path) -> str:
-    """Print the table and write it to ``note_rnn/like_for_like.md``."""
+    """Print the table and write it to ``note_rnn/like_for_like.md``, the priors' learning
+    curves to ``note_rnn/prior_curves.png``."""
     text = like_for_like(note_rnn, biaxial)
     (Path(note_rnn) / "like_for_like.md").write_text(text + "\n")
     print(text)
+    priors = [read_table(folder)[0] for folder in (note_rnn, biaxial)]
+    plot_prior_curves(priors, Path(note_rnn) / "prior_curves.png")
+    print(f"\nthe priors' learning curves: {Path(note_rnn) / 'prior_curves.png'}")
     return text

@@ -13,7 +13,7 @@ Rows, all on the batched vector env of ``--num-envs`` melodies and one torch thr
 
 Ratios: each training row / env alone. The issue's goal is >= 0.5 for the default.
 
-    musicgym bench tuner --prior melody16c
+    musicgym bench tuner --prior melody16c,note_rnn   # several priors, one run
 """
 
 from __future__ import annotations
@@ -70,37 +70,48 @@ def training_rates(prior, num_envs: int, steps: int, **settings) -> tuple[float,
     return agent.steps_per_second, agent.updates / seconds
 
 
-def run(prior_name: str = "melody16c", num_envs: int = 16, steps: int = 4_000) -> dict:
-    """Time the three rows and print them as a Markdown table with the ratios."""
+def run(
+    prior_name: str = "melody16c", num_envs: int = 16, steps: int = 4_000
+) -> dict[str, dict[str, float]]:
+    """Time the three rows for each prior of ``prior_name`` (comma-separated: several priors in
+    one run) and print them as a Markdown table with the ratios."""
     from agents.common import load_prior, set_torch_threads
 
     set_torch_threads(1)
-    prior = load_prior(prior_name)
-    env_rate = env_steps_per_second(prior, num_envs, steps)
-    fast, fast_updates = training_rates(prior, num_envs, steps)
-    note_steps = max(steps // 8, 512)  # about 20x slower updates: a shorter run tells as much
-    whole, whole_updates = training_rates(prior, num_envs, note_steps, train_readout=True)
-    rows = [
-        ("batched env alone (random actions)", env_rate, float("nan")),
-        ("rltuner-q, 1 update (batch 32) per 4 env steps", fast, fast_updates),
-        ("rltuner-q --train-readout, same", whole, whole_updates),
-    ]
-    print(f"prior {prior_name}, {num_envs} envs, 1 torch thread, {steps} env steps a row")
-    print("| row | env-steps/s | gradient steps/s | / env alone |")
-    print("| --- | ---: | ---: | ---: |")
-    for label, rate, updates in rows:
-        updates_text = "" if np.isnan(updates) else f"{updates:.1f}"
-        print(f"| {label} | {rate:.0f} | {updates_text} | {rate / env_rate:.2f}x |")
-    ratio = fast / env_rate
-    print(f"\ngoal: rltuner-q at >= 0.5x the env alone: {'met' if ratio >= 0.5 else 'not met'}")
-    return {
-        "env": env_rate,
-        "rltuner_q": fast,
-        "rltuner_q_updates": fast_updates,
-        "readout": whole,
-        "readout_updates": whole_updates,
-        "ratio": ratio,
-    }
+    print(f"{num_envs} envs, 1 torch thread, {steps} env steps a row")
+    print("| prior | row | env-steps/s | gradient steps/s | / env alone |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    figures = {}
+    for name in prior_name.split(","):
+        prior = load_prior(name)
+        env_rate = env_steps_per_second(prior, num_envs, steps)
+        fast, fast_updates = training_rates(prior, num_envs, steps)
+        readout_steps = max(
+            steps // 8, 512
+        )  # about 20x slower updates: a shorter run tells as much
+        readout, readout_updates = training_rates(
+            prior, num_envs, readout_steps, train_readout=True
+        )
+        rows = [
+            ("batched env alone (random actions)", env_rate, float("nan")),
+            ("rltuner-q, 1 update (batch 32) per 4 env steps", fast, fast_updates),
+            ("rltuner-q --train-readout, same", readout, readout_updates),
+        ]
+        for label, rate, updates in rows:
+            updates_text = "" if np.isnan(updates) else f"{updates:.1f}"
+            print(f"| {name} | {label} | {rate:.0f} | {updates_text} | {rate / env_rate:.2f}x |")
+        figures[name] = {
+            "env": env_rate,
+            "rltuner_q": fast,
+            "rltuner_q_updates": fast_updates,
+            "readout": readout,
+            "readout_updates": readout_updates,
+            "ratio": fast / env_rate,
+        }
+    for name, figure in figures.items():
+        verdict = "met" if figure["ratio"] >= 0.5 else "not met"
+        print(f"goal on {name}: rltuner-q at >= 0.5x the env alone: {verdict}")
+    return figures
 
 
 if __name__ == "__main__":

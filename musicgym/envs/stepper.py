@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from musicgym.config import DEFAULTS
 from musicgym.errors import EnvArgumentError
 from musicgym.music.keys import Key
 from musicgym.music.tokens import (
@@ -48,7 +49,7 @@ def sounding_before(melodies: torch.Tensor) -> torch.Tensor:
     return torch.stack(columns, 1)
 
 
-def check_prior_range(prior: MelodyPrior, key: Key | str = "C major") -> MelodyPrior:
+def check_prior_range(prior: MelodyPrior, key: Key | str = DEFAULTS.key) -> MelodyPrior:
     """``prior`` if its pitch axis holds the melody tokens' MIDI 48..83 once moved by
     :func:`musicgym.prior.transposition` for ``key``; else one clear line."""
     shift = transposition(prior, key)
@@ -76,7 +77,7 @@ class TokenStepper:
         self,
         prior: MelodyPrior,
         batch_size: int,
-        key: Key | str = "C major",
+        key: Key | str = DEFAULTS.key,
         device: str | torch.device = "cpu",
     ) -> None:
         self.prior, self.batch_size, self.device = prior, batch_size, torch.device(device)
@@ -163,7 +164,7 @@ class TokenStepper:
 def melody_pass(
     prior: MelodyPrior,
     melodies: torch.Tensor,
-    key: Key | str = "C major",
+    key: Key | str = DEFAULTS.key,
     *,
     log_probs: bool = False,
     summaries: bool = False,
@@ -188,7 +189,7 @@ def melody_pass(
 def melody_summaries(
     prior: MelodyPrior,
     melodies: torch.Tensor,
-    key: Key | str = "C major",
+    key: Key | str = DEFAULTS.key,
     device: str | torch.device = "cpu",
 ) -> torch.Tensor:
     """``(M, T + 1, K, H)``: the prior's summary before each token of ``melodies`` ``(M, T)``
@@ -199,7 +200,7 @@ def melody_summaries(
 def melody_log_probs(
     prior: MelodyPrior,
     melodies: Sequence[Sequence[int]],
-    key: Key | str = "C major",
+    key: Key | str = DEFAULTS.key,
     chunk: int = 256,
     device: str | torch.device = "cpu",
 ) -> torch.Tensor:
@@ -216,7 +217,7 @@ def melody_log_probs(
 
 
 def melody_statistics(
-    prior: MelodyPrior, melodies: Sequence[Sequence[int]], key: str = "C major"
+    prior: MelodyPrior, melodies: Sequence[Sequence[int]], key: str = DEFAULTS.key
 ) -> dict[str, float]:
     """Every statistic of :func:`musicgym.metrics.evaluate_melodies` and ``log_p``, the mean
     ``log p(a|s)`` of the melodies' tokens under ``prior``."""
