@@ -167,3 +167,26 @@ def test_a_checkpoint_no_loader_knows_is_one_line_and_exit_2(tmp_path):
     assert result.returncode == 2
     assert "gpt.pt: model 'nanogpt', which no installed prior loader knows" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_shipped_note_rnn_samples_one_line_and_composes_in_any_key(tmp_path, capsys):
+    import agents
+    from musicgym.cli import main
+    from priors.registry import load_prior
+
+    model = load_prior("note_rnn")
+    assert isinstance(model, NoteRNN) and model.key_normalised
+    piece = model.sample(64, seed=0)
+    assert piece.play.sum(axis=1).max() <= 1 and piece.articulate.sum() >= 4  # a melody
+    for key in ("C major", "E minor"):
+        melodies = agents.PriorAgent("note_rnn", length=16, key=key).compose(4, seed=0)
+        assert np.shape(melodies) == (4, 16)
+    out = tmp_path / "nr.mid"
+    assert (
+        main(["prior", "sample", "--checkpoint", "note_rnn", "--steps", "32", "--out", str(out)])
+        == 0
+    )
+    assert out.is_file()
+    args = ["prior", "sample", "--checkpoint", "note_rnn", "--out", str(out), "--avoid-silence"]
+    assert main(args) == 2
+    assert "--avoid-silence: the Bi-axial LSTM's option" in capsys.readouterr().err

@@ -424,7 +424,10 @@ def test_unknown_prior_name_is_refused():
 # --- shipped checkpoints --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, resolution", [("bach16", 4), ("melody16", 4), ("jsb_quarter", 1)])
+@pytest.mark.parametrize(
+    "name, resolution",
+    [("bach16", 4), ("melody16", 4), ("melody16c", 4), ("note_rnn", 4), ("jsb_quarter", 1)],
+)
 def test_shipped_priors_load_by_name_with_their_card(name, resolution):
     path = CHECKPOINT_DIR / f"{name}.pt"
     assert path.stat().st_size < 20e6
