@@ -526,66 +526,125 @@ def _train(
 ) -> BaseAlgorithm:
     set_torch_threads(config.threads)
     prior_model = load_prior(prior if prior is not None else config.prior)
-    fingerprint = prior_fingerprint(prior_model)
     kwargs = config.env_kwargs(prior_model)
     envs = make_vec_env(ENV_ID, n_envs=config.num_envs, seed=config.seed, env_kwargs=kwargs)
     eval_envs = make_vec_env(ENV_ID, n_envs=1, seed=config.seed + 10_000, env_kwargs=kwargs)
-    algorithm = algorithm_class(config.algo)
     point = resume_point(out) if resume else None
-    if point is not None:
-        if point.state is not None:
-            check_resume_settings(out, point.state["config"], config, SB3Config.RESUMABLE)
-            check_same_prior(out, point.state["prior_fingerprint"], prior_model)
-        model = _load_model(
-            algorithm, point.model, env=envs, tensorboard_log=str(out), force_reset=False
-        )
-        if isinstance(model, OffPolicyAlgorithm):
-            if point.replay is not None:
-                model.load_replay_buffer(point.replay)
-            else:
-                _warn(
-                    f"{point.model}: a checkpoint without the replay buffer (written during the "
-                    "run, not at its end or on a signal): resumed with an empty replay buffer"
-                )
-        if point.state is None:
-            _warn(
-                f"{point.model}: written by an older musicgym without the generators and "
-                "environments: resumed, but not exactly the run it would have been"
-            )
-            model.set_env(envs, force_reset=True)
-    else:
-        model = _make_model(config, envs, out)
+    model = _model_of_run(config, out, point, envs, prior_model)
     check_output_folder(out, need_bytes=_checkpoint_bytes(model))
+    run = SB3Run(config, out, model, envs, eval_envs, prior_model)
+    if point is not None and point.state is not None:
+        run.restore(point.state)
 
-    per_env = max(config.num_envs, 1)
-    music = MusicStatisticsCallback(
-        config.env_config(), config.eval_interval, config.eval_episodes, prior_model
-    )
-    evaluation = EvalCallback(
-        eval_envs,
-        n_eval_episodes=config.eval_episodes,
-        eval_freq=max(config.eval_interval // per_env, 1),
-        callback_on_new_best=SaveBestModel(out / BEST_MODEL_FILE),
-        log_path=str(out),
-        verbose=0,
-    )
-    info = {"env": config.env_config(), "model": MODEL_FILE, "config": asdict(config)}
+    points = ResumePoints(config.checkpoint_interval, config.max_minutes, stop, run.save)
+    bar = ProgressBarCallback() if progress and _progress_bar_available() else None
+    callbacks = [points, run.evaluation, run.music, *([bar] if bar else [])]
+    write_agent_info(out, f"sb3-{config.algo}", **run.info, trained_steps=model.num_timesteps)
+    try:
+        model.learn(
+            total_timesteps=max(config.steps - model.num_timesteps, 0) if resume else config.steps,
+            callback=callbacks,
+            tb_log_name=config.algo,
+            reset_num_timesteps=not resume,
+        )
+    except _StopLearning:
+        if bar is not None:
+            bar.on_training_end()
+    run.save(with_replay=True)
+    with atomic_output(out / MODEL_FILE) as temporary:
+        model.save(temporary)
+    (out / REPLAY_FILE).unlink(missing_ok=True)  # an older version's, now in checkpoints/
+    write_agent_info(out, f"sb3-{config.algo}", **run.info, trained_steps=model.num_timesteps)
+    envs.close()
+    eval_envs.close()
+    if stop.requested and model.num_timesteps < config.steps:
+        raise stop.interrupted(
+            f"at step {model.num_timesteps}: checkpoint written to {out / CHECKPOINTS}; continue "
+            "with --resume"
+        )
+    return model
 
-    def state() -> dict[str, Any]:
+
+def _model_of_run(
+    config: SB3Config,
+    out: Path,
+    point: ResumePoint | None,
+    envs: DummyVecEnv,
+    prior: MelodyPrior,
+) -> BaseAlgorithm:
+    """A new model, or the model of the resume point (its settings and prior checked)."""
+    if point is None:
+        return _make_model(config, envs, out)
+    if point.state is not None:
+        check_resume_settings(out, point.state["config"], config, SB3Config.RESUMABLE)
+        check_same_prior(out, point.state["prior_fingerprint"], prior)
+    algorithm = algorithm_class(config.algo)
+    model = _load_model(
+        algorithm, point.model, env=envs, tensorboard_log=str(out), force_reset=False
+    )
+    if isinstance(model, OffPolicyAlgorithm):
+        if point.replay is not None:
+            model.load_replay_buffer(point.replay)
+        else:
+            _warn(
+                f"{point.model}: a checkpoint without the replay buffer (written during the "
+                "run, not at its end or on a signal): resumed with an empty replay buffer"
+            )
+    if point.state is None:
+        _warn(
+            f"{point.model}: written by an older musicgym without the generators and "
+            "environments: resumed, but not exactly the run it would have been"
+        )
+        model.set_env(envs, force_reset=True)
+    return model
+
+
+class SB3Run:
+    """An SB3 run's callbacks, and its resume points: what SB3 saves (``model.save``) and what it
+    does not (the generators, every environment's melodies, the callbacks' counters)."""
+
+    def __init__(
+        self,
+        config: SB3Config,
+        out: Path,
+        model: BaseAlgorithm,
+        envs: DummyVecEnv,
+        eval_envs: DummyVecEnv,
+        prior: MelodyPrior,
+    ) -> None:
+        self.config, self.out, self.model = config, out, model
+        self.envs, self.eval_envs = envs, eval_envs
+        self.fingerprint = prior_fingerprint(prior)
+        self.music = MusicStatisticsCallback(
+            config.env_config(), config.eval_interval, config.eval_episodes, prior
+        )
+        self.evaluation = EvalCallback(
+            eval_envs,
+            n_eval_episodes=config.eval_episodes,
+            eval_freq=max(config.eval_interval // max(config.num_envs, 1), 1),
+            callback_on_new_best=SaveBestModel(out / BEST_MODEL_FILE),
+            log_path=str(out),
+            verbose=0,
+        )
+        self.info = {"env": config.env_config(), "model": MODEL_FILE, "config": asdict(config)}
+
+    def state(self) -> dict[str, Any]:
+        """What a resume point holds beside SB3's own save."""
+        model, evaluation = self.model, self.evaluation
         return {
             "step": model.num_timesteps,
-            "config": asdict(config),
-            "prior_fingerprint": fingerprint,
+            "config": asdict(self.config),
+            "prior_fingerprint": self.fingerprint,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "numpy": _numpy_state(),
                 "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
                 "action_space": model.action_space.np_random.bit_generator.state,
             },
-            "envs": _vec_env_state(envs),
-            "eval_envs": _vec_env_state(eval_envs),
+            "envs": _vec_env_state(self.envs),
+            "eval_envs": _vec_env_state(self.eval_envs),
             "lstm_states": _lstm_states(model),
-            "music": {"next_evaluation": music.next_evaluation},
+            "music": {"next_evaluation": self.music.next_evaluation},
             "evaluation": {
                 "n_calls": evaluation.n_calls,
                 "best_mean_reward": float(evaluation.best_mean_reward),
@@ -596,29 +655,12 @@ def _train(
             },
         }
 
-    def save(with_replay: bool | None) -> None:
-        """A resume point of the current step; ``with_replay`` ``None``: as configured."""
-        step, folder = model.num_timesteps, out / CHECKPOINTS
-        files = {"model": f"model_{step}_steps.zip", "state": f"state_{step}_steps.pt"}
-        with atomic_output(folder / files["model"]) as temporary:
-            model.save(temporary)
-        save_checkpoint_file(state(), folder / files["state"])
-        replay = with_replay if with_replay is not None else config.checkpoint_replay
-        if replay and isinstance(model, OffPolicyAlgorithm):
-            files["replay"] = f"replay_buffer_{step}_steps.pkl"
-            with atomic_output(folder / files["replay"]) as temporary:
-                model.save_replay_buffer(temporary)
-        digests = {role: [name, _sha256(folder / name)] for role, name in files.items()}
-        with atomic_output(folder / f"manifest_{step}_steps.json") as temporary:
-            temporary.write_text(json.dumps({"step": step, "files": digests}, indent=1) + "\n")
-        _prune_replays(folder)
-
-    if point is not None and point.state is not None:
-        saved = point.state
-        _set_vec_env_state(envs, saved["envs"])
-        _set_vec_env_state(eval_envs, saved["eval_envs"])
-        music.next_evaluation = int(saved["music"]["next_evaluation"])
-        record = saved["evaluation"]
+    def restore(self, saved: dict[str, Any]) -> None:
+        """The environments, callbacks and generators of a resume point's :meth:`state`."""
+        _set_vec_env_state(self.envs, saved["envs"])
+        _set_vec_env_state(self.eval_envs, saved["eval_envs"])
+        self.music.next_evaluation = int(saved["music"]["next_evaluation"])
+        record, evaluation = saved["evaluation"], self.evaluation
         evaluation.n_calls = int(record["n_calls"])
         evaluation.best_mean_reward = record["best_mean_reward"]
         evaluation.last_mean_reward = record["last_mean_reward"]
@@ -630,36 +672,25 @@ def _train(
         _set_numpy_state(rng["numpy"])
         version, keys, gauss = rng["python"]
         random.setstate((version, tuple(keys), gauss))
-        model.action_space.np_random.bit_generator.state = rng["action_space"]
-        _set_lstm_states(model, saved.get("lstm_states"))
+        self.model.action_space.np_random.bit_generator.state = rng["action_space"]
+        _set_lstm_states(self.model, saved.get("lstm_states"))
 
-    points = ResumePoints(config.checkpoint_interval, config.max_minutes, stop, save)
-    bar = ProgressBarCallback() if progress and _progress_bar_available() else None
-    callbacks = [points, evaluation, music, *([bar] if bar else [])]
-    write_agent_info(out, f"sb3-{config.algo}", **info, trained_steps=model.num_timesteps)
-    try:
-        model.learn(
-            total_timesteps=max(config.steps - model.num_timesteps, 0) if resume else config.steps,
-            callback=callbacks,
-            tb_log_name=config.algo,
-            reset_num_timesteps=not resume,
-        )
-    except _StopLearning:
-        if bar is not None:
-            bar.on_training_end()
-    save(with_replay=True)
-    with atomic_output(out / MODEL_FILE) as temporary:
-        model.save(temporary)
-    (out / REPLAY_FILE).unlink(missing_ok=True)  # an older version's, now in checkpoints/
-    write_agent_info(out, f"sb3-{config.algo}", **info, trained_steps=model.num_timesteps)
-    envs.close()
-    eval_envs.close()
-    if stop.requested and model.num_timesteps < config.steps:
-        raise stop.interrupted(
-            f"at step {model.num_timesteps}: checkpoint written to {out / CHECKPOINTS}; continue "
-            "with --resume"
-        )
-    return model
+    def save(self, with_replay: bool | None) -> None:
+        """A resume point of the current step; ``with_replay`` ``None``: as configured."""
+        model, step, folder = self.model, self.model.num_timesteps, self.out / CHECKPOINTS
+        files = {"model": f"model_{step}_steps.zip", "state": f"state_{step}_steps.pt"}
+        with atomic_output(folder / files["model"]) as temporary:
+            model.save(temporary)
+        save_checkpoint_file(self.state(), folder / files["state"])
+        replay = with_replay if with_replay is not None else self.config.checkpoint_replay
+        if replay and isinstance(model, OffPolicyAlgorithm):
+            files["replay"] = f"replay_buffer_{step}_steps.pkl"
+            with atomic_output(folder / files["replay"]) as temporary:
+                model.save_replay_buffer(temporary)
+        digests = {role: [name, _sha256(folder / name)] for role, name in files.items()}
+        with atomic_output(folder / f"manifest_{step}_steps.json") as temporary:
+            temporary.write_text(json.dumps({"step": step, "files": digests}, indent=1) + "\n")
+        _prune_replays(folder)
 
 
 def _prune_replays(folder: Path, keep: int = 2) -> None:

@@ -442,6 +442,18 @@ def run(config: AgentsBenchConfig) -> dict:
             outcomes = [_result(future, name, seed) for future, (name, seed) in zip(futures, tasks)]
     else:
         outcomes = [bench_agent(name, seed, config) for name, seed in tasks]
+    return write_report(config, tasks, outcomes, reference)
+
+
+def write_report(
+    config: AgentsBenchConfig,
+    tasks: list[tuple[str, int]],
+    outcomes: list[dict | None],
+    reference: tuple[str, list[list[int]]] | None,
+) -> dict:
+    """The tables (with the test melodies' column where ``reference`` is given), the goals, the
+    pictures and the MIDI files of the runs' ``outcomes``; returns the report."""
+    out = Path(config.out)
     histograms, columns, described = None, {}, None
     if reference is not None:
         data, windows = reference

@@ -387,6 +387,26 @@ def resumed_checkpoint(config: TrainConfig) -> dict[str, Any]:
     return checkpoint
 
 
+def training_data(config: TrainConfig) -> tuple[Any, SegmentSampler, torch.Generator]:
+    """The dataset, the sampler of training segments, and the sampler's generator (seeded)."""
+    from priors.data import load_dataset
+
+    dataset = load_dataset(
+        config.data,
+        resolution=config.resolution,
+        lowest_pitch=config.lowest_pitch,
+        num_pitches=config.num_pitches,
+        seed=config.seed,
+        key_normalise=config.key_normalise,
+    )
+    bar_steps = config.beats_per_bar * dataset.resolution
+    generator = torch.Generator().manual_seed(config.seed)
+    sampler = SegmentSampler(
+        dataset.train, config.segment_bars * bar_steps, bar_steps, config.max_transpose, generator
+    )
+    return dataset, sampler, generator
+
+
 def new_model(config: TrainConfig, dataset: Any) -> nn.Module:
     """A fresh model of ``config.model`` on the data's pitch axis and resolution."""
     return build_model(
@@ -420,28 +440,34 @@ def training_step(
     return -loss.item()
 
 
+def validate(
+    model: nn.Module,
+    pieces: list[NoteState],
+    progress: Progress,
+    checkpoints: RunCheckpoints,
+    play_only: bool,
+) -> tuple[float, float]:
+    """Validate, record it in ``progress``, write ``best.pt`` (if better) and ``last.pt``; the
+    mean training log-likelihood since the last validation and the valid one."""
+    valid = evaluate_log_likelihood(model, pieces, play_only)
+    mean_train = float(np.mean(progress.window))
+    progress.history.append([progress.step, round(progress.seconds / 60, 3), mean_train, valid])
+    if valid > progress.best_valid:
+        progress.best_valid = valid
+        checkpoints.write(checkpoints.best, progress, valid)
+    progress.window = []
+    checkpoints.write(checkpoints.last, progress, valid)
+    return mean_train, valid
+
+
 def _train(config: TrainConfig, stop: StopSignals) -> dict[str, Any]:
     from torch.utils.tensorboard import SummaryWriter
-
-    from priors.data import load_dataset
 
     if config.threads:
         torch.set_num_threads(config.threads)
     checkpoint = resumed_checkpoint(config)
-    dataset = load_dataset(
-        config.data,
-        resolution=config.resolution,
-        lowest_pitch=config.lowest_pitch,
-        num_pitches=config.num_pitches,
-        seed=config.seed,
-        key_normalise=config.key_normalise,
-    )
+    dataset, sampler, generator = training_data(config)
     play_only = config.play_only or not dataset.has_articulation
-    bar_steps = config.beats_per_bar * dataset.resolution
-    generator = torch.Generator().manual_seed(config.seed)
-    sampler = SegmentSampler(
-        dataset.train, config.segment_bars * bar_steps, bar_steps, config.max_transpose, generator
-    )
     torch.manual_seed(config.seed)
     model = new_model(config, dataset)
     optimizer = make_optimizer(model, config)
@@ -473,19 +499,10 @@ def _train(config: TrainConfig, stop: StopSignals) -> dict[str, Any]:
 
         if progress.step % config.valid_every == 0 or progress.out_of_budget(config):
             frames_per_s = frames_seen / (time.perf_counter() - window_start)
-            valid = evaluate_log_likelihood(model, dataset.valid, play_only)
-            mean_train = float(np.mean(progress.window))
+            mean_train, valid = validate(model, dataset.valid, progress, checkpoints, play_only)
             writer.add_scalar("losses/train_log_likelihood", mean_train, progress.step)
             writer.add_scalar("charts/valid_log_likelihood", valid, progress.step)
             writer.add_scalar("charts/frames_per_s", frames_per_s, progress.step)
-            progress.history.append(
-                [progress.step, round(progress.seconds / 60, 3), mean_train, valid]
-            )
-            if valid > progress.best_valid:
-                progress.best_valid = valid
-                checkpoints.write(checkpoints.best, progress, valid)
-            progress.window = []
-            checkpoints.write(checkpoints.last, progress, valid)
             bar.set_postfix(
                 train=f"{mean_train:.3f}", valid=f"{valid:.3f}", fps=f"{frames_per_s:.0f}"
             )
