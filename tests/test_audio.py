@@ -246,6 +246,20 @@ def test_write_wavs_beside_names_each_wav_after_its_midi(tmp_path: Path):
     assert all(audio.read_wav(wav).seconds == pytest.approx(4.0) for wav in wavs)
 
 
+def test_write_wavs_beside_gives_a_melody_of_rests_silence_of_its_length(tmp_path: Path):
+    write_melody([1] * 32, tmp_path / "rests.mid")  # two bars of rests at 120 bpm: 4 seconds
+    write_melody([14] + [1] * 31, tmp_path / "note.mid")
+    wavs = audio.write_wavs_beside(
+        [tmp_path / "rests.mid", tmp_path / "note.mid"], synthesizer="plain"
+    )
+    rests, note = (audio.read_wav(path) for path in wavs)
+    assert not rests.samples.any() and abs(rests.seconds - 4.0) < 0.05
+    assert note.samples.any()
+    (tmp_path / "broken.mid").write_bytes(b"not midi")
+    with pytest.raises(MidiError):
+        audio.write_wavs_beside([tmp_path / "broken.mid"], synthesizer="plain")
+
+
 def test_log_compositions_writes_audio_and_piano_rolls(tmp_path: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from torch.utils.tensorboard import SummaryWriter

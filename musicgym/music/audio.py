@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from musicgym.errors import AudioError
+from musicgym.errors import AudioError, MidiError
 from musicgym.fileio import atomic_output, describe_os_error
 from musicgym.music.midi import read_midi_notes
 from musicgym.music.notestate import NoteState
@@ -555,18 +555,44 @@ def write_wavs_beside(
     """Write ``song.wav`` beside each ``song.mid``; returns the WAV paths, in order.
 
     The synthesizer is chosen once for all files (a bad soundfont fails before any is written).
+    A file that holds no note, as a composed melody of rests does, gets a silent WAV of its
+    length.
     """
     kind, path = choose_synthesizer(synthesizer, soundfont)
-    return [
-        midi_to_wav(
-            midi_path,
-            program=program,
-            soundfont=path,
-            synthesizer=kind,  # type: ignore[arg-type]
-            sample_rate=sample_rate,
-        )
-        for midi_path in midi_paths
-    ]
+    written = []
+    for midi_path in midi_paths:
+        try:
+            written.append(
+                midi_to_wav(
+                    midi_path,
+                    program=program,
+                    soundfont=path,
+                    synthesizer=kind,  # type: ignore[arg-type]
+                    sample_rate=sample_rate,
+                )
+            )
+        except MidiError:
+            seconds = _length_of_rests(midi_path)
+            if seconds is None:
+                raise
+            silence = Audio(np.zeros(round(seconds * sample_rate), np.float32), sample_rate, kind)
+            written.append(Path(midi_path).with_suffix(".wav"))
+            write_wav(silence, written[-1])
+    return written
+
+
+def _length_of_rests(path: str | os.PathLike[str]) -> float | None:
+    """The length in seconds of a readable MIDI file that holds no note, else ``None``."""
+    import mido
+
+    try:
+        midi_file = mido.MidiFile(path)
+    except (OSError, ValueError, EOFError, KeyError):
+        return None
+    sounding = any(
+        m.type == "note_on" and m.velocity > 0 for track in midi_file.tracks for m in track
+    )
+    return None if sounding else float(midi_file.length)
 
 
 def synthesizer_note(synthesizer: Synthesizer = "auto", soundfont: str | None = None) -> str:
