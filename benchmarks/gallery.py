@@ -240,15 +240,28 @@ def read_gallery(folder: str | os.PathLike[str]) -> Gallery:
 def _write_piano_roll(midi_path: Path, png_path: Path) -> None:
     import matplotlib.image
 
-    from musicgym.music.midi import read_midi
-    from musicgym.music.pianoroll import piano_roll_rgb
+    from musicgym.errors import MidiError
+    from musicgym.music.midi import length_of_rests, read_midi
+    from musicgym.music.notestate import SIXTEENTH_NOTES, NoteState
+    from musicgym.music.tokens import LOWEST_MELODY_PITCH, NUM_MELODY_PITCHES
 
-    note_state = read_midi(midi_path)
+    try:
+        note_state = read_midi(midi_path)
+    except MidiError:
+        rests = length_of_rests(midi_path)  # a melody of rests: an empty roll of its length
+        if rests is None:
+            raise
+        steps = round(rests[1] * SIXTEENTH_NOTES)
+        note_state = NoteState.empty(
+            steps, LOWEST_MELODY_PITCH, NUM_MELODY_PITCHES, SIXTEENTH_NOTES
+        )
     sounding = note_state.sounding_pitches()
     if sounding.size:  # the rows the piece uses, and a few around them
         low = max(int(sounding[0]) - 3, 0)
         high = min(int(sounding[-1]) + 3, 127)
         note_state = note_state.with_range(low, high - low + 1)
+    from musicgym.music.pianoroll import piano_roll_rgb
+
     image = piano_roll_rgb(note_state, step_px=6, pitch_px=5)
     try:
         with atomic_output(png_path) as temporary:

@@ -42,7 +42,7 @@ import numpy as np
 
 from musicgym.errors import AudioError, MidiError
 from musicgym.fileio import atomic_output, describe_os_error
-from musicgym.music.midi import read_midi_notes
+from musicgym.music.midi import length_of_rests, read_midi_notes
 from musicgym.music.notestate import NoteState
 
 Synthesizer = Literal["auto", "fluidsynth", "plain"]
@@ -572,27 +572,14 @@ def write_wavs_beside(
                 )
             )
         except MidiError:
-            seconds = _length_of_rests(midi_path)
-            if seconds is None:
+            rests = length_of_rests(midi_path)
+            if rests is None:
                 raise
+            seconds = rests[0]
             silence = Audio(np.zeros(round(seconds * sample_rate), np.float32), sample_rate, kind)
             written.append(Path(midi_path).with_suffix(".wav"))
             write_wav(silence, written[-1])
     return written
-
-
-def _length_of_rests(path: str | os.PathLike[str]) -> float | None:
-    """The length in seconds of a readable MIDI file that holds no note, else ``None``."""
-    import mido
-
-    try:
-        midi_file = mido.MidiFile(path)
-    except (OSError, ValueError, EOFError, KeyError):
-        return None
-    sounding = any(
-        m.type == "note_on" and m.velocity > 0 for track in midi_file.tracks for m in track
-    )
-    return None if sounding else float(midi_file.length)
 
 
 def synthesizer_note(synthesizer: Synthesizer = "auto", soundfont: str | None = None) -> str:

@@ -524,6 +524,20 @@ def write_melody(
     )
 
 
+def length_of_rests(path: str | os.PathLike[str]) -> tuple[float, float] | None:
+    """``(seconds, quarter notes)`` of a readable MIDI file that holds no note (a composed melody
+    of rests), else ``None``."""
+    try:
+        midi_file = mido.MidiFile(path)
+    except (OSError, ValueError, EOFError, KeyError):
+        return None
+    messages = [message for track in midi_file.tracks for message in track]
+    if any(m.type == "note_on" and m.velocity > 0 for m in messages):
+        return None
+    ticks = max((sum(m.time for m in track) for track in midi_file.tracks), default=0)
+    return float(midi_file.length), ticks / midi_file.ticks_per_beat
+
+
 def read_melody(
     path: str | os.PathLike[str], *, out_of_range: OutOfRangePolicy = "fold"
 ) -> list[int]:
