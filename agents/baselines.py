@@ -557,11 +557,7 @@ def _train(
     write_agent_info(out, f"sb3-{config.algo}", **run.info, trained_steps=model.num_timesteps)
     envs.close()
     eval_envs.close()
-    if stop.requested and model.num_timesteps < config.steps:
-        raise stop.interrupted(
-            f"at step {model.num_timesteps}: checkpoint written to {out / CHECKPOINTS}; continue "
-            "with --resume"
-        )
+    stop.raise_if_stopped_short(model.num_timesteps, config.steps, out / CHECKPOINTS)
     return model
 
 

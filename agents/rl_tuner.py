@@ -808,11 +808,7 @@ def _train(
     run.envs.close()
     if writer:
         writer.close()
-    if stop.requested and run.global_step < config.steps:
-        raise stop.interrupted(
-            f"at step {run.global_step}: checkpoint written to {out / CHECKPOINT}; continue with "
-            "--resume"
-        )
+    stop.raise_if_stopped_short(run.global_step, config.steps, out / CHECKPOINT)
     return agent
 
 

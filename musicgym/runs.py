@@ -296,6 +296,14 @@ class StopSignals:
         number = self.signal_number or signal.SIGINT
         return Interrupted(f"{signal.Signals(number).name} {message}", number)
 
+    def raise_if_stopped_short(self, step: int, steps: int, checkpoint: str | os.PathLike) -> None:
+        """After a signal and short of ``steps``: raise :meth:`interrupted`, saying where the
+        checkpoint of ``step`` is and that ``--resume`` continues it."""
+        if self.requested and step < steps:
+            raise self.interrupted(
+                f"at step {step}: checkpoint written to {checkpoint}; continue with --resume"
+            )
+
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             for number in EXIT_CODES:

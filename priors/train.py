@@ -513,10 +513,7 @@ def _train(config: TrainConfig, stop: StopSignals) -> dict[str, Any]:
         checkpoints.write(
             checkpoints.last, progress, progress.history[-1][3] if progress.history else -math.inf
         )
-        raise stop.interrupted(
-            f"at step {progress.step}: checkpoint written to {checkpoints.last}; continue with "
-            "--resume"
-        )
+        stop.raise_if_stopped_short(progress.step, config.max_steps, checkpoints.last)
 
     summary: dict[str, Any] = {
         "step": progress.step,
