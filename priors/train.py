@@ -11,10 +11,15 @@ A run directory that holds a run is refused unless ``--resume`` (which goes on e
 refuses other settings than ``--max-steps``, ``--max-minutes``, ``--threads``, ``--device``,
 ``--progress`` and ``--out``) or ``--overwrite``; it is locked while training
 (``musicgym.runs``). SIGINT / SIGTERM write ``last.pt`` at the current step and stop.
+
+Several processes (``--ddp N``, or ``torchrun ... -m priors.train``) train with torch DDP through
+the hooks of ``priors/distributed.py`` (``replicas()``: share the batch, wrap the model, agree to
+stop, rank 0 writes); in one process every hook is a no-op.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -48,7 +53,14 @@ from musicgym.runs import (
     check_resume_settings,
     claim_run_folder,
 )
-from priors.model import BiaxialConfig, BiaxialLSTM, load_checkpoint, save_checkpoint
+from priors.distributed import process_group, replicas
+from priors.model import (
+    BiaxialConfig,
+    BiaxialLSTM,
+    frame_log_likelihood,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 RUN_FILES = ("last.pt", "best.pt", "events.out.tfevents.*")
 """What ``prior train`` writes into its run directory (glob patterns)."""
@@ -271,14 +283,15 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 f"--out {out}: exists; pass --overwrite to replace it, or choose another --out"
             )
         check_output_folder(out.parent, "--out")
+    claim = claim_run_folder(
+        config.run_dir,
+        resume=config.resume,
+        overwrite=config.overwrite,
+        run_files=RUN_FILES,
+        what="--run-dir",
+    )
     with (
-        claim_run_folder(
-            config.run_dir,
-            resume=config.resume,
-            overwrite=config.overwrite,
-            run_files=RUN_FILES,
-            what="--run-dir",
-        ),
+        claim if replicas().is_writer else contextlib.nullcontext(),  # DDP: rank 0 writes
         StopSignals() as stop,
     ):
         return _train(config, stop)
@@ -347,6 +360,9 @@ def _train(config: TrainConfig, stop: StopSignals) -> dict[str, Any]:
 
     description = dataset.describe()
     train_config = asdict(config)
+    replica = replicas()  # DDP hooks (priors/distributed.py); one process: all no-ops
+    forward = replica.wrap(model)
+    replica.seed(config.seed, step)
 
     def write(path: Path, valid: float) -> None:
         save_checkpoint(
@@ -370,23 +386,23 @@ def _train(config: TrainConfig, stop: StopSignals) -> dict[str, Any]:
             config.max_minutes > 0 and seconds >= config.max_minutes * 60
         )
 
-    writer = SummaryWriter(str(run_dir))
+    writer = SummaryWriter(str(run_dir)) if replica.is_writer else None
     bar = tqdm(
         total=config.max_steps,
         initial=step,
-        disable=not config.progress,
+        disable=not (config.progress and replica.is_writer),
         mininterval=10,
         desc="prior",
         unit="step",
     )
     model.train()
     train_ll, frames_seen, window_start = window, 0, time.perf_counter()
-    while not out_of_budget() and not stop.requested:
+    while not replica.any(out_of_budget() or stop.requested):
         started = time.perf_counter()
-        segments, mask = sampler.batch(config.batch_size)
+        segments, mask, frames = replica.share(*sampler.batch(config.batch_size))
         segments, mask = segments.to(config.device), mask.to(config.device)
-        ll = model.log_likelihood(segments, play_only)  # (B, T)
-        loss = -(ll * mask).sum() / mask.sum()
+        ll = frame_log_likelihood(forward(segments), segments, play_only)  # (B, T)
+        loss = -(ll * mask).sum() / frames
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:
@@ -398,7 +414,7 @@ def _train(config: TrainConfig, stop: StopSignals) -> dict[str, Any]:
         frames_seen += int(mask.sum())
         bar.update(1)
 
-        if step % config.valid_every == 0 or out_of_budget():
+        if replica.is_writer and (step % config.valid_every == 0 or out_of_budget()):
             frames_per_s = frames_seen / (time.perf_counter() - window_start)
             valid = evaluate_log_likelihood(model, dataset.valid, play_only)
             mean_train = float(np.mean(train_ll))
@@ -415,9 +431,11 @@ def _train(config: TrainConfig, stop: StopSignals) -> dict[str, Any]:
             )
             train_ll, frames_seen, window_start = [], 0, time.perf_counter()
     bar.close()
-    writer.close()
-    if stop.requested and not out_of_budget():
-        write(last_path, history[-1][3] if history else -math.inf)
+    if writer is not None:
+        writer.close()
+    if replica.any(stop.requested) and not out_of_budget():
+        if replica.is_writer:
+            write(last_path, history[-1][3] if history else -math.inf)
         raise stop.interrupted(
             f"at step {step}: checkpoint written to {last_path}; continue with --resume"
         )
@@ -428,7 +446,7 @@ def _train(config: TrainConfig, stop: StopSignals) -> dict[str, Any]:
         "best_valid_log_likelihood_per_step": best_valid,
         "play_only": play_only,
     }
-    if config.out and best_path.exists():
+    if config.out and best_path.exists() and replica.is_writer:
         summary.update(ship_checkpoint(best_path, Path(config.out), dataset, config))
     return summary
 
@@ -500,8 +518,11 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m priors.train", description=__doc__)
     add_dataclass_arguments(parser, TrainConfig)
-    summary = train(dataclass_from_args(TrainConfig, parser.parse_args(argv)))
-    print(json.dumps(summary, indent=2))
+    config = dataclass_from_args(TrainConfig, parser.parse_args(argv))
+    with process_group(config.device) as replica:  # torchrun starts it in every process
+        summary = train(config)
+    if replica.is_writer:
+        print(json.dumps(summary, indent=2))
     return 0
 
 
