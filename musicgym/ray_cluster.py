@@ -30,6 +30,24 @@ def ray_address_port(address: str, what: str = "--ray") -> tuple[str, int] | Non
     return host.strip("[]"), int(port)
 
 
+def check_ray(address: str = "", what: str = "--ray") -> Any:
+    """Before a long run: Ray is installed, ``address`` is well formed and something accepts a
+    connection there (an empty address: a local Ray will be started). Returns the ``ray``
+    module; one line (:class:`~musicgym.errors.MusicgymError`) otherwise."""
+    ray = import_optional("ray", "ray", "running on Ray")
+    where = ray_address_port(address, what) if address else None
+    if where is not None:
+        try:
+            socket.create_connection(where, timeout=CONNECT_TIMEOUT_S).close()
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            raise ArgumentError(
+                f"{what} {address}: no Ray cluster answers there ({reason}); start one with "
+                "`ray start --head` or check the address"
+            ) from None
+    return ray
+
+
 def connect(
     address: str = "", num_cpus: int | None = None, what: str = "--ray", **init_options: Any
 ) -> Any:
@@ -39,7 +57,7 @@ def connect(
     One line (:class:`~musicgym.errors.MusicgymError`) when Ray is not installed, the address is
     malformed, nothing accepts a connection there within :data:`CONNECT_TIMEOUT_S`, or Ray
     refuses it; ``what`` names the option that gave the address."""
-    ray = import_optional("ray", "ray", "running on Ray")
+    ray = check_ray(address, what)
     options: dict[str, Any] = {
         "include_dashboard": False,
         "log_to_driver": False,
@@ -47,16 +65,6 @@ def connect(
         **init_options,
     }
     if address:
-        where = ray_address_port(address, what)
-        if where is not None:
-            try:
-                socket.create_connection(where, timeout=CONNECT_TIMEOUT_S).close()
-            except OSError as error:
-                reason = error.strerror or type(error).__name__
-                raise ArgumentError(
-                    f"{what} {address}: no Ray cluster answers there ({reason}); start one with "
-                    "`ray start --head` or check the address"
-                ) from None
         options["address"] = address
     else:
         options["num_cpus"] = num_cpus

@@ -114,6 +114,19 @@ class Replicas:
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
         return bool(value.item())
 
+    def same(self, value: int, message: str) -> None:
+        """:class:`~musicgym.errors.ArgumentError` ``message`` in every process unless ``value``
+        is the same in all (e.g. the step they resume from; one all-reduce)."""
+        if self.world_size == 1:
+            return
+        import torch.distributed as dist
+
+        device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+        bounds = torch.tensor([float(value), -float(value)], dtype=torch.float64, device=device)
+        dist.all_reduce(bounds, op=dist.ReduceOp.MAX)  # the largest value and minus the smallest
+        if bounds[0].item() != -bounds[1].item():
+            raise ArgumentError(message)
+
     def seed(self, seed: int, step: int) -> None:
         """Seed this process's torch generator (dropout) by the run's seed, the step and its
         rank, once the weights are drawn (or loaded) alike everywhere; one process keeps its

@@ -361,6 +361,7 @@ def _train(config: TrainConfig, stop: StopSignals) -> dict[str, Any]:
     description = dataset.describe()
     train_config = asdict(config)
     replica = replicas()  # DDP hooks (priors/distributed.py); one process: all no-ops
+    replica.same(step, f"--resume: not every process found {last_path} (a folder they share?)")
     forward = replica.wrap(model)
     replica.seed(config.seed, step)
 

@@ -92,6 +92,36 @@ def test_shares_split_the_batch_and_weight_the_global_frames():
     assert one[0] is segments and float(one[2]) == 11
 
 
+def _check_same(rank: int, port: int, value: int, answers) -> None:
+    from priors.distributed import process_group
+
+    with process_group("cpu", rank, 2, f"tcp://127.0.0.1:{port}") as replica:
+        try:
+            replica.same(value, "not the same")
+            answers.put((rank, "same"))
+        except ArgumentError as error:
+            answers.put((rank, str(error)))
+
+
+@pytest.mark.parametrize("values, answer", [((7, 7), "same"), ((7, 0), "not the same")])
+def test_every_process_learns_whether_a_value_is_the_same_in_all(values, answer):
+    import multiprocessing
+
+    from priors.distributed import _free_port
+
+    context = multiprocessing.get_context("spawn")
+    answers, port = context.Queue(), _free_port()
+    workers = [
+        context.Process(target=_check_same, args=(rank, port, values[rank], answers))
+        for rank in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert sorted(answers.get(timeout=5) for _ in workers) == [(0, answer), (1, answer)]
+
+
 @pytest.mark.parametrize(
     "overrides, processes, message",
     [
