@@ -107,24 +107,15 @@ class Replicas:
         answer, so all stop at the same step."""
         if self.world_size == 1:
             return flag
-        import torch.distributed as dist
-
-        device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-        value = torch.tensor([float(flag)], device=device)
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
-        return bool(value.item())
+        return bool(_all_max([float(flag)])[0])
 
     def same(self, value: int, message: str) -> None:
         """:class:`~musicgym.errors.ArgumentError` ``message`` in every process unless ``value``
         is the same in all (e.g. the step they resume from; one all-reduce)."""
         if self.world_size == 1:
             return
-        import torch.distributed as dist
-
-        device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-        bounds = torch.tensor([float(value), -float(value)], dtype=torch.float64, device=device)
-        dist.all_reduce(bounds, op=dist.ReduceOp.MAX)  # the largest value and minus the smallest
-        if bounds[0].item() != -bounds[1].item():
+        largest, minus_smallest = _all_max([float(value), -float(value)])
+        if largest != -minus_smallest:
             raise ArgumentError(message)
 
     def seed(self, seed: int, step: int) -> None:
@@ -137,6 +128,17 @@ class Replicas:
             torch.manual_seed(
                 int(np.random.SeedSequence([seed, step, self.rank]).generate_state(1)[0])
             )
+
+
+def _all_max(values: list[float]) -> list[float]:
+    """The element-wise maximum of ``values`` over the processes (one all-reduce; on the GPU
+    where the backend is nccl)."""
+    import torch.distributed as dist
+
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor.tolist()
 
 
 def replicas() -> Replicas:
@@ -210,6 +212,9 @@ def _worker(
         with process_group(config.device, rank, world_size, f"tcp://127.0.0.1:{port}"):
             summary = train(config)
         report.send((0, summary))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)  # done and reported: the interpreter's teardown of gloo's threads may crash
     except Interrupted as stop:
         report.send((128 + stop.signal_number, str(stop)))
         sys.exit(128 + stop.signal_number)
@@ -254,13 +259,8 @@ def launch(config: TrainConfig, processes: int) -> dict[str, Any]:
         worker.start()
     for _, send in pipes:
         send.close()  # the workers hold their ends
-    failed = _wait(workers)
     results: dict[int, tuple[int, Any]] = {}
-    for rank, (receive, _) in enumerate(pipes):
-        with contextlib.suppress(EOFError, OSError):
-            if receive.poll():
-                results[rank] = receive.recv()
-        receive.close()
+    failed = _wait(workers, [receive for receive, _ in pipes], results)
     first_status, first_payload = results.get(0, (workers[0].exitcode, None))
     if first_status in (130, 143):  # stopped by a signal, together: rank 0 wrote last.pt
         raise Interrupted(str(first_payload), first_status - 128)
@@ -275,9 +275,11 @@ def launch(config: TrainConfig, processes: int) -> dict[str, Any]:
     return results[0][1]
 
 
-def _wait(workers: list[Any]) -> int | None:
-    """Wait for every worker; at the first that fails, stop the others. Returns its rank, or
-    ``None`` if all succeeded. A signal here is forwarded to the workers, which stop together."""
+def _wait(workers: list[Any], receivers: list[Any], results: dict[int, Any]) -> int | None:
+    """Wait for every worker, putting the ``(status, payload)`` each reported into ``results``;
+    at the first that fails (its report's status, else its exit code), stop the others. Returns
+    its rank, or ``None`` if all succeeded. A signal here is forwarded to the workers, which
+    stop together."""
     running = {worker.sentinel: rank for rank, worker in enumerate(workers)}
     failed: int | None = None
     with _ForwardSignals(workers):
@@ -285,9 +287,14 @@ def _wait(workers: list[Any]) -> int | None:
             for sentinel in wait(list(running)):
                 rank = running.pop(sentinel)
                 workers[rank].join()
-                if workers[rank].exitcode != 0 and failed is None:
+                with contextlib.suppress(EOFError, OSError):
+                    if receivers[rank].poll():
+                        results[rank] = receivers[rank].recv()
+                receivers[rank].close()
+                status = results[rank][0] if rank in results else workers[rank].exitcode
+                if status != 0 and failed is None:
                     failed = rank
-                    if workers[rank].exitcode not in (130, 143):
+                    if status not in (130, 143):
                         _stop(workers)
     return failed
 
