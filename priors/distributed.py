@@ -41,7 +41,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
@@ -80,13 +80,15 @@ class Replicas:
         """Whether this process writes the run's files (rank 0)."""
         return self.rank == 0
 
-    def wrap(self, model: nn.Module) -> nn.Module:
-        """What the training step calls: ``model`` itself, or ``model`` in DDP."""
+    def log_likelihood(self, model: nn.Module) -> Callable[[torch.Tensor, bool], torch.Tensor]:
+        """What the training step calls for the log-likelihoods ``(B, T)`` of its segments:
+        ``model.log_likelihood`` itself, or the same in DDP (any prior with a
+        ``log_likelihood(note_states, play_only)`` method)."""
         if self.world_size == 1:
-            return model
+            return model.log_likelihood
         device = next(model.parameters()).device
         device_ids = [device.index] if device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        return nn.parallel.DistributedDataParallel(_LogLikelihood(model), device_ids=device_ids)
 
     def share(
         self, segments: torch.Tensor, mask: torch.Tensor
@@ -128,6 +130,18 @@ class Replicas:
             torch.manual_seed(
                 int(np.random.SeedSequence([seed, step, self.rank]).generate_state(1)[0])
             )
+
+
+class _LogLikelihood(nn.Module):
+    """DDP calls the ``forward`` of the module it wraps: this one's is the prior's
+    ``log_likelihood``."""
+
+    def __init__(self, prior: nn.Module) -> None:
+        super().__init__()
+        self.prior = prior
+
+    def forward(self, note_states: torch.Tensor, play_only: bool) -> torch.Tensor:
+        return self.prior.log_likelihood(note_states, play_only)
 
 
 def _all_max(values: list[float]) -> list[float]:

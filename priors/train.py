@@ -13,8 +13,8 @@ refuses other settings than ``--max-steps``, ``--max-minutes``, ``--threads``, `
 (``musicgym.runs``). SIGINT / SIGTERM write ``last.pt`` at the current step and stop.
 
 Several processes (``--ddp N``, or ``torchrun ... -m priors.train``) train with torch DDP through
-the hooks of ``priors/distributed.py`` (``replicas()``: share the batch, wrap the model, agree to
-stop, rank 0 writes); in one process every hook is a no-op.
+the hooks of ``priors/distributed.py`` (``replicas()``: share the batch, the log-likelihood in
+DDP, agree to stop, rank 0 writes); in one process every hook is a no-op.
 """
 
 from __future__ import annotations
@@ -54,13 +54,7 @@ from musicgym.runs import (
     claim_run_folder,
 )
 from priors.distributed import process_group, replicas
-from priors.model import (
-    BiaxialConfig,
-    BiaxialLSTM,
-    frame_log_likelihood,
-    load_checkpoint,
-    save_checkpoint,
-)
+from priors.model import BiaxialConfig, BiaxialLSTM, load_checkpoint, save_checkpoint
 
 RUN_FILES = ("last.pt", "best.pt", "events.out.tfevents.*")
 """What ``prior train`` writes into its run directory (glob patterns)."""
@@ -362,7 +356,7 @@ def _train(config: TrainConfig, stop: StopSignals) -> dict[str, Any]:
     train_config = asdict(config)
     replica = replicas()  # DDP hooks (priors/distributed.py); one process: all no-ops
     replica.same(step, f"--resume: not every process found {last_path} (a folder they share?)")
-    forward = replica.wrap(model)
+    log_likelihood = replica.log_likelihood(model)  # model.log_likelihood, or it in DDP
     replica.seed(config.seed, step)
 
     def write(path: Path, valid: float) -> None:
@@ -402,7 +396,7 @@ def _train(config: TrainConfig, stop: StopSignals) -> dict[str, Any]:
         started = time.perf_counter()
         segments, mask, frames = replica.share(*sampler.batch(config.batch_size))
         segments, mask = segments.to(config.device), mask.to(config.device)
-        ll = frame_log_likelihood(forward(segments), segments, play_only)  # (B, T)
+        ll = log_likelihood(segments, play_only)  # (B, T)
         loss = -(ll * mask).sum() / frames
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
