@@ -54,6 +54,12 @@ def test_bench_agents_on_a_local_ray_gives_the_table_of_two_jobs(tmp_path, fake_
     assert (tmp_path / "ray" / "results.md").read_text() == (
         tmp_path / "jobs" / "results.md"
     ).read_text()
+    trained = (run / "agent.pt").stat().st_mtime_ns
+    reused = agents_bench.run(
+        AgentsBenchConfig(**settings, out=str(tmp_path / "ray"), ray="", load=True)
+    )
+    assert json.dumps(reused["table"], sort_keys=True) == json.dumps(local["table"], sort_keys=True)
+    assert (run / "agent.pt").stat().st_mtime_ns == trained  # --load trained nothing again
 
 
 @needs_ray
