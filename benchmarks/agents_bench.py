@@ -34,8 +34,9 @@ stay the same), ``results.md`` (the published columns beside ours), ``results.js
 of every seed, and the table with its intervals' bounds), ``results.csv`` (the table: one row per
 column and measure, with the bounds), ``learning_curves.png`` (each statistic and ``log_p`` against
 environment steps, from the runs' TensorBoard logs), ``piano_rolls.png`` (sample melodies of each
-agent) and ``midi/AGENT/*.mid``. ``--jobs N`` runs N agents at a time in worker processes; a run
-that fails is reported and left out of the tables.
+agent) and ``midi/AGENT/*.mid``. ``--jobs N`` runs N agents at a time in worker processes,
+``--ray [ADDRESS]`` each (agent, seed) as a task on a Ray cluster (``benchmarks/ray_runs.py``); a
+run that fails is reported and left out of the tables.
 """
 
 from __future__ import annotations
@@ -149,6 +150,23 @@ class AgentsBenchConfig:
     """Bootstrap resamples of the melodies, for the confidence intervals of one seed."""
     progress: bool = True
     """Show training progress bars."""
+    ray: str | None = None
+    """Run each (agent, seed) as a Ray task: a cluster's address, or '' for a local Ray of --jobs
+    CPUs; None: in processes of this machine (--jobs)."""
+
+
+QUICK = {
+    "agents": ("prior", "random", RULES_ONLY, "rltuner-q", "sb3-dqn"),
+    "steps": 1_000,
+    "melodies": 100,
+    "jobs": 2,
+}
+"""What ``--quick`` sets: five agents, 1,000 steps, 100 melodies, 2 jobs (a minute or two)."""
+
+
+def run_folder(config: AgentsBenchConfig, name: str, seed: int) -> Path:
+    """The folder of one (agent, seed) run: ``--out``/runs/AGENT-seedS."""
+    return Path(config.out) / "runs" / f"{name}-seed{seed}"
 
 
 def is_better(statistic: str, ours: float, theirs: float) -> bool:
@@ -334,7 +352,7 @@ def bench_agent(name: str, seed: int, config: AgentsBenchConfig) -> dict | None:
     from agents.common import load_prior, read_agent_info, set_torch_threads
 
     set_torch_threads(1)
-    run_dir = Path(config.out) / "runs" / f"{name}-seed{seed}"
+    run_dir = run_folder(config, name, seed)
     settings = _settings(config)
     cache = run_dir / MEASURES_FILE
     if config.load and (cached := _cached(cache, settings)) is not None:
@@ -429,9 +447,12 @@ def run(config: AgentsBenchConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     reference = reference_melodies(config.prior, config.length)
     tasks = [(name, seed) for name in config.agents for seed in config.seeds]
-    if config.jobs > 1:
+    if config.jobs > 1 or config.ray is not None:
         # The long training runs start first; prior and random only compose.
         tasks.sort(key=lambda task: task[0] in REFERENCE_AGENTS)
+    if config.ray is not None:
+        outcomes = _run_on_ray(tasks, config)
+    elif config.jobs > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -511,6 +532,23 @@ def write_report(
     print(goals_text(report["goals"]))
     print(f"\nresults, pictures and MIDI files in {out}")
     return report
+
+
+def _run_on_ray(tasks: list[tuple[str, int]], config: AgentsBenchConfig) -> list[dict | None]:
+    """:func:`bench_agent` of each (agent, seed) as a Ray task (``benchmarks/ray_runs.py``)."""
+    from benchmarks.ray_runs import RayJob, run_jobs
+
+    quiet = AgentsBenchConfig(**{**asdict(config), "progress": False})
+    jobs = [
+        RayJob(
+            f"{name} (seed {seed})",
+            bench_agent,
+            (name, seed, quiet),
+            run_folder(quiet, name, seed).relative_to(quiet.out).as_posix(),
+        )
+        for name, seed in tasks
+    ]
+    return run_jobs(jobs, config.out, config.ray or "", local_cpus=config.jobs)
 
 
 def _result(future, name: str, seed: int) -> dict | None:

@@ -195,7 +195,7 @@ def _add_agents(benchmarks: argparse._SubParsersAction) -> None:
         "agents",
         help="train every agent on the same env and budget; statistics beside the papers",
     )
-    add_dataclass_arguments(parser, AgentsBenchConfig, exclude=("agents", "seeds"))
+    add_dataclass_arguments(parser, AgentsBenchConfig, exclude=("agents", "seeds", "ray"))
     parser.add_argument(
         "--agents",
         type=lambda text: tuple(text.split(",")),
@@ -208,6 +208,21 @@ def _add_agents(benchmarks: argparse._SubParsersAction) -> None:
         default=AgentsBenchConfig.seeds,
         help="comma-separated seeds; several give a t interval over seeds (default: 0)",
     )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run each (agent, seed) as a task on the Ray cluster at ADDRESS (HOST:PORT, "
+        "ray://HOST:PORT or auto), or without ADDRESS on a local Ray of --jobs CPUs; needs the "
+        "ray extra",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a small version: 5 agents, 1,000 steps, 100 melodies, 2 jobs (overrides "
+        "--agents, --steps, --melodies and --jobs)",
+    )
     parser.set_defaults(func=_run_agents)
 
 
@@ -215,7 +230,13 @@ def _run_agents(args: argparse.Namespace) -> int:
     from benchmarks import agents_bench
     from musicgym.cli import dataclass_from_args
 
-    agents_bench.run(dataclass_from_args(agents_bench.AgentsBenchConfig, args))
+    quick = agents_bench.QUICK if args.quick else {}
+    config = dataclass_from_args(agents_bench.AgentsBenchConfig, args, **quick)
+    if config.ray is not None:  # before the minutes of the test melodies
+        from musicgym.ray_cluster import check_ray
+
+        check_ray(config.ray)
+    agents_bench.run(config)
     return 0
 
 
@@ -259,15 +280,7 @@ def _run_all(args: argparse.Namespace) -> int:
     print("\n== bench env")
     env_bench.run(num_envs=[8] if quick else [8, 64], seconds=1.0 if quick else 3.0, threads=1)
     print("\n== bench agents")
-    config = agents_bench.AgentsBenchConfig(out=args.out)
-    if quick:
-        config = agents_bench.AgentsBenchConfig(
-            agents=("prior", "random", "rules-only", "rltuner-q", "sb3-dqn"),
-            steps=1_000,
-            melodies=100,
-            out=args.out,
-            jobs=2,
-        )
+    config = agents_bench.AgentsBenchConfig(out=args.out, **(agents_bench.QUICK if quick else {}))
     agents_bench.run(config)
     print(f"\ngallery: {write_gallery(args.out)}")
     return 0

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
+from types import ModuleType
 from typing import Any
 
-from musicgym.errors import ArgumentError
+from musicgym.errors import ArgumentError, MissingDependencyError
 
 
 def check_number(
@@ -80,3 +81,16 @@ def check_device(name: Any, what: str = "device", error: type[ArgumentError] = A
     elif device.type not in ("cpu", "cuda", "mps"):
         raise error(f"{what}: {name!r}: use cpu or cuda")
     return device
+
+
+def import_optional(module: str, extra: str, purpose: str) -> ModuleType:
+    """``import module`` of an optional dependency, or :class:`MissingDependencyError`, one line
+    naming what needs it and the extra that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise MissingDependencyError(
+            f'{purpose} needs {module} ({error}); install it with pip install -e ".[{extra}]"'
+        ) from None

@@ -49,6 +49,11 @@ class RunFolderError(MusicgymError):
     ``--resume`` (other settings, no run to resume)."""
 
 
+class MissingDependencyError(MusicgymError):
+    """An optional dependency (an extra of ``pyproject.toml``) that a command needs is not
+    installed."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Training stopped on SIGINT or SIGTERM after writing a checkpoint; the CLI prints the
     message and exits ``128 + signal`` (130, 143)."""

@@ -296,13 +296,17 @@ class StopSignals:
         number = self.signal_number or signal.SIGINT
         return Interrupted(f"{signal.Signals(number).name} {message}", number)
 
+    def stopped_short(self, step: int, checkpoint: str | os.PathLike) -> Interrupted:
+        """:meth:`interrupted`, saying where the checkpoint of ``step`` is and that ``--resume``
+        continues it."""
+        return self.interrupted(
+            f"at step {step}: checkpoint written to {checkpoint}; continue with --resume"
+        )
+
     def raise_if_stopped_short(self, step: int, steps: int, checkpoint: str | os.PathLike) -> None:
-        """After a signal and short of ``steps``: raise :meth:`interrupted`, saying where the
-        checkpoint of ``step`` is and that ``--resume`` continues it."""
+        """After a signal and short of ``steps``: raise :meth:`stopped_short`."""
         if self.requested and step < steps:
-            raise self.interrupted(
-                f"at step {step}: checkpoint written to {checkpoint}; continue with --resume"
-            )
+            raise self.stopped_short(step, checkpoint)
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():

@@ -125,6 +125,13 @@ def add_prior_commands(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train a prior (options from priors.train.TrainConfig)"
     )
     add_dataclass_arguments(train, TrainConfig)
+    train.add_argument(
+        "--ddp",
+        type=positive_int,
+        metavar="N",
+        help="train with N processes on this machine (torch DDP; --batch-size is the global "
+        "batch); several machines: torchrun, see priors/distributed.py",
+    )
     train.set_defaults(func=_prior_train)
 
     evaluate = commands.add_parser(
@@ -177,6 +184,11 @@ def _prior_train(args: argparse.Namespace) -> int:
         config = dataclass_from_args(TrainConfig, args)
     except ValueError as error:
         raise option_error(error, TrainConfig) from None
+    if args.ddp:
+        from priors.distributed import launch
+
+        print(json.dumps(launch(config, args.ddp), indent=2))
+        return 0
     print(json.dumps(train(config), indent=2))
     return 0
 

@@ -12,10 +12,15 @@ A run directory that holds a run is refused unless ``--resume`` (which goes on e
 refuses other settings than ``--max-steps``, ``--max-minutes``, ``--threads``, ``--device``,
 ``--progress`` and ``--out``) or ``--overwrite``; it is locked while training
 (``musicgym.runs``). SIGINT / SIGTERM write ``last.pt`` at the current step and stop.
+
+Several processes (``--ddp N``, or ``torchrun ... -m priors.train``) train with torch DDP through
+the hooks of ``priors/distributed.py`` (``replicas()``: share the batch, the log-likelihood in
+DDP, agree to stop, rank 0 writes); in one process every hook is a no-op.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -50,6 +55,7 @@ from musicgym.runs import (
     check_resume_settings,
     claim_run_folder,
 )
+from priors.distributed import process_group, replicas
 from priors.registry import (
     MODELS,
     build_model,
@@ -284,14 +290,15 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 f"--out {out}: exists; pass --overwrite to replace it, or choose another --out"
             )
         check_output_folder(out.parent, "--out")
+    claim = claim_run_folder(
+        config.run_dir,
+        resume=config.resume,
+        overwrite=config.overwrite,
+        run_files=RUN_FILES,
+        what="--run-dir",
+    )
     with (
-        claim_run_folder(
-            config.run_dir,
-            resume=config.resume,
-            overwrite=config.overwrite,
-            run_files=RUN_FILES,
-            what="--run-dir",
-        ),
+        claim if replicas().is_writer else contextlib.nullcontext(),  # DDP: rank 0 writes
         StopSignals() as stop,
     ):
         return _train(config, stop)
@@ -424,14 +431,17 @@ def new_model(config: TrainConfig, dataset: Any) -> nn.Module:
 def training_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    segments: torch.Tensor,
-    mask: torch.Tensor,
+    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     config: TrainConfig,
     play_only: bool,
+    log_likelihood: Any = None,
 ) -> float:
-    """One optimizer step on a batch; its mean log-likelihood per (unmasked) step."""
-    ll = model.log_likelihood(segments, play_only)  # (B, T)
-    loss = -(ll * mask).sum() / mask.sum()
+    """One optimizer step on a ``batch`` of segments, their mask and the number of unmasked
+    frames in the global batch (all processes'); the mean log-likelihood per frame.
+    ``log_likelihood``: ``model.log_likelihood`` (default), or it wrapped in DDP."""
+    segments, mask, frames = batch
+    ll = (log_likelihood or model.log_likelihood)(segments, play_only)  # (B, T)
+    loss = -(ll * mask).sum() / frames
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if config.grad_clip > 0:
@@ -475,29 +485,38 @@ def _train(config: TrainConfig, stop: StopSignals) -> dict[str, Any]:
     check_output_folder(config.run_dir, "--run-dir", 2 * 3 * 4 * parameters)
     checkpoints = RunCheckpoints(config, model, optimizer, generator, dataset.describe(), play_only)
     progress = checkpoints.restore(checkpoint) if checkpoint else Progress()
+    replica = replicas()  # DDP hooks (priors/distributed.py); one process: all no-ops
+    last = checkpoints.last
+    replica.same(progress.step, f"--resume: not every process found {last} (a folder they share?)")
+    log_likelihood = replica.log_likelihood(model)  # model.log_likelihood, or it in DDP
+    replica.seed(config.seed, progress.step)
 
-    writer = SummaryWriter(config.run_dir)
+    writer = SummaryWriter(config.run_dir) if replica.is_writer else None
     bar = tqdm(
         total=config.max_steps,
         initial=progress.step,
-        disable=not config.progress,
+        disable=not (config.progress and replica.is_writer),
         mininterval=10,
         desc=config.model,
         unit="step",
     )
     model.train()
     frames_seen, window_start = 0, time.perf_counter()
-    while not progress.out_of_budget(config) and not stop.requested:
+    while not replica.any(progress.out_of_budget(config) or stop.requested):
         started = time.perf_counter()
-        segments, mask = sampler.batch(config.batch_size)
-        segments, mask = segments.to(config.device), mask.to(config.device)
-        progress.window.append(training_step(model, optimizer, segments, mask, config, play_only))
+        segments, mask, frames = replica.share(*sampler.batch(config.batch_size))
+        batch = (segments.to(config.device), mask.to(config.device), frames)
+        progress.window.append(
+            training_step(model, optimizer, batch, config, play_only, log_likelihood)
+        )
         progress.step += 1
         progress.seconds += time.perf_counter() - started
         frames_seen += int(mask.sum())
         bar.update(1)
 
-        if progress.step % config.valid_every == 0 or progress.out_of_budget(config):
+        if replica.is_writer and (
+            progress.step % config.valid_every == 0 or progress.out_of_budget(config)
+        ):
             frames_per_s = frames_seen / (time.perf_counter() - window_start)
             mean_train, valid = validate(model, dataset.valid, progress, checkpoints, play_only)
             writer.add_scalar("losses/train_log_likelihood", mean_train, progress.step)
@@ -508,12 +527,13 @@ def _train(config: TrainConfig, stop: StopSignals) -> dict[str, Any]:
             )
             frames_seen, window_start = 0, time.perf_counter()
     bar.close()
-    writer.close()
-    if stop.requested and not progress.out_of_budget(config):
-        checkpoints.write(
-            checkpoints.last, progress, progress.history[-1][3] if progress.history else -math.inf
-        )
-        stop.raise_if_stopped_short(progress.step, config.max_steps, checkpoints.last)
+    if writer is not None:
+        writer.close()
+    if replica.any(stop.requested) and not progress.out_of_budget(config):  # any process's
+        if replica.is_writer:
+            valid = progress.history[-1][3] if progress.history else -math.inf
+            checkpoints.write(checkpoints.last, progress, valid)
+        raise stop.stopped_short(progress.step, checkpoints.last)
 
     summary: dict[str, Any] = {
         "step": progress.step,
@@ -521,7 +541,7 @@ def _train(config: TrainConfig, stop: StopSignals) -> dict[str, Any]:
         "best_valid_log_likelihood_per_step": progress.best_valid,
         "play_only": play_only,
     }
-    if config.out and checkpoints.best.exists():
+    if config.out and checkpoints.best.exists() and replica.is_writer:
         summary.update(ship_checkpoint(checkpoints.best, Path(config.out), dataset, config))
     return summary
 
@@ -593,8 +613,11 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m priors.train", description=__doc__)
     add_dataclass_arguments(parser, TrainConfig)
-    summary = train(dataclass_from_args(TrainConfig, parser.parse_args(argv)))
-    print(json.dumps(summary, indent=2))
+    config = dataclass_from_args(TrainConfig, parser.parse_args(argv))
+    with process_group(config.device) as replica:  # torchrun starts it in every process
+        summary = train(config)
+    if replica.is_writer:
+        print(json.dumps(summary, indent=2))
     return 0
 
 

@@ -454,3 +454,45 @@ def test_melody16_is_a_melody_prior_over_exactly_the_melody_tokens():
     assert (model.lowest_pitch, model.num_pitches) == (48, 36)  # MIDI 48..83: tokens 2..37
     polyphony = model.sample(64, seed=0).play.sum(axis=1)
     assert polyphony.max() <= 2 and polyphony.mean() >= 0.5  # one line, mostly sounding
+
+
+# --- training speed: chunked LSTM calls and shared dropout masks ---------------------------------
+
+
+@pytest.mark.parametrize("name", ["bach16", "jsb_quarter", "melody16", "melody16c"])
+def test_chunked_lstm_calls_give_the_whole_calls_log_likelihoods(name, monkeypatch):
+    import priors.model
+
+    model = load_frame_prior(name)
+    x = random_note_states(8, 64, model.num_pitches, seed=3)  # 8 x 64 x N rows: chunked
+    assert 8 * 64 * model.num_pitches > priors.model.CHUNK_MIN_ROWS
+    chunked = model.log_likelihood(x)
+    monkeypatch.setattr(priors.model, "CHUNK_MIN_ROWS", math.inf)
+    torch.testing.assert_close(chunked, model.log_likelihood(x), rtol=1e-5, atol=1e-4)
+
+
+def test_shipped_jsb_quarter_scores_the_test_figure_of_its_card():
+    from benchmarks.prior_bench import DEFAULT_JSB
+    from priors.data import load_dataset
+
+    if not DEFAULT_JSB.is_file():
+        pytest.skip(f"{DEFAULT_JSB} is not there")
+    model = load_frame_prior("jsb_quarter")
+    card = json.loads((CHECKPOINT_DIR / "jsb_quarter.json").read_text())
+    test = load_dataset(
+        f"jsb:{DEFAULT_JSB}", lowest_pitch=model.lowest_pitch, num_pitches=model.num_pitches
+    ).test
+    assert evaluate_log_likelihood(model, test, play_only=True) == pytest.approx(
+        card["test_log_likelihood_per_step"], abs=1e-4
+    )
+
+
+def test_dropout_masks_are_shared_along_each_sequence():
+    model = tiny_model(seed=2, time_sizes=(32,), dropout=0.5).train()
+    x = random_note_states(3, 20, 16, seed=4).float()
+    features = model.input_features(x, torch.arange(20).expand(3, 20))
+    time_out, _ = model._time_axis(features)  # (B, T, N, H)
+    dropped = time_out == 0  # an LSTM output is never exactly 0 unless dropped
+    assert torch.equal(dropped, dropped[:, :1].expand_as(dropped))  # one mask for all steps
+    assert 0.35 < dropped.float().mean() < 0.65
+    assert not (model.eval()._time_axis(features)[0] == 0).any()  # no dropout in eval mode
