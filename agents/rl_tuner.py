@@ -86,6 +86,7 @@ from musicgym.checks import (
     check_device,
     check_numbers,
 )
+from musicgym.config import CHORALE_ENV_ID
 from musicgym.envs.stepper import TokenStepper, melody_statistics, melody_summaries, sounding_before
 from musicgym.errors import CheckpointError, EnvArgumentError
 from musicgym.fileio import load_checkpoint_file, save_checkpoint_file
@@ -203,8 +204,12 @@ class RLTunerConfig(RunConfig):
             raise ValueError(f"algo: expected q, psi or g, got {self.algo!r}")
         if self.buffer_size < self.length:
             raise ValueError("buffer_size must hold at least one melody")
-        if self.primer not in ("", "random_note"):
+        if not self.is_chorale and self.primer not in ("", "random_note"):
             raise ValueError(f"primer: the RL Tuner takes '' or 'random_note', not {self.primer!r}")
+        if self.is_chorale and self.primer == "random_note":
+            raise ValueError("primer: 'random_note' is a melody primer; chorales take a MIDI file")
+        if self.train_readout and self.is_chorale:
+            raise ValueError("train_readout: only on MusicComposition-v0")
         if self.train_readout and self.algo == "g":
             raise ValueError("train_readout: G-learning adds the frozen prior's log p itself")
 
@@ -233,18 +238,31 @@ class States:
 
 class QNetwork(nn.Module):
     """``values(s, ·) = base(s, ·) + head(φ(s))``; see the module docstring. ``base`` is the frozen
-    prior's ``log p`` (q, psi), 0 (g), or a trainable copy of the prior's readout, ``log p_θ``."""
+    prior's ``log p`` (q, psi), 0 (g), or a trainable copy of the prior's readout, ``log p_θ``.
 
-    def __init__(self, prior: MelodyPrior, config: RLTunerConfig) -> None:
+    ``φ(s)`` is the prior's summary (each row projected) and :meth:`extra_features`: a melody's
+    step and recent tokens here; another environment's network (``agents.chorale_tuner``) gives
+    its own ``extra_size`` features and ``num_actions`` values.
+    """
+
+    def __init__(
+        self,
+        prior: MelodyPrior,
+        config: RLTunerConfig,
+        extra_size: int | None = None,
+        num_actions: int = NUM_TOKENS,
+    ) -> None:
         super().__init__()
         self.algo, self.length = config.algo, config.length
         rows, hidden = prior.summary_shape
         self.pitch_summary = nn.Linear(hidden, config.summary_features)  # tied across rows
-        features = rows * config.summary_features + config.length + config.context * NUM_TOKENS
+        if extra_size is None:
+            extra_size = config.length + config.context * NUM_TOKENS
+        features = rows * config.summary_features + extra_size
         self.head = nn.Sequential(
             nn.Linear(features, config.head_size),
             nn.ReLU(),
-            nn.Linear(config.head_size, NUM_TOKENS),
+            nn.Linear(config.head_size, num_actions),
         )
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
@@ -264,13 +282,17 @@ class QNetwork(nn.Module):
             self.readout.eval()
         return self
 
-    def features(self, states: States) -> torch.Tensor:
+    def features(self, states: Any) -> torch.Tensor:
         """``φ(s)`` ``(M, F)``: the prior's summary (each row projected by one linear map, tied
-        across rows), the step and the recent tokens, flattened."""
+        across rows), flattened, and :meth:`extra_features`."""
         rows = self.pitch_summary(states.summary.float()).flatten(1)
+        return torch.cat([rows, self.extra_features(states)], 1)
+
+    def extra_features(self, states: States) -> torch.Tensor:
+        """The step (one-hot) and the recent tokens (one-hot each), flattened."""
         recent = F.one_hot(states.context + 1, NUM_TOKENS + 1)[..., 1:]  # -1 reads all zeros
         step = F.one_hot(states.step.clamp(max=self.length - 1), self.length)
-        return torch.cat([rows, step.float(), recent.flatten(1).float()], 1)
+        return torch.cat([step.float(), recent.flatten(1).float()], 1)
 
     def forward(self, states: States) -> torch.Tensor:
         """Values ``(M, 38)``."""
@@ -308,18 +330,25 @@ def td_target(
     algo: Algorithm,
     rewards: torch.Tensor,
     dones: torch.Tensor,
-    gamma: float,
+    gamma: float | torch.Tensor,
     next_target_values: torch.Tensor,
     next_prior_log_probs: torch.Tensor | None = None,
     next_online_values: torch.Tensor | None = None,
+    next_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The TD target ``(B,)`` of each algorithm (``spec/melody-rules.md``).
 
     q: ``r + γ max_a' Q⁻(s', a')``, or with ``next_online_values`` (double DQN)
     ``r + γ Q⁻(s', argmax_a' Q(s', a'))``; psi: ``r + γ logsumexp_a' Ψ⁻(s', a')``;
     g: ``r + γ logsumexp_a' (G⁻(s', a') + log p(a'|s'))`` (``r`` is then ``r_MT / c``).
-    ``dones`` (1 at the last step) drop the bootstrap term.
+    ``dones`` (1 at the last step) drop the bootstrap term. ``gamma`` may be one per sample;
+    ``next_mask`` ``(B, A)``, the valid actions in ``s'``, restricts the max, argmax and
+    logsumexp to them.
     """
+    if next_mask is not None:
+        next_target_values = masked_values(next_target_values, next_mask)
+        if next_online_values is not None:
+            next_online_values = masked_values(next_online_values, next_mask)
     if algo == "q":
         if next_online_values is None:
             next_value = next_target_values.max(1).values
@@ -334,6 +363,34 @@ def td_target(
     else:
         raise ValueError(f"unknown algorithm {algo!r}")
     return rewards + gamma * (1.0 - dones.float()) * next_value
+
+
+def masked_values(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``values`` with ``-inf`` where ``mask`` is false (none without a mask)."""
+    return values if mask is None else values.masked_fill(~mask, -math.inf)
+
+
+def explore(
+    logits: torch.Tensor,
+    epsilon: float,
+    rng: np.random.Generator,
+    config: RLTunerConfig,
+    mask: torch.Tensor | None = None,
+) -> np.ndarray:
+    """Actions ``(M,)`` from policy ``logits`` ``(M, A)``: Boltzmann (softmax of ``logits /
+    temperature``) or epsilon-greedy (the argmax, else with probability ``epsilon`` a uniform
+    action), only among the valid actions of ``mask`` where given."""
+    logits = masked_values(logits, mask)
+    if config.exploration == "boltzmann":
+        return torch.multinomial(F.softmax(logits / config.temperature, 1), 1)[:, 0].numpy()
+    actions = logits.argmax(1).numpy()
+    explored = rng.random(len(actions)) < epsilon
+    if mask is None:
+        actions[explored] = rng.integers(0, logits.shape[1], explored.sum())
+    else:
+        for i in np.flatnonzero(explored):
+            actions[i] = rng.choice(np.flatnonzero(mask[i].numpy()))
+    return actions
 
 
 # -------------------------------------------------------------------------------------- replay
@@ -626,8 +683,13 @@ class RLTuner:
         return agent, checkpoint
 
 
-def load_agent(folder: str | os.PathLike, info: dict[str, Any]) -> RLTuner:
-    """The agent of an RL Tuner run folder (``info``: its ``agent.json``; the registry's load)."""
+def load_agent(folder: str | os.PathLike, info: dict[str, Any]) -> Any:
+    """The agent of an RL Tuner run folder (``info``: its ``agent.json``; the registry's load),
+    of either environment."""
+    if info.get("config", {}).get("env") == CHORALE_ENV_ID:
+        from agents.chorale_tuner import load_agent as load_chorale_agent
+
+        return load_chorale_agent(folder, info)
     return RLTuner.load(Path(folder) / info.get("checkpoint", CHECKPOINT))[0]
 
 
@@ -746,7 +808,14 @@ def train(
     to ``config.steps`` (``config`` must be the run's but for :data:`RESUMABLE`); ``overwrite``
     replaces a run there (without either, a folder holding a run is refused). ``prior``
     overrides ``config.prior`` with a loaded model. SIGINT / SIGTERM write a checkpoint and
-    raise :class:`musicgym.errors.Interrupted`."""
+    raise :class:`musicgym.errors.Interrupted`. On ``ChoraleComposition-v0`` the run is
+    :func:`agents.chorale_tuner.train`'s."""
+    if config.is_chorale:
+        from agents.chorale_tuner import train as train_chorales
+
+        return train_chorales(  # type: ignore[return-value]
+            config, out, resume=resume, overwrite=overwrite, prior=prior, progress=progress, log=log
+        )
     torch_device(config.device)
     with (
         claim_run_folder(out, resume=resume, overwrite=overwrite, run_files=RUN_FILES),
@@ -958,15 +1027,10 @@ class TrainingRun:
         """The actions of every melody: epsilon-greedy or Boltzmann on the policy logits."""
         config = self.config
         logits = self.agent.act_logits(self.melodies.states(self.log_probs)).cpu()
-        if config.exploration == "boltzmann":
-            scaled = logits / config.temperature
-            return torch.multinomial(F.softmax(scaled, 1), 1)[:, 0].numpy()
         duration = config.exploration_fraction * config.steps
-        self.epsilon = linear_schedule(config.start_e, config.end_e, duration, self.global_step)
-        actions = logits.argmax(1).numpy()
-        explore = self.rng.random(config.num_envs) < self.epsilon
-        actions[explore] = self.rng.integers(0, NUM_TOKENS, explore.sum())
-        return actions
+        if config.exploration == "egreedy":
+            self.epsilon = linear_schedule(config.start_e, config.end_e, duration, self.global_step)
+        return explore(logits, self.epsilon, self.rng, config)
 
     def act_and_step(self) -> dict[str, Any]:
         """Act, step the envs, follow the melodies and store the transitions; the envs' infos.

@@ -25,6 +25,7 @@ from musicgym.errors import CheckpointError, EnvArgumentError, RuleError
 from musicgym.music.midi import read_midi
 from musicgym.music.notestate import NoteState
 from musicgym.prior import NoteAxisPrior
+from musicgym.rules import PRESETS
 from priors.model import BiaxialConfig, BiaxialLSTM
 
 ENV_ID = "ChoraleComposition-v0"
@@ -214,7 +215,7 @@ def test_rules_only_env_scores_no_prior_and_keeps_the_voice_axis():
     assert env.action_space.n == 97 and info["action_mask"].all()
     *_, info = env.step(96)  # end a silent first frame: on a beat, no four voices
     assert info["rewards"]["prior"] == 0.0
-    assert info["rewards"]["four_voices"] == pytest.approx(-2.0 / 0.5)
+    assert info["rewards"]["four_voices"] == pytest.approx(-PRESETS["chorale"]["four_voices"] / 0.5)
 
 
 # ------------------------------------------------------------------------- rendering, MIDI

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -240,6 +240,94 @@ class DecisionStepper:
             self.note_axis = from_tensor_tree(axis, saved["note_axis"])
 
 
+# ------------------------------------------------------------------------------ whole chorales
+ActionChooser = Callable[[DecisionStepper, np.ndarray], np.ndarray]
+"""``choose(stepper, active)``: the next action ``(B,)`` of every stream of ``stepper`` (valid
+where ``active``)."""
+
+
+def compose_chorales(
+    stepper: DecisionStepper,
+    frames: int,
+    choose: ActionChooser,
+    lowest_pitch: int,
+    resolution: int,
+) -> list[NoteState]:
+    """One chorale of ``frames`` frames per stream of ``stepper`` (as the caller left it, e.g.
+    restarted with primers), each action from ``choose``; a stream stops deciding once its
+    chorale is complete."""
+    pieces: list[list[np.ndarray]] = [[] for _ in range(stepper.batch_size)]
+    active = np.ones(stepper.batch_size, bool)
+    while active.any():
+        for i, frame in stepper.decide(choose(stepper, active), active).items():
+            pieces[i].append(frame)
+            active[i] = len(pieces[i]) < frames
+    matrices = [np.array(p, np.uint8).reshape(-1, stepper.num_pitches, 2) for p in pieces]
+    return [NoteState(m, lowest_pitch, resolution, "composed chorale") for m in matrices]
+
+
+def sample_chorales(
+    prior: NoteAxisPrior,
+    count: int,
+    bars: int,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    greedy: bool = False,
+) -> list[NoteState]:
+    """``count`` chorales of ``bars`` bars sampled from ``prior`` decision by decision (ancestral
+    sampling of its own factorisation: exact samples of the prior), seeded; ``greedy``: the most
+    likely decision each time."""
+    generator = torch.Generator().manual_seed(seed)
+    stepper = DecisionStepper(prior.num_pitches, count, prior, device)
+
+    def choose(stepper: DecisionStepper, active: np.ndarray) -> np.ndarray:
+        log_probs = stepper.action_log_probs()
+        if greedy:
+            return log_probs.argmax(1).cpu().numpy()
+        probabilities = log_probs.exp().float().cpu()
+        return torch.multinomial(probabilities, 1, generator=generator)[:, 0].numpy()
+
+    frames = bars * BEATS_PER_BAR * prior.resolution
+    return compose_chorales(stepper, frames, choose, prior.lowest_pitch, prior.resolution)
+
+
+@torch.no_grad()
+def frame_log_likelihoods(
+    prior: NoteAxisPrior, pieces: Sequence[NoteState], device: str | torch.device = "cpu"
+) -> list[np.ndarray]:
+    """The prior's log-likelihood of every frame of every piece ``(T_i,)``, each scored from
+    silence by :meth:`~musicgym.prior.FramePrior.score_frames` and advanced frame by frame
+    (pieces moved onto the prior's pitch axis, which must hold their notes); what the
+    environment's ``"prior"`` rewards of a time step add up to."""
+    moved = [p.with_range(prior.lowest_pitch, prior.num_pitches) for p in pieces]
+    longest = max((p.num_steps for p in moved), default=0)
+    matrices = torch.zeros(len(moved), longest, prior.num_pitches, 2)
+    for i, piece in enumerate(moved):
+        matrices[i, : piece.num_steps] = torch.from_numpy(piece.matrix.astype(np.float32))
+    matrices = matrices.to(device)
+    state, scores = prior.initial_state(len(moved)), []
+    for t in range(longest):
+        scores.append(prior.score_frames(state, matrices[:, t, None])[:, 0].cpu())
+        state = prior.advance(state, matrices[:, t])
+    table = torch.stack(scores, 1).double().numpy() if scores else np.zeros((len(moved), 0))
+    return [table[i, : piece.num_steps] for i, piece in enumerate(moved)]
+
+
+def chorale_statistics(
+    prior: NoteAxisPrior | None, pieces: Sequence[NoteState], keys: Any = None
+) -> dict[str, float]:
+    """Every statistic of :func:`musicgym.metrics.evaluate_chorales` (each piece judged in
+    ``keys``: one for all, one each, or ``None`` for the key :func:`~musicgym.metrics.find_key`
+    finds) and, with a prior, ``log_p_per_frame``, the mean log-likelihood of their frames."""
+    from musicgym.metrics import evaluate_chorales
+
+    statistics = evaluate_chorales(pieces, keys)
+    if prior is not None:
+        frames = np.concatenate(frame_log_likelihoods(prior, pieces))
+        statistics["log_p_per_frame"] = float(frames.mean()) if frames.size else math.nan
+    return statistics
+
+
 # ------------------------------------------------------------------------------------ primers
 def parse_primer(
     primer: PrimerArgument, lowest_pitch: int, num_pitches: int, resolution: int, what: str
@@ -369,10 +457,17 @@ class ChoraleBatch:
         return len(self.compositions[i]) >= self.length
 
     def ends(self, actions: np.ndarray, active: np.ndarray) -> np.ndarray:
-        """``(B,)``: the ``active`` chorales whose action ends their last frame."""
+        """``(B,)``: the ``active`` chorales whose action ends their last frame (an invalid
+        action too, under ``invalid_action="end"``)."""
         frames = np.array([len(c) for c in self.compositions])
-        ending = np.asarray(actions) == end_action(self.num_pitches)
+        ending = self._played(np.asarray(actions, np.int64), active) == end_action(self.num_pitches)
         return active & ending & (frames + 1 >= self.length)
+
+    def _played(self, actions: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """The actions as played: an invalid one as "end" (``invalid_action="end"``; with
+        ``"raise"`` the env has refused it already)."""
+        invalid = active & ~self.valid_actions()[np.arange(self.num_chorales), actions]
+        return np.where(invalid, end_action(self.num_pitches), actions)
 
     def _score(self) -> None:
         if self.prior is not None:
@@ -381,20 +476,14 @@ class ChoraleBatch:
     def valid_actions(self) -> np.ndarray:
         return self.stepper.valid_actions()
 
-    def replace_invalid(self, actions: np.ndarray, active: np.ndarray) -> np.ndarray:
-        """``(B,)`` bool: the active actions that are invalid (``invalid_action="end"`` plays
-        them as "end")."""
-        valid = self.valid_actions()[np.arange(self.num_chorales), actions]
-        return active & ~valid
-
     def step(
         self, actions: np.ndarray, active: np.ndarray, score: bool = True
     ) -> list[dict[str, float]]:
         """Take ``actions[i]`` in every ``active`` chorale (invalid ones as "end" under
         ``invalid_action="end"``); their reward parts (``{}`` for inactive ones)."""
-        actions = np.asarray(actions, np.int64).copy()
-        invalid = self.replace_invalid(actions, active)
-        actions[invalid] = end_action(self.num_pitches)
+        asked = np.asarray(actions, np.int64)
+        actions = self._played(asked, active)
+        invalid = actions != asked
         prior_parts = self.log_probs[np.arange(self.num_chorales), actions]
         ended = self.stepper.decide(actions, active)
         parts: list[dict[str, float]] = []
@@ -652,7 +741,7 @@ class _Chorales:
     def action_masks(self) -> np.ndarray:
         """The valid actions (sb3-contrib's ``MaskablePPO`` convention): ``(2 N + 1,)`` bool for
         the single env, ``(num_envs, 2 N + 1)`` for the vector env."""
-        masks = self._batch.valid_actions()
+        masks = self._batch.valid_actions().copy()
         return masks[0] if isinstance(self, BatchedEnv) else masks
 
     def action_log_probs(self) -> np.ndarray:

@@ -466,6 +466,10 @@ class MusicCompositionEnv(BatchedEnv):
         """``log p(a | s)`` of the 38 actions in the current state (zeros without a prior)."""
         return self._batch.log_probs[0].copy()
 
+    def action_masks(self) -> np.ndarray:
+        """Every token is valid in every state (sb3-contrib's ``MaskablePPO`` convention)."""
+        return np.ones(NUM_TOKENS, bool)
+
     def to_midi(self, path: str | os.PathLike, include_primer: bool = False) -> None:
         """Write the composition (after the primer if ``include_primer``) to a MIDI file."""
         from musicgym.music.midi import write_melody
@@ -535,3 +539,7 @@ class MusicCompositionVectorEnv(BatchedVectorEnv):
     def action_log_probs(self) -> np.ndarray:
         """``(num_envs, 38)`` ``log p(a | s)`` of every sub-environment's next action."""
         return self._batch.log_probs.copy()
+
+    def action_masks(self) -> np.ndarray:
+        """``(num_envs, 38)``: every token is valid in every state."""
+        return np.ones((self.num_envs, NUM_TOKENS), bool)

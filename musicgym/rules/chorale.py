@@ -57,7 +57,7 @@ class ParallelOctaves(ChoraleRule):
     both having moved in the same direction."""
 
     name = "parallel_octaves"
-    default_weight = 3.0
+    default_weight = 2.5
 
     def __call__(self, context: ChoraleContext) -> float:
         previous = context.previous
@@ -70,7 +70,7 @@ class HiddenPerfects(ChoraleRule):
     by a leap (hidden or direct fifths and octaves)."""
 
     name = "hidden_perfects"
-    default_weight = 1.0
+    default_weight = 2.0
 
     def __call__(self, context: ChoraleContext) -> float:
         previous = context.previous
@@ -82,7 +82,7 @@ class VoiceCrossing(ChoraleRule):
     above it or below that of the voice below it (crossing or overlap)."""
 
     name = "voice_crossing"
-    default_weight = 2.0
+    default_weight = 1.5
 
     def __call__(self, context: ChoraleContext) -> float:
         previous = context.previous
@@ -93,7 +93,7 @@ class Spacing(ChoraleRule):
     """-1 when more than an octave separates soprano and alto, or alto and tenor."""
 
     name = "spacing"
-    default_weight = 2.0
+    default_weight = 1.5
 
     def __call__(self, context: ChoraleContext) -> float:
         return -1.0 if spacing_violation(context.sonority) else 0.0
@@ -104,7 +104,7 @@ class VoiceRange(ChoraleRule):
     40-60)."""
 
     name = "voice_range"
-    default_weight = 1.0
+    default_weight = 2.5
 
     def __call__(self, context: ChoraleContext) -> float:
         return -float(out_of_range(context.sonority))
@@ -114,7 +114,7 @@ class FourVoices(ChoraleRule):
     """-1 on a beat where not exactly four voices sound."""
 
     name = "four_voices"
-    default_weight = 2.0
+    default_weight = 4.0
 
     def __call__(self, context: ChoraleContext) -> float:
         wrong = context.on_beat and len(context.sonority.pitches) != FOUR_VOICES
@@ -125,7 +125,7 @@ class LargeLeap(ChoraleRule):
     """-1 when a voice moves more than an octave."""
 
     name = "large_leap"
-    default_weight = 2.0
+    default_weight = 1.0
 
     def __call__(self, context: ChoraleContext) -> float:
         previous = context.previous
@@ -136,7 +136,7 @@ class DoubledLeadingTone(ChoraleRule):
     """-1 when the leading tone (scale degree 7) sounds in two voices."""
 
     name = "doubled_leading_tone"
-    default_weight = 2.0
+    default_weight = 2.5
 
     def __call__(self, context: ChoraleContext) -> float:
         return -1.0 if doubled_leading_tone(context.sonority, context.key) else 0.0
@@ -147,7 +147,7 @@ class ChordInKey(ChoraleRule):
     (complete or without its fifth; in minor, of the natural or harmonic minor scale)."""
 
     name = "chord_in_key"
-    default_weight = 3.0
+    default_weight = 4.5
 
     def __call__(self, context: ChoraleContext) -> float:
         wrong = context.on_beat and not chord_in_key(context.sonority, context.key)
@@ -159,7 +159,7 @@ class NotesInKey(ChoraleRule):
     sixth and seventh are)."""
 
     name = "notes_in_key"
-    default_weight = 1.0
+    default_weight = 2.0
 
     def __call__(self, context: ChoraleContext) -> float:
         return -float(notes_not_in_key(context.sonority, context.key))
@@ -211,18 +211,18 @@ CHORALE_RULES: dict[str, RewardRule] = {
 
 CHORALE: dict[str, float] = {
     "parallel_fifths": 3.0,
-    "parallel_octaves": 3.0,
-    "hidden_perfects": 1.0,
-    "voice_crossing": 2.0,
-    "spacing": 2.0,
-    "voice_range": 1.0,
-    "four_voices": 2.0,
-    "large_leap": 2.0,
-    "doubled_leading_tone": 2.0,
-    "chord_in_key": 3.0,
-    "notes_in_key": 1.0,
+    "parallel_octaves": 2.5,
+    "hidden_perfects": 2.0,
+    "voice_crossing": 1.5,
+    "spacing": 1.5,
+    "voice_range": 2.5,
+    "four_voices": 4.0,
+    "large_leap": 1.0,
+    "doubled_leading_tone": 2.5,
+    "chord_in_key": 4.5,
+    "notes_in_key": 2.0,
     "cadence": 10.0,
-    "soprano_leap_resolution": 1.0,
+    "soprano_leap_resolution": 2.0,
 }
 """The preset ``"chorale"``: the four-part-writing rules, ``notes_in_key`` and the soprano's
 leap resolution (the melody rules that still apply to a chorale's top voice at 16th notes; the
