@@ -91,7 +91,8 @@ class MelodyPrior(Protocol):
         ...
 
     def assign_state(self, state: Any, index: torch.Tensor, new: Any) -> Any:
-        """``state`` with the streams ``index`` replaced by the streams of ``new``; returned."""
+        """``state`` with the streams ``index`` replaced by the streams of ``new``; returned
+        (``state`` may be updated in place: callers use the returned one)."""
         ...
 
 
@@ -128,7 +129,8 @@ class FramePrior(Protocol):
         ...
 
     def assign_state(self, state: Any, index: torch.Tensor, new: Any) -> Any:
-        """``state`` with the streams ``index`` replaced by the streams of ``new``; returned."""
+        """``state`` with the streams ``index`` replaced by the streams of ``new``; returned
+        (``state`` may be updated in place: callers use the returned one)."""
         ...
 
 

@@ -477,16 +477,16 @@ class BiaxialLSTM(nn.Module, FrameMelodyPrior):
     def assign_state(
         self, state: BiaxialState, index: torch.Tensor, new: BiaxialState
     ) -> BiaxialState:
-        """``state`` with streams ``index`` replaced by the streams of ``new`` (out of place)."""
+        """``state`` with streams ``index`` replaced by the streams of ``new``, in place (a batched
+        environment assigns a few streams of many at every step: copying all of them took 7% of
+        its time)."""
         index = index.to(self.device)
-        return BiaxialState(
-            [
-                (h.index_copy(0, index, nh), c.index_copy(0, index, nc))
-                for (h, c), (nh, nc) in zip(state.hidden, new.hidden)
-            ],
-            state.time_out.index_copy(0, index, new.time_out),
-            state.step.index_copy(0, index, new.step),
-        )
+        for (h, c), (new_h, new_c) in zip(state.hidden, new.hidden):
+            h.index_copy_(0, index, new_h)
+            c.index_copy_(0, index, new_c)
+        state.time_out.index_copy_(0, index, new.time_out)
+        state.step.index_copy_(0, index, new.step)
+        return state
 
     # ---------------------------------------------------------------------------------- sampling
     @torch.no_grad()

@@ -50,6 +50,10 @@ class CompositionBatch(Protocol):
 
     def observation(self, i: int) -> np.ndarray: ...
 
+    def observations(self) -> np.ndarray:
+        """``(B, ...)``: every slot's observation."""
+        ...
+
     def info(self, i: int, reward_parts: dict[str, float] | None = None) -> dict[str, Any]: ...
 
     def render_ansi(self, i: int) -> str: ...
@@ -223,8 +227,37 @@ class BatchedVectorEnv(_Composing, VectorEnv):
         self._autoreset = np.zeros(self.num_envs, bool)
         self._needs_reset = True
 
+    def _gather_infos(self, infos: dict[int, dict[str, Any]]) -> dict[str, Any]:
+        """The vector env's infos from sub-environment ``i``'s ``infos[i]``: what
+        ``VectorEnv._add_info`` builds one sub-environment after another (each key's array typed
+        by the first sub-environment that has it, ``final_obs`` an object array, a ``_key`` mask
+        beside every key, dicts gathered likewise), in one pass per key."""
+        gathered: dict[str, Any] = {}
+        keys = list(dict.fromkeys(key for info in infos.values() for key in info))
+        for key in keys:
+            having = {i: info[key] for i, info in infos.items() if key in info}
+            first = next(iter(having.values()))
+            if key != "final_obs" and isinstance(first, dict):
+                gathered[key] = self._gather_infos(having)
+            else:
+                if key == "final_obs":
+                    array = np.full(self.num_envs, fill_value=None, dtype=object)
+                elif type(first) in (int, float, bool) or isinstance(first, np.number):
+                    array = np.zeros(self.num_envs, dtype=type(first))
+                elif isinstance(first, np.ndarray):
+                    array = np.zeros((self.num_envs, *first.shape), dtype=first.dtype)
+                else:
+                    array = np.full(self.num_envs, fill_value=None, dtype=object)
+                for i, value in having.items():
+                    array[i] = value
+                gathered[key] = array
+            mask = np.zeros(self.num_envs, dtype=np.bool_)
+            mask[list(having)] = True
+            gathered[f"_{key}"] = mask
+        return gathered
+
     def _observations(self) -> np.ndarray:
-        return np.stack([self._batch.observation(i) for i in range(self.num_envs)])
+        return self._batch.observations()
 
     def _reset_slots(self, index: Sequence[int], primer: Any, key: Key) -> None:
         primers = [self.draw_primer(primer, self._generators[i]) for i in index]
@@ -265,9 +298,7 @@ class BatchedVectorEnv(_Composing, VectorEnv):
         self._reset_slots(index.tolist(), primer, key)
         self._autoreset[index] = False
         self._needs_reset = False
-        infos: dict[str, Any] = {}
-        for i in index:
-            infos = self._add_info(infos, self._batch.info(i), i)
+        infos = self._gather_infos({int(i): self._batch.info(i) for i in index})
         if self.render_mode == "human":
             self.render()
         return self._observations(), infos
@@ -297,20 +328,21 @@ class BatchedVectorEnv(_Composing, VectorEnv):
         ending = terminations if same_step else resetting
         parts = self._batch.step(actions, active, score=not ending.any())
         rewards = np.array([sum(p.values()) if p else 0.0 for p in parts], np.float64)
-        infos: dict[str, Any] = {}
+        finals: dict[int, dict[str, Any]] = {}
         if same_step:
             for i in np.flatnonzero(terminations):
-                final = {
+                finals[int(i)] = {
                     "final_obs": self._batch.observation(i),
                     "final_info": self._batch.info(i, parts[i]),
                 }
-                infos = self._add_info(infos, final, i)
         if ending.any():
             # as the single env's reset() without options: the constructor's primer and key
             self._reset_slots(np.flatnonzero(ending).tolist(), self.primer, self.key)
+        each = {}
         for i in range(self.num_envs):
             reported = active[i] and not (same_step and terminations[i])
-            infos = self._add_info(infos, self._batch.info(i, parts[i] if reported else None), i)
+            each[i] = {**finals.get(i, {}), **self._batch.info(i, parts[i] if reported else None)}
+        infos = self._gather_infos(each)
         self._autoreset = np.zeros(self.num_envs, bool) if same_step else terminations
         truncations = np.zeros(self.num_envs, bool)
         if self.render_mode == "human":

@@ -431,6 +431,8 @@ class ChoraleBatch:
         self.sonorities: list[list[Sonority]] = [[] for _ in range(num_chorales)]
         self.keys = [Key()] * num_chorales
         self.log_probs = np.zeros((num_chorales, self.num_actions))  # (B, 2N + 1)
+        self.recent = np.zeros((num_chorales, history, self.num_pitches, 2), np.uint8)
+        """``(B, K, N, 2)``: each chorale's last ``K`` frames, most recent first."""
 
     @property
     def num_actions(self) -> int:
@@ -449,6 +451,7 @@ class ChoraleBatch:
         for i, primer, key in zip(index, primers, keys, strict=True):
             self.primers[i], self.keys[i] = primer, key
             self.compositions[i], self.sonorities[i] = [], []
+            self.recent[i] = self._recent_frames(i)
         if len(index):
             self.stepper.restart(index, primers)
             self._score()
@@ -509,6 +512,7 @@ class ChoraleBatch:
             tuple(self.sonorities[i]), chord, self.length, self.keys[i], self.resolution
         )
         self.compositions[i].append(frame)
+        self.recent[i, 1:], self.recent[i, 0] = self.recent[i, :-1], frame
         self.sonorities[i].append(chord)
         return rule_rewards(self.weighted_rules, context, self.c)
 
@@ -536,27 +540,40 @@ class ChoraleBatch:
         self.primers = [p.numpy().copy() for p in state["primers"]]
         self.compositions = [list(c.numpy().copy()) for c in state["compositions"]]
         self.sonorities = [[sonority(f, self.lowest_pitch) for f in c] for c in self.compositions]
+        self.recent = np.stack([self._recent_frames(i) for i in range(self.num_chorales)])
         self.keys = [Key.parse(name) for name in state["keys"]]
         self.log_probs = state["log_probs"].numpy().copy()
         self.stepper.load_state_dict(state["stepper"])
 
     # ---------------------------------------------------------------------------- observation
-    def observation(self, i: int) -> np.ndarray:
-        """The observation of chorale ``i`` (see :class:`ChoraleCompositionEnv`)."""
-        N, K = self.num_pitches, self.history
-        observation = np.zeros(self.observation_size, np.float32)
-        observation[: 2 * N] = self.stepper.frame[i].reshape(-1)
-        observation[2 * N + self.stepper.next_pitch[i]] = 1.0
-        start = 3 * N + 1
-        frames = self.compositions[i][-K:][::-1]
-        if len(frames) < K and len(self.primers[i]):
-            frames = frames + list(self.primers[i][::-1][: K - len(frames)])
+    def _recent_frames(self, i: int) -> np.ndarray:
+        """``(K, N, 2)``: chorale ``i``'s last ``K`` frames, most recent first (its primer's
+        before its composition's), zeros before the start."""
+        frames = self.compositions[i][-self.history :][::-1]
+        if len(frames) < self.history:
+            frames += list(self.primers[i][::-1][: self.history - len(frames)])
+        recent = np.zeros((self.history, self.num_pitches, 2), np.uint8)
         if frames:
-            observation[start : start + 2 * N * len(frames)] = np.stack(frames).reshape(-1)
-        position = len(self.compositions[i])
-        observation[start + 2 * N * K + position % self.steps_per_bar] = 1.0
-        observation[-1] = position / self.length
-        return observation
+            recent[: len(frames)] = np.stack(frames)
+        return recent
+
+    def observations(self) -> np.ndarray:
+        """``(B, observation_size)``: every chorale's observation (see
+        :class:`ChoraleCompositionEnv`), in one pass over the batch."""
+        B, N = self.num_chorales, self.num_pitches
+        positions = np.array([len(c) for c in self.compositions])
+        parts = [
+            self.stepper.frame.reshape(B, 2 * N),
+            np.eye(N + 1, dtype=np.uint8)[self.stepper.next_pitch],
+            self.recent.reshape(B, -1),
+            np.eye(self.steps_per_bar, dtype=np.uint8)[positions % self.steps_per_bar],
+        ]
+        progress = (positions / self.length)[:, None]
+        return np.concatenate([*parts, progress], 1).astype(np.float32)
+
+    def observation(self, i: int) -> np.ndarray:
+        """The observation of chorale ``i``."""
+        return self.observations()[i]
 
     def info(self, i: int, reward_parts: dict[str, float] | None = None) -> dict[str, Any]:
         """``info`` of chorale ``i``: its valid actions, frames composed, key and (after a step)

@@ -226,6 +226,10 @@ class MelodyBatch:
         observation[-1] = step / self.length
         return observation
 
+    def observations(self) -> np.ndarray:
+        """``(B, observation_size)``: every melody's observation."""
+        return np.stack([self.observation(i) for i in range(self.num_melodies)])
+
     def info(self, i: int, reward_parts: dict[str, float] | None = None) -> dict[str, Any]:
         """``info`` of melody ``i``: its composition, its primer, its key and (after a step) reward
         parts."""
