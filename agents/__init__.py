@@ -145,9 +145,8 @@ def load(
         from agents.rl_tuner import RLTuner
         from musicgym.fileio import load_checkpoint_file
 
-        if load_checkpoint_file(path).get("model") == CHORALE_TAG:
-            return ChoraleTuner.load(path)
-        return RLTuner.load(path)[0]
+        tuner = ChoraleTuner if load_checkpoint_file(path).get("model") == CHORALE_TAG else RLTuner
+        return tuner.load(path)[0]
     info = read_agent_info(path)
     if info["algo"] not in ALGORITHMS:
         from musicgym.errors import CheckpointError

@@ -31,13 +31,10 @@ run is refused (the melody tuner's exact resume is not built for this env yet).
 
 from __future__ import annotations
 
-import copy
-import math
 import os
-import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -54,17 +51,19 @@ from agents.rl_tuner import (
     CHECKPOINT,
     MEMORY_SHARE,
     QNetwork,
+    RLTuner,
     RLTunerConfig,
-    clip_gradients,
+    apply_gradients,
     explore,
     linear_schedule,
     make_optimizer,
     masked_values,
     policy_logits,
-    soft_update,
-    td_target,
+    run_training,
     torch_device,
+    transition_loss,
 )
+from musicgym.config import CHORALE_ENV_ID
 from musicgym.envs.chorale import (
     BEATS_PER_BAR,
     DecisionStepper,
@@ -74,10 +73,10 @@ from musicgym.envs.chorale import (
     parse_primer,
     valid_actions,
 )
-from musicgym.errors import CheckpointError, EnvArgumentError, RunFolderError
-from musicgym.fileio import load_checkpoint_file, save_checkpoint_file
+from musicgym.errors import EnvArgumentError, RunFolderError
+from musicgym.fileio import save_checkpoint_file
 from musicgym.music.notestate import NoteState
-from musicgym.prior import NoteAxisPrior, prior_checkpoint, prior_from_checkpoint, require
+from musicgym.prior import NoteAxisPrior, prior_checkpoint, require
 from musicgym.runs import StopSignals, check_output_folder, claim_run_folder
 
 MODEL_TAG = "rl-tuner-chorale"
@@ -279,45 +278,42 @@ class Chorales:
         )
 
 
-class ChoraleTuner:
-    """The networks of a chorale run (online, target, frozen prior), acting and composing; the
-    agent interface of :func:`agents.load` (:meth:`compose` gives note-states)."""
+class ChoraleTuner(RLTuner):
+    """The networks of a chorale run (online, target, frozen prior), acting and composing: an
+    :class:`~agents.rl_tuner.RLTuner` over chorale decisions, whose :meth:`compose` gives
+    note-states (the agent interface of :func:`agents.load`)."""
 
-    env = "ChoraleComposition-v0"
+    model_tag: ClassVar[str] = MODEL_TAG
+    env = CHORALE_ENV_ID
 
     def __init__(self, config: RLTunerConfig, prior: Any) -> None:
-        self.config = config
-        self.device = torch_device(config.device)
-        loaded = load_note_axis_prior(prior, self.device)
+        super().__init__(config, prior)
+        resolution = self.prior.resolution
+        self.frames = self.length = config.bars * BEATS_PER_BAR * resolution
+        axis = (self.prior.lowest_pitch, self.prior.num_pitches, resolution)
+        primer = parse_primer(config.primer or None, *axis, "primer")
+        self.primer = np.zeros((0, axis[1], 2), np.uint8) if primer is None else primer
+
+    def frozen_prior(self, prior: Any) -> NoteAxisPrior:
+        """The note-axis prior of a name, path or model, frozen; it must have a summary."""
+        loaded = load_note_axis_prior(prior)
         assert loaded is not None
-        require(loaded, "summary", "the chorale RL Tuner's Q-network", config.prior)
-        self.prior = loaded
-        if isinstance(self.prior, torch.nn.Module):
-            self.prior.to(self.device).eval().requires_grad_(False)
-        self.frames = config.bars * BEATS_PER_BAR * self.prior.resolution
-        self.length = self.frames
-        self.primer = parse_primer(
-            config.primer or None,
-            self.prior.lowest_pitch,
-            self.prior.num_pitches,
-            self.prior.resolution,
-            "primer",
-        )
-        if self.primer is None:
-            self.primer = np.zeros((0, self.prior.num_pitches, 2), np.uint8)
-        self.q_network = ChoraleQNetwork(self.prior, config).to(self.device)
-        self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
-        self.updates = 0
-        self.steps_per_second = 0.0
+        require(loaded, "summary", "the chorale RL Tuner's Q-network", self.config.prior)
+        if isinstance(loaded, torch.nn.Module):
+            loaded.eval().requires_grad_(False)
+        return loaded
+
+    def make_network(self, prior: Any, config: RLTunerConfig) -> ChoraleQNetwork:
+        return ChoraleQNetwork(prior, config)
 
     @torch.no_grad()
-    def act_logits(self, states: ChoraleStates) -> torch.Tensor:
+    def act_logits(self, states: ChoraleStates) -> torch.Tensor:  # type: ignore[override]
         """Policy logits ``(M, 2N + 1)``, ``-inf`` for the invalid actions."""
         values = self.q_network(states)
         return masked_values(policy_logits(self.config.algo, values, states.log_probs), states.mask)
 
     @torch.no_grad()
-    def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[NoteState]:
+    def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[NoteState]:  # type: ignore[override]
         """``n`` chorales: each decision the argmax (``greedy``) or a sample of the policy's
         softmax among the valid actions, all ``n`` side by side."""
         generator = torch.Generator().manual_seed(seed)
@@ -335,39 +331,6 @@ class ChoraleTuner:
 
         return _compose(chorales, self.frames, choose, self.prior)
 
-    def checkpoint(self, **extra: Any) -> dict[str, Any]:
-        return {
-            "model": MODEL_TAG,
-            "config": asdict(self.config),
-            "prior": prior_checkpoint(self.prior),
-            "q_state_dict": _cpu(self.q_network.state_dict()),
-            "target_state_dict": _cpu(self.target_network.state_dict()),
-            **extra,
-        }
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> ChoraleTuner:
-        """The agent of a checkpoint file (or a run folder holding ``agent.pt``)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / CHECKPOINT
-        checkpoint = load_checkpoint_file(path)
-        if checkpoint.get("model") != MODEL_TAG:
-            raise CheckpointError(f"{path}: not a chorale RL Tuner checkpoint")
-        try:
-            known = {f.name for f in fields(RLTunerConfig)}
-            settings = {k: v for k, v in checkpoint["config"].items() if k in known}
-            if str(settings.get("device", "cpu")).startswith("cuda"):
-                settings["device"] = "cuda" if torch.cuda.is_available() else "cpu"
-            agent = cls(RLTunerConfig(**settings), prior_from_checkpoint(checkpoint["prior"], path))
-            agent.q_network.load_state_dict(checkpoint["q_state_dict"])
-            agent.target_network.load_state_dict(checkpoint["target_state_dict"])
-            agent.updates = int(checkpoint.get("updates", 0))
-        except (KeyError, TypeError, ValueError, RuntimeError) as error:
-            first = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise CheckpointError(f"{path}: does not fit the chorale RL Tuner ({first})") from None
-        return agent
-
 
 def _compose(chorales: Chorales, frames: int, choose: Any, prior: NoteAxisPrior) -> list[NoteState]:
     """:func:`musicgym.envs.chorale.compose_chorales` keeping ``chorales.position`` in step."""
@@ -382,13 +345,9 @@ def _compose(chorales: Chorales, frames: int, choose: Any, prior: NoteAxisPrior)
     return compose_chorales(stepper, frames, counted, prior.lowest_pitch, prior.resolution)
 
 
-def _cpu(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in state_dict.items()}
-
-
 def load_agent(folder: str | os.PathLike, info: dict[str, Any]) -> ChoraleTuner:
     """The agent of a chorale RL Tuner run folder."""
-    return ChoraleTuner.load(Path(folder) / info.get("checkpoint", CHECKPOINT))
+    return ChoraleTuner.load(Path(folder) / info.get("checkpoint", CHECKPOINT))[0]
 
 
 # ------------------------------------------------------------------------------- training
@@ -400,40 +359,23 @@ def gradient_step(
 ) -> tuple[float, float]:
     """One update of the online network (targets masked, discounted once per frame) and the
     soft target update; (loss, mean Q)."""
-    config, device = agent.config, agent.device
-    slots = replay.sample(config.batch_size, rng)
-    states = replay.states(slots, "state", device)
+    device = agent.device
+    slots = replay.sample(agent.config.batch_size, rng)
     next_states = replay.states(slots, "next", device)
     actions = torch.from_numpy(replay.actions[slots]).to(device)
-    rewards = torch.from_numpy(replay.rewards[slots]).to(device)
-    dones = torch.from_numpy(replay.dones[slots]).to(device)
     ends_frame = actions == end_action(agent.prior.num_pitches)
-    gamma = torch.where(ends_frame, config.gamma, 1.0)
-    q_values = agent.q_network(states).gather(1, actions[:, None])[:, 0]
-    with torch.no_grad():
-        next_mask = next_states.mask
-        next_online = None
-        if config.double_q and config.algo == "q":
-            next_online = agent.q_network(next_states)
-        target = td_target(
-            config.algo,
-            rewards,
-            dones,
-            gamma,
-            agent.target_network(next_states),
-            next_states.log_probs,
-            next_online,
-            next_mask,
-        )
-    loss_fn = F.smooth_l1_loss if config.loss == "huber" else F.mse_loss
-    loss = loss_fn(q_values, target)
-    optimizer.zero_grad()
-    loss.backward()
-    clip_gradients(config, agent.q_network)
-    optimizer.step()
-    soft_update(agent.target_network, agent.q_network, config.eta)
-    agent.updates += 1
-    return loss.item(), q_values.detach().mean().item()
+    loss, q_values = transition_loss(
+        agent,
+        replay.states(slots, "state", device),
+        actions,
+        torch.from_numpy(replay.rewards[slots]).to(device),
+        torch.from_numpy(replay.dones[slots]).to(device),
+        next_states,
+        gamma=torch.where(ends_frame, agent.config.gamma, 1.0),
+        next_mask=next_states.mask,
+    )
+    apply_gradients(agent, optimizer, loss)
+    return loss.item(), q_values.mean().item()
 
 
 class ChoraleRun:
@@ -596,49 +538,8 @@ def _train(
     log: bool,
     stop: StopSignals,
 ) -> ChoraleTuner:
-    from tqdm.auto import tqdm
-
     set_torch_threads(config.threads)
     torch.manual_seed(config.seed)
     agent = ChoraleTuner(config, prior if prior is not None else config.prior)
     check_replay_memory(config, agent.prior)
-    run = ChoraleRun(agent, out)
-    writer = None
-    if log:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out))
-    bar = tqdm(total=config.steps, disable=not progress, unit="step")
-    start = time.time()
-    deadline = start + 60 * config.max_minutes if config.max_minutes > 0 else math.inf
-    while run.global_step < config.steps and time.time() < deadline and not stop.requested:
-        infos = run.act_and_step()
-        bar.update(run.global_step - bar.n)
-        if writer and "_episode" in infos:
-            for i in np.flatnonzero(infos["_episode"]):
-                writer.add_scalar(
-                    "charts/episodic_return", infos["episode"]["r"][i], run.global_step
-                )
-        for loss, mean_q in run.learn():
-            if agent.updates % 100 == 1 and writer:
-                sps = run.global_step / max(time.time() - start, 1e-9)
-                writer.add_scalar("losses/td_loss", loss, run.global_step)
-                writer.add_scalar("losses/q_values", mean_q, run.global_step)
-                writer.add_scalar("charts/SPS", sps, run.global_step)
-        if run.global_step >= min(run.next_eval, config.steps):
-            run.next_eval += config.eval_interval
-            if writer:
-                evaluate(agent, writer, run.global_step)
-        if run.global_step >= run.next_checkpoint:
-            run.next_checkpoint += config.checkpoint_interval
-            run.save()
-    agent.steps_per_second = run.global_step / max(time.time() - start, 1e-9)
-    run.save()
-    bar.close()
-    run.envs.close()
-    if writer:
-        writer.close()
-    if stop.requested and run.global_step < config.steps:
-        where = out / CHECKPOINT
-        raise stop.interrupted(f"at step {run.global_step}: checkpoint written to {where}")
-    return agent
+    return run_training(ChoraleRun(agent, out), out, log, progress, stop, evaluate)

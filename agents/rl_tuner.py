@@ -58,7 +58,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -602,18 +602,29 @@ class RLTuner:
     agent interface of :func:`agents.load`.
     """
 
-    def __init__(self, config: RLTunerConfig, prior: MelodyPrior) -> None:
+    model_tag: ClassVar[str] = MODEL_TAG
+    """The checkpoint's model tag."""
+
+    def __init__(self, config: RLTunerConfig, prior: Any) -> None:
         self.config, self.length = config, config.length
         self.device = torch_device(config.device)
-        self.prior = load_prior(prior)  # frozen: features, log p, music/log_p
+        self.prior = self.frozen_prior(prior)  # frozen: features, log p, music/log_p
         if isinstance(self.prior, nn.Module):
             self.prior.to(self.device)
-        self.q_network = QNetwork(self.prior, config).to(self.device)
+        self.q_network = self.make_network(self.prior, config).to(self.device)
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
         self.updates = 0
         """Gradient steps taken."""
         self.steps_per_second = 0.0
         """Environment steps per second of the last :func:`train` call."""
+
+    def frozen_prior(self, prior: Any) -> Any:
+        """The loaded, frozen prior of a name, path or model (:func:`agents.common.load_prior`)."""
+        return load_prior(prior)
+
+    def make_network(self, prior: Any, config: RLTunerConfig) -> QNetwork:
+        """The online network (the target network is its copy)."""
+        return QNetwork(prior, config)
 
     @torch.no_grad()
     def act_logits(self, states: States) -> torch.Tensor:
@@ -644,7 +655,7 @@ class RLTuner:
     def checkpoint(self, **extra: Any) -> dict[str, Any]:
         """A plain checkpoint dict: config, prior and networks (and ``extra``)."""
         return {
-            "model": MODEL_TAG,
+            "model": self.model_tag,
             "config": asdict(self.config),
             "prior": prior_checkpoint(self.prior),
             "q_state_dict": _cpu(self.q_network.state_dict()),
@@ -653,9 +664,7 @@ class RLTuner:
         }
 
     @classmethod
-    def load(
-        cls, path: str | os.PathLike, device: str | None = None
-    ) -> tuple[RLTuner, dict[str, Any]]:
+    def load(cls, path: str | os.PathLike, device: str | None = None) -> tuple[Any, dict[str, Any]]:
         """The agent of a checkpoint file (or a run folder holding ``agent.pt``) and the
         checkpoint dict, on ``device`` (default: the run's, or the CPU where that is absent);
         :class:`CheckpointError` if it is missing, damaged or not ours."""
@@ -663,8 +672,8 @@ class RLTuner:
         if path.is_dir():
             path = path / CHECKPOINT
         checkpoint = load_checkpoint_file(path)
-        if checkpoint.get("model") != MODEL_TAG:
-            raise CheckpointError(f"{path}: not an RL Tuner checkpoint")
+        if checkpoint.get("model") != cls.model_tag:
+            raise CheckpointError(f"{path}: not a checkpoint of {cls.__name__} ({cls.model_tag})")
         try:
             known = {f.name for f in fields(RLTunerConfig)}
             saved = {RENAMED.get(k, k): v for k, v in checkpoint["config"].items()}
@@ -677,6 +686,7 @@ class RLTuner:
             agent = cls(config, prior_from_checkpoint(_prior_of(checkpoint), path))
             agent.q_network.load_state_dict(_renamed_weights(checkpoint["q_state_dict"]))
             agent.target_network.load_state_dict(_renamed_weights(checkpoint["target_state_dict"]))
+            agent.updates = int(checkpoint.get("updates", 0))
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             first = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise CheckpointError(f"{path}: does not fit the RL Tuner ({first})") from None
@@ -726,13 +736,29 @@ def td_loss(
     agent: RLTuner, replay: StateReplay, batch: tuple[np.ndarray, np.ndarray]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The TD loss of a replay batch and the Q-values of its actions ``(B,)``."""
-    config, device = agent.config, agent.device
+    device = agent.device
     rows, steps = batch
     states = replay.states(rows, steps, device)
     next_states = replay.states(rows, steps + 1, device)
     actions = torch.from_numpy(replay.tokens[rows, steps].astype(np.int64)).to(device)
     rewards = torch.from_numpy(replay.rewards[rows, steps]).to(device)
     dones = torch.from_numpy(steps == replay.length - 1).to(device)
+    return transition_loss(agent, states, actions, rewards, dones, next_states)
+
+
+def transition_loss(
+    agent: RLTuner,
+    states: Any,
+    actions: torch.Tensor,
+    rewards: torch.Tensor,
+    dones: torch.Tensor,
+    next_states: Any,
+    gamma: float | torch.Tensor | None = None,
+    next_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The TD loss of transitions (states as the network reads them; ``gamma`` default the
+    config's, ``next_mask`` the valid actions in ``s'``) and the Q-values of their actions."""
+    config = agent.config
     q_values = agent.q_network(states).gather(1, actions[:, None])[:, 0]
     with torch.no_grad():
         next_target = agent.target_network(next_states)
@@ -743,10 +769,11 @@ def td_loss(
             config.algo,
             rewards,
             dones,
-            config.gamma,
+            config.gamma if gamma is None else gamma,
             next_target,
             next_states.log_probs,
             next_online,
+            next_mask,
         )
     loss_fn = F.smooth_l1_loss if config.loss == "huber" else F.mse_loss
     return loss_fn(q_values, target), q_values.detach()
@@ -776,13 +803,18 @@ def gradient_step(
 ) -> tuple[float, float]:
     """One update of the online network and the soft target update; (loss, mean Q)."""
     loss, q_values = td_loss(agent, replay, replay.sample(agent.config.batch_size, rng))
+    apply_gradients(agent, optimizer, loss)
+    return loss.item(), q_values.mean().item()
+
+
+def apply_gradients(agent: RLTuner, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """One optimizer step on ``loss`` (gradients clipped) and the soft target update."""
     optimizer.zero_grad()
     loss.backward()
     clip_gradients(agent.config, agent.q_network)
     optimizer.step()
     soft_update(agent.target_network, agent.q_network, agent.config.eta)
     agent.updates += 1
-    return loss.item(), q_values.mean().item()
 
 
 # ------------------------------------------------------------------------------ training loop
@@ -833,12 +865,29 @@ def _train(
     log: bool,
     stop: StopSignals,
 ) -> RLTuner:
-    from tqdm.auto import tqdm
 
     set_torch_threads(config.threads)
     agent, checkpoint = _agent_of_run(config, out, resume, prior)
     config = agent.config
     run = TrainingRun(agent, out, checkpoint)
+    return run_training(run, out, log, progress, stop, evaluate, "; continue with --resume")
+
+
+def run_training(
+    run: Any,
+    out: Path,
+    log: bool,
+    progress: bool,
+    stop: StopSignals,
+    evaluate: Any,
+    resume_hint: str = "",
+) -> Any:
+    """The training loop of a run (a :class:`TrainingRun` or another environment's run with the
+    same members): act and step, learn, log, evaluate with ``evaluate(agent, writer, step)``,
+    checkpoint; until the steps, the minutes or a signal end it."""
+    from tqdm.auto import tqdm
+
+    agent, config = run.agent, run.config
     writer = _summary_writer(out, config) if log else None
     bar = tqdm(total=config.steps, initial=run.global_step, disable=not progress, unit="step")
     start_time, start_step = time.time(), run.global_step
@@ -879,8 +928,7 @@ def _train(
         writer.close()
     if stop.requested and run.global_step < config.steps:
         raise stop.interrupted(
-            f"at step {run.global_step}: checkpoint written to {out / CHECKPOINT}; continue with "
-            "--resume"
+            f"at step {run.global_step}: checkpoint written to {out / CHECKPOINT}{resume_hint}"
         )
     return agent
 
