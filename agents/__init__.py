@@ -1,4 +1,5 @@
-"""Agents that compose melodies: the RL Tuner, SB3 baselines, and the prior and random references.
+"""Agents that compose melodies or chorales: the RL Tuner, SB3 baselines, and the prior and random
+references.
 
 :func:`load` gives every one of them the same interface (:class:`~agents.common.Composer`)::
 
@@ -6,6 +7,11 @@
     agent = agents.load("prior")           # sample the shipped prior ("prior:PATH" for another)
     agent = agents.load("random")          # uniform tokens
     melodies = agent.compose(16, seed=0, greedy=False)   # 16 lists of 32 tokens
+
+An agent of ``ChoraleComposition-v0`` composes note-states (its ``env`` says so)::
+
+    agent = agents.load("prior", env="ChoraleComposition-v0")   # bach16, 4 bars
+    chorales = agent.compose(16, seed=0)                         # 16 NoteStates
 
 :data:`ALGORITHMS` (``agents.registry``) is what ``musicgym agent train --algo`` trains.
 """
@@ -20,9 +26,10 @@ import torch
 
 from agents.common import Composer, load_prior, read_agent_info
 from agents.registry import ALGORITHMS
-from musicgym.config import DEFAULTS
+from musicgym.config import CHORALE_DEFAULTS, CHORALE_ENV_ID, DEFAULTS, ENV_ID
 from musicgym.envs.stepper import TokenStepper
-from musicgym.prior import MelodyPrior
+from musicgym.music.notestate import NoteState
+from musicgym.prior import MelodyPrior, NoteAxisPrior
 
 
 class PriorAgent:
@@ -53,6 +60,54 @@ class PriorAgent:
         return torch.stack(melodies, 1).tolist()
 
 
+class ChoralePriorAgent:
+    """Composes chorales by sampling the prior decision by decision
+    (:func:`musicgym.envs.chorale.sample_chorales`: exact samples of its factorisation;
+    ``greedy``: its most likely decision each time)."""
+
+    env = CHORALE_ENV_ID
+
+    def __init__(
+        self, prior: str | os.PathLike | NoteAxisPrior = CHORALE_DEFAULTS.prior, bars: int = 4
+    ) -> None:
+        from musicgym.envs.chorale import load_note_axis_prior
+
+        self.prior, self.bars = load_note_axis_prior(load_prior(prior)), bars
+
+    def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[NoteState]:
+        from musicgym.envs.chorale import sample_chorales
+
+        return sample_chorales(self.prior, n, self.bars, seed, greedy=greedy)
+
+
+class ChoraleRandomAgent:
+    """Composes chorales of uniformly random valid decisions (``greedy`` changes nothing)."""
+
+    env = CHORALE_ENV_ID
+
+    def __init__(self, bars: int = 4) -> None:
+        self.bars = bars
+
+    def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[NoteState]:
+        from musicgym.envs.chorale import (
+            BEATS_PER_BAR,
+            PITCH_AXIS,
+            RESOLUTION,
+            DecisionStepper,
+            compose_chorales,
+        )
+
+        rng = np.random.default_rng(seed)
+        lowest, count = PITCH_AXIS
+        stepper = DecisionStepper(count, n)
+
+        def choose(stepper: DecisionStepper, active: np.ndarray) -> np.ndarray:
+            return np.array([rng.choice(np.flatnonzero(m)) for m in stepper.valid_actions()])
+
+        frames = self.bars * BEATS_PER_BAR * RESOLUTION
+        return compose_chorales(stepper, frames, choose, lowest, RESOLUTION)
+
+
 class RandomAgent:
     """Composes uniformly random tokens (``greedy`` changes nothing)."""
 
@@ -65,20 +120,33 @@ class RandomAgent:
         return np.random.default_rng(seed).integers(0, NUM_TOKENS, (n, self.length)).tolist()
 
 
-def load(path: str | os.PathLike, length: int = DEFAULTS.length) -> Composer:
+def load(
+    path: str | os.PathLike,
+    length: int = DEFAULTS.length,
+    env: str = ENV_ID,
+    bars: int = CHORALE_DEFAULTS.bars,
+) -> Composer:
     """The agent at ``path``: a run folder of ``musicgym agent train`` (any algorithm of
     :data:`ALGORITHMS`), an RL Tuner checkpoint file, ``"prior"`` / ``"prior:NAME_OR_PATH"``, or
-    ``"random"`` (``length`` is the melody length of the last two)."""
+    ``"random"`` (the last two compose for ``env``: melodies of ``length`` tokens or chorales of
+    ``bars`` bars)."""
     text = str(path)
+    chorale = env == CHORALE_ENV_ID
     if text == "random":
-        return RandomAgent(length)
+        return ChoraleRandomAgent(bars) if chorale else RandomAgent(length)
     if text == "prior" or text.startswith("prior:"):
+        if chorale:
+            return ChoralePriorAgent(text.partition(":")[2] or CHORALE_DEFAULTS.prior, bars)
         return PriorAgent(text.partition(":")[2] or DEFAULTS.prior, length)
     path = Path(path)
     if path.is_file():
+        from agents.chorale_tuner import MODEL_TAG as CHORALE_TAG
+        from agents.chorale_tuner import ChoraleTuner
         from agents.rl_tuner import RLTuner
+        from musicgym.fileio import load_checkpoint_file
 
-        return RLTuner.load(path)[0]
+        tuner = ChoraleTuner if load_checkpoint_file(path).get("model") == CHORALE_TAG else RLTuner
+        return tuner.load(path)[0]
     info = read_agent_info(path)
     if info["algo"] not in ALGORITHMS:
         from musicgym.errors import CheckpointError
@@ -89,4 +157,12 @@ def load(path: str | os.PathLike, length: int = DEFAULTS.length) -> Composer:
     return ALGORITHMS[info["algo"]].load_agent(path, info)
 
 
-__all__ = ["ALGORITHMS", "Composer", "PriorAgent", "RandomAgent", "load"]
+__all__ = [
+    "ALGORITHMS",
+    "ChoralePriorAgent",
+    "ChoraleRandomAgent",
+    "Composer",
+    "PriorAgent",
+    "RandomAgent",
+    "load",
+]

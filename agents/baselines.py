@@ -37,6 +37,8 @@ import random
 import re
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -46,6 +48,7 @@ import numpy as np
 import sb3_contrib
 import stable_baselines3
 import torch
+from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback, ProgressBarCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -55,7 +58,6 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from agents.common import (
-    ENV_ID,
     RUN_FILES,
     SESSION_FIELDS,
     EnvConfig,
@@ -67,6 +69,7 @@ from agents.common import (
     write_agent_info,
 )
 from musicgym.checks import POSITIVE_INT, check_numbers
+from musicgym.config import ENV_ID
 from musicgym.envs.stepper import melody_statistics
 from musicgym.errors import ArgumentError, CheckpointError
 from musicgym.fileio import atomic_output, load_checkpoint_file, save_checkpoint_file
@@ -117,6 +120,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     # On-policy: rollouts of a few melodies per env rather than 2048 steps.
     "ppo": {"n_steps": 128, "batch_size": 64},
+    # A 4-bar chorale takes about 300 decisions: a rollout of one per env.
+    "maskableppo": {"n_steps": 256, "batch_size": 64},
     "a2c": {},
     "recurrentppo": {"n_steps": 128, "batch_size": 64},
 }
@@ -200,8 +205,16 @@ class SB3Agent:
             raise CheckpointError(f"{path}: no such SB3 model")
         return cls(_load_model(algorithm_class(algo), path), env)
 
-    def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[list[int]]:
-        """``n`` melodies: ``model.predict`` with ``deterministic=greedy``."""
+    @property
+    def maskable(self) -> bool:
+        """Whether the model takes action masks (sb3-contrib's Maskable algorithms)."""
+        return "action_masks" in inspect.signature(self.model.predict).parameters
+
+    def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[Any]:
+        """``n`` melodies (or chorales, as note-states): ``model.predict`` with
+        ``deterministic=greedy`` (and the valid actions, for a maskable model)."""
+        if self.env.is_chorale:
+            return self._compose_chorales(n, seed, greedy)
         envs = gym.make_vec(
             ENV_ID,
             num_envs=n,
@@ -211,27 +224,57 @@ class SB3Agent:
             prior=None,
             rules=None,
         )
-        # predict() samples from torch (policies) and numpy (DQN's epsilon): seed both, and leave
-        # the caller's random state (e.g. a training run's) as it was.
-        torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()
-        action_space_state = self.model.action_space.np_random.bit_generator.state
-        torch.manual_seed(seed)
-        np.random.seed(seed)
-        self.model.action_space.seed(seed)
-        observations, _ = envs.reset(seed=seed)
-        lstm_states, starts, melodies = None, np.ones(n, bool), []
-        for _ in range(self.length):
-            actions, lstm_states = self.model.predict(
-                observations, state=lstm_states, episode_start=starts, deterministic=greedy
-            )
-            melodies.append(np.asarray(actions).reshape(n))
-            observations, _, _, _, _ = envs.step(actions)
-            starts = np.zeros(n, bool)
+        with _seeded(self.model, seed):
+            observations, _ = envs.reset(seed=seed)
+            lstm_states, starts, melodies = None, np.ones(n, bool), []
+            for _ in range(self.length):
+                actions, lstm_states = self.model.predict(
+                    observations, state=lstm_states, episode_start=starts, deterministic=greedy
+                )
+                melodies.append(np.asarray(actions).reshape(n))
+                observations, _, _, _, _ = envs.step(actions)
+                starts = np.zeros(n, bool)
         envs.close()
+        return np.stack(melodies, 1).astype(int).tolist()
+
+    def _compose_chorales(self, n: int, seed: int, greedy: bool) -> list[Any]:
+        """``n`` chorales of the vector chorale env (its prior gives the pitch axis the model
+        was trained on; no rules), each read when its episode ends."""
+        kwargs = self.env.env_kwargs()
+        kwargs["rules"] = None
+        kwargs["invalid_action"] = "raise" if self.maskable else "end"
+        envs = gym.make_vec(
+            self.env.env, num_envs=n, vectorization_mode="vector_entry_point", **kwargs
+        )
+        with _seeded(self.model, seed):
+            observations, _ = envs.reset(seed=seed)
+            pieces: list[Any] = [None] * n
+            while any(piece is None for piece in pieces):
+                extra = {"action_masks": envs.unwrapped.action_masks()} if self.maskable else {}
+                actions, _ = self.model.predict(observations, deterministic=greedy, **extra)
+                observations, _, terminations, _, _ = envs.step(actions)
+                for i in np.flatnonzero(terminations):
+                    if pieces[i] is None:
+                        pieces[i] = envs.unwrapped.note_state(i)
+        envs.close()
+        return pieces
+
+
+@contextmanager
+def _seeded(model: BaseAlgorithm, seed: int) -> Iterator[None]:
+    """``predict`` samples from torch (policies) and numpy (DQN's epsilon): seed both, and leave
+    the caller's random state (e.g. a training run's) as it was."""
+    torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()
+    action_space_state = model.action_space.np_random.bit_generator.state
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    model.action_space.seed(seed)
+    try:
+        yield
+    finally:
         torch.set_rng_state(torch_state)
         np.random.set_state(numpy_state)
-        self.model.action_space.np_random.bit_generator.state = action_space_state
-        return np.stack(melodies, 1).astype(int).tolist()
+        model.action_space.np_random.bit_generator.state = action_space_state
 
 
 def load_agent(folder: str | os.PathLike, info: dict[str, Any]) -> SB3Agent:
@@ -398,7 +441,12 @@ class MusicStatisticsCallback(BaseCallback):
         from musicgym.metrics import evaluate_melodies
 
         melodies = SB3Agent(self.model, self.env).compose(self.melodies, seed=self.env.seed)
-        if self.prior is None:
+        if self.env.is_chorale:
+            from musicgym.envs.chorale import chorale_statistics
+
+            statistics = chorale_statistics(self.prior, melodies, self.env.key)
+            melodies = []  # no melody tokens to hear and see
+        elif self.prior is None:
             statistics = evaluate_melodies(melodies, self.env.key)
         else:
             statistics = melody_statistics(self.prior, melodies, self.env.key)
@@ -413,7 +461,7 @@ class MusicStatisticsCallback(BaseCallback):
             ),
             None,
         )
-        if writer is not None:
+        if writer is not None and melodies:
             from musicgym.music.audio import log_compositions
 
             log_compositions(writer, melodies, self.num_timesteps, tag="music", n=self.listen)
@@ -527,12 +575,16 @@ def _train(
     set_torch_threads(config.threads)
     prior_model = load_prior(prior if prior is not None else config.prior)
     kwargs = config.env_kwargs(prior_model)
-    envs = make_vec_env(ENV_ID, n_envs=config.num_envs, seed=config.seed, env_kwargs=kwargs)
-    eval_envs = make_vec_env(ENV_ID, n_envs=1, seed=config.seed + 10_000, env_kwargs=kwargs)
+    algorithm = algorithm_class(config.algo)
+    maskable = "action_masks" in inspect.signature(algorithm.predict).parameters
+    if config.is_chorale and not maskable:  # it cannot mask: an invalid action ends the step
+        kwargs["invalid_action"] = "end"
+    envs = make_vec_env(config.env, n_envs=config.num_envs, seed=config.seed, env_kwargs=kwargs)
+    eval_envs = make_vec_env(config.env, n_envs=1, seed=config.seed + 10_000, env_kwargs=kwargs)
     point = resume_point(out) if resume else None
     model = _model_of_run(config, out, point, envs, prior_model)
     check_output_folder(out, need_bytes=_checkpoint_bytes(model))
-    run = SB3Run(config, out, model, envs, eval_envs, prior_model)
+    run = SB3Run(config, out, model, envs, eval_envs, prior_model, maskable)
     if point is not None and point.state is not None:
         run.restore(point.state)
 
@@ -607,6 +659,7 @@ class SB3Run:
         envs: DummyVecEnv,
         eval_envs: DummyVecEnv,
         prior: MelodyPrior,
+        maskable: bool = False,
     ) -> None:
         self.config, self.out, self.model = config, out, model
         self.envs, self.eval_envs = envs, eval_envs
@@ -614,7 +667,7 @@ class SB3Run:
         self.music = MusicStatisticsCallback(
             config.env_config(), config.eval_interval, config.eval_episodes, prior
         )
-        self.evaluation = EvalCallback(
+        self.evaluation = (MaskableEvalCallback if maskable else EvalCallback)(
             eval_envs,
             n_eval_episodes=config.eval_episodes,
             eval_freq=max(config.eval_interval // max(config.num_envs, 1), 1),

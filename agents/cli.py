@@ -6,8 +6,8 @@ dataclasses (:class:`~agents.rl_tuner.RLTunerConfig`, :class:`~agents.baselines.
 applies to the algorithms of its dataclass; an option left out keeps that dataclass's default, or
 with ``--resume`` the run's setting). A folder
 that holds a run is refused unless ``--resume`` (go on with it) or ``--overwrite`` (replace it).
-``musicgym agent compose --agent PATH --n 16 --out DIR [--png] [--wav]`` writes the melodies of
-any agent as MIDI files (and piano rolls, and WAV files).
+``musicgym agent compose --agent PATH --n 16 --out DIR [--png] [--wav]`` writes the melodies (or
+chorales) of any agent as MIDI files (and piano rolls, and WAV files).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``agent`` group: ``train`` and ``compose``."""
     from agents.registry import ALGORITHMS, config_classes
     from musicgym.cli import add_dataclass_arguments, non_negative_int, positive_int
+    from musicgym.config import ENV_DEFAULTS, ENV_ID
     from musicgym.music.midi_cli import add_audio_arguments
 
     agent = subparsers.add_parser("agent", help="train agents and compose with them")
@@ -31,7 +32,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train = commands.add_parser(
         "train",
         help="train an agent",
-        description="Train an agent on MusicComposition-v0. Each option applies to the "
+        description="Train an agent on MusicComposition-v0 (or --env ChoraleComposition-v0). "
+        "Each option applies to the "
         "algorithms whose settings have it (rltuner-*: the RL Tuner's; sb3-*: --hyperparameters, "
         "--eval-episodes, ...); an option left out keeps the chosen algorithm's default.",
     )
@@ -68,6 +70,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     compose.add_argument("--greedy", action="store_true", help="always the best action")
     compose.add_argument(
         "--length", type=positive_int, default=32, help="tokens, for prior and random"
+    )
+    compose.add_argument(
+        "--env",
+        choices=ENV_DEFAULTS,
+        default=ENV_ID,
+        help="the environment of prior and random (a run folder knows its own)",
+    )
+    compose.add_argument(
+        "--bars", type=positive_int, default=4, help="bars of a chorale, for prior and random"
     )
     compose.add_argument("--png", action="store_true", help="also write piano rolls")
     compose.add_argument("--wav", action="store_true", help="also write the sound of each (WAV)")
@@ -130,23 +141,29 @@ def _train(args: argparse.Namespace) -> int:
 
 def _compose(args: argparse.Namespace) -> int:
     import agents
+    from musicgym.config import CHORALE_ENV_ID, ENV_ID
     from musicgym.fileio import atomic_output
-    from musicgym.metrics import STATISTICS, evaluate_melodies
-    from musicgym.music.midi import write_melody
+    from musicgym.metrics import STATISTICS, evaluate_chorales, evaluate_melodies
+    from musicgym.music.midi import write_midi
+    from musicgym.music.tokens import tokens_to_note_state
     from musicgym.runs import check_output_folder
 
     if args.wav:  # a bad soundfont or synthesizer fails before the agent composes
         from musicgym.music.audio import choose_synthesizer
 
         synthesizer, soundfont = choose_synthesizer(args.synthesizer, args.soundfont)
-    agent = agents.load(args.agent, length=args.length)
+    agent = agents.load(args.agent, length=args.length, env=args.env, bars=args.bars)
     check_output_folder(args.out)
-    melodies = agent.compose(args.n, seed=args.seed, greedy=args.greedy)
-    midi_paths = [args.out / f"melody_{i:03d}.mid" for i in range(len(melodies))]
-    for melody, path in zip(melodies, midi_paths):
-        write_melody(melody, path)
-    with atomic_output(args.out / "melodies.json") as temporary:
-        temporary.write_text(json.dumps(melodies) + "\n")
+    pieces = agent.compose(args.n, seed=args.seed, greedy=args.greedy)
+    chorales = getattr(agent, "env", ENV_ID) == CHORALE_ENV_ID
+    word = "chorale" if chorales else "melody"
+    midi_paths = [args.out / f"{word}_{i:03d}.mid" for i in range(len(pieces))]
+    note_states = pieces if chorales else [tokens_to_note_state(m) for m in pieces]
+    for note_state, path in zip(note_states, midi_paths):
+        write_midi(note_state, path)
+    if not chorales:
+        with atomic_output(args.out / "melodies.json") as temporary:
+            temporary.write_text(json.dumps(pieces) + "\n")
     if args.wav:
         from musicgym.music.audio import SOUNDFONT_HINT, write_wavs_beside
 
@@ -157,13 +174,19 @@ def _compose(args: argparse.Namespace) -> int:
         print(f"WAV files beside the MIDI files: {how}")
     if args.png:
         from musicgym.music.pianoroll import save_piano_roll
-        from musicgym.music.tokens import tokens_to_note_state
 
-        for i, melody in enumerate(melodies):
-            save_piano_roll(
-                tokens_to_note_state(melody), args.out / f"melody_{i:03d}.png", f"melody {i}"
-            )
-    print(f"{len(melodies)} melodies in {args.out}")
-    for name, value in evaluate_melodies(melodies).items():
-        print(f"  {STATISTICS[name]:<36} {value:8.2f}")
+        for i, note_state in enumerate(note_states):
+            path, title = args.out / f"{word}_{i:03d}.png", f"{word} {i}"
+            save_piano_roll(note_state, path, title, voices=chorales)
+    print(f"{len(pieces)} {'chorales' if chorales else 'melodies'} in {args.out}")
+    if chorales:
+        from musicgym.metrics.chorale import DISTINCT_PIECES
+        from musicgym.metrics.chorale import STATISTICS as LABELS
+
+        labels = dict([*LABELS.items(), DISTINCT_PIECES])
+        statistics = evaluate_chorales(pieces)
+    else:
+        labels, statistics = STATISTICS, evaluate_melodies(pieces)
+    for name, value in statistics.items():
+        print(f"  {labels[name]:<42} {value:8.2f}")
     return 0

@@ -13,9 +13,9 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium as gym
 import torch
 
-import musicgym  # noqa: F401  (registers MusicComposition-v0)
+import musicgym  # noqa: F401  (registers the environments)
 from musicgym.checks import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, check_numbers
-from musicgym.config import ENV_ID, EnvConfig
+from musicgym.config import EnvConfig
 from musicgym.errors import CheckpointError, RunFolderError
 from musicgym.fileio import atomic_output
 from musicgym.prior import MelodyPrior, resolve_prior
@@ -93,9 +93,10 @@ def load_prior(prior: str | os.PathLike | MelodyPrior) -> MelodyPrior:
 def make_vector_env(
     config: EnvConfig, prior: MelodyPrior | None, num_envs: int, with_prior: bool = True
 ) -> gym.vector.VectorEnv:
-    """The batched vector env (one prior call per step for all ``num_envs`` melodies)."""
+    """The batched vector env of ``config.env`` (one prior call per step for all ``num_envs``
+    pieces)."""
     return gym.make_vec(
-        ENV_ID,
+        config.env,
         num_envs=num_envs,
         vectorization_mode="vector_entry_point",
         **config.env_kwargs(prior, with_prior),

@@ -78,6 +78,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     "sb3-a2c": sb3("a2c"),
     "sb3-qrdqn": sb3("qrdqn"),
     "sb3-recurrentppo": sb3("recurrentppo"),
+    "sb3-maskableppo": sb3("maskableppo"),  # masks the invalid actions of ChoraleComposition-v0
 }
 """What ``musicgym agent train --algo`` trains, by name."""
 

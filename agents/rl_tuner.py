@@ -58,7 +58,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -86,6 +86,7 @@ from musicgym.checks import (
     check_device,
     check_numbers,
 )
+from musicgym.config import CHORALE_ENV_ID
 from musicgym.envs.stepper import TokenStepper, melody_statistics, melody_summaries, sounding_before
 from musicgym.errors import CheckpointError, EnvArgumentError
 from musicgym.fileio import load_checkpoint_file, save_checkpoint_file
@@ -203,8 +204,12 @@ class RLTunerConfig(RunConfig):
             raise ValueError(f"algo: expected q, psi or g, got {self.algo!r}")
         if self.buffer_size < self.length:
             raise ValueError("buffer_size must hold at least one melody")
-        if self.primer not in ("", "random_note"):
+        if not self.is_chorale and self.primer not in ("", "random_note"):
             raise ValueError(f"primer: the RL Tuner takes '' or 'random_note', not {self.primer!r}")
+        if self.is_chorale and self.primer == "random_note":
+            raise ValueError("primer: 'random_note' is a melody primer; chorales take a MIDI file")
+        if self.train_readout and self.is_chorale:
+            raise ValueError("train_readout: only on MusicComposition-v0")
         if self.train_readout and self.algo == "g":
             raise ValueError("train_readout: G-learning adds the frozen prior's log p itself")
 
@@ -233,18 +238,31 @@ class States:
 
 class QNetwork(nn.Module):
     """``values(s, ·) = base(s, ·) + head(φ(s))``; see the module docstring. ``base`` is the frozen
-    prior's ``log p`` (q, psi), 0 (g), or a trainable copy of the prior's readout, ``log p_θ``."""
+    prior's ``log p`` (q, psi), 0 (g), or a trainable copy of the prior's readout, ``log p_θ``.
 
-    def __init__(self, prior: MelodyPrior, config: RLTunerConfig) -> None:
+    ``φ(s)`` is the prior's summary (each row projected) and :meth:`extra_features`: a melody's
+    step and recent tokens here; another environment's network (``agents.chorale_tuner``) gives
+    its own ``extra_size`` features and ``num_actions`` values.
+    """
+
+    def __init__(
+        self,
+        prior: MelodyPrior,
+        config: RLTunerConfig,
+        extra_size: int | None = None,
+        num_actions: int = NUM_TOKENS,
+    ) -> None:
         super().__init__()
         self.algo, self.length = config.algo, config.length
         rows, hidden = prior.summary_shape
         self.pitch_summary = nn.Linear(hidden, config.summary_features)  # tied across rows
-        features = rows * config.summary_features + config.length + config.context * NUM_TOKENS
+        if extra_size is None:
+            extra_size = config.length + config.context * NUM_TOKENS
+        features = rows * config.summary_features + extra_size
         self.head = nn.Sequential(
             nn.Linear(features, config.head_size),
             nn.ReLU(),
-            nn.Linear(config.head_size, NUM_TOKENS),
+            nn.Linear(config.head_size, num_actions),
         )
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
@@ -264,13 +282,17 @@ class QNetwork(nn.Module):
             self.readout.eval()
         return self
 
-    def features(self, states: States) -> torch.Tensor:
+    def features(self, states: Any) -> torch.Tensor:
         """``φ(s)`` ``(M, F)``: the prior's summary (each row projected by one linear map, tied
-        across rows), the step and the recent tokens, flattened."""
+        across rows), flattened, and :meth:`extra_features`."""
         rows = self.pitch_summary(states.summary.float()).flatten(1)
+        return torch.cat([rows, self.extra_features(states)], 1)
+
+    def extra_features(self, states: States) -> torch.Tensor:
+        """The step (one-hot) and the recent tokens (one-hot each), flattened."""
         recent = F.one_hot(states.context + 1, NUM_TOKENS + 1)[..., 1:]  # -1 reads all zeros
         step = F.one_hot(states.step.clamp(max=self.length - 1), self.length)
-        return torch.cat([rows, step.float(), recent.flatten(1).float()], 1)
+        return torch.cat([step.float(), recent.flatten(1).float()], 1)
 
     def forward(self, states: States) -> torch.Tensor:
         """Values ``(M, 38)``."""
@@ -308,18 +330,25 @@ def td_target(
     algo: Algorithm,
     rewards: torch.Tensor,
     dones: torch.Tensor,
-    gamma: float,
+    gamma: float | torch.Tensor,
     next_target_values: torch.Tensor,
     next_prior_log_probs: torch.Tensor | None = None,
     next_online_values: torch.Tensor | None = None,
+    next_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The TD target ``(B,)`` of each algorithm (``spec/melody-rules.md``).
 
     q: ``r + γ max_a' Q⁻(s', a')``, or with ``next_online_values`` (double DQN)
     ``r + γ Q⁻(s', argmax_a' Q(s', a'))``; psi: ``r + γ logsumexp_a' Ψ⁻(s', a')``;
     g: ``r + γ logsumexp_a' (G⁻(s', a') + log p(a'|s'))`` (``r`` is then ``r_MT / c``).
-    ``dones`` (1 at the last step) drop the bootstrap term.
+    ``dones`` (1 at the last step) drop the bootstrap term. ``gamma`` may be one per sample;
+    ``next_mask`` ``(B, A)``, the valid actions in ``s'``, restricts the max, argmax and
+    logsumexp to them.
     """
+    if next_mask is not None:
+        next_target_values = masked_values(next_target_values, next_mask)
+        if next_online_values is not None:
+            next_online_values = masked_values(next_online_values, next_mask)
     if algo == "q":
         if next_online_values is None:
             next_value = next_target_values.max(1).values
@@ -334,6 +363,34 @@ def td_target(
     else:
         raise ValueError(f"unknown algorithm {algo!r}")
     return rewards + gamma * (1.0 - dones.float()) * next_value
+
+
+def masked_values(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``values`` with ``-inf`` where ``mask`` is false (none without a mask)."""
+    return values if mask is None else values.masked_fill(~mask, -math.inf)
+
+
+def explore(
+    logits: torch.Tensor,
+    epsilon: float,
+    rng: np.random.Generator,
+    config: RLTunerConfig,
+    mask: torch.Tensor | None = None,
+) -> np.ndarray:
+    """Actions ``(M,)`` from policy ``logits`` ``(M, A)``: Boltzmann (softmax of ``logits /
+    temperature``) or epsilon-greedy (the argmax, else with probability ``epsilon`` a uniform
+    action), only among the valid actions of ``mask`` where given."""
+    logits = masked_values(logits, mask)
+    if config.exploration == "boltzmann":
+        return torch.multinomial(F.softmax(logits / config.temperature, 1), 1)[:, 0].numpy()
+    actions = logits.argmax(1).numpy()
+    explored = rng.random(len(actions)) < epsilon
+    if mask is None:
+        actions[explored] = rng.integers(0, logits.shape[1], explored.sum())
+    else:
+        for i in np.flatnonzero(explored):
+            actions[i] = rng.choice(np.flatnonzero(mask[i].numpy()))
+    return actions
 
 
 # -------------------------------------------------------------------------------------- replay
@@ -545,18 +602,29 @@ class RLTuner:
     agent interface of :func:`agents.load`.
     """
 
-    def __init__(self, config: RLTunerConfig, prior: MelodyPrior) -> None:
+    model_tag: ClassVar[str] = MODEL_TAG
+    """The checkpoint's model tag."""
+
+    def __init__(self, config: RLTunerConfig, prior: Any) -> None:
         self.config, self.length = config, config.length
         self.device = torch_device(config.device)
-        self.prior = load_prior(prior)  # frozen: features, log p, music/log_p
+        self.prior = self.frozen_prior(prior)  # frozen: features, log p, music/log_p
         if isinstance(self.prior, nn.Module):
             self.prior.to(self.device)
-        self.q_network = QNetwork(self.prior, config).to(self.device)
+        self.q_network = self.make_network(self.prior, config).to(self.device)
         self.target_network = copy.deepcopy(self.q_network).requires_grad_(False)
         self.updates = 0
         """Gradient steps taken."""
         self.steps_per_second = 0.0
         """Environment steps per second of the last :func:`train` call."""
+
+    def frozen_prior(self, prior: Any) -> Any:
+        """The loaded, frozen prior of a name, path or model (:func:`agents.common.load_prior`)."""
+        return load_prior(prior)
+
+    def make_network(self, prior: Any, config: RLTunerConfig) -> QNetwork:
+        """The online network (the target network is its copy)."""
+        return QNetwork(prior, config)
 
     @torch.no_grad()
     def act_logits(self, states: States) -> torch.Tensor:
@@ -587,7 +655,7 @@ class RLTuner:
     def checkpoint(self, **extra: Any) -> dict[str, Any]:
         """A plain checkpoint dict: config, prior and networks (and ``extra``)."""
         return {
-            "model": MODEL_TAG,
+            "model": self.model_tag,
             "config": asdict(self.config),
             "prior": prior_checkpoint(self.prior),
             "q_state_dict": _cpu(self.q_network.state_dict()),
@@ -596,9 +664,7 @@ class RLTuner:
         }
 
     @classmethod
-    def load(
-        cls, path: str | os.PathLike, device: str | None = None
-    ) -> tuple[RLTuner, dict[str, Any]]:
+    def load(cls, path: str | os.PathLike, device: str | None = None) -> tuple[Any, dict[str, Any]]:
         """The agent of a checkpoint file (or a run folder holding ``agent.pt``) and the
         checkpoint dict, on ``device`` (default: the run's, or the CPU where that is absent);
         :class:`CheckpointError` if it is missing, damaged or not ours."""
@@ -606,8 +672,8 @@ class RLTuner:
         if path.is_dir():
             path = path / CHECKPOINT
         checkpoint = load_checkpoint_file(path)
-        if checkpoint.get("model") != MODEL_TAG:
-            raise CheckpointError(f"{path}: not an RL Tuner checkpoint")
+        if checkpoint.get("model") != cls.model_tag:
+            raise CheckpointError(f"{path}: not a checkpoint of {cls.__name__} ({cls.model_tag})")
         try:
             known = {f.name for f in fields(RLTunerConfig)}
             saved = {RENAMED.get(k, k): v for k, v in checkpoint["config"].items()}
@@ -620,14 +686,20 @@ class RLTuner:
             agent = cls(config, prior_from_checkpoint(_prior_of(checkpoint), path))
             agent.q_network.load_state_dict(_renamed_weights(checkpoint["q_state_dict"]))
             agent.target_network.load_state_dict(_renamed_weights(checkpoint["target_state_dict"]))
+            agent.updates = int(checkpoint.get("updates", 0))
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             first = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise CheckpointError(f"{path}: does not fit the RL Tuner ({first})") from None
         return agent, checkpoint
 
 
-def load_agent(folder: str | os.PathLike, info: dict[str, Any]) -> RLTuner:
-    """The agent of an RL Tuner run folder (``info``: its ``agent.json``; the registry's load)."""
+def load_agent(folder: str | os.PathLike, info: dict[str, Any]) -> Any:
+    """The agent of an RL Tuner run folder (``info``: its ``agent.json``; the registry's load),
+    of either environment."""
+    if info.get("config", {}).get("env") == CHORALE_ENV_ID:
+        from agents.chorale_tuner import load_agent as load_chorale_agent
+
+        return load_chorale_agent(folder, info)
     return RLTuner.load(Path(folder) / info.get("checkpoint", CHECKPOINT))[0]
 
 
@@ -664,13 +736,29 @@ def td_loss(
     agent: RLTuner, replay: StateReplay, batch: tuple[np.ndarray, np.ndarray]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The TD loss of a replay batch and the Q-values of its actions ``(B,)``."""
-    config, device = agent.config, agent.device
+    device = agent.device
     rows, steps = batch
     states = replay.states(rows, steps, device)
     next_states = replay.states(rows, steps + 1, device)
     actions = torch.from_numpy(replay.tokens[rows, steps].astype(np.int64)).to(device)
     rewards = torch.from_numpy(replay.rewards[rows, steps]).to(device)
     dones = torch.from_numpy(steps == replay.length - 1).to(device)
+    return transition_loss(agent, states, actions, rewards, dones, next_states)
+
+
+def transition_loss(
+    agent: RLTuner,
+    states: Any,
+    actions: torch.Tensor,
+    rewards: torch.Tensor,
+    dones: torch.Tensor,
+    next_states: Any,
+    gamma: float | torch.Tensor | None = None,
+    next_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The TD loss of transitions (states as the network reads them; ``gamma`` default the
+    config's, ``next_mask`` the valid actions in ``s'``) and the Q-values of their actions."""
+    config = agent.config
     q_values = agent.q_network(states).gather(1, actions[:, None])[:, 0]
     with torch.no_grad():
         next_target = agent.target_network(next_states)
@@ -681,10 +769,11 @@ def td_loss(
             config.algo,
             rewards,
             dones,
-            config.gamma,
+            config.gamma if gamma is None else gamma,
             next_target,
             next_states.log_probs,
             next_online,
+            next_mask,
         )
     loss_fn = F.smooth_l1_loss if config.loss == "huber" else F.mse_loss
     return loss_fn(q_values, target), q_values.detach()
@@ -714,13 +803,18 @@ def gradient_step(
 ) -> tuple[float, float]:
     """One update of the online network and the soft target update; (loss, mean Q)."""
     loss, q_values = td_loss(agent, replay, replay.sample(agent.config.batch_size, rng))
+    apply_gradients(agent, optimizer, loss)
+    return loss.item(), q_values.mean().item()
+
+
+def apply_gradients(agent: RLTuner, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """One optimizer step on ``loss`` (gradients clipped) and the soft target update."""
     optimizer.zero_grad()
     loss.backward()
     clip_gradients(agent.config, agent.q_network)
     optimizer.step()
     soft_update(agent.target_network, agent.q_network, agent.config.eta)
     agent.updates += 1
-    return loss.item(), q_values.mean().item()
 
 
 # ------------------------------------------------------------------------------ training loop
@@ -746,7 +840,14 @@ def train(
     to ``config.steps`` (``config`` must be the run's but for :data:`RESUMABLE`); ``overwrite``
     replaces a run there (without either, a folder holding a run is refused). ``prior``
     overrides ``config.prior`` with a loaded model. SIGINT / SIGTERM write a checkpoint and
-    raise :class:`musicgym.errors.Interrupted`."""
+    raise :class:`musicgym.errors.Interrupted`. On ``ChoraleComposition-v0`` the run is
+    :func:`agents.chorale_tuner.train`'s."""
+    if config.is_chorale:
+        from agents.chorale_tuner import train as train_chorales
+
+        return train_chorales(  # type: ignore[return-value]
+            config, out, resume=resume, overwrite=overwrite, prior=prior, progress=progress, log=log
+        )
     torch_device(config.device)
     with (
         claim_run_folder(out, resume=resume, overwrite=overwrite, run_files=RUN_FILES),
@@ -764,12 +865,29 @@ def _train(
     log: bool,
     stop: StopSignals,
 ) -> RLTuner:
-    from tqdm.auto import tqdm
 
     set_torch_threads(config.threads)
     agent, checkpoint = _agent_of_run(config, out, resume, prior)
     config = agent.config
     run = TrainingRun(agent, out, checkpoint)
+    return run_training(run, out, log, progress, stop, evaluate, "; continue with --resume")
+
+
+def run_training(
+    run: Any,
+    out: Path,
+    log: bool,
+    progress: bool,
+    stop: StopSignals,
+    evaluate: Any,
+    resume_hint: str = "",
+) -> Any:
+    """The training loop of a run (a :class:`TrainingRun` or another environment's run with the
+    same members): act and step, learn, log, evaluate with ``evaluate(agent, writer, step)``,
+    checkpoint; until the steps, the minutes or a signal end it."""
+    from tqdm.auto import tqdm
+
+    agent, config = run.agent, run.config
     writer = _summary_writer(out, config) if log else None
     bar = tqdm(total=config.steps, initial=run.global_step, disable=not progress, unit="step")
     start_time, start_step = time.time(), run.global_step
@@ -808,7 +926,10 @@ def _train(
     run.envs.close()
     if writer:
         writer.close()
-    stop.raise_if_stopped_short(run.global_step, config.steps, out / CHECKPOINT)
+    if stop.requested and run.global_step < config.steps:
+        raise stop.interrupted(
+            f"at step {run.global_step}: checkpoint written to {out / CHECKPOINT}{resume_hint}"
+        )
     return agent
 
 
@@ -954,15 +1075,10 @@ class TrainingRun:
         """The actions of every melody: epsilon-greedy or Boltzmann on the policy logits."""
         config = self.config
         logits = self.agent.act_logits(self.melodies.states(self.log_probs)).cpu()
-        if config.exploration == "boltzmann":
-            scaled = logits / config.temperature
-            return torch.multinomial(F.softmax(scaled, 1), 1)[:, 0].numpy()
         duration = config.exploration_fraction * config.steps
-        self.epsilon = linear_schedule(config.start_e, config.end_e, duration, self.global_step)
-        actions = logits.argmax(1).numpy()
-        explore = self.rng.random(config.num_envs) < self.epsilon
-        actions[explore] = self.rng.integers(0, NUM_TOKENS, explore.sum())
-        return actions
+        if config.exploration == "egreedy":
+            self.epsilon = linear_schedule(config.start_e, config.end_e, duration, self.global_step)
+        return explore(logits, self.epsilon, self.rng, config)
 
     def act_and_step(self) -> dict[str, Any]:
         """Act, step the envs, follow the melodies and store the transitions; the envs' infos.

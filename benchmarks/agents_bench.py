@@ -582,13 +582,16 @@ class Cell:
 
 
 def summarise(
-    runs: list[dict[str, float]], bootstrap: dict[str, tuple[float, float]] | None = None
+    runs: list[dict[str, float]],
+    bootstrap: dict[str, tuple[float, float]] | None = None,
+    measures: Sequence[str] = tuple(MEASURES),
 ) -> dict[str, Cell]:
-    """Each of :data:`MEASURES` over ``runs`` (one dict per seed): the mean with the t interval
-    over the seeds where at least two have a value, else with the ``bootstrap`` bounds where given
-    (those of a single run, :func:`interval_bounds`); a measure no run has is NaN."""
+    """Each of ``measures`` (default :data:`MEASURES`) over ``runs`` (one dict per seed): the mean
+    with the t interval over the seeds where at least two have a value, else with the
+    ``bootstrap`` bounds where given (those of a single run, :func:`interval_bounds`); a measure
+    no run has is NaN."""
     cells = {}
-    for name in MEASURES:
+    for name in measures:
         mean, low, high = t_interval([values.get(name, math.nan) for values in runs])
         bounds = (bootstrap or {}).get(name, (math.nan, math.nan)) if len(runs) == 1 else None
         if not math.isnan(low):

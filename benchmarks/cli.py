@@ -116,8 +116,10 @@ def _run_midi(args: argparse.Namespace) -> int:
 
 @bench_command
 def _add_env(benchmarks: argparse._SubParsersAction) -> None:
+    from musicgym.config import ENV_DEFAULTS, ENV_ID
+
     parser = benchmarks.add_parser(
-        "env", help="MusicComposition-v0 steps/s: batched vector env against SyncVectorEnv"
+        "env", help="env steps/s: batched vector env against the single env and SyncVectorEnv"
     )
     parser.add_argument(
         "--num-envs", type=int, nargs="+", default=[8, 64], help="vector sizes (default 8 64)"
@@ -125,15 +127,18 @@ def _add_env(benchmarks: argparse._SubParsersAction) -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="per row (default 3)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--prior", default="bach16", help="shipped prior to time (default bach16)")
+    parser.add_argument(
+        "--env", choices=ENV_DEFAULTS, default=ENV_ID, help=f"the env to time (default {ENV_ID})"
+    )
     parser.set_defaults(func=_run_env)
 
 
 def _run_env(args: argparse.Namespace) -> int:
     from benchmarks import env_bench
+    from musicgym.config import CHORALE_ENV_ID
 
-    env_bench.run(
-        num_envs=args.num_envs, seconds=args.seconds, threads=args.threads, prior_name=args.prior
-    )
+    timed = env_bench.run_chorales if args.env == CHORALE_ENV_ID else env_bench.run
+    timed(num_envs=args.num_envs, seconds=args.seconds, threads=args.threads, prior_name=args.prior)
     return 0
 
 
@@ -255,6 +260,57 @@ def _run_like_for_like(args: argparse.Namespace) -> int:
     from benchmarks import like_for_like
 
     like_for_like.run(args.note_rnn, args.biaxial)
+    return 0
+
+
+@bench_command
+def _add_chorales(benchmarks: argparse._SubParsersAction) -> None:
+    from benchmarks.chorales_bench import ChoralesBenchConfig
+    from musicgym.cli import add_dataclass_arguments
+
+    parser = benchmarks.add_parser(
+        "chorales",
+        help="ChoraleComposition-v0: Bach, prior samples, random, rules-only and tuned agents",
+    )
+    add_dataclass_arguments(parser, ChoralesBenchConfig, exclude=("agents", "seeds"))
+    parser.add_argument(
+        "--agents",
+        type=lambda text: tuple(text.split(",")),
+        default=ChoralesBenchConfig.agents,
+        help="comma-separated columns beside Bach (default: all): prior, random, rules-only, "
+        "rltuner-q, rltuner-psi, rltuner-g, sb3-maskableppo, sb3-dqn",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=lambda text: tuple(int(s) for s in text.split(",")),
+        default=ChoralesBenchConfig.seeds,
+        help="comma-separated seeds of the trained agents (default: 0,1,2)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="prior, random, rules-only, rltuner-q and sb3-maskableppo; 2,000 decisions, 48 "
+        "chorales (a few minutes)",
+    )
+    parser.add_argument(
+        "--weights",
+        action="store_true",
+        help="print the measurements behind the 'chorale' preset's weights instead",
+    )
+    parser.set_defaults(func=_run_chorales)
+
+
+def _run_chorales(args: argparse.Namespace) -> int:
+    from benchmarks import chorales_bench
+    from musicgym.cli import dataclass_from_args
+
+    config = dataclass_from_args(chorales_bench.ChoralesBenchConfig, args)
+    if args.weights:
+        chorales_bench.rule_weight_evidence(config.prior, config.bars, c=config.c)
+        return 0
+    if args.quick:
+        config = chorales_bench.ChoralesBenchConfig(**{**vars(config), **chorales_bench.QUICK})
+    chorales_bench.run(config)
     return 0
 
 

@@ -11,6 +11,10 @@ Bi-axial LSTM of the same default size (the timing does not depend on the weight
 uniform random tokens drawn in advance, the same for every row.
 
     musicgym bench env                # or: python -m benchmarks.env_bench
+
+``musicgym bench env --env ChoraleComposition-v0`` times the chorale env's decisions/s instead
+(:func:`run_chorales`): one env, ``SyncVectorEnv`` and the batched vector env of ``n``, each
+taking uniformly random valid actions (a seeded generator, the same policy in every row).
 """
 
 from __future__ import annotations
@@ -125,6 +129,62 @@ def run(
         if "naive limit" in results:
             line += f", (c)/naive limit = {batched / results['naive limit']:.2f}x"
         print(line)
+    return results
+
+
+def _random_valid(masks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One uniformly random valid action per row of ``masks`` ``(n, A)``."""
+    return np.array([rng.choice(np.flatnonzero(mask)) for mask in masks])
+
+
+def _chorale_rate(env: gym.Env | gym.vector.VectorEnv, seconds: float) -> float:
+    """Decisions/s of ``env`` (single or vector) taking random valid actions for ``seconds``."""
+    rng = np.random.default_rng(0)
+    vector = isinstance(env, gym.vector.VectorEnv)
+    _, infos = env.reset(seed=0)
+    masks = infos["action_mask"] if vector else infos["action_mask"][None]
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        actions = _random_valid(masks, rng)
+        if vector:
+            _, _, _, _, infos = env.step(actions)
+            masks = infos["action_mask"]
+        else:
+            _, _, terminated, _, info = env.step(int(actions[0]))
+            if terminated:
+                _, info = env.reset()
+            masks = info["action_mask"][None]
+        done += len(actions)
+    return done / (time.perf_counter() - start)
+
+
+def run_chorales(
+    num_envs: Sequence[int] = (8, 64),
+    seconds: float = 3.0,
+    threads: int = 1,
+    prior_name: str = "bach16",
+) -> dict[str, float]:
+    """Decisions/s of ``ChoraleComposition-v0`` in its forms; prints the table and the ratios of
+    the batched vector env to the single env and to ``SyncVectorEnv``."""
+    from musicgym.envs.chorale import ChoraleCompositionEnv, ChoraleCompositionVectorEnv
+
+    torch.set_num_threads(threads)
+    prior, prior_description = load_bench_prior(prior_name)
+    results = {"(a) one env": _chorale_rate(ChoraleCompositionEnv(prior=prior), seconds)}
+    for n in num_envs:
+        sync = gym.vector.SyncVectorEnv([lambda: ChoraleCompositionEnv(prior=prior)] * n)
+        results[f"(b) SyncVectorEnv x{n}"] = _chorale_rate(sync, seconds)
+        batched = ChoraleCompositionVectorEnv(n, prior=prior)
+        results[f"(c) batched vector env x{n}"] = _chorale_rate(batched, seconds)
+    print(f"ChoraleComposition-v0 decisions/s; prior: {prior_description}")
+    print(f"torch threads {threads}, {seconds:g} s per row, random valid actions")
+    print(f"{'row':<32} {'decisions/s':>12}")
+    for name, rate in results.items():
+        print(f"{name:<32} {rate:>12.1f}")
+    single = results["(a) one env"]
+    for n in num_envs:
+        batched, sync = results[f"(c) batched vector env x{n}"], results[f"(b) SyncVectorEnv x{n}"]
+        print(f"x{n}: (c)/(a) = {batched / single:.2f}x, (c)/(b) = {batched / sync:.2f}x")
     return results
 
 

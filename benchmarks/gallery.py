@@ -344,10 +344,13 @@ def _cell(statistic: Statistic | None) -> str:
 
 def _labels() -> dict[str, str]:
     labels = {**STATISTICS, "log_p": "mean log p(a|s) under the prior"}
-    try:  # the bench's table of measures, where that floor is installed
+    try:  # the benches' tables of measures, where that floor is installed
         from benchmarks.agents_bench import MEASURES
+        from benchmarks.chorales_bench import MEASURES as CHORALE_MEASURES
 
         labels.update(MEASURES)
+        labels.update(CHORALE_MEASURES)
+        labels["log_p_per_frame"] = CHORALE_MEASURES["log_p"]
     except ImportError:
         pass
     return labels

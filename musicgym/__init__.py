@@ -16,17 +16,26 @@ from musicgym.music.notestate import NoteState
 __version__ = "0.1.0"
 
 
+ENVIRONMENTS = {
+    "MusicComposition-v0": "musicgym.envs.melody:MusicComposition",
+    "ChoraleComposition-v0": "musicgym.envs.chorale:ChoraleComposition",
+}
+"""Each environment id and its classes, ``<module>:<prefix>`` + ``Env`` / ``VectorEnv`` (the
+arguments' defaults: ``musicgym.config.DEFAULTS`` and ``CHORALE_DEFAULTS``)."""
+
+
 def _register_envs() -> None:
-    """Register ``MusicComposition-v0`` once: an async vector env's subprocesses import the
-    package again, and a second ``register`` of the same id would warn."""
+    """Register the environments once: an async vector env's subprocesses import the package
+    again, and a second ``register`` of the same id would warn."""
     from gymnasium.envs.registration import register, registry
 
-    if "MusicComposition-v0" not in registry:
-        register(
-            id="MusicComposition-v0",
-            entry_point="musicgym.envs.melody:MusicCompositionEnv",
-            vector_entry_point="musicgym.envs.melody:MusicCompositionVectorEnv",
-        )  # the arguments' defaults: musicgym.config.EnvConfig
+    for env_id, classes in ENVIRONMENTS.items():
+        if env_id not in registry:
+            register(
+                id=env_id,
+                entry_point=f"{classes}Env",
+                vector_entry_point=f"{classes}VectorEnv",
+            )
 
 
 _register_envs()

@@ -1,53 +1,88 @@
-"""The settings of ``MusicComposition-v0`` and their defaults, in one place.
+"""The settings of the environments and their defaults, in one place.
 
-:class:`EnvConfig` is what the environment's arguments default to (both envs read it), what the
-agents record in their run folders, and what the benchmarks and the demo train on. Its fields
-are text and numbers, so that a command line can set them and a run folder can store them.
+:class:`EnvConfig` is what the environments' arguments default to (the envs read :data:`DEFAULTS`
+and :data:`CHORALE_DEFAULTS`), what the agents record in their run folders, and what the
+benchmarks and the demo train on. Its fields are text and numbers, so that a command line can set
+them and a run folder can store them. ``env`` picks the environment; the settings whose default
+differs between the environments (the prior, the rules) default to ``""``, which
+:data:`ENV_DEFAULTS` fills in for the chosen environment.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from musicgym.checks import NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, check_numbers
 from musicgym.errors import EnvArgumentError
 from musicgym.music.keys import Key
 from musicgym.prior import DEFAULT_PRIOR
-from musicgym.rules import parse_rules, resolve_rules
+from musicgym.rules import ChoraleContext, RuleContext, parse_rules, resolve_rules
 
 ENV_ID = "MusicComposition-v0"
+CHORALE_ENV_ID = "ChoraleComposition-v0"
+
+
+class EnvDefaults(NamedTuple):
+    """What an environment's settings default to where the environments differ."""
+
+    prior: str
+    rules: str
+    context: type
+    """The context its rules judge (:mod:`musicgym.rules`)."""
+
+
+ENV_DEFAULTS: dict[str, EnvDefaults] = {
+    ENV_ID: EnvDefaults(DEFAULT_PRIOR, "jaques2017", RuleContext),
+    CHORALE_ENV_ID: EnvDefaults("bach16", "chorale", ChoraleContext),
+}
+"""Every environment of the package by id, and its own defaults."""
 
 
 @dataclass
 class EnvConfig:
-    """The environment an agent composes in (``MusicComposition-v0``)."""
+    """The environment an agent composes in and its settings."""
 
-    prior: str = DEFAULT_PRIOR
-    """The prior: a shipped name or a checkpoint path. It rewards log p(a|s) and the RL Tuner's
-    network starts from its weights."""
+    env: str = ENV_ID
+    """The environment: MusicComposition-v0 (a melody, token by token) or ChoraleComposition-v0
+    (four-part chorales, note by note)."""
+    prior: str = ""
+    """The prior: a shipped name or a checkpoint path ('': the environment's, melody16c or bach16).
+    It rewards log p(a|s) and the RL Tuner's network starts from its weights."""
     prior_reward: bool = True
     """Whether the environment's reward includes the prior's log p(a|s); --no-prior-reward trains
     on the rules alone (the benchmarks' rules-only agent). rltuner-g always adds log p itself."""
-    rules: str = "jaques2017"
-    """Reward rules: a preset name, or rule names with optional weights, e.g. 'key,tonic=3'."""
+    rules: str = ""
+    """Reward rules: a preset name, or rule names with optional weights, e.g. 'key,tonic=3' ('':
+    the environment's preset, jaques2017 or chorale)."""
     c: float = 0.5
     """Divisor of the rule rewards."""
     key: str = "C major"
     """Key of the rules and statistics."""
     length: int = 32
-    """Tokens per melody (16th notes)."""
+    """Tokens per melody (16th notes; MusicComposition-v0)."""
+    bars: int = 4
+    """4/4 bars per chorale (ChoraleComposition-v0)."""
     primer: str = ""
-    """What each melody starts from, fed to the prior and never scored: '' (silence),
-    'random_note' (Magenta's: one random token) or a MIDI file (SB3 baselines only)."""
+    """What each piece starts from, fed to the prior and never scored: '' (silence); for melodies
+    'random_note' (Magenta's: one random token) or a MIDI file (SB3 baselines only); for chorales
+    a MIDI file or 'chorale:NAME', the first bar of a music21 corpus chorale (e.g. bwv269)."""
     seed: int = 1
     """Seed of the agent's and the environment's random numbers."""
 
     def __post_init__(self) -> None:
+        if self.env not in ENV_DEFAULTS:
+            raise EnvArgumentError(
+                f"env: unknown environment {self.env!r}; expected one of {', '.join(ENV_DEFAULTS)}"
+            )
+        defaults = ENV_DEFAULTS[self.env]
+        self.prior = self.prior or defaults.prior
+        self.rules = self.rules or defaults.rules
         check_numbers(
             self,
             {
                 "length": POSITIVE_INT,
+                "bars": POSITIVE_INT,
                 "c": POSITIVE,
                 "seed": {**NON_NEGATIVE_INT, "high": 2**32 - 1},
             },
@@ -56,21 +91,30 @@ class EnvConfig:
             Key.parse(self.key)
         except ValueError as error:
             raise EnvArgumentError(f"key: {error}") from None
-        resolve_rules(parse_rules(self.rules))
+        resolve_rules(parse_rules(self.rules), defaults.context)
+
+    @property
+    def is_chorale(self) -> bool:
+        return self.env == CHORALE_ENV_ID
 
     def env_kwargs(self, prior: Any = None, with_prior: bool = True) -> dict[str, Any]:
-        """Keyword arguments of ``gym.make`` / ``gym.make_vec``: ``prior`` (a loaded prior) in
-        place of the name, and no prior unless ``with_prior`` and :attr:`prior_reward`."""
+        """Keyword arguments of ``gym.make`` / ``gym.make_vec`` of :attr:`env`: ``prior`` (a
+        loaded prior) in place of the name, and no prior unless ``with_prior`` and
+        :attr:`prior_reward`."""
         use_prior = with_prior and self.prior_reward
-        return {
-            "length": self.length,
+        kwargs = {
             "key": self.key,
             "rules": parse_rules(self.rules),
             "c": self.c,
             "primer": self.primer or None,
             "prior": (self.prior if prior is None else prior) if use_prior else None,
         }
+        if self.is_chorale:
+            return {"bars": self.bars, **kwargs}
+        return {"length": self.length, **kwargs}
 
 
 DEFAULTS = EnvConfig()
-"""The defaults of every environment argument."""
+"""The defaults of every argument of ``MusicComposition-v0``."""
+CHORALE_DEFAULTS = EnvConfig(env=CHORALE_ENV_ID)
+"""The defaults of every argument of ``ChoraleComposition-v0``."""

@@ -14,6 +14,11 @@ Two ways to be one:
   :class:`musicgym.envs.actions.FrameMelodyPrior`, which turns tokens into frames and scores the 38
   candidate frames (``priors.model.BiaxialLSTM``, the Bi-axial LSTM).
 
+``ChoraleComposition-v0`` composes whole frames note by note: its prior is a
+:class:`NoteAxisPrior`, a :class:`FramePrior` that also scores the notes of a frame one pitch at a
+time, from the lowest up (the Bi-axial LSTM's note axis), through
+:class:`musicgym.envs.chorale.DecisionStepper`.
+
 Checkpoints are plain dicts whose ``"model"`` entry is the model's tag. :func:`resolve_prior`
 reads the checkpoint (a path, or a shipped name found through the entry-point group
 ``musicgym.shipped_priors``) and calls the loader registered for that tag in the group
@@ -86,7 +91,8 @@ class MelodyPrior(Protocol):
         ...
 
     def assign_state(self, state: Any, index: torch.Tensor, new: Any) -> Any:
-        """``state`` with the streams ``index`` replaced by the streams of ``new``; returned."""
+        """``state`` with the streams ``index`` replaced by the streams of ``new``; returned
+        (``state`` may be updated in place: callers use the returned one)."""
         ...
 
 
@@ -123,7 +129,50 @@ class FramePrior(Protocol):
         ...
 
     def assign_state(self, state: Any, index: torch.Tensor, new: Any) -> Any:
-        """``state`` with the streams ``index`` replaced by the streams of ``new``; returned."""
+        """``state`` with the streams ``index`` replaced by the streams of ``new``; returned
+        (``state`` may be updated in place: callers use the returned one)."""
+        ...
+
+
+NOTE_CHOICES = ("not played", "played, articulated", "played, held")
+"""What a :class:`NoteAxisPrior` scores at one pitch of a frame, in the order of the last axis of
+:meth:`NoteAxisPrior.note_log_probs`."""
+
+
+@runtime_checkable
+class NoteAxisPrior(FramePrior, Protocol):
+    """A frame prior that decides a frame note by note, from the lowest pitch up: its
+    ``score_frames`` is the sum, over the pitches, of the log-probability of each pitch's choice
+    (:data:`NOTE_CHOICES`) given the choices below it.
+
+    The *note axis* of ``B`` streams (opaque to callers) is where each stream stands inside its
+    next frame: which pitches are decided (all up to some pitch, none at the start) and how. The
+    frame's context is the frame state ``state`` passed with it (the one :meth:`advance` gives
+    after the frame before). ``ChoraleComposition-v0`` plays its decisions through these three
+    methods only, so its ``log p(a|s)`` is the prior's own factorisation: the log-probabilities of
+    a frame's decisions sum to :meth:`score_frames` of that frame.
+    """
+
+    def start_note_axis(self, state: Any) -> Any:
+        """The note axis of every stream of ``state`` before its next frame's lowest pitch."""
+        ...
+
+    def note_log_probs(self, state: Any, note_axis: Any) -> torch.Tensor:
+        """``(B, N, 3)``: for every pitch ``n`` above the decided ones, the log-probabilities of
+        its three :data:`NOTE_CHOICES` given the decided pitches and given that the undecided
+        pitches below ``n`` are not played; ``-inf`` at decided pitches. ``exp`` of each row
+        above the decided pitches sums to 1."""
+        ...
+
+    def decide_notes(
+        self, state: Any, note_axis: Any, pitches: torch.Tensor, bits: torch.Tensor
+    ) -> Any:
+        """The note axis after each stream decides the undecided pitches up to its index
+        ``pitches`` ``(B,)``: those below not played, ``pitches`` itself with the ``(play,
+        articulate)`` ``bits`` ``(B, 2)``. ``pitches`` equal to ``N`` ends the frame (every
+        undecided pitch not played): that stream's note axis starts over, before the lowest pitch
+        of the frame after (to be read with the state :meth:`advance` gives); -1 leaves that
+        stream's note axis as it is. The old note axis may be reused."""
         ...
 
 

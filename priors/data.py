@@ -33,7 +33,6 @@ import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import ClassVar
 
@@ -41,6 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from musicgym.errors import DatasetError, MusicgymError
+from musicgym.music.corpus import score_notes
 from musicgym.music.midi import apply_out_of_range, fit_pitch_range, read_midi_report
 from musicgym.music.notestate import SIXTEENTH_NOTES, NoteState
 from musicgym.music.tokens import (
@@ -277,22 +277,6 @@ def _corpus_paths(kind: str) -> list[str]:
     return [str(p) for p in corpus.getComposer("essenFolksong")]
 
 
-def _score_notes(score, resolution: int) -> list[tuple[int, int, int]]:
-    """(pitch, start, end) in steps of every note of a music21 score, pickups padded to a bar."""
-    notes = []
-    for part in score.parts or [score]:
-        measures = part.getElementsByClass("Measure")
-        pickup = Fraction(measures[0].paddingLeft) if measures else Fraction(0)
-        for element in part.stripTies().flatten().notes:
-            if element.duration.isGrace:
-                continue
-            start = (Fraction(element.offset) + pickup) * resolution
-            end = start + Fraction(element.quarterLength) * resolution
-            for pitch in element.pitches:
-                notes.append((int(pitch.midi), round(start), round(end)))
-    return notes
-
-
 def _key_signature_sharps(score) -> int:
     """Sharps (flats negative) of a score's first key signature, else of music21's key analysis."""
     from music21 import key
@@ -314,7 +298,7 @@ def _convert_corpus_file(
     pieces = []
     for i, score in enumerate(scores):
         name = f"{path}#{i}" if len(scores) > 1 else path
-        notes = _score_notes(score, resolution)
+        notes = score_notes(score, resolution)
         if notes:
             pieces.append((name, notes, _key_signature_sharps(score)))
     return pieces

@@ -32,6 +32,7 @@ Differences from the original, and why:
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -188,8 +189,19 @@ class BiaxialState:
     step: torch.Tensor
 
 
+@dataclass
+class NoteAxis:
+    """Where ``B`` streams stand inside their next frame, decided from the lowest pitch up:
+    ``next_pitch`` ``(B,)``, each stream's lowest undecided pitch (``N``: all decided), and
+    ``decided`` ``(B, N, 2)``, the (play, articulate) bits decided so far (zeros above)."""
+
+    next_pitch: torch.Tensor
+    decided: torch.Tensor
+
+
 class BiaxialLSTM(nn.Module, FrameMelodyPrior):
-    """The Bi-axial LSTM; implements ``musicgym.prior.FramePrior``, and through
+    """The Bi-axial LSTM; implements ``musicgym.prior.NoteAxisPrior`` (a ``FramePrior`` that
+    also decides a frame note by note, through its note axis), and through
     ``musicgym.envs.actions.FrameMelodyPrior`` ``musicgym.prior.MelodyPrior`` (its summary of a
     stream is the time-axis output ``(N, H)`` from which the next frame is scored).
 
@@ -443,6 +455,52 @@ class BiaxialLSTM(nn.Module, FrameMelodyPrior):
             final.append((h[0], c[0]))
         return self.head(x), final
 
+    # ------------------------------------------------------------ note by note (NoteAxisPrior)
+    def start_note_axis(self, state: BiaxialState) -> NoteAxis:
+        """Every stream of ``state`` before its next frame's lowest pitch."""
+        B, N = state.time_out.shape[:2]
+        next_pitch = torch.zeros(B, dtype=torch.long, device=self.device)
+        return NoteAxis(next_pitch, torch.zeros(B, N, 2, device=self.device))
+
+    def note_log_probs(self, state: BiaxialState, note_axis: NoteAxis) -> torch.Tensor:
+        """``(B, N, 3)`` log-probabilities of (not played, played articulated, played held) at
+        every pitch from each stream's next undecided one up, the undecided pitches below it not
+        played (``-inf`` at decided pitches): one teacher-forced note-axis pass over the frame
+        decided so far, its undecided pitches silent (as :meth:`score_candidates` scores a
+        frame)."""
+        logits = self._note_axis(state.time_out, note_axis.decided)  # (B, N, 2)
+        play, articulate = F.logsigmoid(logits[..., 0]), F.logsigmoid(logits[..., 1])
+        choices = torch.stack(
+            [
+                F.logsigmoid(-logits[..., 0]),
+                play + articulate,
+                play + F.logsigmoid(-logits[..., 1]),
+            ],
+            -1,
+        )  # (B, N, 3)
+        pitch = torch.arange(logits.shape[1], device=self.device)
+        decided = pitch[None, :] < note_axis.next_pitch[:, None]  # (B, N)
+        return choices.masked_fill(decided[..., None], -math.inf)
+
+    def decide_notes(
+        self,
+        state: BiaxialState,
+        note_axis: NoteAxis,
+        pitches: torch.Tensor,
+        bits: torch.Tensor,
+    ) -> NoteAxis:
+        """The note axis after each stream decides its undecided pitches up to ``pitches``
+        ``(B,)`` (those below not played, ``pitches`` itself ``bits`` ``(B, 2)``); ``N`` ends the
+        frame and starts the next one's note axis, -1 decides nothing."""
+        N = note_axis.decided.shape[1]
+        pitches, bits = pitches.to(self.device), bits.to(self.device).float()
+        ending, keeping = pitches >= N, pitches < 0
+        decided = note_axis.decided.masked_fill(ending[:, None, None], 0.0)
+        rows = torch.nonzero(~ending & ~keeping).flatten()
+        decided[rows, pitches[rows]] = bits[rows]
+        next_pitch = torch.where(ending, 0, pitches + 1)
+        return NoteAxis(torch.where(keeping, note_axis.next_pitch, next_pitch), decided)
+
     def select_state(self, state: BiaxialState, index: torch.Tensor) -> BiaxialState:
         """The state of streams ``index`` (1-D long tensor)."""
         index = index.to(self.device)
@@ -455,16 +513,16 @@ class BiaxialLSTM(nn.Module, FrameMelodyPrior):
     def assign_state(
         self, state: BiaxialState, index: torch.Tensor, new: BiaxialState
     ) -> BiaxialState:
-        """``state`` with streams ``index`` replaced by the streams of ``new`` (out of place)."""
+        """``state`` with streams ``index`` replaced by the streams of ``new``, in place (a batched
+        environment assigns a few streams of many at every step: copying all of them took 7% of
+        its time)."""
         index = index.to(self.device)
-        return BiaxialState(
-            [
-                (h.index_copy(0, index, nh), c.index_copy(0, index, nc))
-                for (h, c), (nh, nc) in zip(state.hidden, new.hidden)
-            ],
-            state.time_out.index_copy(0, index, new.time_out),
-            state.step.index_copy(0, index, new.step),
-        )
+        for (h, c), (new_h, new_c) in zip(state.hidden, new.hidden):
+            h.index_copy_(0, index, new_h)
+            c.index_copy_(0, index, new_c)
+        state.time_out.index_copy_(0, index, new.time_out)
+        state.step.index_copy_(0, index, new.step)
+        return state
 
     # ---------------------------------------------------------------------------------- sampling
     @torch.no_grad()

@@ -271,6 +271,7 @@ SB3_SMALL = {
     "ppo": {"n_steps": 16, "batch_size": 32, "n_epochs": 2},
     "a2c": {},
     "recurrentppo": {"n_steps": 16, "batch_size": 32, "n_epochs": 2},
+    "maskableppo": {"n_steps": 16, "batch_size": 32, "n_epochs": 2},
 }
 
 

@@ -304,3 +304,46 @@ def test_like_for_like_counts_each_prior_against_jaques(tmp_path: Path) -> None:
     )
     with pytest.raises(ArgumentError, match="same prior"):
         like_for_like(tmp_path / "nr", tmp_path / "nr")
+
+
+def test_chorale_demo_writes_chorales_and_their_statistics(tmp_path: Path, capsys) -> None:
+    from benchmarks.demo import DemoConfig
+    from benchmarks.demo import run as run_demo
+    from musicgym.music.midi import read_midi
+
+    out = tmp_path / "demo"
+    config = DemoConfig(out=str(out), chorale=True, steps=64, melodies=2, keep=2)
+    table = run_demo(config)
+    chorales = sorted((out / "tuned").glob("chorale_*.mid"))
+    assert len(chorales) == 2 and len(list((out / "prior").glob("chorale_*.mid"))) == 2
+    assert read_midi(chorales[0], lowest_pitch=36, num_pitches=48).num_steps <= 64
+    assert set(table) == {"prior", "tuned"} and "parallel_fifths" in table["tuned"]
+    assert json.loads((out / "statistics.json").read_text()) == json.loads(json.dumps(table))
+    printed = capsys.readouterr().out
+    assert "transitions with parallel fifths" in printed and "mean log p per frame" in printed
+
+
+def test_chorale_goals_count_statistics_closer_to_bach_with_intervals_apart() -> None:
+    from benchmarks.agents_bench import Cell
+    from benchmarks.chorales_bench import BACH, MEASURES, goals
+
+    def column(**values: tuple[float, float, float]) -> dict[str, Cell]:
+        cells = {name: Cell(math.nan) for name in MEASURES}
+        cells.update({name: Cell(*value, "t") for name, value in values.items()})
+        return cells
+
+    fifths, octaves = "parallel_fifths", "parallel_octaves"
+    table = {
+        BACH: column(**{fifths: (0.2, 0.1, 0.3), octaves: (0.3, 0.2, 0.4), "log_p": (-2,) * 3}),
+        "prior": column(
+            **{fifths: (1.2, 1.0, 1.4), octaves: (1.8, 1.6, 2.0), "log_p": (-1.8, -1.9, -1.7)}
+        ),
+        "tuned": column(
+            **{fifths: (0.3, 0.2, 0.4), octaves: (1.7, 1.5, 1.9), "log_p": (-2.9, -3.0, -2.8)}
+        ),
+    }
+    verdict = goals(table)["tuned"]
+    assert verdict["closer_to_bach_than_prior"] == ["parallel_fifths"]  # octaves: intervals overlap
+    assert verdict["parallels_per_100_transitions"] == pytest.approx(2.0)
+    assert not verdict["parallels_goal_met"]  # 2.0 > 2 * 0.5
+    assert verdict["log_p_gap_to_prior"] == pytest.approx(-1.1) and not verdict["log_p_goal_met"]

@@ -255,7 +255,7 @@ def test_resolve_rules_forms():
         ("key", 1.0),
         ("always_one", 2.0),
     ]
-    assert len(resolve_rules(["jaques2017", custom])) == len(BUILTIN_RULES) + 1
+    assert len(resolve_rules(["jaques2017", custom])) == len(PRESETS["jaques2017"]) + 1
 
 
 @pytest.mark.parametrize(

@@ -1,2 +1,4 @@
-"""The composition environments: ``MusicComposition-v0`` (:mod:`musicgym.envs.melody`), the
-melody actions as prior frames, and the token stepper that plays melodies into a prior."""
+"""The composition environments: ``MusicComposition-v0`` (:mod:`musicgym.envs.melody`) and
+``ChoraleComposition-v0`` (:mod:`musicgym.envs.chorale`) on one batched base
+(:mod:`musicgym.envs.batched`), the melody actions as prior frames, and the token stepper that
+plays melodies into a prior."""

@@ -11,19 +11,23 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, SupportsFloat
+from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
-from gymnasium.error import ResetNeeded
-from gymnasium.utils import seeding
-from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from musicgym.checks import check_device
 from musicgym.config import DEFAULTS
+from musicgym.envs.batched import (
+    RENDER_MODES,
+    BatchedEnv,
+    BatchedVectorEnv,
+    check_render_mode,
+    parse_key,
+)
 from musicgym.envs.stepper import TokenStepper, check_prior_range
 from musicgym.errors import EnvArgumentError
 from musicgym.music.keys import Key, pitch_name
@@ -41,7 +45,6 @@ from musicgym.rules import RuleContext, RulesArgument, resolve_rules, rule_rewar
 
 STEPS_PER_BAR = 16
 """16th notes in a 4/4 bar: the size of the bar-position one-hot."""
-RENDER_MODES = ["ansi", "human", "rgb_array"]
 
 PriorArgument = str | os.PathLike | MelodyPrior | None
 PrimerArgument = str | os.PathLike | Sequence[int] | None
@@ -144,6 +147,11 @@ class MelodyBatch:
     def done(self, i: int) -> bool:
         return len(self.compositions[i]) >= self.length
 
+    def ends(self, actions: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """``(B,)``: the ``active`` melodies that end with their next token."""
+        lengths = np.array([len(c) for c in self.compositions])
+        return active & (lengths + 1 >= self.length)
+
     def _score(self) -> None:
         """Cache ``log p(a | s)`` of the 38 actions of every melody (one prior call; ``exp`` of
         the 38 values sums to 1 in every state)."""
@@ -218,6 +226,10 @@ class MelodyBatch:
         observation[-1] = step / self.length
         return observation
 
+    def observations(self) -> np.ndarray:
+        """``(B, observation_size)``: every melody's observation."""
+        return np.stack([self.observation(i) for i in range(self.num_melodies)])
+
     def info(self, i: int, reward_parts: dict[str, float] | None = None) -> dict[str, Any]:
         """``info`` of melody ``i``: its composition, its primer, its key and (after a step) reward
         parts."""
@@ -257,16 +269,6 @@ class MelodyBatch:
         return piano_roll_rgb(tokens_to_note_state(tokens))
 
 
-def _generator_state(generator: np.random.Generator) -> dict[str, Any]:
-    return generator.bit_generator.state
-
-
-def _generator_from(state: dict[str, Any]) -> np.random.Generator:
-    generator = seeding.np_random()[0]
-    generator.bit_generator.state = state
-    return generator
-
-
 def _check_length_c_history(length: int, c: float, history: int | None) -> int:
     if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
         raise EnvArgumentError(f"length: expected a positive integer, got {length!r}")
@@ -278,21 +280,11 @@ def _check_length_c_history(length: int, c: float, history: int | None) -> int:
     return int(history)
 
 
-def _parse_key(key: str | Key, what: str = "key") -> Key:
-    try:
-        return Key.parse(key)
-    except Exception as error:
-        raise EnvArgumentError(f"{what}: {error}") from None
-
-
-def _check_options(options: dict[str, Any] | None) -> dict[str, Any]:
-    options = dict(options or {})
-    unknown = set(options) - {"primer", "key"}
-    if unknown:
-        raise EnvArgumentError(
-            f"options: unknown reset option(s) {sorted(unknown)}; expected 'primer' and/or 'key'"
-        )
-    return options
+def _check_actions(actions: np.ndarray, what: str) -> np.ndarray:
+    """Every action an integer token 0..37 (``what[i]`` named when one is not)."""
+    if len(actions) == 1 and what == "action":
+        return np.array([_check_action(actions[0], what)])
+    return np.array([_check_action(a, f"{what}[{i}]") for i, a in enumerate(actions)])
 
 
 def _check_action(action: Any, what: str = "action") -> int:
@@ -332,7 +324,7 @@ class _PriorLoader:
         return resolve_prior(self.argument, self.device)
 
 
-class MusicCompositionEnv(gym.Env[np.ndarray, np.int64]):
+class MusicCompositionEnv(BatchedEnv):
     """Compose a melody one 16th note at a time, rewarded by a prior and by music theory.
 
     ## Description
@@ -446,13 +438,12 @@ class MusicCompositionEnv(gym.Env[np.ndarray, np.int64]):
         history: int | None = None,
     ) -> None:
         history = _check_length_c_history(length, c, history)
-        if render_mode is not None and render_mode not in RENDER_MODES:
-            raise EnvArgumentError(f"render_mode: expected one of {RENDER_MODES} or None")
+        check_render_mode(render_mode)
         check_device(device, error=EnvArgumentError)
         self.length, self.c, self.render_mode = int(length), float(c), render_mode
-        self.key = _parse_key(key)
+        self.key = parse_key(key)
         self.primer = parse_primer(primer)
-        self.weighted_rules = resolve_rules(rules)
+        self.weighted_rules = resolve_rules(rules, RuleContext)
         self._prior_loader = _PriorLoader(prior, device)
         self._batch = MelodyBatch(
             1, self.length, self.weighted_rules, self.c, None, history, device
@@ -460,6 +451,15 @@ class MusicCompositionEnv(gym.Env[np.ndarray, np.int64]):
         self._needs_reset = True
         self.action_space = spaces.Discrete(NUM_TOKENS)
         self.observation_space = spaces.Box(0.0, 1.0, (self._batch.observation_size,), np.float32)
+
+    parse_primer = staticmethod(parse_primer)
+    draw_primer = staticmethod(draw_primer)
+
+    def check_actions(self, actions: np.ndarray, active: np.ndarray, what: str) -> np.ndarray:
+        return _check_actions(actions, what)
+
+    def attach_prior(self) -> None:
+        self._prior_loader.attach(self._batch)
 
     @property
     def tokens(self) -> list[int]:
@@ -470,76 +470,9 @@ class MusicCompositionEnv(gym.Env[np.ndarray, np.int64]):
         """``log p(a | s)`` of the 38 actions in the current state (zeros without a prior)."""
         return self._batch.log_probs[0].copy()
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start a melody; ``options`` may set this episode's ``"primer"`` and ``"key"``."""
-        super().reset(seed=seed)
-        options = _check_options(options)
-        primer = (
-            parse_primer(options["primer"], "options['primer']")
-            if "primer" in options
-            else self.primer
-        )
-        key = _parse_key(options["key"], "options['key']") if "key" in options else self.key
-        self._prior_loader.attach(self._batch)
-        self._batch.reset([0], [draw_primer(primer, self.np_random)], [key])
-        self._needs_reset = False
-        if self.render_mode == "human":
-            self.render()
-        return self._batch.observation(0), self._batch.info(0)
-
-    def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
-        """Play one token."""
-        if self._needs_reset:
-            raise ResetNeeded(
-                "Cannot call env.step() before calling env.reset() or after the episode ended "
-                "(terminated=True); call env.reset() first"
-            )
-        action = _check_action(action)
-        (parts,) = self._batch.step(np.array([action]), np.array([True]))
-        terminated = self._batch.done(0)
-        self._needs_reset = terminated
-        reward = sum(parts.values())
-        if self.render_mode == "human":
-            self.render()
-        return (
-            self._batch.observation(0),
-            float(reward),
-            terminated,
-            False,
-            self._batch.info(0, parts),
-        )
-
-    def render(self) -> str | np.ndarray | None:
-        """The melody as text (``"ansi"``; ``"human"`` prints it) or a piano roll
-        (``"rgb_array"``)."""
-        if self.render_mode == "ansi":
-            return self._batch.render_ansi(0)
-        if self.render_mode == "human":
-            print(self._batch.render_ansi(0))
-        if self.render_mode == "rgb_array":
-            return self._batch.render_rgb(0)
-        return None
-
-    def get_state(self) -> dict[str, Any]:
-        """The episode in progress and the random generator, as tensors and lists: after
-        :meth:`set_state` on an env made with the same arguments, every later reset and step
-        returns what this env would have returned (a checkpoint's exact resume)."""
-        return {
-            "batch": self._batch.get_state(),
-            "np_random": _generator_state(self.np_random),
-            "np_random_seed": self._np_random_seed,
-            "needs_reset": self._needs_reset,
-        }
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`get_state`."""
-        self._prior_loader.attach(self._batch)
-        self._batch.set_state(state["batch"])
-        self._np_random = _generator_from(state["np_random"])
-        self._np_random_seed = state["np_random_seed"]
-        self._needs_reset = bool(state["needs_reset"])
+    def action_masks(self) -> np.ndarray:
+        """Every token is valid in every state (sb3-contrib's ``MaskablePPO`` convention)."""
+        return np.ones(NUM_TOKENS, bool)
 
     def to_midi(self, path: str | os.PathLike, include_primer: bool = False) -> None:
         """Write the composition (after the primer if ``include_primer``) to a MIDI file."""
@@ -551,7 +484,7 @@ class MusicCompositionEnv(gym.Env[np.ndarray, np.int64]):
         write_melody(tokens, path)
 
 
-class MusicCompositionVectorEnv(VectorEnv):
+class MusicCompositionVectorEnv(BatchedVectorEnv):
     """``num_envs`` copies of :class:`MusicCompositionEnv` scored together: one batched prior
     call per step for all of them. Same arguments as the single env, plus ``num_envs`` and
     ``autoreset_mode`` (default next-step, Gymnasium 1.x). Sub-environment ``i`` draws its primers
@@ -580,23 +513,13 @@ class MusicCompositionVectorEnv(VectorEnv):
         history: int | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
     ) -> None:
-        if (
-            isinstance(num_envs, bool)
-            or not isinstance(num_envs, (int, np.integer))
-            or num_envs < 1
-        ):
-            raise EnvArgumentError(f"num_envs: expected a positive integer, got {num_envs!r}")
+        self._start_vector(num_envs, autoreset_mode, render_mode)
         history = _check_length_c_history(length, c, history)
-        if render_mode is not None and render_mode not in RENDER_MODES:
-            raise EnvArgumentError(f"render_mode: expected one of {RENDER_MODES} or None")
         check_device(device, error=EnvArgumentError)
-        self.num_envs, self.length, self.c = int(num_envs), int(length), float(c)
-        self.render_mode = render_mode
-        self.autoreset_mode = AutoresetMode(autoreset_mode)
-        self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
-        self.key = _parse_key(key)
+        self.length, self.c = int(length), float(c)
+        self.key = parse_key(key)
         self.primer = parse_primer(primer)
-        self.weighted_rules = resolve_rules(rules)
+        self.weighted_rules = resolve_rules(rules, RuleContext)
         self._prior_loader = _PriorLoader(prior, device)
         self._batch = MelodyBatch(
             self.num_envs, self.length, self.weighted_rules, self.c, None, history, device
@@ -607,144 +530,20 @@ class MusicCompositionVectorEnv(VectorEnv):
         )
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
-        self._generators = [seeding.np_random()[0] for _ in range(self.num_envs)]
-        self._autoreset = np.zeros(self.num_envs, bool)
-        self._needs_reset = True
+
+    parse_primer = staticmethod(parse_primer)
+    draw_primer = staticmethod(draw_primer)
+
+    def check_actions(self, actions: np.ndarray, active: np.ndarray, what: str) -> np.ndarray:
+        return _check_actions(actions, what)
+
+    def attach_prior(self) -> None:
+        self._prior_loader.attach(self._batch)
 
     def action_log_probs(self) -> np.ndarray:
         """``(num_envs, 38)`` ``log p(a | s)`` of every sub-environment's next action."""
         return self._batch.log_probs.copy()
 
-    def _observations(self) -> np.ndarray:
-        return np.stack([self._batch.observation(i) for i in range(self.num_envs)])
-
-    def _reset_slots(
-        self, index: Sequence[int], primer: str | tuple[int, ...] | None, key: Key
-    ) -> None:
-        primers = [draw_primer(primer, self._generators[i]) for i in index]
-        self._batch.reset(index, primers, [key] * len(index))
-
-    def reset(
-        self,
-        *,
-        seed: int | list[int | None] | None = None,
-        options: dict[str, Any] | None = None,
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Reset every sub-environment (or those of ``options["reset_mask"]``); seeds as
-        ``SyncVectorEnv``: ``None``, an int (``seed + i``) or one per sub-environment."""
-        options = dict(options or {})
-        mask = options.pop("reset_mask", None)
-        if mask is None:
-            mask = np.ones(self.num_envs, bool)
-        elif not (
-            isinstance(mask, np.ndarray)
-            and mask.dtype == np.bool_
-            and mask.shape == (self.num_envs,)
-        ):
-            raise EnvArgumentError(
-                f"options['reset_mask']: expected a bool array of shape ({self.num_envs},)"
-            )
-        options = _check_options(options)
-        if seed is None or isinstance(seed, (int, np.integer)):
-            seeds = [None if seed is None else int(seed) + i for i in range(self.num_envs)]
-        else:
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise EnvArgumentError(f"seed: expected {self.num_envs} seeds, got {len(seeds)}")
-        primer = (
-            parse_primer(options["primer"], "options['primer']")
-            if "primer" in options
-            else self.primer
-        )
-        key = _parse_key(options["key"], "options['key']") if "key" in options else self.key
-        self._prior_loader.attach(self._batch)
-        index = np.flatnonzero(mask)
-        for i in index:
-            if seeds[i] is not None:
-                self._generators[i] = seeding.np_random(seeds[i])[0]
-        self._reset_slots(index.tolist(), primer, key)
-        self._autoreset[index] = False
-        self._needs_reset = False
-        infos: dict[str, Any] = {}
-        for i in index:
-            infos = self._add_info(infos, self._batch.info(i), i)
-        if self.render_mode == "human":
-            self.render()
-        return self._observations(), infos
-
-    def step(
-        self, actions: Any
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Step every sub-environment; those that ended on the previous step are reset instead
-        (next-step autoreset) and report reward 0."""
-        if self._needs_reset:
-            raise ResetNeeded("Cannot call step() before calling reset()")
-        actions = np.asarray(actions)
-        if actions.shape != (self.num_envs,):
-            raise EnvArgumentError(
-                f"actions: expected shape ({self.num_envs},), got {actions.shape}"
-            )
-        for i, action in enumerate(actions):
-            _check_action(action, f"actions[{i}]")
-        if self.autoreset_mode == AutoresetMode.DISABLED and self._autoreset.any():
-            raise ResetNeeded(
-                f"sub-environments {np.flatnonzero(self._autoreset).tolist()} ended; reset them "
-                "with reset(options={'reset_mask': ...}) (autoreset_mode=DISABLED)"
-            )
-        resetting = self._autoreset.copy()
-        active = ~resetting
-        lengths = np.array([len(c) for c in self._batch.compositions])
-        terminations = active & (lengths + 1 >= self.length)
-        same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
-        ending = terminations if same_step else resetting
-        parts = self._batch.step(actions, active, score=not ending.any())
-        rewards = np.array([sum(p.values()) if p else 0.0 for p in parts], np.float64)
-        infos: dict[str, Any] = {}
-        if same_step:
-            for i in np.flatnonzero(terminations):
-                final = {
-                    "final_obs": self._batch.observation(i),
-                    "final_info": self._batch.info(i, parts[i]),
-                }
-                infos = self._add_info(infos, final, i)
-        if ending.any():
-            # as the single env's reset() without options: the constructor's primer and key
-            self._reset_slots(np.flatnonzero(ending).tolist(), self.primer, self.key)
-        for i in range(self.num_envs):
-            reported = active[i] and not (same_step and terminations[i])
-            infos = self._add_info(infos, self._batch.info(i, parts[i] if reported else None), i)
-        self._autoreset = np.zeros(self.num_envs, bool) if same_step else terminations
-        truncations = np.zeros(self.num_envs, bool)
-        if self.render_mode == "human":
-            self.render()
-        return self._observations(), rewards, terminations, truncations, infos
-
-    def render(self) -> tuple[str, ...] | tuple[np.ndarray, ...] | None:
-        """Every sub-environment's render (see :meth:`MusicCompositionEnv.render`)."""
-        if self.render_mode == "ansi":
-            return tuple(self._batch.render_ansi(i) for i in range(self.num_envs))
-        if self.render_mode == "human":
-            for i in range(self.num_envs):
-                print(f"{i}: {self._batch.render_ansi(i)}")
-        if self.render_mode == "rgb_array":
-            return tuple(self._batch.render_rgb(i) for i in range(self.num_envs))
-        return None
-
-    def get_state(self) -> dict[str, Any]:
-        """The melodies in progress and every sub-environment's random generator (see
-        :meth:`MusicCompositionEnv.get_state`): restored by :meth:`set_state` on a vector env
-        made with the same arguments, later steps and resets return the same as this one's."""
-        return {
-            "batch": self._batch.get_state(),
-            "generators": [_generator_state(g) for g in self._generators],
-            "autoreset": self._autoreset.tolist(),
-            "needs_reset": self._needs_reset,
-        }
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`get_state`."""
-        self._prior_loader.attach(self._batch)
-        self._batch.set_state(state["batch"])
-        self._generators = [_generator_from(g) for g in state["generators"]]
-        self._autoreset = np.array(state["autoreset"], bool)
-        self._needs_reset = bool(state["needs_reset"])
+    def action_masks(self) -> np.ndarray:
+        """``(num_envs, 38)``: every token is valid in every state."""
+        return np.ones((self.num_envs, NUM_TOKENS), bool)

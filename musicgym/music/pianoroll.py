@@ -30,10 +30,35 @@ BAR_LINE = (110, 110, 120)
 HOLD = (120, 170, 230)
 ONSET = (20, 55, 135)
 _BLACK_KEYS = np.array([pc in (1, 3, 6, 8, 10) for pc in range(12)])
+VOICE_COLOURS = {
+    "bass": ((150, 30, 30), (225, 140, 130)),
+    "tenor": ((30, 115, 50), (135, 205, 145)),
+    "alto": ((180, 100, 10), (240, 190, 115)),
+    "soprano": (ONSET, HOLD),
+}
+"""(onset, held) colours of each voice in a four-voice roll, bass to soprano."""
+
+
+def voice_indices(play: np.ndarray) -> np.ndarray:
+    """``(T, N)``: each sounding note's voice, 0 bass .. 3 soprano (-1 where silent): by rank in a
+    frame of four notes; otherwise the lowest is the bass, the highest the soprano and those
+    between tenor (lower half) or alto."""
+    play = np.asarray(play, dtype=bool)
+    rank = np.cumsum(play, axis=1) - 1
+    count = play.sum(1, keepdims=True)
+    middle = np.where(rank < count / 2, 1, 2)
+    voice = np.where(rank == count - 1, 3, np.where(rank == 0, 0, middle))
+    voice = np.where(count == 4, rank, voice)
+    return np.where(play, voice, -1)
 
 
 def piano_roll_rgb(
-    note_state: NoteState, *, step_px: int = 4, pitch_px: int = 4, beats_per_bar: int = 4
+    note_state: NoteState,
+    *,
+    step_px: int = 4,
+    pitch_px: int = 4,
+    beats_per_bar: int = 4,
+    voices: bool = False,
 ) -> np.ndarray:
     """The piano roll as an ``(N * pitch_px, T * step_px, 3)`` uint8 image, highest pitch on top.
 
@@ -42,6 +67,8 @@ def piano_roll_rgb(
         step_px: image columns per time step.
         pitch_px: image rows per pitch.
         beats_per_bar: beats between bar lines.
+        voices: colour each note by its voice (:func:`voice_indices`, :data:`VOICE_COLOURS`): a
+            four-voice roll of a chorale.
     """
     if step_px < 1 or pitch_px < 1 or beats_per_bar < 1:
         raise ValueError("step_px, pitch_px and beats_per_bar must be >= 1")
@@ -55,19 +82,28 @@ def piano_roll_rgb(
     line_colour[:, beat_steps] = BEAT_LINE
     line_colour[:, beat_steps[::beats_per_bar]] = BAR_LINE
     kind = (note_state.play.astype(np.uint8) + note_state.articulate).T[::-1]  # (N, T): 0, 1, 2
-    body = np.where(kind[..., None] == 2, ONSET, HOLD)
+    onset_colour, hold_colour = np.array(ONSET), np.array(HOLD)
+    if voices:
+        palette = np.array(list(VOICE_COLOURS.values()))  # (4, 2, 3)
+        voice = voice_indices(note_state.play).T[::-1].clip(min=0)  # (N, T)
+        onset_colour, hold_colour = palette[voice, 0], palette[voice, 1]
+    body = np.where(kind[..., None] == 2, onset_colour, hold_colour)
     body = np.where(kind[..., None] == 0, row_colour[:, None, :], body)
-    first = np.where(kind[..., None] == 1, HOLD, line_colour)
+    first = np.where(kind[..., None] == 1, hold_colour, line_colour)
     if step_px < 3:  # too narrow for a gap before each onset
-        first = np.where(kind[..., None] == 2, ONSET, first)
+        first = np.where(kind[..., None] == 2, onset_colour, first)
     cells = np.empty((pitches, steps, step_px, 3), np.uint8)
     cells[:, :, 0] = first
     cells[:, :, 1:] = body[:, :, None]
     return np.repeat(cells.reshape(pitches, steps * step_px, 3), pitch_px, axis=0)
 
 
-def _draw_roll(axes: Axes, note_state: NoteState, title: str | None, beats_per_bar: int) -> None:
-    image = piano_roll_rgb(note_state, step_px=4, pitch_px=4, beats_per_bar=beats_per_bar)
+def _draw_roll(
+    axes: Axes, note_state: NoteState, title: str | None, beats_per_bar: int, voices: bool = False
+) -> None:
+    image = piano_roll_rgb(
+        note_state, step_px=4, pitch_px=4, beats_per_bar=beats_per_bar, voices=voices
+    )
     beats = note_state.num_steps / note_state.resolution
     low, high = note_state.lowest_pitch, note_state.highest_pitch
     axes.imshow(
@@ -102,14 +138,15 @@ def save_piano_roll(
     title: str | None = None,
     *,
     beats_per_bar: int = 4,
+    voices: bool = False,
 ) -> None:
     """Draw a note-state's piano roll with pitch names and bar numbers and save it (PNG by the
-    path's suffix)."""
+    path's suffix); ``voices`` colours the notes by voice (see :func:`piano_roll_rgb`)."""
     beats = note_state.num_steps / note_state.resolution
     width = min(max(6.0, 0.3 * beats + 1.5), 40.0)
     height = min(max(3.0, 0.09 * note_state.num_pitches + 1.2), 14.0)
     figure = Figure(figsize=(width, height))
-    _draw_roll(figure.add_subplot(), note_state, title, beats_per_bar)
+    _draw_roll(figure.add_subplot(), note_state, title, beats_per_bar, voices)
     _save(figure, path)
 
 
@@ -120,8 +157,10 @@ def save_piano_roll_sheet(
     *,
     columns: int | None = None,
     beats_per_bar: int = 4,
+    voices: bool = False,
 ) -> None:
-    """Several piano rolls on one sheet (one column up to three rolls, else two), one title each."""
+    """Several piano rolls on one sheet (one column up to three rolls, else two), one title each;
+    ``voices`` colours the notes by voice (see :func:`piano_roll_rgb`)."""
     if not note_states:
         raise ValueError("save_piano_roll_sheet needs at least one note-state")
     if titles is not None and len(titles) != len(note_states):
@@ -131,5 +170,6 @@ def save_piano_roll_sheet(
     figure = Figure(figsize=(7.0 * columns, 2.8 * rows))
     for i, note_state in enumerate(note_states):
         axes = figure.add_subplot(rows, columns, i + 1)
-        _draw_roll(axes, note_state, titles[i] if titles is not None else None, beats_per_bar)
+        title = titles[i] if titles is not None else None
+        _draw_roll(axes, note_state, title, beats_per_bar, voices)
     _save(figure, path)

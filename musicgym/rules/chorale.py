@@ -1,0 +1,232 @@
+"""The four-part-writing rules of ``spec/chorale-rules.md``, on
+:class:`~musicgym.rules.base.ChoraleContext`: each is judged when a time step ends, on the frame
+just ended and the one before it, by the tests of :mod:`musicgym.metrics.chorale` (which the
+chorale statistics count with). The melody rules judge the soprano line as ``soprano_<name>``
+(:class:`SopranoRule`).
+
+Each rule returns -1 per violation (``voice_range`` and ``notes_in_key``: per note) and 0
+otherwise, except ``cadence``, which returns +1 for the final authentic cadence. The weights of
+the preset ``"chorale"`` (:data:`CHORALE`) are chosen so that each rule can outweigh the prior's
+log p where Bach obeys it; ``benchmarks/RESULTS.md`` ("Chorales: rule weights") gives the
+measurements behind them.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from musicgym.metrics.chorale import (
+    FOUR_VOICES,
+    authentic_cadence,
+    chord_in_key,
+    doubled_leading_tone,
+    hidden_perfect,
+    large_leap,
+    notes_not_in_key,
+    out_of_range,
+    parallel_perfects,
+    spacing_violation,
+    voice_overlap,
+)
+from musicgym.rules.base import ChoraleContext, RewardRule
+from musicgym.rules.melody import MELODY_RULES
+
+
+class ChoraleRule(RewardRule):
+    """A rule judged when a chorale's time step ends."""
+
+    context: ClassVar[type] = ChoraleContext
+
+
+class ParallelFifths(ChoraleRule):
+    """-1 when two voices a perfect fifth apart (7 semitones mod 12) in the frame before are a
+    fifth apart again, both having moved in the same direction."""
+
+    name = "parallel_fifths"
+    default_weight = 3.0
+
+    def __call__(self, context: ChoraleContext) -> float:
+        previous = context.previous
+        return (
+            -1.0 if previous and "fifth" in parallel_perfects(previous, context.sonority) else 0.0
+        )
+
+
+class ParallelOctaves(ChoraleRule):
+    """-1 when two voices an octave or unison apart (0 mod 12) in the frame before are so again,
+    both having moved in the same direction."""
+
+    name = "parallel_octaves"
+    default_weight = 3.0
+
+    def __call__(self, context: ChoraleContext) -> float:
+        previous = context.previous
+        hit = previous and "octave" in parallel_perfects(previous, context.sonority)
+        return -1.0 if hit else 0.0
+
+
+class HiddenPerfects(ChoraleRule):
+    """-1 when bass and soprano move in the same direction into a fifth or an octave, the soprano
+    by a leap (hidden or direct fifths and octaves)."""
+
+    name = "hidden_perfects"
+    default_weight = 2.5
+
+    def __call__(self, context: ChoraleContext) -> float:
+        previous = context.previous
+        return -1.0 if previous and hidden_perfect(previous, context.sonority) else 0.0
+
+
+class VoiceCrossing(ChoraleRule):
+    """-1 when, with the voices matched by rank, a voice moves above the previous note of the voice
+    above it or below that of the voice below it (crossing or overlap)."""
+
+    name = "voice_crossing"
+    default_weight = 2.0
+
+    def __call__(self, context: ChoraleContext) -> float:
+        previous = context.previous
+        return -1.0 if previous and voice_overlap(previous, context.sonority) else 0.0
+
+
+class Spacing(ChoraleRule):
+    """-1 when more than an octave separates soprano and alto, or alto and tenor."""
+
+    name = "spacing"
+    default_weight = 2.0
+
+    def __call__(self, context: ChoraleContext) -> float:
+        return -1.0 if spacing_violation(context.sonority) else 0.0
+
+
+class VoiceRange(ChoraleRule):
+    """-1 for every voice outside its range (soprano 60-79, alto 55-74, tenor 48-67, bass
+    40-60)."""
+
+    name = "voice_range"
+    default_weight = 2.0
+
+    def __call__(self, context: ChoraleContext) -> float:
+        return -float(out_of_range(context.sonority))
+
+
+class FourVoices(ChoraleRule):
+    """-1 on a beat where not exactly four voices sound."""
+
+    name = "four_voices"
+    default_weight = 4.0
+
+    def __call__(self, context: ChoraleContext) -> float:
+        wrong = context.on_beat and len(context.sonority.pitches) != FOUR_VOICES
+        return -1.0 if wrong else 0.0
+
+
+class LargeLeap(ChoraleRule):
+    """-1 when a voice moves more than an octave."""
+
+    name = "large_leap"
+    default_weight = 3.0
+
+    def __call__(self, context: ChoraleContext) -> float:
+        previous = context.previous
+        return -1.0 if previous and large_leap(previous, context.sonority) else 0.0
+
+
+class DoubledLeadingTone(ChoraleRule):
+    """-1 when the leading tone (scale degree 7) sounds in two voices."""
+
+    name = "doubled_leading_tone"
+    default_weight = 2.5
+
+    def __call__(self, context: ChoraleContext) -> float:
+        return -1.0 if doubled_leading_tone(context.sonority, context.key) else 0.0
+
+
+class ChordInKey(ChoraleRule):
+    """-1 on a beat whose pitch classes are not a triad or seventh chord on a degree of the key
+    (complete or without its fifth; in minor, of the natural or harmonic minor scale)."""
+
+    name = "chord_in_key"
+    default_weight = 4.0
+
+    def __call__(self, context: ChoraleContext) -> float:
+        wrong = context.on_beat and not chord_in_key(context.sonority, context.key)
+        return -1.0 if wrong else 0.0
+
+
+class NotesInKey(ChoraleRule):
+    """-1 for every sounding note whose pitch class is not in the key (in minor, the raised
+    sixth and seventh are). Not in the preset (see :data:`CHORALE`)."""
+
+    name = "notes_in_key"
+    default_weight = 1.0
+
+    def __call__(self, context: ChoraleContext) -> float:
+        return -float(notes_not_in_key(context.sonority, context.key))
+
+
+class Cadence(ChoraleRule):
+    """+1 when the last frame is the tonic triad with the tonic in bass and soprano (an authentic
+    cadence's ending)."""
+
+    name = "cadence"
+    default_weight = 10.0
+
+    def __call__(self, context: ChoraleContext) -> float:
+        return float(context.is_last and authentic_cadence(context.sonority, context.key))
+
+
+class SopranoRule(ChoraleRule):
+    """A melody rule judging the soprano line (:meth:`ChoraleContext.soprano_context`): named
+    ``soprano_<name>``, with the melody rule's default weight."""
+
+    def __init__(self, melody_rule: RewardRule) -> None:
+        self.melody_rule = melody_rule
+        self.name = f"soprano_{melody_rule.name}"  # type: ignore[misc]
+        self.default_weight = melody_rule.default_weight  # type: ignore[misc]
+
+    def __call__(self, context: ChoraleContext) -> float:
+        return self.melody_rule(context.soprano_context())
+
+
+CHORALE_RULES: dict[str, RewardRule] = {
+    rule.name: rule
+    for rule in (
+        ParallelFifths(),
+        ParallelOctaves(),
+        HiddenPerfects(),
+        VoiceCrossing(),
+        Spacing(),
+        VoiceRange(),
+        FourVoices(),
+        LargeLeap(),
+        DoubledLeadingTone(),
+        ChordInKey(),
+        NotesInKey(),
+        Cadence(),
+        *(SopranoRule(rule) for rule in MELODY_RULES.values()),
+    )
+}
+"""The rules of ``spec/chorale-rules.md`` and the soprano line's melody rules, by name."""
+
+CHORALE: dict[str, float] = {
+    "parallel_fifths": 3.0,
+    "parallel_octaves": 3.0,
+    "hidden_perfects": 2.5,
+    "voice_crossing": 2.0,
+    "spacing": 2.0,
+    "voice_range": 2.0,
+    "four_voices": 4.0,
+    "large_leap": 3.0,
+    "doubled_leading_tone": 2.5,
+    "chord_in_key": 4.0,
+    "cadence": 10.0,
+    "soprano_leap_resolution": 2.0,
+}
+"""The preset ``"chorale"``: the four-part-writing rules of the spec and the soprano's leap
+resolution (the melody rule that still applies to a chorale's top voice at 16th notes; the others
+reward a melody's motifs or punish the held notes of a chorale), with their weights: each rule's
+``c`` times the 90th percentile of what the prior gains by breaking it where Bach obeys it,
+rounded up to a half (``musicgym bench chorales --weights``; the cadence, which the prior's
+samples hardly ever reach, by the reasoning of RESULTS.md). ``notes_in_key`` is left out: on top
+of ``chord_in_key`` it drove the tuned chorales' chromatic notes far below Bach's 5%."""
