@@ -200,9 +200,13 @@ def train_agent(name: str, seed: int, run: Path, config: ChoralesBenchConfig) ->
     )
 
 
+MEASURES_VERSION = 2
+"""Bumped when the measures change, so that ``--load`` measures the loaded agents again."""
+
+
 def _settings(config: ChoralesBenchConfig) -> dict:
     names = ("pieces", "bars", "prior", "rules", "c", "key", "steps", "hyperparameters")
-    return {k: getattr(config, k) for k in names}
+    return {**{k: getattr(config, k) for k in names}, "measures": MEASURES_VERSION}
 
 
 def bench_agent(name: str, seed: int, config: ChoralesBenchConfig) -> dict | None:

@@ -213,6 +213,7 @@ def test_statistics_of_a_hand_made_piece():
     assert statistics["beats_in_key"] == pytest.approx(100 * 1 / 2)  # frames 0 and 4
     assert statistics["authentic_cadence"] == 100.0
     assert statistics["mean_voices"] == pytest.approx(23 / 6)
+    assert statistics["struck_frames"] == pytest.approx(100 * 5 / 6)  # frame 2 only holds
     assert statistics["distinct_pieces"] == 100.0
     counts = np.bincount([p % 12 for f in sonorities_of(song) for p in f], minlength=12)
     p = counts[counts > 0] / counts.sum()
@@ -242,3 +243,25 @@ def test_find_key():
     assert find_key(c_major) == C_MAJOR
     assert find_key(a_minor) == A_MINOR
     assert find_key(piece(chord(), chord())) == C_MAJOR  # silence
+
+
+def test_the_envs_soprano_rules_are_those_of_its_chorale_recomputed():
+    """The env keeps the soprano line as it goes; the rules recomputed from the finished
+    chorale's frames give the same parts."""
+    from musicgym.metrics.chorale import sonorities
+
+    rules = {"soprano_leap_resolution": 1.0, "soprano_preferred_intervals": 1.0}
+    env = gym.make("ChoraleComposition-v0", prior=None, rules=rules, bars=1)
+    _, info = env.reset(seed=0)
+    rng, parts, terminated = np.random.default_rng(3), [], False
+    while not terminated:
+        strikes = np.flatnonzero(info["action_mask"][:48])
+        action = 96 if rng.random() < 0.4 or not strikes.size else int(rng.choice(strikes))
+        *_, terminated, _, info = env.step(action)
+        if action == 96:
+            parts.append(info["rewards"])
+    chords = sonorities(env.unwrapped.note_state())
+    for t, recorded in enumerate(parts):
+        context = ChoraleContext(tuple(chords[:t]), chords[t], 16, C_MAJOR)
+        for name, weight in rules.items():
+            assert recorded[name] == pytest.approx(weight * BUILTIN_RULES[name](context) / 0.5)

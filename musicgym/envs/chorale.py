@@ -34,7 +34,7 @@ from musicgym.envs.batched import (
 )
 from musicgym.envs.stepper import from_tensor_tree, tensor_tree
 from musicgym.errors import CheckpointError, EnvArgumentError, MidiError
-from musicgym.metrics.chorale import Sonority, sonority
+from musicgym.metrics.chorale import Sonority, sonority, soprano_token, soprano_tokens
 from musicgym.music.keys import Key, pitch_name
 from musicgym.music.notestate import NoteState
 from musicgym.prior import MelodyPrior, NoteAxisPrior, resolve_prior
@@ -433,6 +433,9 @@ class ChoraleBatch:
         self.log_probs = np.zeros((num_chorales, self.num_actions))  # (B, 2N + 1)
         self.recent = np.zeros((num_chorales, history, self.num_pitches, 2), np.uint8)
         """``(B, K, N, 2)``: each chorale's last ``K`` frames, most recent first."""
+        self.sopranos: list[list[int]] = [[] for _ in range(num_chorales)]
+        """Each chorale's soprano line as melody tokens (for the soprano rules)."""
+        self._no_judgement = {rule.name: 0.0 for rule, _ in weighted_rules}
 
     @property
     def num_actions(self) -> int:
@@ -450,7 +453,7 @@ class ChoraleBatch:
         """Start new chorales in the slots ``index``, and score every chorale's next action."""
         for i, primer, key in zip(index, primers, keys, strict=True):
             self.primers[i], self.keys[i] = primer, key
-            self.compositions[i], self.sonorities[i] = [], []
+            self.compositions[i], self.sonorities[i], self.sopranos[i] = [], [], []
             self.recent[i] = self._recent_frames(i)
         if len(index):
             self.stepper.restart(index, primers)
@@ -506,14 +509,21 @@ class ChoraleBatch:
     def _judge(self, i: int, frame: np.ndarray | None) -> dict[str, float]:
         """The rules' parts: of the frame that chorale ``i`` has just ended (0 when none)."""
         if frame is None:
-            return {rule.name: 0.0 for rule, _ in self.weighted_rules}
+            return dict(self._no_judgement)
         chord = sonority(frame, self.lowest_pitch)
+        chords = self.sonorities[i]
+        self.sopranos[i].append(soprano_token(chord, chords[-1] if chords else None))
         context = ChoraleContext(
-            tuple(self.sonorities[i]), chord, self.length, self.keys[i], self.resolution
+            tuple(chords),
+            chord,
+            self.length,
+            self.keys[i],
+            self.resolution,
+            tuple(self.sopranos[i]),
         )
         self.compositions[i].append(frame)
         self.recent[i, 1:], self.recent[i, 0] = self.recent[i, :-1], frame
-        self.sonorities[i].append(chord)
+        chords.append(chord)
         return rule_rewards(self.weighted_rules, context, self.c)
 
     # --------------------------------------------------------------------------------- state
@@ -540,6 +550,7 @@ class ChoraleBatch:
         self.primers = [p.numpy().copy() for p in state["primers"]]
         self.compositions = [list(c.numpy().copy()) for c in state["compositions"]]
         self.sonorities = [[sonority(f, self.lowest_pitch) for f in c] for c in self.compositions]
+        self.sopranos = [list(soprano_tokens(chords)) for chords in self.sonorities]
         self.recent = np.stack([self._recent_frames(i) for i in range(self.num_chorales)])
         self.keys = [Key.parse(name) for name in state["keys"]]
         self.log_probs = state["log_probs"].numpy().copy()

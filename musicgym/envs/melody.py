@@ -324,7 +324,35 @@ class _PriorLoader:
         return resolve_prior(self.argument, self.device)
 
 
-class MusicCompositionEnv(BatchedEnv):
+class _Melodies:
+    """What the single and the vector melody env share: their hooks and the prior's scores."""
+
+    _batch: MelodyBatch
+    _prior_loader: _PriorLoader
+
+    parse_primer = staticmethod(parse_primer)
+    draw_primer = staticmethod(draw_primer)
+
+    def check_actions(self, actions: np.ndarray, active: np.ndarray, what: str) -> np.ndarray:
+        return _check_actions(actions, what)
+
+    def attach_prior(self) -> None:
+        self._prior_loader.attach(self._batch)
+
+    def action_log_probs(self) -> np.ndarray:
+        """``log p(a | s)`` of the 38 actions in the current state (zeros without a prior):
+        ``(38,)`` for the single env, ``(num_envs, 38)`` for the vector env."""
+        log_probs = self._batch.log_probs.copy()
+        return log_probs[0] if isinstance(self, BatchedEnv) else log_probs
+
+    def action_masks(self) -> np.ndarray:
+        """Every token is valid in every state (sb3-contrib's ``MaskablePPO`` convention):
+        ``(38,)`` or ``(num_envs, 38)``."""
+        masks = np.ones((self._batch.num_melodies, NUM_TOKENS), bool)
+        return masks[0] if isinstance(self, BatchedEnv) else masks
+
+
+class MusicCompositionEnv(_Melodies, BatchedEnv):
     """Compose a melody one 16th note at a time, rewarded by a prior and by music theory.
 
     ## Description
@@ -452,27 +480,10 @@ class MusicCompositionEnv(BatchedEnv):
         self.action_space = spaces.Discrete(NUM_TOKENS)
         self.observation_space = spaces.Box(0.0, 1.0, (self._batch.observation_size,), np.float32)
 
-    parse_primer = staticmethod(parse_primer)
-    draw_primer = staticmethod(draw_primer)
-
-    def check_actions(self, actions: np.ndarray, active: np.ndarray, what: str) -> np.ndarray:
-        return _check_actions(actions, what)
-
-    def attach_prior(self) -> None:
-        self._prior_loader.attach(self._batch)
-
     @property
     def tokens(self) -> list[int]:
         """The composition so far."""
         return list(self._batch.compositions[0])
-
-    def action_log_probs(self) -> np.ndarray:
-        """``log p(a | s)`` of the 38 actions in the current state (zeros without a prior)."""
-        return self._batch.log_probs[0].copy()
-
-    def action_masks(self) -> np.ndarray:
-        """Every token is valid in every state (sb3-contrib's ``MaskablePPO`` convention)."""
-        return np.ones(NUM_TOKENS, bool)
 
     def to_midi(self, path: str | os.PathLike, include_primer: bool = False) -> None:
         """Write the composition (after the primer if ``include_primer``) to a MIDI file."""
@@ -484,7 +495,7 @@ class MusicCompositionEnv(BatchedEnv):
         write_melody(tokens, path)
 
 
-class MusicCompositionVectorEnv(BatchedVectorEnv):
+class MusicCompositionVectorEnv(_Melodies, BatchedVectorEnv):
     """``num_envs`` copies of :class:`MusicCompositionEnv` scored together: one batched prior
     call per step for all of them. Same arguments as the single env, plus ``num_envs`` and
     ``autoreset_mode`` (default next-step, Gymnasium 1.x). Sub-environment ``i`` draws its primers
@@ -530,20 +541,3 @@ class MusicCompositionVectorEnv(BatchedVectorEnv):
         )
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
-
-    parse_primer = staticmethod(parse_primer)
-    draw_primer = staticmethod(draw_primer)
-
-    def check_actions(self, actions: np.ndarray, active: np.ndarray, what: str) -> np.ndarray:
-        return _check_actions(actions, what)
-
-    def attach_prior(self) -> None:
-        self._prior_loader.attach(self._batch)
-
-    def action_log_probs(self) -> np.ndarray:
-        """``(num_envs, 38)`` ``log p(a | s)`` of every sub-environment's next action."""
-        return self._batch.log_probs.copy()
-
-    def action_masks(self) -> np.ndarray:
-        """``(num_envs, 38)``: every token is valid in every state."""
-        return np.ones((self.num_envs, NUM_TOKENS), bool)

@@ -265,19 +265,24 @@ def _soprano_token(pitch: int) -> int:
     return pitch_to_token(int(fold_pitches(pitch, LOWEST_MELODY_PITCH, NUM_MELODY_PITCHES)))
 
 
+def soprano_token(chord: Sonority, previous: Sonority | None) -> int:
+    """The top voice of ``chord`` as a melody token (:mod:`musicgym.music.tokens`) after the
+    frame ``previous``: NOTE_OFF for silence, NO_EVENT where the top note is held on from the
+    frame before, else its pitch token (a pitch outside the tokens' MIDI 48..83 moved by octaves
+    into it)."""
+    if not chord.pitches:
+        return NOTE_OFF
+    if not chord.struck[-1] and previous is not None and chord.soprano == previous.soprano:
+        return NO_EVENT
+    return _soprano_token(chord.soprano)
+
+
 def soprano_tokens(chords: Iterable[Sonority]) -> tuple[int, ...]:
-    """The top voice as melody tokens (``musicgym.music.tokens``), one per frame: NOTE_OFF for
-    silence, NO_EVENT where the top note is held on from the frame before, else its pitch token
-    (a pitch outside the tokens' MIDI 48..83 moved by octaves into it)."""
+    """The top voice as melody tokens, one per frame (:func:`soprano_token`)."""
     tokens, previous = [], None
     for chord in chords:
-        if not chord.pitches:
-            tokens.append(NOTE_OFF)
-        elif not chord.struck[-1] and chord.soprano == previous:
-            tokens.append(NO_EVENT)
-        else:
-            tokens.append(_soprano_token(chord.soprano))
-        previous = chord.soprano
+        tokens.append(soprano_token(chord, previous))
+        previous = chord
     return tuple(tokens)
 
 
@@ -323,9 +328,12 @@ STATISTICS: dict[str, str] = {
     "authentic_cadence": "pieces ending on an authentic cadence (%)",
     "pitch_class_entropy": "pitch-class entropy (bits)",
     "mean_voices": "mean number of voices",
+    "struck_frames": "frames where a note is struck (%)",
 }
-"""The statistics :func:`evaluate_chorales` returns, with their labels (the spec's list; the
-share of distinct pieces is :func:`distinct_pieces`, the mean log p per frame is the prior's)."""
+"""The statistics :func:`evaluate_chorales` returns, with their labels: the spec's list (the
+share of distinct pieces is :func:`distinct_pieces`, the mean log p per frame is the prior's) and,
+beyond it, ``struck_frames``, the harmonic rhythm a rule-follower can give up (holding one valid
+chord for bars breaks no rule)."""
 
 STATISTIC_SCALES: dict[str, float] = {
     name: 1.0 if name in ("pitch_class_entropy", "mean_voices") else 100.0 for name in STATISTICS
@@ -377,6 +385,7 @@ def piece_contributions(
         add("notes_not_in_key", notes_not_in_key(chord, key), voices)
         add("four_voices", voices == FOUR_VOICES)
         add("mean_voices", voices)
+        add("struck_frames", any(chord.struck))
         if t % resolution == 0:
             add("beats_in_key", chord_in_key(chord, key))
     if chords:

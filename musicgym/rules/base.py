@@ -49,6 +49,7 @@ class ChoraleContext:
         length: the number of frames in a finished chorale.
         key: the key the chorale is in.
         resolution: frames per beat (a quarter note); a frame at a multiple of it is on a beat.
+        soprano: the soprano line's tokens, kept by the caller (optional).
     """
 
     composition: tuple[Sonority, ...]
@@ -56,6 +57,9 @@ class ChoraleContext:
     length: int
     key: Key
     resolution: int = 4
+    soprano: tuple[int, ...] | None = None
+    """The top voice of the composition and this frame as melody tokens, when the caller keeps
+    it (:func:`musicgym.metrics.chorale.soprano_tokens` of them otherwise)."""
 
     @property
     def step(self) -> int:
@@ -79,7 +83,9 @@ class ChoraleContext:
     def soprano_context(self) -> RuleContext:
         """The top voice as a melody step (:func:`musicgym.metrics.chorale.soprano_tokens`), for
         the melody rules that judge the soprano line."""
-        tokens = soprano_tokens((*self.composition, self.sonority))
+        tokens = self.soprano
+        if tokens is None:
+            tokens = soprano_tokens((*self.composition, self.sonority))
         return RuleContext(tokens[:-1], tokens[-1], self.length, self.key)
 
 
