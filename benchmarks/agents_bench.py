@@ -45,10 +45,10 @@ import csv
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -343,13 +343,30 @@ def _save(path: Path, outcome: dict) -> None:
         temporary.write_text(json.dumps(outcome, default=float))
 
 
+def trained_agent(
+    name: str, seed: int, run_dir: Path, config: Any, train: Callable[..., None]
+) -> tuple[Any, float]:
+    """The agent of ``name``'s run folder and the steps it trained: trained now by
+    ``train(name, seed, run_dir, config)`` (or continued), or with ``config.load`` as it is;
+    ``(None, nan)``, said in a line, where ``--load`` finds no run."""
+    import agents
+    from agents.common import read_agent_info
+
+    if config.load and not (run_dir / "agent.json").is_file():
+        print(f"{name} (seed {seed}): no run in {run_dir}, left out", flush=True)
+        return None, math.nan
+    if not config.load:
+        train(name, seed, run_dir, config)
+    return agents.load(run_dir), read_agent_info(run_dir).get("trained_steps", math.nan)
+
+
 def bench_agent(name: str, seed: int, config: AgentsBenchConfig) -> dict | None:
     """Train (or load) one agent, compose ``config.melodies`` melodies and measure them:
     ``{"settings", "measures", "per_melody", "melodies", "minutes"}`` (:func:`measure`), also
     written to the run folder's ``measures.json``. With ``config.load`` a ``measures.json`` of
     the same settings is reused, and an agent that was never trained gives ``None``."""
     import agents
-    from agents.common import load_prior, read_agent_info, set_torch_threads
+    from agents.common import load_prior, set_torch_threads
 
     set_torch_threads(1)
     run_dir = run_folder(config, name, seed)
@@ -364,13 +381,9 @@ def bench_agent(name: str, seed: int, config: AgentsBenchConfig) -> dict | None:
     elif name == "random":
         agent = agents.load("random", length=config.length)
     else:
-        if config.load and not (run_dir / "agent.json").is_file():
-            print(f"{name} (seed {seed}): no run in {run_dir}, left out", flush=True)
+        agent, trained_steps = trained_agent(name, seed, run_dir, config, train_agent)
+        if agent is None:
             return None
-        if not config.load:
-            train_agent(name, seed, run_dir, config)
-        agent = agents.load(run_dir)
-        trained_steps = read_agent_info(run_dir).get("trained_steps", math.nan)
     minutes = (time.perf_counter() - start) / 60
     melodies = agent.compose(config.melodies, seed=1000 + seed)
     measured = measure(melodies, load_prior(config.prior), config, trained_steps)

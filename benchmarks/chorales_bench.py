@@ -44,7 +44,15 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.agents_bench import Cell, _cached, _format, _result, _save, summarise
+from benchmarks.agents_bench import (
+    Cell,
+    _cached,
+    _format,
+    _result,
+    _save,
+    summarise,
+    trained_agent,
+)
 from musicgym.config import CHORALE_DEFAULTS, CHORALE_ENV_ID, EnvConfig
 from musicgym.metrics import bootstrap_intervals, chorale_contributions
 from musicgym.metrics.chorale import (
@@ -213,7 +221,7 @@ def bench_agent(name: str, seed: int, config: ChoralesBenchConfig) -> dict | Non
     """Train (or load) one column's agent, compose and measure: ``{"settings", "measures",
     "per_piece", "pieces", "minutes"}``, also written to its run folder's ``measures.json``."""
     import agents
-    from agents.common import read_agent_info, set_torch_threads
+    from agents.common import set_torch_threads
 
     set_torch_threads(1)
     run_dir = Path(config.out) / "runs" / f"{name}-seed{seed}"
@@ -225,13 +233,9 @@ def bench_agent(name: str, seed: int, config: ChoralesBenchConfig) -> dict | Non
         path = name if name == "random" else f"prior:{config.prior}"
         agent = agents.load(path, env=CHORALE_ENV_ID, bars=config.bars)
     else:
-        if config.load and not (run_dir / "agent.json").is_file():
-            print(f"{name} (seed {seed}): no run in {run_dir}, left out", flush=True)
+        agent, trained_steps = trained_agent(name, seed, run_dir, config, train_agent)
+        if agent is None:
             return None
-        if not config.load:
-            train_agent(name, seed, run_dir, config)
-        agent = agents.load(run_dir)
-        trained_steps = read_agent_info(run_dir).get("trained_steps", math.nan)
     pieces = agent.compose(config.pieces, seed=1000 + seed)
     minutes = (time.perf_counter() - start) / 60
     measured = measure(pieces, config.prior, trained_steps)
