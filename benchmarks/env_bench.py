@@ -35,11 +35,12 @@ NUM_CANDIDATES = 38
 def load_bench_prior(name: str = "bach16") -> tuple[MelodyPrior, str]:
     """The prior to time and a description of it: the shipped checkpoint if it exists, else a
     randomly initialised model of the default configuration."""
+    from musicgym.prior import resolve_prior
     from priors.model import BiaxialConfig, BiaxialLSTM
-    from priors.registry import load_prior, shipped_priors
+    from priors.registry import shipped_priors
 
     if name in shipped_priors():
-        return load_prior(name), f"shipped {name}.pt"
+        return resolve_prior(name), f"shipped {name}.pt"
     model = BiaxialLSTM(BiaxialConfig()).eval().requires_grad_(False)
     return model, f"random-weight BiaxialLSTM, default config ({name}.pt not found)"
 

@@ -79,11 +79,11 @@ def scored_frames_per_second(
 
 
 def jsb_test_log_likelihood(checkpoint: str, data: Path) -> float:
+    from musicgym.prior import resolve_prior
     from priors.data import load_dataset
-    from priors.registry import load_prior
     from priors.train import evaluate_log_likelihood
 
-    model = load_prior(checkpoint)
+    model = resolve_prior(checkpoint)
     dataset = load_dataset(
         f"jsb:{data}", lowest_pitch=model.lowest_pitch, num_pitches=model.num_pitches
     )

@@ -197,12 +197,12 @@ def _prior_evaluate(args: argparse.Namespace) -> int:
     import json
 
     from musicgym.checks import check_device
+    from musicgym.prior import resolve_prior
     from priors.data import load_dataset
-    from priors.registry import load_prior
     from priors.train import evaluate_log_likelihood
 
     check_device(args.device)
-    model = load_prior(args.checkpoint, device=args.device)
+    model = resolve_prior(args.checkpoint, device=args.device)
     dataset = load_dataset(
         args.data,
         resolution=model.resolution,
@@ -238,11 +238,11 @@ def _prior_sample(args: argparse.Namespace) -> int:
     from musicgym.checks import check_device
     from musicgym.errors import ArgumentError
     from musicgym.music.midi import write_midi
+    from musicgym.prior import resolve_prior
     from priors.model import BiaxialLSTM
-    from priors.registry import load_prior
 
     check_device(args.device)
-    model = load_prior(args.checkpoint, device=args.device)
+    model = resolve_prior(args.checkpoint, device=args.device)
     options = {"seed": args.seed, "temperature": args.temperature}
     if isinstance(model, BiaxialLSTM):
         options["avoid_silence"] = True if args.avoid_silence is None else args.avoid_silence

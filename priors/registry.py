@@ -25,7 +25,7 @@ from torch import nn
 
 from musicgym.errors import CheckpointError
 from musicgym.fileio import load_checkpoint_file, save_checkpoint_file
-from musicgym.prior import MelodyPrior, checkpoint_path, resolve_prior
+from musicgym.prior import checkpoint_path
 from priors.model import BiaxialLSTM
 from priors.note_rnn import NoteRNN
 
@@ -84,14 +84,6 @@ def read_checkpoint(name_or_path: str | os.PathLike) -> dict[str, Any]:
     checkpoint = load_checkpoint_file(path)
     model_class(checkpoint.get("model"), path)
     return checkpoint
-
-
-def load_prior(
-    name_or_path: str | os.PathLike | MelodyPrior, device: str | torch.device = "cpu"
-) -> MelodyPrior:
-    """A shipped prior by name (``"bach16"``, ``"note_rnn"``) or a checkpoint path, in eval mode
-    with frozen weights, on ``device`` (:func:`musicgym.prior.resolve_prior`)."""
-    return resolve_prior(name_or_path, device)
 
 
 def save_checkpoint(

@@ -172,7 +172,7 @@ def test_a_checkpoint_no_loader_knows_is_one_line_and_exit_2(tmp_path):
 def test_shipped_note_rnn_samples_one_line_and_composes_in_any_key(tmp_path, capsys):
     import agents
     from musicgym.cli import main
-    from priors.registry import load_prior
+    from musicgym.prior import resolve_prior as load_prior
 
     model = load_prior("note_rnn")
     assert isinstance(model, NoteRNN) and model.key_normalised

@@ -12,9 +12,9 @@ import torch
 from musicgym.errors import CheckpointError
 from musicgym.music.notestate import NoteState
 from musicgym.prior import FramePrior
+from musicgym.prior import resolve_prior as load_frame_prior
 from priors.model import BiaxialConfig, BiaxialLSTM, frame_log_likelihood
 from priors.registry import CHECKPOINT_DIR, save_checkpoint
-from priors.registry import load_prior as load_frame_prior
 from priors.registry import read_checkpoint as load_checkpoint
 from priors.train import SegmentSampler, TrainConfig, evaluate_log_likelihood, train
 
