@@ -1,7 +1,8 @@
 """Agents that compose melodies or chorales: the RL Tuner, SB3 baselines, and the prior and random
 references.
 
-:func:`load` gives every one of them the same interface (:class:`~agents.common.Composer`)::
+:func:`load` gives every one of them the same interface
+(:class:`~musicgym.agents.common.Composer`)::
 
     agent = agents.load("runs/q")          # a run folder of `musicgym agent train`
     agent = agents.load("prior")           # sample the shipped prior ("prior:PATH" for another)
@@ -13,7 +14,7 @@ An agent of ``ChoraleComposition-v0`` composes note-states (its ``env`` says so)
     agent = agents.load("prior", env="ChoraleComposition-v0")   # bach16, 4 bars
     chorales = agent.compose(16, seed=0)                         # 16 NoteStates
 
-:data:`ALGORITHMS` (``agents.registry``) is what ``musicgym agent train --algo`` trains.
+:data:`ALGORITHMS` (``musicgym.agents.registry``) is what ``musicgym agent train --algo`` trains.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.common import Composer, load_prior, read_agent_info
-from agents.registry import ALGORITHMS
+from musicgym.agents.common import Composer, load_prior, read_agent_info
+from musicgym.agents.registry import ALGORITHMS
 from musicgym.config import CHORALE_DEFAULTS, CHORALE_ENV_ID, DEFAULTS, ENV_ID
 from musicgym.envs.stepper import TokenStepper
 from musicgym.music.notestate import NoteState
@@ -140,9 +141,9 @@ def load(
         return PriorAgent(text.partition(":")[2] or DEFAULTS.prior, length)
     path = Path(path)
     if path.is_file():
-        from agents.chorale_tuner import MODEL_TAG as CHORALE_TAG
-        from agents.chorale_tuner import ChoraleTuner
-        from agents.rl_tuner import RLTuner
+        from musicgym.agents.chorale_tuner import MODEL_TAG as CHORALE_TAG
+        from musicgym.agents.chorale_tuner import ChoraleTuner
+        from musicgym.agents.rl_tuner import RLTuner
         from musicgym.fileio import load_checkpoint_file
 
         tuner = ChoraleTuner if load_checkpoint_file(path).get("model") == CHORALE_TAG else RLTuner

@@ -22,7 +22,7 @@ num_envs`` steps for PPO and A2C). The replay buffer (hundreds of MB) is in the 
 at the end, on a signal and after ``--max-minutes``, and in the periodic ones only with
 ``--checkpoint-replay``; resuming from a point without it (after a kill) starts with an empty
 buffer and says so. ``model.zip`` (and ``best_model.zip``) in the run folder are the latest
-(best) models for ``agents.load``; every file is written atomically.
+(best) models for ``musicgym.agents.load``; every file is written atomically.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from agents.common import (
+from musicgym.agents.common import (
     RUN_FILES,
     SESSION_FIELDS,
     EnvConfig,

@@ -1,8 +1,8 @@
 """The RL Tuner on ``ChoraleComposition-v0``: Q, Ψ and G learning over note-axis decisions.
 
-The same learner as :mod:`agents.rl_tuner` (its settings :class:`~agents.rl_tuner.RLTunerConfig`,
-its network, targets, exploration, optimizer and soft updates), over another environment's
-states. What differs, and lives here:
+The same learner as :mod:`musicgym.agents.rl_tuner` (its settings
+:class:`~musicgym.agents.rl_tuner.RLTunerConfig`, its network, targets, exploration, optimizer and
+soft updates), over another environment's states. What differs, and lives here:
 
 * **States.** A state is a decision inside a frame: the frozen prior's summary of the frames so
   far (one per frame: the Bi-axial LSTM's time-axis output), the notes decided in this frame, the
@@ -12,7 +12,8 @@ states. What differs, and lives here:
   tuner's, so before training the network *is* the prior's note axis.
 * **Masks.** The invalid actions (pitches at or below the last one written in the frame) are left
   out of the max and the logsumexp of the targets, of the greedy choice and of exploration
-  (:func:`agents.rl_tuner.explore`, :func:`agents.rl_tuner.td_target` with ``next_mask``).
+  (:func:`musicgym.agents.rl_tuner.explore`, :func:`musicgym.agents.rl_tuner.td_target` with
+  ``next_mask``).
 * **Discount per frame.** ``gamma`` discounts once per time step (frame), as in the melody env
   where a step is a 16th note: inside a frame the decisions are not discounted, so the rules,
   judged when a time step ends, reach back to every decision of their frame.
@@ -40,14 +41,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from agents.common import (
+from musicgym.agents.common import (
     RUN_FILES,
     EnvConfig,
     make_vector_env,
     set_torch_threads,
     write_agent_info,
 )
-from agents.rl_tuner import (
+from musicgym.agents.rl_tuner import (
     CHECKPOINT,
     MEMORY_SHARE,
     QNetwork,
@@ -110,8 +111,8 @@ class ChoraleStates:
 
 
 class ChoraleQNetwork(QNetwork):
-    """:class:`~agents.rl_tuner.QNetwork` over chorale decisions: ``φ(s)`` adds to the prior's
-    summary the frame's decided notes, the open pitch (one-hot) and the bar position
+    """:class:`~musicgym.agents.rl_tuner.QNetwork` over chorale decisions: ``φ(s)`` adds to the
+    prior's summary the frame's decided notes, the open pitch (one-hot) and the bar position
     (one-hot); ``2N + 1`` values."""
 
     def __init__(self, prior: NoteAxisPrior, config: RLTunerConfig) -> None:
@@ -280,8 +281,8 @@ class Chorales:
 
 class ChoraleTuner(RLTuner):
     """The networks of a chorale run (online, target, frozen prior), acting and composing: an
-    :class:`~agents.rl_tuner.RLTuner` over chorale decisions, whose :meth:`compose` gives
-    note-states (the agent interface of :func:`agents.load`)."""
+    :class:`~musicgym.agents.rl_tuner.RLTuner` over chorale decisions, whose :meth:`compose` gives
+    note-states (the agent interface of :func:`musicgym.agents.load`)."""
 
     model_tag: ClassVar[str] = MODEL_TAG
     env = CHORALE_ENV_ID

@@ -1,10 +1,10 @@
 """The ``agent`` command group of ``musicgym`` (added through the ``musicgym.cli`` entry point).
 
 ``musicgym agent train --algo ALGO --steps N --out DIR`` trains any algorithm of
-:data:`agents.registry.ALGORITHMS`; its options are generated from the algorithms' settings
-dataclasses (:class:`~agents.rl_tuner.RLTunerConfig`, :class:`~agents.baselines.SB3Config`; each
-applies to the algorithms of its dataclass; an option left out keeps that dataclass's default, or
-with ``--resume`` the run's setting). A folder
+:data:`musicgym.agents.registry.ALGORITHMS`; its options are generated from the algorithms' settings
+dataclasses (:class:`~musicgym.agents.rl_tuner.RLTunerConfig`,
+:class:`~musicgym.agents.baselines.SB3Config`; each applies to the algorithms of its dataclass; an
+option left out keeps that dataclass's default, or with ``--resume`` the run's setting). A folder
 that holds a run is refused unless ``--resume`` (go on with it) or ``--overwrite`` (replace it).
 ``musicgym agent compose --agent PATH --n 16 --out DIR [--png] [--wav]`` writes the melodies (or
 chorales) of any agent as MIDI files (and piano rolls, and WAV files).
@@ -21,7 +21,7 @@ from typing import Any
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``agent`` group: ``train`` and ``compose``."""
-    from agents.registry import ALGORITHMS, config_classes
+    from musicgym.agents.registry import ALGORITHMS, config_classes
     from musicgym.cli import add_dataclass_arguments, non_negative_int, positive_int
     from musicgym.config import ENV_DEFAULTS, ENV_ID
     from musicgym.music.midi_cli import add_audio_arguments
@@ -89,7 +89,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The settings of the run in ``--out`` that ``--resume`` continues (one line if it is of
     another algorithm)."""
-    from agents.common import read_agent_info
+    from musicgym.agents.common import read_agent_info
     from musicgym.errors import RunFolderError
     from musicgym.fileio import load_checkpoint_file
 
@@ -107,8 +107,8 @@ def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from agents.common import read_agent_info
-    from agents.registry import ALGORITHMS, config_classes
+    from musicgym.agents.common import read_agent_info
+    from musicgym.agents.registry import ALGORITHMS, config_classes
     from musicgym.cli import option_error
     from musicgym.errors import ArgumentError
 
@@ -140,7 +140,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _compose(args: argparse.Namespace) -> int:
-    import agents
+    from musicgym import agents
     from musicgym.config import CHORALE_ENV_ID, ENV_ID
     from musicgym.fileio import atomic_output
     from musicgym.metrics import STATISTICS, evaluate_chorales, evaluate_melodies

@@ -105,7 +105,7 @@ def make_vector_env(
 
 @runtime_checkable
 class Composer(Protocol):
-    """What :func:`agents.load` returns for every kind of agent."""
+    """What :func:`musicgym.agents.load` returns for every kind of agent."""
 
     length: int
 

@@ -2,13 +2,13 @@
 
 :data:`ALGORITHMS` maps a name to what makes it: its settings' dataclass, its train function and
 its load function (``"module:attribute"`` strings, imported on first use so that the CLI starts
-fast), and the settings the name fixes (``rltuner-q``: ``algo="q"``). The CLI, :func:`agents.load`
-and the benchmarks read this table and keep no list of their own.
+fast), and the settings the name fixes (``rltuner-q``: ``algo="q"``). The CLI,
+:func:`musicgym.agents.load` and the benchmarks read this table and keep no list of their own.
 
 * train: ``train(config, out, *, resume=False, overwrite=False, progress=True)``, writing a run
-  folder with ``agent.json`` (:func:`agents.common.write_agent_info`);
+  folder with ``agent.json`` (:func:`musicgym.agents.common.write_agent_info`);
 * load: ``load(folder, info)``, the agent of a run folder (``info``: its ``agent.json``), a
-  :class:`agents.common.Composer`.
+  :class:`musicgym.agents.common.Composer`.
 
 A Stable-Baselines3 or sb3-contrib algorithm is one line (``"sb3-trpo": sb3("trpo")``, the class
 found by name); a new algorithm is its module plus one line.
@@ -53,18 +53,18 @@ class Algorithm:
 
 def rl_tuner(algo: str) -> Algorithm:
     return Algorithm(
-        "agents.rl_tuner:RLTunerConfig",
-        "agents.rl_tuner:train",
-        "agents.rl_tuner:load_agent",
+        "musicgym.agents.rl_tuner:RLTunerConfig",
+        "musicgym.agents.rl_tuner:train",
+        "musicgym.agents.rl_tuner:load_agent",
         {"algo": algo},
     )
 
 
 def sb3(algo: str) -> Algorithm:
     return Algorithm(
-        "agents.baselines:SB3Config",
-        "agents.baselines:train",
-        "agents.baselines:load_agent",
+        "musicgym.agents.baselines:SB3Config",
+        "musicgym.agents.baselines:train",
+        "musicgym.agents.baselines:load_agent",
         {"algo": algo},
     )
 

@@ -65,7 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.common import (
+from musicgym.agents.common import (
     RUN_FILES,
     SESSION_FIELDS,
     EnvConfig,
@@ -241,8 +241,8 @@ class QNetwork(nn.Module):
     prior's ``log p`` (q, psi), 0 (g), or a trainable copy of the prior's readout, ``log p_θ``.
 
     ``φ(s)`` is the prior's summary (each row projected) and :meth:`extra_features`: a melody's
-    step and recent tokens here; another environment's network (``agents.chorale_tuner``) gives
-    its own ``extra_size`` features and ``num_actions`` values.
+    step and recent tokens here; another environment's network (``musicgym.agents.chorale_tuner``)
+    gives its own ``extra_size`` features and ``num_actions`` values.
     """
 
     def __init__(
@@ -599,7 +599,7 @@ class RLTuner:
     """The networks of a run (online, target, frozen prior), acting and composing.
 
     Use :func:`train` to train one and :meth:`load` to read a checkpoint; :meth:`compose` is the
-    agent interface of :func:`agents.load`.
+    agent interface of :func:`musicgym.agents.load`.
     """
 
     model_tag: ClassVar[str] = MODEL_TAG
@@ -619,7 +619,8 @@ class RLTuner:
         """Environment steps per second of the last :func:`train` call."""
 
     def frozen_prior(self, prior: Any) -> Any:
-        """The loaded, frozen prior of a name, path or model (:func:`agents.common.load_prior`)."""
+        """The loaded, frozen prior of a name, path or model
+        (:func:`musicgym.agents.common.load_prior`)."""
         return load_prior(prior)
 
     def make_network(self, prior: Any, config: RLTunerConfig) -> QNetwork:
@@ -697,7 +698,7 @@ def load_agent(folder: str | os.PathLike, info: dict[str, Any]) -> Any:
     """The agent of an RL Tuner run folder (``info``: its ``agent.json``; the registry's load),
     of either environment."""
     if info.get("config", {}).get("env") == CHORALE_ENV_ID:
-        from agents.chorale_tuner import load_agent as load_chorale_agent
+        from musicgym.agents.chorale_tuner import load_agent as load_chorale_agent
 
         return load_chorale_agent(folder, info)
     return RLTuner.load(Path(folder) / info.get("checkpoint", CHECKPOINT))[0]
@@ -841,9 +842,9 @@ def train(
     replaces a run there (without either, a folder holding a run is refused). ``prior``
     overrides ``config.prior`` with a loaded model. SIGINT / SIGTERM write a checkpoint and
     raise :class:`musicgym.errors.Interrupted`. On ``ChoraleComposition-v0`` the run is
-    :func:`agents.chorale_tuner.train`'s."""
+    :func:`musicgym.agents.chorale_tuner.train`'s."""
     if config.is_chorale:
-        from agents.chorale_tuner import train as train_chorales
+        from musicgym.agents.chorale_tuner import train as train_chorales
 
         return train_chorales(  # type: ignore[return-value]
             config, out, resume=resume, overwrite=overwrite, prior=prior, progress=progress, log=log

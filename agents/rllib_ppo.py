@@ -4,14 +4,14 @@ Install the extra (RLlib pins its own gymnasium, 1.2.2 for Ray 2.60, which the p
 allows), then::
 
     pip install -e ".[rllib]"
-    python -m agents.rllib_ppo --iterations 20 --env-runners 2            # a local Ray
-    python -m agents.rllib_ppo --address ray://head:10001 --env-runners 16 # a cluster
+    python -m musicgym.agents.rllib_ppo --iterations 20 --env-runners 2            # a local Ray
+    python -m musicgym.agents.rllib_ppo --address ray://head:10001 --env-runners 16 # a cluster
 
 Each env runner is a Ray actor that builds its own ``MusicComposition-v0`` (with its own copy of
 the prior) from the name :func:`register_env_for_ray` registers with ``ray.tune.register_env``; the
 learner updates RLlib's default MLP policy on what they sample. In code::
 
-    from agents.rllib_ppo import RLlibPPOConfig, ppo_config, register_env_for_ray
+    from musicgym.agents.rllib_ppo import RLlibPPOConfig, ppo_config, register_env_for_ray
     register_env_for_ray()
     algo = ppo_config(RLlibPPOConfig(env_runners=2)).build_algo()
     result = algo.train()  # result["env_runners"]["theory_reward"]: r_MT per step
@@ -52,7 +52,7 @@ NO_PRIOR = "none"
 
 @dataclass
 class RLlibPPOConfig:
-    """Settings of ``python -m agents.rllib_ppo``."""
+    """Settings of ``python -m musicgym.agents.rllib_ppo``."""
 
     iterations: int = 12
     """Training iterations (each samples ``train_batch_size`` env steps, then updates)."""
@@ -214,7 +214,8 @@ def train(config: RLlibPPOConfig, verbose: bool = True) -> list[dict[str, float]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m agents.rllib_ppo``: one JSON line per iteration; bad input is one line and
+    """``python -m musicgym.agents.rllib_ppo``: one JSON line per iteration; bad input is one line
+    and
     exit 2."""
     from musicgym.cli import (
         EXIT_BAD_INPUT,
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from musicgym.errors import MusicgymError
 
-    parser = ArgumentParser(prog="python -m agents.rllib_ppo", description=__doc__)
+    parser = ArgumentParser(prog="python -m musicgym.agents.rllib_ppo", description=__doc__)
     add_dataclass_arguments(parser, RLlibPPOConfig)
     args = parser.parse_args(argv)
     try:

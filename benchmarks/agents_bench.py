@@ -1,6 +1,6 @@
 """``musicgym bench agents``: every agent on the same environment and budget, beside the papers.
 
-Each agent is trained (its train function of :data:`agents.registry.ALGORITHMS`) or loaded
+Each agent is trained (its train function of :data:`musicgym.agents.registry.ALGORITHMS`) or loaded
 (``--load``) once per seed, composes
 ``--melodies`` melodies, and is measured by every statistic of the spec
 (:func:`musicgym.metrics.evaluate_melodies`) plus
@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agents.registry import ALGORITHMS
+from musicgym.agents.registry import ALGORITHMS
 from musicgym.config import DEFAULTS, EnvConfig
 from musicgym.fileio import atomic_output
 from musicgym.metrics import (
@@ -349,8 +349,8 @@ def trained_agent(
     """The agent of ``name``'s run folder and the steps it trained: trained now by
     ``train(name, seed, run_dir, config)`` (or continued), or with ``config.load`` as it is;
     ``(None, nan)``, said in a line, where ``--load`` finds no run."""
-    import agents
-    from agents.common import read_agent_info
+    from musicgym import agents
+    from musicgym.agents.common import read_agent_info
 
     if config.load and not (run_dir / "agent.json").is_file():
         print(f"{name} (seed {seed}): no run in {run_dir}, left out", flush=True)
@@ -365,8 +365,8 @@ def bench_agent(name: str, seed: int, config: AgentsBenchConfig) -> dict | None:
     ``{"settings", "measures", "per_melody", "melodies", "minutes"}`` (:func:`measure`), also
     written to the run folder's ``measures.json``. With ``config.load`` a ``measures.json`` of
     the same settings is reused, and an agent that was never trained gives ``None``."""
-    import agents
-    from agents.common import load_prior, set_torch_threads
+    from musicgym import agents
+    from musicgym.agents.common import load_prior, set_torch_threads
 
     set_torch_threads(1)
     run_dir = run_folder(config, name, seed)
@@ -401,8 +401,8 @@ def reference_melodies(prior: str, length: int) -> tuple[str, list[list[int]]] |
     note, where the checkpoint records no dataset or it cannot be loaded at 16th notes."""
     from musicgym.errors import MusicgymError
     from musicgym.music.tokens import canonical_tokens
-    from priors.data import load_dataset
-    from priors.registry import read_checkpoint
+    from musicgym.priors.data import load_dataset
+    from musicgym.priors.registry import read_checkpoint
 
     data = read_checkpoint(prior).get("data") or {}
     if "name" not in data:
@@ -437,7 +437,7 @@ def bench_test_melodies(data: str, windows: list[list[int]], config: AgentsBench
     """:func:`measure` of ``config.melodies`` of the test melodies' ``windows`` (a seeded sample
     without replacement, all of them if fewer), cached in ``runs/test-melodies/measures.json``
     while the settings and the data stay the same."""
-    from agents.common import load_prior
+    from musicgym.agents.common import load_prior
 
     settings = {**_settings(config), "data": data, "windows": len(windows)}
     cache = Path(config.out) / "runs" / "test-melodies" / MEASURES_FILE
@@ -549,7 +549,7 @@ def write_report(
 
 def _run_on_ray(tasks: list[tuple[str, int]], config: AgentsBenchConfig) -> list[dict | None]:
     """:func:`bench_agent` of each (agent, seed) as a Ray task (``benchmarks/ray_runs.py``)."""
-    from benchmarks.ray_runs import RayJob, run_jobs
+    from musicgym.benchmarks.ray_runs import RayJob, run_jobs
 
     quiet = AgentsBenchConfig(**{**asdict(config), "progress": False})
     jobs = [

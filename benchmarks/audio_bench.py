@@ -6,7 +6,7 @@ its first call for a piece and synthesizer (the very first also imports the synt
 median of ``repeats`` more, and prints each as a ratio to the piece's playing time (below 1:
 faster than real time).
 
-    python -m benchmarks.audio_bench
+    python -m musicgym.benchmarks.audio_bench
 """
 
 from __future__ import annotations

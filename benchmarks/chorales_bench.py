@@ -4,13 +4,14 @@
 Columns:
 
 * **Bach**: the last ``--bars`` bars of every chorale of the test split of the prior's data
-  (music21's Bach chorales, the seeded split of ``priors.data``; the window ends at the chorale's
-  last sounding frame, starting on a beat), the reference the goals compare against;
+  (music21's Bach chorales, the seeded split of ``musicgym.priors.data``; the window ends at the
+  chorale's last sounding frame, starting on a beat), the reference the goals compare against;
 * **prior**: chorales sampled from the prior decision by decision (exact samples of its
   factorisation, :func:`musicgym.envs.chorale.sample_chorales`);
 * **random**: uniformly random valid decisions;
 * **rules-only**: the RL Tuner's Q-learning on the rules alone (no ``log p`` in the reward);
-* every tuned agent of :data:`agents.registry.ALGORITHMS` asked for (``rltuner-q``, ``-psi``,
+* every tuned agent of :data:`musicgym.agents.registry.ALGORITHMS` asked for (``rltuner-q``,
+``-psi``,
   ``-g``, ``sb3-maskableppo``, ``sb3-dqn``), trained ``--steps`` decisions per seed.
 
 Each column composes ``--pieces`` chorales of ``--bars`` bars (Bach: as many as the test split
@@ -44,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.agents_bench import (
+from musicgym.benchmarks.agents_bench import (
     Cell,
     _cached,
     _format,
@@ -139,8 +140,8 @@ class ChoralesBenchConfig:
 def bach_chorales(prior: str, bars: int) -> list[NoteState]:
     """The last ``bars`` bars of every chorale of the test split of the prior's data: each window
     ends at the chorale's last sounding frame and starts on a beat (at most a beat longer)."""
-    from priors.data import load_dataset
-    from priors.registry import read_checkpoint
+    from musicgym.priors.data import load_dataset
+    from musicgym.priors.registry import read_checkpoint
 
     data = read_checkpoint(prior).get("data") or {}
     dataset = load_dataset(
@@ -164,7 +165,7 @@ def bach_chorales(prior: str, bars: int) -> list[NoteState]:
 def measure(pieces: Sequence[NoteState], prior: str, trained_steps: float = math.nan) -> dict:
     """``{"measures", "per_piece"}``: every measure of :data:`MEASURES` of ``pieces`` (each in its
     own key) and the per-piece contributions a bootstrap resamples."""
-    from agents.common import load_prior
+    from musicgym.agents.common import load_prior
     from musicgym.envs.chorale import frame_log_likelihoods
 
     keys = [find_key(piece) for piece in pieces]
@@ -187,7 +188,7 @@ def measures_from_sums(sums: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------------------------- agents
 def train_agent(name: str, seed: int, run: Path, config: ChoralesBenchConfig) -> None:
     """Train one agent into ``run`` with its train function."""
-    from agents.registry import ALGORITHMS
+    from musicgym.agents.registry import ALGORITHMS
 
     algorithm = ALGORITHMS["rltuner-q" if name == RULES_ONLY else name]
     env = EnvConfig(
@@ -220,8 +221,8 @@ def _settings(config: ChoralesBenchConfig) -> dict:
 def bench_agent(name: str, seed: int, config: ChoralesBenchConfig) -> dict | None:
     """Train (or load) one column's agent, compose and measure: ``{"settings", "measures",
     "per_piece", "pieces", "minutes"}``, also written to its run folder's ``measures.json``."""
-    import agents
-    from agents.common import set_torch_threads
+    from musicgym import agents
+    from musicgym.agents.common import set_torch_threads
 
     set_torch_threads(1)
     run_dir = Path(config.out) / "runs" / f"{name}-seed{seed}"
@@ -442,7 +443,7 @@ def rule_weight_evidence(
     that wins at the 90th percentile, and the preset's weight."""
     import torch
 
-    from agents.common import load_prior
+    from musicgym.agents.common import load_prior
     from musicgym.metrics.chorale import sonority
     from musicgym.rules import PRESETS, ChoraleContext, resolve_rules
 

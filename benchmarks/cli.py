@@ -31,7 +31,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
-    from benchmarks.demo import DemoConfig
+    from musicgym.benchmarks.demo import DemoConfig
     from musicgym.cli import add_dataclass_arguments
 
     demo = subparsers.add_parser(
@@ -43,7 +43,7 @@ def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from benchmarks.demo import DemoConfig, run
+    from musicgym.benchmarks.demo import DemoConfig, run
     from musicgym.cli import dataclass_from_args
 
     run(dataclass_from_args(DemoConfig, args))
@@ -70,7 +70,7 @@ def add_gallery_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_gallery(args: argparse.Namespace) -> int:
-    from benchmarks.gallery import write_gallery
+    from musicgym.benchmarks.gallery import write_gallery
     from musicgym.music.midi_cli import audio_options
 
     print(write_gallery(args.folder, title=args.title, **audio_options(args)))
@@ -103,7 +103,7 @@ def _add_midi(benchmarks: argparse._SubParsersAction) -> None:
 
 
 def _run_midi(args: argparse.Namespace) -> int:
-    from benchmarks import midi_conversion
+    from musicgym.benchmarks import midi_conversion
 
     midi_conversion.run(
         num_files=args.files,
@@ -134,7 +134,7 @@ def _add_env(benchmarks: argparse._SubParsersAction) -> None:
 
 
 def _run_env(args: argparse.Namespace) -> int:
-    from benchmarks import env_bench
+    from musicgym.benchmarks import env_bench
     from musicgym.config import CHORALE_ENV_ID
 
     timed = env_bench.run_chorales if args.env == CHORALE_ENV_ID else env_bench.run
@@ -160,7 +160,7 @@ def _add_prior(benchmarks: argparse._SubParsersAction) -> None:
 
 
 def _run_prior(args: argparse.Namespace) -> int:
-    from benchmarks import prior_bench
+    from musicgym.benchmarks import prior_bench
 
     prior_bench.run(
         threads=args.threads,
@@ -185,7 +185,7 @@ def _add_tuner(benchmarks: argparse._SubParsersAction) -> None:
 
 
 def _run_tuner(args: argparse.Namespace) -> int:
-    from benchmarks import tuner_bench
+    from musicgym.benchmarks import tuner_bench
 
     tuner_bench.run(prior_name=args.prior, num_envs=args.num_envs, steps=args.steps)
     return 0
@@ -193,7 +193,7 @@ def _run_tuner(args: argparse.Namespace) -> int:
 
 @bench_command
 def _add_agents(benchmarks: argparse._SubParsersAction) -> None:
-    from benchmarks.agents_bench import AgentsBenchConfig
+    from musicgym.benchmarks.agents_bench import AgentsBenchConfig
     from musicgym.cli import add_dataclass_arguments
 
     parser = benchmarks.add_parser(
@@ -232,7 +232,7 @@ def _add_agents(benchmarks: argparse._SubParsersAction) -> None:
 
 
 def _run_agents(args: argparse.Namespace) -> int:
-    from benchmarks import agents_bench
+    from musicgym.benchmarks import agents_bench
     from musicgym.cli import dataclass_from_args
 
     quick = agents_bench.QUICK if args.quick else {}
@@ -257,7 +257,7 @@ def _add_like_for_like(benchmarks: argparse._SubParsersAction) -> None:
 
 
 def _run_like_for_like(args: argparse.Namespace) -> int:
-    from benchmarks import like_for_like
+    from musicgym.benchmarks import like_for_like
 
     like_for_like.run(args.note_rnn, args.biaxial)
     return 0
@@ -265,7 +265,7 @@ def _run_like_for_like(args: argparse.Namespace) -> int:
 
 @bench_command
 def _add_chorales(benchmarks: argparse._SubParsersAction) -> None:
-    from benchmarks.chorales_bench import ChoralesBenchConfig
+    from musicgym.benchmarks.chorales_bench import ChoralesBenchConfig
     from musicgym.cli import add_dataclass_arguments
 
     parser = benchmarks.add_parser(
@@ -301,7 +301,7 @@ def _add_chorales(benchmarks: argparse._SubParsersAction) -> None:
 
 
 def _run_chorales(args: argparse.Namespace) -> int:
-    from benchmarks import chorales_bench
+    from musicgym.benchmarks import chorales_bench
     from musicgym.cli import dataclass_from_args
 
     config = dataclass_from_args(chorales_bench.ChoralesBenchConfig, args)
@@ -325,8 +325,8 @@ def _add_all(benchmarks: argparse._SubParsersAction) -> None:
 
 
 def _run_all(args: argparse.Namespace) -> int:
-    from benchmarks import agents_bench, env_bench, midi_conversion, prior_bench
-    from benchmarks.gallery import write_gallery
+    from musicgym.benchmarks import agents_bench, env_bench, midi_conversion, prior_bench
+    from musicgym.benchmarks.gallery import write_gallery
 
     quick = args.quick
     print("== bench midi")

@@ -67,10 +67,10 @@ def run(config: DemoConfig) -> dict[str, dict[str, float]]:
     """Sample, tune, compose, write, and print; returns the statistics of prior and tuned."""
     if config.chorale:
         return run_chorales(config)
-    import agents
-    from agents.common import load_prior
-    from agents.rl_tuner import RLTunerConfig, train
-    from benchmarks.gallery import write_gallery
+    from musicgym import agents
+    from musicgym.agents.common import load_prior
+    from musicgym.agents.rl_tuner import RLTunerConfig, train
+    from musicgym.benchmarks.gallery import write_gallery
     from musicgym.envs.stepper import melody_statistics
     from musicgym.music.audio import choose_synthesizer, synthesizer_note, write_wavs_beside
     from musicgym.music.midi import write_melody
@@ -122,9 +122,9 @@ def run(config: DemoConfig) -> dict[str, dict[str, float]]:
 
 def run_chorales(config: DemoConfig) -> dict[str, dict[str, float]]:
     """``--chorale``: sample, tune, compose and write chorales; their statistics."""
-    import agents
-    from agents.rl_tuner import RLTunerConfig, train
-    from benchmarks.gallery import write_gallery
+    from musicgym import agents
+    from musicgym.agents.rl_tuner import RLTunerConfig, train
+    from musicgym.benchmarks.gallery import write_gallery
     from musicgym.config import CHORALE_DEFAULTS, CHORALE_ENV_ID
     from musicgym.envs.chorale import chorale_statistics
     from musicgym.metrics.chorale import DISTINCT_PIECES

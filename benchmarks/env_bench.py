@@ -10,7 +10,7 @@ The prior is the shipped ``bach16`` when its checkpoint exists; otherwise a rand
 Bi-axial LSTM of the same default size (the timing does not depend on the weights). Actions are
 uniform random tokens drawn in advance, the same for every row.
 
-    musicgym bench env                # or: python -m benchmarks.env_bench
+    musicgym bench env                # or: python -m musicgym.benchmarks.env_bench
 
 ``musicgym bench env --env ChoraleComposition-v0`` times the chorale env's decisions/s instead
 (:func:`run_chorales`): one env, ``SyncVectorEnv`` and the batched vector env of ``n``, each
@@ -36,8 +36,8 @@ def load_bench_prior(name: str = "bach16") -> tuple[MelodyPrior, str]:
     """The prior to time and a description of it: the shipped checkpoint if it exists, else a
     randomly initialised model of the default configuration."""
     from musicgym.prior import resolve_prior
-    from priors.model import BiaxialConfig, BiaxialLSTM
-    from priors.registry import shipped_priors
+    from musicgym.priors.model import BiaxialConfig, BiaxialLSTM
+    from musicgym.priors.registry import shipped_priors
 
     if name in shipped_priors():
         return resolve_prior(name), f"shipped {name}.pt"

@@ -192,8 +192,8 @@ def _compose(folder: Path, name: str) -> Gallery:
 
 def _agent_run(folder: Path) -> Gallery:
     """Compose :data:`RUN_PIECES` melodies with a trained agent into ``folder/gallery/``."""
-    import agents
-    from agents.common import read_agent_info
+    from musicgym import agents
+    from musicgym.agents.common import read_agent_info
     from musicgym.music.midi import write_melody
 
     pieces = folder / "gallery"
@@ -345,8 +345,8 @@ def _cell(statistic: Statistic | None) -> str:
 def _labels() -> dict[str, str]:
     labels = {**STATISTICS, "log_p": "mean log p(a|s) under the prior"}
     try:  # the benches' tables of measures, where that floor is installed
-        from benchmarks.agents_bench import MEASURES
-        from benchmarks.chorales_bench import MEASURES as CHORALE_MEASURES
+        from musicgym.benchmarks.agents_bench import MEASURES
+        from musicgym.benchmarks.chorales_bench import MEASURES as CHORALE_MEASURES
 
         labels.update(MEASURES)
         labels.update(CHORALE_MEASURES)

@@ -8,8 +8,8 @@ a Note RNN (``--prior note_rnn``), one on a Bi-axial LSTM (``--prior melody16c``
 (the KL rows compare with the same test melodies when both priors were trained on the same data);
 Jaques et al.'s four columns, then ours on each prior across (mean ± the half-width of the 95%
 confidence interval); and, per algorithm, on how many of the spec's statistics each of ours is at
-least as good as Jaques et al.'s (:func:`benchmarks.agents_bench.is_better`). The mean log p rows
-are each under the agent's own prior, so they compare an agent with its prior only.
+least as good as Jaques et al.'s (:func:`musicgym.benchmarks.agents_bench.is_better`). The mean log
+p rows are each under the agent's own prior, so they compare an agent with its prior only.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 import math
 from pathlib import Path
 
-from benchmarks.agents_bench import MEASURES, Cell, _format, is_better
+from musicgym.benchmarks.agents_bench import MEASURES, Cell, _format, is_better
 from musicgym.errors import ArgumentError
 from musicgym.metrics import PUBLISHED, STATISTICS
 

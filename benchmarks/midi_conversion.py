@@ -6,7 +6,7 @@ ours at ``resolution`` steps per quarter note, pretty_midi's
 chorales' 120 bpm. The figure is the ratio of total times (best of ``repeats`` passes over all
 files, the two readers interleaved so that both see the same machine load).
 
-    musicgym bench midi              # or: python -m benchmarks.midi_conversion
+    musicgym bench midi              # or: python -m musicgym.benchmarks.midi_conversion
 """
 
 from __future__ import annotations

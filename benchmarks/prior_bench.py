@@ -10,7 +10,7 @@
 3. **Likelihood**: the average log-likelihood per time step of ``jsb_quarter.pt`` on the JSB test
    split (play bits; every step weighted equally) beside the published table of ``biaxial.md``.
 
-    musicgym bench prior                # or: python -m benchmarks.prior_bench
+    musicgym bench prior                # or: python -m musicgym.benchmarks.prior_bench
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.env_bench import matmul_flops_per_second
+from musicgym.benchmarks.env_bench import matmul_flops_per_second
 from musicgym.errors import CheckpointError
 from musicgym.prior import checkpoint_path
-from priors.model import BiaxialConfig, BiaxialLSTM
+from musicgym.priors.model import BiaxialConfig, BiaxialLSTM
 
 DEFAULT_JSB = Path(__file__).resolve().parents[2] / "shared/data/jsb/jsb-chorales-quarter.json"
 PUBLISHED_JSB = [
@@ -80,8 +80,8 @@ def scored_frames_per_second(
 
 def jsb_test_log_likelihood(checkpoint: str, data: Path) -> float:
     from musicgym.prior import resolve_prior
-    from priors.data import load_dataset
-    from priors.train import evaluate_log_likelihood
+    from musicgym.priors.data import load_dataset
+    from musicgym.priors.train import evaluate_log_likelihood
 
     model = resolve_prior(checkpoint)
     dataset = load_dataset(

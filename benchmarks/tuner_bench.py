@@ -4,7 +4,8 @@ Rows, all on the batched vector env of ``--num-envs`` melodies and one torch thr
 
 * **env alone**: env-steps/s of random actions, with the prior scoring every step (what any
   agent pays before it learns anything);
-* **rltuner-q**: env-steps/s of :func:`agents.rl_tuner.train` with one gradient step (batch 32)
+* **rltuner-q**: env-steps/s of :func:`musicgym.agents.rl_tuner.train` with one gradient step
+(batch 32)
   per 4 env steps; its gradient steps/s too. The default Q-network learns a per-state term over
   the cached time-axis outputs, so an update never runs the prior;
 * **rltuner-q --train-readout**: the same with a trainable copy of the prior's readout (the
@@ -51,7 +52,7 @@ def env_steps_per_second(prior, num_envs: int, steps: int, seed: int = 0) -> flo
 
 def training_rates(prior, num_envs: int, steps: int, **settings) -> tuple[float, float]:
     """(env-steps/s, gradient steps/s) of an RL Tuner training run of ``steps`` steps."""
-    from agents.rl_tuner import RLTunerConfig, train
+    from musicgym.agents.rl_tuner import RLTunerConfig, train
 
     config = RLTunerConfig(
         steps=steps,
@@ -75,7 +76,7 @@ def run(
 ) -> dict[str, dict[str, float]]:
     """Time the three rows for each prior of ``prior_name`` (comma-separated: several priors in
     one run) and print them as a Markdown table with the ratios."""
-    from agents.common import load_prior, set_torch_threads
+    from musicgym.agents.common import load_prior, set_torch_threads
 
     set_torch_threads(1)
     print(f"{num_envs} envs, 1 torch thread, {steps} env steps a row")

@@ -8,11 +8,12 @@ Q-network reads. The environment, the RL Tuner, ``PriorAgent`` and the benchmark
 
 Two ways to be one:
 
-* a model of tokens implements it directly (``priors.note_rnn.NoteRNN``, Jaques et al.'s Note
+* a model of tokens implements it directly (``musicgym.priors.note_rnn.NoteRNN``, Jaques et al.'s
+Note
   RNN);
 * a model of note-state frames implements :class:`FramePrior` and mixes in
   :class:`musicgym.envs.actions.FrameMelodyPrior`, which turns tokens into frames and scores the 38
-  candidate frames (``priors.model.BiaxialLSTM``, the Bi-axial LSTM).
+  candidate frames (``musicgym.priors.model.BiaxialLSTM``, the Bi-axial LSTM).
 
 ``ChoraleComposition-v0`` composes whole frames note by note: its prior is a
 :class:`NoteAxisPrior`, a :class:`FramePrior` that also scores the notes of a frame one pitch at a

@@ -42,7 +42,7 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace):
-    from priors.data import load_dataset
+    from musicgym.priors.data import load_dataset
 
     return load_dataset(
         args.name,
@@ -56,7 +56,7 @@ def _load(args: argparse.Namespace):
 
 
 def _data_list(args: argparse.Namespace) -> int:
-    from priors.data import available_datasets, cache_dir
+    from musicgym.priors.data import available_datasets, cache_dir
 
     for name, description in available_datasets().items():
         print(f"{name:<20} {description}")
@@ -114,7 +114,7 @@ def _data_inspect(args: argparse.Namespace) -> int:
 
 def add_prior_commands(subparsers: argparse._SubParsersAction) -> None:
     from musicgym.cli import add_dataclass_arguments, non_negative_int, positive_float, positive_int
-    from priors.train import TrainConfig
+    from musicgym.priors.train import TrainConfig
 
     prior = subparsers.add_parser(
         "prior", help="train, evaluate and sample the priors (Bi-axial LSTM, Note RNN)"
@@ -122,7 +122,7 @@ def add_prior_commands(subparsers: argparse._SubParsersAction) -> None:
     commands = prior.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     train = commands.add_parser(
-        "train", help="train a prior (options from priors.train.TrainConfig)"
+        "train", help="train a prior (options from musicgym.priors.train.TrainConfig)"
     )
     add_dataclass_arguments(train, TrainConfig)
     train.add_argument(
@@ -178,14 +178,14 @@ def _prior_train(args: argparse.Namespace) -> int:
     import json
 
     from musicgym.cli import dataclass_from_args, option_error
-    from priors.train import TrainConfig, train
+    from musicgym.priors.train import TrainConfig, train
 
     try:
         config = dataclass_from_args(TrainConfig, args)
     except ValueError as error:
         raise option_error(error, TrainConfig) from None
     if args.ddp:
-        from priors.distributed import launch
+        from musicgym.priors.distributed import launch
 
         print(json.dumps(launch(config, args.ddp), indent=2))
         return 0
@@ -198,8 +198,8 @@ def _prior_evaluate(args: argparse.Namespace) -> int:
 
     from musicgym.checks import check_device
     from musicgym.prior import resolve_prior
-    from priors.data import load_dataset
-    from priors.train import evaluate_log_likelihood
+    from musicgym.priors.data import load_dataset
+    from musicgym.priors.train import evaluate_log_likelihood
 
     check_device(args.device)
     model = resolve_prior(args.checkpoint, device=args.device)
@@ -239,7 +239,7 @@ def _prior_sample(args: argparse.Namespace) -> int:
     from musicgym.errors import ArgumentError
     from musicgym.music.midi import write_midi
     from musicgym.prior import resolve_prior
-    from priors.model import BiaxialLSTM
+    from musicgym.priors.model import BiaxialLSTM
 
     check_device(args.device)
     model = resolve_prior(args.checkpoint, device=args.device)

@@ -3,15 +3,17 @@
 Two ways to start it, the same training either way::
 
     musicgym prior train --ddp 2 --data essen ...                     # N processes on this machine
-    torchrun --nproc_per_node 2 -m priors.train --data essen ...      # or torchrun, any number of
-    torchrun --nnodes 2 --node_rank 0 --nproc_per_node 4 \\           #   machines (one command
-        --rdzv_backend c10d --rdzv_endpoint HEAD:29500 -m priors.train ...  # on each)
+    torchrun --nproc_per_node 2 -m musicgym.priors.train --data essen ...      # or torchrun, any
+    number of torchrun --nnodes 2 --node_rank 0 --nproc_per_node 4 \\           #   machines (one
+    command
+        --rdzv_backend c10d --rdzv_endpoint HEAD:29500 -m musicgym.priors.train ...  # on each)
 
-Every process runs :func:`priors.train.train` on its own share of each batch; DDP averages the
-gradients (gloo on the CPU, nccl on GPUs: process ``LOCAL_RANK`` takes GPU ``LOCAL_RANK``), so
+Every process runs :func:`musicgym.priors.train.train` on its own share of each batch; DDP averages
+the gradients (gloo on the CPU, nccl on GPUs: process ``LOCAL_RANK`` takes GPU ``LOCAL_RANK``), so
 every process keeps the same weights. ``--batch-size`` stays the *global* batch.
 
-* **Sharding.** Every process holds the same :class:`~priors.train.SegmentSampler`, seeded alike,
+* **Sharding.** Every process holds the same :class:`~musicgym.priors.train.SegmentSampler`, seeded
+alike,
   draws the same global batch of segments and keeps its rank's rows (:meth:`Replicas.share`).
   That is a deterministic split by rank of one stream, which a single process with the same
   batch would draw whole; the loss is normalised by the global frame count, so the gradient is
@@ -52,7 +54,7 @@ from torch import nn
 from musicgym.errors import ArgumentError, Interrupted, MusicgymError
 
 if TYPE_CHECKING:
-    from priors.train import TrainConfig
+    from musicgym.priors.train import TrainConfig
 
 BACKENDS = {"cpu": "gloo", "cuda": "nccl"}
 """The ``torch.distributed`` backend of each device type."""
@@ -70,7 +72,7 @@ class TrainingFailed(MusicgymError):
 @dataclass(frozen=True)
 class Replicas:
     """This process's place among the training processes: rank 0 of 1 unless it runs in a
-    process group (``torchrun`` or ``--ddp``). The hooks of :func:`priors.train.train`."""
+    process group (``torchrun`` or ``--ddp``). The hooks of :func:`musicgym.priors.train.train`."""
 
     rank: int = 0
     world_size: int = 1
@@ -216,7 +218,7 @@ def _worker(
 
     from tqdm import tqdm
 
-    from priors.train import train
+    from musicgym.priors.train import train
 
     os.setsid()
     # tqdm's default lock is a multiprocessing semaphore: a process killed while holding it

@@ -19,8 +19,8 @@ It is a :class:`musicgym.prior.MelodyPrior`: its summary of a melody is the last
 output ``(1, H)``.
 
 Differences from Jaques et al.: the trainer's optimiser and schedule (Adam, constant learning
-rate, global-norm clip 5, no L2 and no skipped first 32 losses, see ``priors.train``); dropout on
-the LSTM output while training; the pitch axis may be wider than the 36 pitches.
+rate, global-norm clip 5, no L2 and no skipped first 32 losses, see ``musicgym.priors.train``);
+dropout on the LSTM output while training; the pitch axis may be wider than the 36 pitches.
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ from torch import nn
 from musicgym.errors import CheckpointError
 from musicgym.fileio import load_checkpoint_file, save_checkpoint_file
 from musicgym.prior import checkpoint_path
-from priors.model import BiaxialLSTM
-from priors.note_rnn import NoteRNN
+from musicgym.priors.model import BiaxialLSTM
+from musicgym.priors.note_rnn import NoteRNN
 
 MODELS: dict[str, type[nn.Module]] = {
     BiaxialLSTM.model_tag: BiaxialLSTM,

@@ -1,5 +1,5 @@
-"""Training of a prior (``--model``: the Bi-axial LSTM or the Note RNN, ``priors.registry``),
-readable top to bottom like CleanRL's scripts.
+"""Training of a prior (``--model``: the Bi-axial LSTM or the Note RNN,
+``musicgym.priors.registry``), readable top to bottom like CleanRL's scripts.
 
 ``train(TrainConfig(...))`` (or ``musicgym prior train``) draws batches of bar-aligned segments from
 the train split, transposes each by a random shift that keeps its notes on the pitch axis,
@@ -13,9 +13,9 @@ refuses other settings than ``--max-steps``, ``--max-minutes``, ``--threads``, `
 ``--progress`` and ``--out``) or ``--overwrite``; it is locked while training
 (``musicgym.runs``). SIGINT / SIGTERM write ``last.pt`` at the current step and stop.
 
-Several processes (``--ddp N``, or ``torchrun ... -m priors.train``) train with torch DDP through
-the hooks of ``priors/distributed.py`` (``replicas()``: share the batch, the log-likelihood in
-DDP, agree to stop, rank 0 writes); in one process every hook is a no-op.
+Several processes (``--ddp N``, or ``torchrun ... -m musicgym.priors.train``) train with torch DDP
+through the hooks of ``priors/distributed.py`` (``replicas()``: share the batch, the log-likelihood
+in DDP, agree to stop, rank 0 writes); in one process every hook is a no-op.
 """
 
 from __future__ import annotations
@@ -49,19 +49,19 @@ from musicgym.checks import (
 from musicgym.errors import CheckpointError, RunFolderError
 from musicgym.fileio import atomic_output, save_checkpoint_file
 from musicgym.music.notestate import NoteState
-from musicgym.runs import (
-    StopSignals,
-    check_output_folder,
-    check_resume_settings,
-    claim_run_folder,
-)
-from priors.distributed import process_group, replicas
-from priors.registry import (
+from musicgym.priors.distributed import process_group, replicas
+from musicgym.priors.registry import (
     MODELS,
     build_model,
     model_from_checkpoint,
     read_checkpoint,
     save_checkpoint,
+)
+from musicgym.runs import (
+    StopSignals,
+    check_output_folder,
+    check_resume_settings,
+    claim_run_folder,
 )
 
 RUN_FILES = ("last.pt", "best.pt", "events.out.tfevents.*")
@@ -396,7 +396,7 @@ def resumed_checkpoint(config: TrainConfig) -> dict[str, Any]:
 
 def training_data(config: TrainConfig) -> tuple[Any, SegmentSampler, torch.Generator]:
     """The dataset, the sampler of training segments, and the sampler's generator (seeded)."""
-    from priors.data import load_dataset
+    from musicgym.priors.data import load_dataset
 
     dataset = load_dataset(
         config.data,
@@ -606,12 +606,12 @@ def ship_checkpoint(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m priors.train``: the same options as ``musicgym prior train``."""
+    """``python -m musicgym.priors.train``: the same options as ``musicgym prior train``."""
     import argparse
 
     from musicgym.cli import add_dataclass_arguments, dataclass_from_args
 
-    parser = argparse.ArgumentParser(prog="python -m priors.train", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m musicgym.priors.train", description=__doc__)
     add_dataclass_arguments(parser, TrainConfig)
     config = dataclass_from_args(TrainConfig, parser.parse_args(argv))
     with process_group(config.device) as replica:  # torchrun starts it in every process

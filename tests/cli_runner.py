@@ -18,12 +18,12 @@ from pathlib import Path
 PRELOAD = [
     "musicgym.cli",
     "agents",
-    "agents.cli",
-    "agents.rl_tuner",
-    "agents.baselines",
-    "priors.cli",
-    "priors.train",
-    "priors.data",
+    "musicgym.agents.cli",
+    "musicgym.agents.rl_tuner",
+    "musicgym.agents.baselines",
+    "musicgym.priors.cli",
+    "musicgym.priors.train",
+    "musicgym.priors.data",
     "torch.utils.tensorboard",
     "torch._dynamo",  # imported by the first optimizer
 ]

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-import agents
-from agents.common import read_agent_info
-from agents.rl_tuner import (
+from musicgym import agents
+from musicgym.agents.common import read_agent_info
+from musicgym.agents.rl_tuner import (
     Melodies,
     RLTuner,
     RLTunerConfig,
@@ -24,14 +24,14 @@ from agents.rl_tuner import (
     soft_update,
     td_target,
 )
-from agents.rl_tuner import train as train_rl_tuner
+from musicgym.agents.rl_tuner import train as train_rl_tuner
 from musicgym.envs.actions import token_frames
 from musicgym.envs.stepper import melody_log_probs, melody_summaries, sounding_before
 from musicgym.errors import CheckpointError, EnvArgumentError
 from musicgym.metrics import in_key_tokens
 from musicgym.music.keys import Key
-from priors.model import BiaxialConfig, BiaxialLSTM
-from priors.registry import save_checkpoint
+from musicgym.priors.model import BiaxialConfig, BiaxialLSTM
+from musicgym.priors.registry import save_checkpoint
 
 
 def tiny_prior(seed: int = 0, note_sizes: tuple[int, ...] = (8, 6)) -> BiaxialLSTM:
@@ -293,8 +293,8 @@ def test_every_algorithm_trains_checkpoints_resumes_and_composes(prior, algo, tm
         assert torch.load(tmp_path / "agent.pt", weights_only=True)["step"] == 128
         assert read_agent_info(tmp_path)["trained_steps"] == 128
     else:
-        from agents.baselines import SB3Config
-        from agents.baselines import train as train_sb3
+        from musicgym.agents.baselines import SB3Config
+        from musicgym.agents.baselines import train as train_sb3
 
         small = {"num_envs": 2, "eval_interval": 32, "eval_episodes": 2, "checkpoint_interval": 32}
         hyperparameters = json.dumps(SB3_SMALL[name])
@@ -324,8 +324,8 @@ def test_max_minutes_stops_short_and_resume_goes_on(prior, algo, tmp_path):
         resumed = RLTunerConfig(algo=name, steps=stopped + 32, **RL_TUNER_SMALL)
         train_rl_tuner(resumed, tmp_path, resume=True, progress=False)
     else:
-        from agents.baselines import SB3Config
-        from agents.baselines import train as train_sb3
+        from musicgym.agents.baselines import SB3Config
+        from musicgym.agents.baselines import train as train_sb3
 
         small = {
             "num_envs": 2,

@@ -282,8 +282,8 @@ def test_log_compositions_writes_audio_and_piano_rolls(tmp_path: Path):
 def test_the_sb3_evaluation_logs_compositions(tmp_path: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from agents.baselines import SB3Config
-    from agents.baselines import train as train_sb3
+    from musicgym.agents.baselines import SB3Config
+    from musicgym.agents.baselines import train as train_sb3
 
     hyperparameters = json.dumps({"n_steps": 16, "batch_size": 32, "n_epochs": 1})
     config = SB3Config(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.midi_conversion import run
+from musicgym.benchmarks.midi_conversion import run
 from musicgym.cli import main
 from musicgym.music.midi import write_midi
 from musicgym.music.notestate import NoteState

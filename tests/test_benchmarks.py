@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import musicgym  # noqa: F401  (registers the environment)
-from benchmarks import agents_bench
-from benchmarks.agents_bench import (
+from musicgym.benchmarks import agents_bench
+from musicgym.benchmarks.agents_bench import (
     TEST_MELODIES,
     AgentsBenchConfig,
     Cell,
@@ -85,7 +85,7 @@ def test_theory_rewards_are_the_rules_only_env_rewards_times_c() -> None:
 
 
 def test_contributions_give_the_measures_and_their_intervals() -> None:
-    from agents.common import load_prior
+    from musicgym.agents.common import load_prior
     from musicgym.envs.stepper import melody_statistics
 
     melodies = np.random.default_rng(2).integers(0, 38, (6, 32)).tolist()
@@ -165,8 +165,8 @@ def test_markdown_table_shows_intervals_and_the_legend() -> None:
 
 
 def test_reference_melodies_are_bar_aligned_windows_of_the_test_split(monkeypatch) -> None:
-    import priors.data
-    import priors.registry
+    from musicgym.priors import data as prior_data
+    from musicgym.priors import registry as prior_registry
 
     class FakeDataset:
         resolution = 4
@@ -177,10 +177,10 @@ def test_reference_melodies_are_bar_aligned_windows_of_the_test_split(monkeypatc
 
     asked = {}
     monkeypatch.setattr(
-        priors.data, "load_dataset", lambda name, **kw: asked.update(kw, name=name) or FakeDataset()
+        prior_data, "load_dataset", lambda name, **kw: asked.update(kw, name=name) or FakeDataset()
     )
     card = {"name": "essen", "lowest_pitch": 42, "num_pitches": 48, "key_normalised": True}
-    monkeypatch.setattr(priors.registry, "read_checkpoint", lambda path: {"data": card})
+    monkeypatch.setattr(prior_registry, "read_checkpoint", lambda path: {"data": card})
     data, windows = REFERENCE_MELODIES("melody16", 32)
     assert data == "essen" and asked["key_normalise"] is True and asked["lowest_pitch"] == 42
     assert windows == [list(range(2, 34)), [*range(34, 38), *range(2, 30)]]  # not from 64: short
@@ -189,7 +189,7 @@ def test_reference_melodies_are_bar_aligned_windows_of_the_test_split(monkeypatc
     card.pop("key_normalised")  # an older card
     REFERENCE_MELODIES("melody16", 32)
     assert asked["key_normalise"] is False
-    monkeypatch.setattr(priors.registry, "read_checkpoint", lambda path: {})
+    monkeypatch.setattr(prior_registry, "read_checkpoint", lambda path: {})
     assert REFERENCE_MELODIES("some.pt", 32) is None
 
 
@@ -254,8 +254,8 @@ def test_load_reuses_measures_and_leaves_out_missing_runs(tmp_path: Path, monkey
 
 
 def test_demo_writes_its_folder_and_prints_the_table(tmp_path: Path, capsys) -> None:
-    from benchmarks.demo import DemoConfig
-    from benchmarks.demo import run as run_demo
+    from musicgym.benchmarks.demo import DemoConfig
+    from musicgym.benchmarks.demo import run as run_demo
 
     config = DemoConfig(out=str(tmp_path / "demo"), steps=64, melodies=4, keep=2)
     table = run_demo(config)
@@ -276,8 +276,8 @@ def test_demo_writes_its_folder_and_prints_the_table(tmp_path: Path, capsys) -> 
 def test_like_for_like_counts_each_prior_against_jaques(tmp_path: Path) -> None:
     from dataclasses import asdict
 
-    from benchmarks.agents_bench import MEASURES, Cell
-    from benchmarks.like_for_like import COLUMNS, like_for_like
+    from musicgym.benchmarks.agents_bench import MEASURES, Cell
+    from musicgym.benchmarks.like_for_like import COLUMNS, like_for_like
     from musicgym.errors import ArgumentError
 
     def write(folder: Path, prior: str, shift: float) -> None:
@@ -307,8 +307,8 @@ def test_like_for_like_counts_each_prior_against_jaques(tmp_path: Path) -> None:
 
 
 def test_chorale_demo_writes_chorales_and_their_statistics(tmp_path: Path, capsys) -> None:
-    from benchmarks.demo import DemoConfig
-    from benchmarks.demo import run as run_demo
+    from musicgym.benchmarks.demo import DemoConfig
+    from musicgym.benchmarks.demo import run as run_demo
     from musicgym.music.midi import read_midi
 
     out = tmp_path / "demo"
@@ -324,8 +324,8 @@ def test_chorale_demo_writes_chorales_and_their_statistics(tmp_path: Path, capsy
 
 
 def test_chorale_goals_count_statistics_closer_to_bach_with_intervals_apart() -> None:
-    from benchmarks.agents_bench import Cell
-    from benchmarks.chorales_bench import BACH, MEASURES, goals
+    from musicgym.benchmarks.agents_bench import Cell
+    from musicgym.benchmarks.chorales_bench import BACH, MEASURES, goals
 
     def column(**values: tuple[float, float, float]) -> dict[str, Cell]:
         cells = {name: Cell(math.nan) for name in MEASURES}

@@ -11,16 +11,21 @@ import numpy as np
 import pytest
 import torch
 
-import agents
-from agents.chorale_tuner import ChoraleQNetwork, ChoraleReplay, ChoraleStates, ChoraleTuner
-from agents.common import read_agent_info
-from agents.rl_tuner import RLTunerConfig, explore, td_target
-from agents.rl_tuner import train as train_rl_tuner
+from musicgym import agents
+from musicgym.agents.chorale_tuner import (
+    ChoraleQNetwork,
+    ChoraleReplay,
+    ChoraleStates,
+    ChoraleTuner,
+)
+from musicgym.agents.common import read_agent_info
+from musicgym.agents.rl_tuner import RLTunerConfig, explore, td_target
+from musicgym.agents.rl_tuner import train as train_rl_tuner
 from musicgym.envs.chorale import DecisionStepper, end_action
 from musicgym.errors import RunFolderError
 from musicgym.music.notestate import NoteState
-from priors.model import BiaxialConfig, BiaxialLSTM
-from priors.registry import save_checkpoint
+from musicgym.priors.model import BiaxialConfig, BiaxialLSTM
+from musicgym.priors.registry import save_checkpoint
 
 CHORALES = "ChoraleComposition-v0"
 SMALL = {
@@ -144,8 +149,8 @@ def test_rl_tuner_trains_and_composes_chorales(prior, algo, tmp_path):
     ],
 )
 def test_sb3_baselines_train_and_compose_chorales(prior, algo, hyperparameters, tmp_path):
-    from agents.baselines import SB3Config
-    from agents.baselines import train as train_sb3
+    from musicgym.agents.baselines import SB3Config
+    from musicgym.agents.baselines import train as train_sb3
 
     config = SB3Config(
         algo=algo,

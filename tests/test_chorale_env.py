@@ -25,8 +25,8 @@ from musicgym.errors import CheckpointError, EnvArgumentError, RuleError
 from musicgym.music.midi import read_midi
 from musicgym.music.notestate import NoteState
 from musicgym.prior import NoteAxisPrior
+from musicgym.priors.model import BiaxialConfig, BiaxialLSTM
 from musicgym.rules import PRESETS
-from priors.model import BiaxialConfig, BiaxialLSTM
 
 ENV_ID = "ChoraleComposition-v0"
 
@@ -275,7 +275,7 @@ def test_primer_is_fed_and_shown_but_not_judged(prior, tmp_path):
 
 # ------------------------------------------------------------------------------ bad input
 def test_bad_input_is_one_line(prior, tmp_path):
-    from priors.note_rnn import NoteRNN, NoteRNNConfig
+    from musicgym.priors.note_rnn import NoteRNN, NoteRNNConfig
 
     with pytest.raises(CheckpointError, match="needs a NoteAxisPrior"):
         make(NoteRNN(NoteRNNConfig()))

@@ -14,8 +14,8 @@ from musicgym.cli import main
 from musicgym.errors import DatasetError
 from musicgym.music.midi import write_midi
 from musicgym.music.notestate import NoteState
-from priors import data
-from priors.data import load_dataset, random_transposition, seeded_split
+from musicgym.priors import data
+from musicgym.priors.data import load_dataset, random_transposition, seeded_split
 
 JSB_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "jsb"
 JSB_QUARTER = JSB_DIR / "jsb-chorales-quarter.json"

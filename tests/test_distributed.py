@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from musicgym.errors import ArgumentError
-from priors.registry import read_checkpoint as load_checkpoint
-from priors.train import train
+from musicgym.priors.registry import read_checkpoint as load_checkpoint
+from musicgym.priors.train import train
 from tests.test_prior import jsb_file, tiny_train_config  # noqa: F401  (jsb_file: a fixture)
 
 if not torch.distributed.is_available():
@@ -25,7 +25,7 @@ if not torch.distributed.is_available():
         "torch.distributed is not available in this build of torch", allow_module_level=True
     )
 
-from priors.distributed import Replicas, launch
+from musicgym.priors.distributed import Replicas, launch
 
 
 def assert_same_weights(a: Path, b: Path, atol: float) -> None:
@@ -75,7 +75,10 @@ def test_torchrun_trains_the_weights_of_one_process(jsb_file, tmp_path):  # noqa
     ]  # fmt: skip
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
     run = subprocess.run(
-        [*launcher, "-m", "priors.train", *options], capture_output=True, text=True, timeout=180
+        [*launcher, "-m", "musicgym.priors.train", *options],
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.count('"step": 4') == 1  # rank 0 alone prints the summary
@@ -93,7 +96,7 @@ def test_shares_split_the_batch_and_weight_the_global_frames():
 
 
 def _check_same(rank: int, port: int, value: int, answers) -> None:
-    from priors.distributed import process_group
+    from musicgym.priors.distributed import process_group
 
     with process_group("cpu", rank, 2, f"tcp://127.0.0.1:{port}") as replica:
         try:
@@ -107,7 +110,7 @@ def _check_same(rank: int, port: int, value: int, answers) -> None:
 def test_every_process_learns_whether_a_value_is_the_same_in_all(values, answer):
     import multiprocessing
 
-    from priors.distributed import _free_port
+    from musicgym.priors.distributed import _free_port
 
     context = multiprocessing.get_context("spawn")
     answers, port = context.Queue(), _free_port()

@@ -407,7 +407,7 @@ def test_bad_reset_options(options, message):
 def test_with_a_real_biaxial_lstm():
     """The env on the real prior class (tiny, random weights): log-probabilities sum to 1 and the
     batched vector env agrees with SyncVectorEnv (to the LSTM's batch-size rounding)."""
-    from priors.model import BiaxialConfig, BiaxialLSTM
+    from musicgym.priors.model import BiaxialConfig, BiaxialLSTM
 
     torch.manual_seed(0)
     model = BiaxialLSTM(BiaxialConfig(time_sizes=(8,), note_sizes=(8,))).eval()
@@ -434,7 +434,7 @@ def test_with_a_real_biaxial_lstm():
 
 
 def key_normalised_prior() -> object:
-    from priors.model import BiaxialConfig, BiaxialLSTM
+    from musicgym.priors.model import BiaxialConfig, BiaxialLSTM
 
     torch.manual_seed(0)
     config = BiaxialConfig(
@@ -481,7 +481,7 @@ def test_key_normalised_prior_scores_a_melody_in_d_as_the_same_melody_in_c():
 
 
 def test_prior_axis_too_narrow_for_the_transposed_melody_is_one_line():
-    from priors.model import BiaxialConfig, BiaxialLSTM
+    from musicgym.priors.model import BiaxialConfig, BiaxialLSTM
 
     narrow = BiaxialLSTM(BiaxialConfig(lowest_pitch=48, num_pitches=36, key_normalised=True))
     env = gym.make("MusicComposition-v0", prior=narrow, key="D major")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.gallery import PAGE, GalleryError, read_gallery, write_gallery
+from musicgym.benchmarks.gallery import PAGE, GalleryError, read_gallery, write_gallery
 from musicgym.cli import main
 from musicgym.metrics import PUBLISHED
 from musicgym.music.midi import write_melody

@@ -13,15 +13,15 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 import musicgym  # noqa: F401  (registers the environment)
-from agents.rl_tuner import RLTuner, RLTunerConfig
-from agents.rl_tuner import train as train_rl_tuner
+from musicgym.agents.rl_tuner import RLTuner, RLTunerConfig
+from musicgym.agents.rl_tuner import train as train_rl_tuner
 from musicgym.envs.stepper import TokenStepper, melody_log_probs
 from musicgym.errors import CheckpointError
 from musicgym.music.tokens import canonical_tokens, tokens_to_note_state
 from musicgym.prior import MelodyPrior, resolve_prior
-from priors.note_rnn import NoteRNN, NoteRNNConfig, melody_tokens
-from priors.registry import read_checkpoint, save_checkpoint
-from priors.train import TrainConfig, train
+from musicgym.priors.note_rnn import NoteRNN, NoteRNNConfig, melody_tokens
+from musicgym.priors.registry import read_checkpoint, save_checkpoint
+from musicgym.priors.train import TrainConfig, train
 from tests.fake_prior import TablePrior
 
 
@@ -170,7 +170,7 @@ def test_a_checkpoint_no_loader_knows_is_one_line_and_exit_2(tmp_path):
 
 
 def test_shipped_note_rnn_samples_one_line_and_composes_in_any_key(tmp_path, capsys):
-    import agents
+    from musicgym import agents
     from musicgym.cli import main
     from musicgym.prior import resolve_prior as load_prior
 

@@ -13,10 +13,10 @@ from musicgym.errors import CheckpointError
 from musicgym.music.notestate import NoteState
 from musicgym.prior import FramePrior
 from musicgym.prior import resolve_prior as load_frame_prior
-from priors.model import BiaxialConfig, BiaxialLSTM, frame_log_likelihood
-from priors.registry import CHECKPOINT_DIR, save_checkpoint
-from priors.registry import read_checkpoint as load_checkpoint
-from priors.train import SegmentSampler, TrainConfig, evaluate_log_likelihood, train
+from musicgym.priors.model import BiaxialConfig, BiaxialLSTM, frame_log_likelihood
+from musicgym.priors.registry import CHECKPOINT_DIR, save_checkpoint
+from musicgym.priors.registry import read_checkpoint as load_checkpoint
+from musicgym.priors.train import SegmentSampler, TrainConfig, evaluate_log_likelihood, train
 
 TINY = {"time_sizes": (8, 6), "note_sizes": (5, 4), "dropout": 0.0}
 
@@ -357,7 +357,7 @@ def test_shipped_copy_and_model_card(jsb_file, tmp_path):
     shipped = load_checkpoint(out)
     assert "optimizer" not in shipped
     model = load_frame_prior(out)
-    from priors.data import load_dataset
+    from musicgym.priors.data import load_dataset
 
     test = load_dataset(f"jsb:{jsb_file}", lowest_pitch=55, num_pitches=24).test
     assert evaluate_log_likelihood(model, test, play_only=True) == pytest.approx(
@@ -461,19 +461,19 @@ def test_melody16_is_a_melody_prior_over_exactly_the_melody_tokens():
 
 @pytest.mark.parametrize("name", ["bach16", "jsb_quarter", "melody16", "melody16c"])
 def test_chunked_lstm_calls_give_the_whole_calls_log_likelihoods(name, monkeypatch):
-    import priors.model
+    from musicgym.priors import model as prior_model
 
     model = load_frame_prior(name)
     x = random_note_states(8, 64, model.num_pitches, seed=3)  # 8 x 64 x N rows: chunked
-    assert 8 * 64 * model.num_pitches > priors.model.CHUNK_MIN_ROWS
+    assert 8 * 64 * model.num_pitches > prior_model.CHUNK_MIN_ROWS
     chunked = model.log_likelihood(x)
-    monkeypatch.setattr(priors.model, "CHUNK_MIN_ROWS", math.inf)
+    monkeypatch.setattr(prior_model, "CHUNK_MIN_ROWS", math.inf)
     torch.testing.assert_close(chunked, model.log_likelihood(x), rtol=1e-5, atol=1e-4)
 
 
 def test_shipped_jsb_quarter_scores_the_test_figure_of_its_card():
-    from benchmarks.prior_bench import DEFAULT_JSB
-    from priors.data import load_dataset
+    from musicgym.benchmarks.prior_bench import DEFAULT_JSB
+    from musicgym.priors.data import load_dataset
 
     if not DEFAULT_JSB.is_file():
         pytest.skip(f"{DEFAULT_JSB} is not there")

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import agents_bench
-from benchmarks.agents_bench import AgentsBenchConfig
-from benchmarks.ray_runs import RayJob, _run_job, pack_folder, run_jobs, unpack_folder
+from musicgym.benchmarks import agents_bench
+from musicgym.benchmarks.agents_bench import AgentsBenchConfig
+from musicgym.benchmarks.ray_runs import RayJob, _run_job, pack_folder, run_jobs, unpack_folder
 from musicgym.cli import main
 
 try:

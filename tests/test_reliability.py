@@ -19,11 +19,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.common import read_agent_info
+from musicgym.agents.common import read_agent_info
 from musicgym.errors import EnvArgumentError, Interrupted
 from musicgym.fileio import atomic_output, umask
+from musicgym.priors.registry import save_checkpoint
 from musicgym.runs import LOCK_FILE, claim_run_folder
-from priors.registry import save_checkpoint
 from tests.cli_runner import CLI, wait_for
 from tests.test_agents import RL_TUNER_SMALL, SB3_SMALL, tiny_prior
 
@@ -350,7 +350,7 @@ def interrupt_at(call: int, obj, method: str, monkeypatch, counts=lambda self: T
     ids=["q", "g-boltzmann-primed"],
 )
 def test_rl_tuner_interrupted_at_a_random_step_resumes_bit_for_bit(tmp_path, settings):
-    from agents.rl_tuner import RLTunerConfig, train
+    from musicgym.agents.rl_tuner import RLTunerConfig, train
     from musicgym.envs.stepper import melody_statistics
 
     prior = tiny_prior()
@@ -391,7 +391,7 @@ def test_sb3_interrupted_at_a_random_step_resumes_bit_for_bit(tmp_path, algo):
     steps of 2 envs; PPO: 16 steps of 2 envs)."""
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from agents.baselines import SB3Config, train
+    from musicgym.agents.baselines import SB3Config, train
 
     prior = tiny_prior()
     small = {"num_envs": 2, "eval_interval": 24, "eval_episodes": 2, "checkpoint_interval": 32}
@@ -418,7 +418,7 @@ def test_sb3_interrupted_at_a_random_step_resumes_bit_for_bit(tmp_path, algo):
 
 
 def test_sb3_resume_falls_back_past_a_damaged_newest_checkpoint(tmp_path, capsys):
-    from agents.baselines import CHECKPOINTS, SB3Config, train
+    from musicgym.agents.baselines import CHECKPOINTS, SB3Config, train
 
     prior = tiny_prior()
     small = {"num_envs": 2, "eval_interval": 10**6, "checkpoint_interval": 32}
@@ -438,7 +438,7 @@ def test_sb3_resume_falls_back_past_a_damaged_newest_checkpoint(tmp_path, capsys
 
 
 def test_prior_training_interrupted_at_a_random_step_resumes_bit_for_bit(files, tmp_path):
-    from priors.train import SegmentSampler, TrainConfig, train
+    from musicgym.priors.train import SegmentSampler, TrainConfig, train
 
     def config(run_dir, **overrides) -> TrainConfig:
         return TrainConfig(

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from agents.rllib_ppo import RLlibPPOConfig, log_theory_reward, main
+from musicgym.agents.rllib_ppo import RLlibPPOConfig, log_theory_reward, main
 
 
 class _Episode:
@@ -88,7 +88,7 @@ def test_without_rllib_the_recipe_says_which_extra_in_one_line(capsys):
 def test_ppo_with_two_env_runners_raises_the_theory_reward():
     if not _has_rllib():
         pytest.skip("RLlib is not installed here (.ci/run runs this file in .venv-rllib)")
-    from agents.rllib_ppo import train
+    from musicgym.agents.rllib_ppo import train
 
     # Rules only, so that the env runners step fast: the recipe is the same with a prior.
     history = train(RLlibPPOConfig(prior="none", iterations=12), verbose=False)

@@ -1,6 +1,6 @@
 """Notes of music21 scores, and the chorales of music21's corpus by name.
 
-:func:`score_notes` lays a score's notes on a grid of steps (``priors.data`` converts whole
+:func:`score_notes` lays a score's notes on a grid of steps (``musicgym.priors.data`` converts whole
 corpora with it); :func:`corpus_chorale` reads one chorale of the corpus, e.g. ``"bwv269"``, as a
 note-state (``ChoraleComposition-v0`` primes with its first bar). music21 is imported on first
 use: parsing a chorale takes about a third of a second.
