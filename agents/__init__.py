@@ -141,13 +141,9 @@ def load(
         return PriorAgent(text.partition(":")[2] or DEFAULTS.prior, length)
     path = Path(path)
     if path.is_file():
-        from musicgym.agents.chorale_tuner import MODEL_TAG as CHORALE_TAG
-        from musicgym.agents.chorale_tuner import ChoraleTuner
         from musicgym.agents.rl_tuner import RLTuner
-        from musicgym.fileio import load_checkpoint_file
 
-        tuner = ChoraleTuner if load_checkpoint_file(path).get("model") == CHORALE_TAG else RLTuner
-        return tuner.load(path)[0]
+        return RLTuner.load(path)[0]
     info = read_agent_info(path)
     if info["algo"] not in ALGORITHMS:
         from musicgym.errors import CheckpointError

@@ -91,15 +91,19 @@ def load_prior(prior: str | os.PathLike | MelodyPrior) -> MelodyPrior:
 
 
 def make_vector_env(
-    config: EnvConfig, prior: MelodyPrior | None, num_envs: int, with_prior: bool = True
+    config: EnvConfig,
+    prior: MelodyPrior | None,
+    num_envs: int,
+    with_prior: bool = True,
+    observation: str = "plain",
 ) -> gym.vector.VectorEnv:
     """The batched vector env of ``config.env`` (one prior call per step for all ``num_envs``
-    pieces)."""
+    pieces; ``observation``: see :meth:`musicgym.config.EnvConfig.env_kwargs`)."""
     return gym.make_vec(
         config.env,
         num_envs=num_envs,
         vectorization_mode="vector_entry_point",
-        **config.env_kwargs(prior, with_prior),
+        **config.env_kwargs(prior, with_prior, observation),
     )
 
 

@@ -97,18 +97,25 @@ class EnvConfig:
     def is_chorale(self) -> bool:
         return self.env == CHORALE_ENV_ID
 
-    def env_kwargs(self, prior: Any = None, with_prior: bool = True) -> dict[str, Any]:
+    def env_kwargs(
+        self, prior: Any = None, with_prior: bool = True, observation: str = "plain"
+    ) -> dict[str, Any]:
         """Keyword arguments of ``gym.make`` / ``gym.make_vec`` of :attr:`env`: ``prior`` (a
-        loaded prior) in place of the name, and no prior unless ``with_prior`` and
-        :attr:`prior_reward`."""
+        loaded prior) in place of the name, and no prior in the reward unless ``with_prior`` and
+        :attr:`prior_reward`. With ``observation="prior"`` the environment always has the prior
+        (an agent reads it from the observation), weighted 0 in the reward where it is left
+        out."""
         use_prior = with_prior and self.prior_reward
+        loaded = self.prior if prior is None else prior
         kwargs = {
             "key": self.key,
             "rules": parse_rules(self.rules),
             "c": self.c,
             "primer": self.primer or None,
-            "prior": (self.prior if prior is None else prior) if use_prior else None,
+            "prior": loaded if use_prior else None,
         }
+        if observation != "plain":
+            kwargs.update(prior=loaded, observation=observation, prior_weight=float(use_prior))
         if self.is_chorale:
             return {"bars": self.bars, **kwargs}
         return {"length": self.length, **kwargs}

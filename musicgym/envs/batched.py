@@ -8,15 +8,23 @@ numbers: resets with seeds and options, steps, next-step or same-step autoreset,
 ``get_state`` / ``set_state`` are written here once. A subclass parses its primers and actions
 (:meth:`BatchedEnv.parse_primer`, :meth:`BatchedEnv.draw_primer`, :meth:`BatchedEnv.check_actions`)
 and loads its prior on first use (:meth:`BatchedEnv.attach_prior`).
+
+Both environments offer two observation modes (the ``observation`` argument): ``"plain"``, their
+own flat ``Box``, and ``"prior"``, a ``Dict`` that adds what the frozen prior knows of the state
+(:func:`prior_observation_space`): its summary φ(s) and ``log p(·|s)`` of every next action (and,
+where some actions are invalid, their mask). An agent that builds on the prior (the RL Tuner, or
+SB3's ``MultiInputPolicy``) reads them there instead of running the prior a second time.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Protocol, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
@@ -25,6 +33,14 @@ from musicgym.errors import EnvArgumentError
 from musicgym.music.keys import Key
 
 RENDER_MODES = ["ansi", "human", "rgb_array"]
+OBSERVATION_MODES = ("plain", "prior")
+"""The ``observation`` argument's values (see the module docstring)."""
+LOG_PROB_FLOOR = -100.0
+"""The lowest ``log p`` the ``"prior"`` observation shows: a smaller one (probability below
+4e-44) and an invalid action's ``-inf`` read as this, so the observation space is bounded."""
+SUMMARY_BOUND = 1.0
+"""The prior's summary lies in ``[-1, 1]`` (a recurrent output, as both shipped models'): the
+bound of the ``"prior"`` observation's ``"prior_summary"``."""
 
 
 class CompositionBatch(Protocol):
@@ -55,6 +71,15 @@ class CompositionBatch(Protocol):
         ...
 
     def info(self, i: int, reward_parts: dict[str, float] | None = None) -> dict[str, Any]: ...
+
+    def prior_observations(self) -> dict[str, np.ndarray]:
+        """``{"prior_summary": (B, K, H), "prior_log_probs": (B, A)}`` (and ``"action_mask"``
+        ``(B, A)`` where actions can be invalid): what the prior knows of every slot's state."""
+        ...
+
+    def piece(self, i: int) -> Any:
+        """Slot ``i``'s composition so far, as its environment's piece type."""
+        ...
 
     def render_ansi(self, i: int) -> str: ...
 
@@ -97,12 +122,71 @@ def check_render_mode(render_mode: str | None) -> None:
         raise EnvArgumentError(f"render_mode: expected one of {RENDER_MODES} or None")
 
 
+def check_observation_mode(observation: str, prior: Any) -> str:
+    """The ``observation`` argument checked; ``"prior"`` needs a prior."""
+    if observation not in OBSERVATION_MODES:
+        raise EnvArgumentError(
+            f"observation: expected one of {OBSERVATION_MODES}, got {observation!r}"
+        )
+    if observation == "prior" and prior is None:
+        raise EnvArgumentError("observation: 'prior' needs a prior (prior=None was given)")
+    return observation
+
+
+def check_prior_weight(prior_weight: Any) -> float:
+    if (
+        isinstance(prior_weight, bool)
+        or not isinstance(prior_weight, (int, float, np.floating))
+        or not 0 <= prior_weight < math.inf
+    ):
+        raise EnvArgumentError(f"prior_weight: expected a finite number >= 0, got {prior_weight!r}")
+    return float(prior_weight)
+
+
+def prior_observation_space(
+    plain: spaces.Box, summary_shape: tuple[int, int], num_actions: int, masked: bool
+) -> spaces.Dict:
+    """The ``"prior"`` observation of one environment: ``"observation"`` (the ``plain`` one),
+    ``"prior_summary"`` ``(K, H)``, ``"prior_log_probs"`` ``(A,)`` and, if ``masked``,
+    ``"action_mask"`` ``(A,)`` (1: valid)."""
+    parts: dict[str, spaces.Space] = {
+        "observation": plain,
+        "prior_summary": spaces.Box(-SUMMARY_BOUND, SUMMARY_BOUND, summary_shape, np.float32),
+        "prior_log_probs": spaces.Box(LOG_PROB_FLOOR, 0.0, (num_actions,), np.float32),
+    }
+    if masked:
+        parts["action_mask"] = spaces.MultiBinary(num_actions)
+    return spaces.Dict(parts)
+
+
+def shown_log_probs(log_probs: np.ndarray) -> np.ndarray:
+    """``log p`` as the ``"prior"`` observation shows it: float32 in ``[LOG_PROB_FLOOR, 0]``."""
+    return np.clip(log_probs, LOG_PROB_FLOOR, 0.0).astype(np.float32)
+
+
 class _Composing:
     """The hooks a composition environment fills in (shared by the single and the vector env)."""
 
     primer: Any
     key: Key
     _batch: Any
+    observation_mode: str = "plain"
+
+    def piece(self, i: int = 0) -> Any:
+        """The composition so far (of sub-environment ``i``), as the environment's piece type: a
+        melody's tokens, a chorale's :class:`~musicgym.music.notestate.NoteState`. After a
+        terminating step (next-step autoreset) it is the finished piece until the next step."""
+        return self._batch.piece(i)
+
+    def _observed(self, plain: np.ndarray, index: int | None = None) -> Any:
+        """The observation of the plain one ``plain`` (of slot ``index``, or of every slot): itself
+        in the ``"plain"`` mode, with the prior's parts in the ``"prior"`` mode."""
+        if self.observation_mode == "plain":
+            return plain
+        parts = self._batch.prior_observations()
+        if index is not None:
+            parts = {name: value[index] for name, value in parts.items()}
+        return {"observation": plain, **parts}
 
     def parse_primer(self, primer: Any, what: str = "primer") -> Any:
         """The primer argument checked once (its kind is the environment's)."""
@@ -146,7 +230,7 @@ class BatchedEnv(_Composing, gym.Env[np.ndarray, np.int64]):
         self._needs_reset = False
         if self.render_mode == "human":
             self.render()
-        return self._batch.observation(0), self._batch.info(0)
+        return self._observed(self._batch.observation(0), 0), self._batch.info(0)
 
     def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         """Play one action."""
@@ -162,12 +246,17 @@ class BatchedEnv(_Composing, gym.Env[np.ndarray, np.int64]):
         if self.render_mode == "human":
             self.render()
         return (
-            self._batch.observation(0),
+            self._observed(self._batch.observation(0), 0),
             float(sum(parts.values())),
             terminated,
             False,
             self._batch.info(0, parts),
         )
+
+    def observe(self) -> Any:
+        """The observation of the current state: what the last :meth:`reset` or :meth:`step`
+        returned (e.g. after :meth:`set_state`)."""
+        return self._observed(self._batch.observation(0), 0)
 
     def render(self) -> str | np.ndarray | None:
         """The piece as text (``"ansi"``; ``"human"`` prints it) or a piano roll
@@ -256,8 +345,8 @@ class BatchedVectorEnv(_Composing, VectorEnv):
             gathered[f"_{key}"] = mask
         return gathered
 
-    def _observations(self) -> np.ndarray:
-        return self._batch.observations()
+    def _observations(self) -> Any:
+        return self._observed(self._batch.observations())
 
     def _reset_slots(self, index: Sequence[int], primer: Any, key: Key) -> None:
         primers = [self.draw_primer(primer, self._generators[i]) for i in index]
@@ -332,7 +421,7 @@ class BatchedVectorEnv(_Composing, VectorEnv):
         if same_step:
             for i in np.flatnonzero(terminations):
                 finals[int(i)] = {
-                    "final_obs": self._batch.observation(i),
+                    "final_obs": self._observed(self._batch.observation(i), i),
                     "final_info": self._batch.info(i, parts[i]),
                 }
         if ending.any():
@@ -348,6 +437,11 @@ class BatchedVectorEnv(_Composing, VectorEnv):
         if self.render_mode == "human":
             self.render()
         return self._observations(), rewards, terminations, truncations, infos
+
+    def observe(self) -> Any:
+        """The observations of the current states: what the last :meth:`reset` or :meth:`step`
+        returned (e.g. after :meth:`set_state`)."""
+        return self._observations()
 
     def render(self) -> tuple[str, ...] | tuple[np.ndarray, ...] | None:
         """Every sub-environment's render (see :meth:`BatchedEnv.render`)."""

@@ -29,8 +29,12 @@ from musicgym.envs.batched import (
     RENDER_MODES,
     BatchedEnv,
     BatchedVectorEnv,
+    check_observation_mode,
+    check_prior_weight,
     check_render_mode,
     parse_key,
+    prior_observation_space,
+    shown_log_probs,
 )
 from musicgym.envs.stepper import from_tensor_tree, tensor_tree
 from musicgym.errors import CheckpointError, EnvArgumentError, MidiError
@@ -403,6 +407,7 @@ class ChoraleBatch:
         history: frames the observation shows.
         invalid_action: ``"raise"``, or ``"end"`` to end the time step instead.
         device: where the prior's tensors live.
+        prior_weight: the weight of the prior's ``log p`` in the reward.
     """
 
     def __init__(
@@ -417,8 +422,10 @@ class ChoraleBatch:
         history: int,
         invalid_action: str = "raise",
         device: str | torch.device = "cpu",
+        prior_weight: float = 1.0,
     ) -> None:
         self.num_chorales, self.c, self.history = num_chorales, c, history
+        self.prior_weight = prior_weight
         self.lowest_pitch, self.num_pitches = pitch_axis
         self.resolution, self.steps_per_bar = resolution, BEATS_PER_BAR * resolution
         self.length = bars * self.steps_per_bar
@@ -497,7 +504,8 @@ class ChoraleBatch:
             if not active[i]:
                 parts.append({})
                 continue
-            part = {"prior": float(prior_parts[i]) if self.prior is not None else 0.0}
+            scored = self.prior is not None and self.prior_weight
+            part = {"prior": self.prior_weight * float(prior_parts[i]) if scored else 0.0}
             if self.invalid_action == "end":
                 part["invalid_action"] = -INVALID_ACTION_PENALTY * float(invalid[i])
             part.update(self._judge(i, ended.get(i)))
@@ -585,6 +593,20 @@ class ChoraleBatch:
     def observation(self, i: int) -> np.ndarray:
         """The observation of chorale ``i``."""
         return self.observations()[i]
+
+    def prior_observations(self) -> dict[str, np.ndarray]:
+        """The prior's summary of every chorale's frames so far, ``log p`` of its next actions
+        and their mask."""
+        assert self.prior is not None, "the 'prior' observation needs a prior"
+        return {
+            "prior_summary": self.stepper.summary().to("cpu", torch.float32).numpy().copy(),
+            "prior_log_probs": shown_log_probs(self.log_probs),
+            "action_mask": self.valid_actions().astype(np.int8),
+        }
+
+    def piece(self, i: int) -> NoteState:
+        """Chorale ``i``'s frames composed so far (its primer not included)."""
+        return self.note_state(i)
 
     def info(self, i: int, reward_parts: dict[str, float] | None = None) -> dict[str, Any]:
         """``info`` of chorale ``i``: its valid actions, frames composed, key and (after a step)
@@ -703,11 +725,15 @@ class _Chorales:
         device: str | torch.device,
         history: int,
         invalid_action: str,
-    ) -> tuple[spaces.Discrete, spaces.Box]:
+        observation: str,
+        prior_weight: float,
+    ) -> tuple[spaces.Discrete, spaces.Space]:
         """Check and keep the arguments, make the batch; the action and observation spaces of
         one chorale."""
         _check_arguments(bars, c, history, invalid_action)
         check_device(device, error=EnvArgumentError)
+        self.observation_mode = check_observation_mode(observation, prior)
+        self.prior_weight = check_prior_weight(prior_weight)
         self.bars, self.c = int(bars), float(c)
         self.key = parse_key(key)
         self.weighted_rules = resolve_rules(rules, ChoraleContext)
@@ -726,11 +752,18 @@ class _Chorales:
             int(history),
             invalid_action,
             device,
+            self.prior_weight,
         )
         self.primer = self.parse_primer(primer)
         self.num_pitches, self.lowest_pitch = self._batch.num_pitches, self._batch.lowest_pitch
-        size = self._batch.observation_size
-        return spaces.Discrete(self._batch.num_actions), spaces.Box(0.0, 1.0, (size,), np.float32)
+        actions = self._batch.num_actions
+        plain = spaces.Box(0.0, 1.0, (self._batch.observation_size,), np.float32)
+        if self.observation_mode == "plain":
+            return spaces.Discrete(actions), plain
+        assert loaded is not None
+        summary_shape = tuple(loaded.summary_shape)  # type: ignore[attr-defined]
+        space = prior_observation_space(plain, summary_shape, actions, masked=True)  # type: ignore[arg-type]
+        return spaces.Discrete(actions), space
 
     def parse_primer(self, primer: PrimerArgument, what: str = "primer") -> np.ndarray | None:
         batch = self._batch
@@ -838,9 +871,17 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
     | position in the bar    | 16        | one-hot of ``t mod 16`` of this frame ``t``      |
     | progress               | 1         | ``t / (16 bars)``                                |
 
+    With ``observation="prior"``, a ``Dict`` of that observation (``"observation"``) and what
+    the frozen prior knows of the state (:func:`musicgym.envs.batched.prior_observation_space`):
+    ``"prior_summary"``, ``Box(-1, 1, (K', H), float32)``, its summary φ(s) of the frames so far
+    (``bach16``: the time-axis output, ``(48, H)``); ``"prior_log_probs"``, ``Box(-100, 0,
+    (2N + 1,), float32)``, ``log p(a | s)`` of every action (-100 for the invalid ones); and
+    ``"action_mask"``, ``MultiBinary(2N + 1)``, the valid actions. An agent built on the prior
+    (the RL Tuner; SB3's ``MultiInputPolicy``) reads them there: the prior runs once per step.
+
     ## Rewards
 
-    ``log p(a | s) + sum_i w_i r_i / c``, a Python ``float``.
+    ``prior_weight * log p(a | s) + sum_i w_i r_i / c``, a Python ``float``.
 
     * ``log p(a | s)`` (part ``"prior"``) under the frozen prior, a
       :class:`musicgym.prior.NoteAxisPrior` fed the primer and the frames so far: striking or
@@ -874,7 +915,7 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
     ```python
     gym.make("ChoraleComposition-v0", bars=4, key="C major", prior="bach16", rules="chorale",
              c=0.5, primer=None, render_mode=None, device="cpu", history=8,
-             invalid_action="raise")
+             invalid_action="raise", observation="plain", prior_weight=1.0)
     ```
 
     The defaults are :data:`musicgym.config.CHORALE_DEFAULTS`.
@@ -895,10 +936,14 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
     * ``device``: where the prior runs.
     * ``history``: frames shown in the observation.
     * ``invalid_action``: ``"raise"``, or ``"end"`` (see Action Space).
+    * ``observation``: ``"plain"`` or ``"prior"`` (see Observation Space; it needs a prior).
+    * ``prior_weight``: the weight of ``log p(a | s)`` in the reward (0: the rules alone, the
+      prior still observed).
 
     ## Version History
 
-    * v0: initial version.
+    * v0: initial version; ``observation="prior"`` and ``prior_weight`` added later (the
+      defaults give the same numbers as before).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": RENDER_MODES, "render_fps": 16}
@@ -915,11 +960,15 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
         device: str | torch.device = "cpu",
         history: int = HISTORY,
         invalid_action: str = "raise",
+        observation: str = "plain",
+        prior_weight: float = 1.0,
     ) -> None:
         check_render_mode(render_mode)
         self.render_mode = render_mode
         arguments = (bars, key, prior, rules, c, primer, device, history, invalid_action)
-        self.action_space, self.observation_space = self._setup(1, *arguments)
+        self.action_space, self.observation_space = self._setup(
+            1, *arguments, observation, prior_weight
+        )
         self._needs_reset = True
 
 
@@ -949,11 +998,15 @@ class ChoraleCompositionVectorEnv(_Chorales, BatchedVectorEnv):
         device: str | torch.device = "cpu",
         history: int = HISTORY,
         invalid_action: str = "raise",
+        observation: str = "plain",
+        prior_weight: float = 1.0,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
     ) -> None:
         self._start_vector(num_envs, autoreset_mode, render_mode)
         arguments = (bars, key, prior, rules, c, primer, device, history, invalid_action)
-        single_action, single_observation = self._setup(self.num_envs, *arguments)
+        single_action, single_observation = self._setup(
+            self.num_envs, *arguments, observation, prior_weight
+        )
         self.single_action_space, self.single_observation_space = single_action, single_observation
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)

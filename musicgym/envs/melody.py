@@ -25,8 +25,12 @@ from musicgym.envs.batched import (
     RENDER_MODES,
     BatchedEnv,
     BatchedVectorEnv,
+    check_observation_mode,
+    check_prior_weight,
     check_render_mode,
     parse_key,
+    prior_observation_space,
+    shown_log_probs,
 )
 from musicgym.envs.stepper import TokenStepper, check_prior_range
 from musicgym.errors import EnvArgumentError
@@ -101,6 +105,7 @@ class MelodyBatch:
         prior: a loaded melody prior, or ``None`` (the prior part of the reward is then 0).
         history: how many recent tokens the observation shows.
         device: where the prior's tensors live.
+        prior_weight: the weight of the prior's ``log p`` in the reward.
     """
 
     def __init__(
@@ -112,9 +117,10 @@ class MelodyBatch:
         prior: MelodyPrior | None,
         history: int,
         device: str | torch.device = "cpu",
+        prior_weight: float = 1.0,
     ) -> None:
         self.num_melodies, self.length, self.c, self.history = num_melodies, length, c, history
-        self.weighted_rules = weighted_rules
+        self.weighted_rules, self.prior_weight = weighted_rules, prior_weight
         self.device = torch.device(device)
         self.primers: list[list[int]] = [[] for _ in range(num_melodies)]
         self.compositions: list[list[int]] = [[] for _ in range(num_melodies)]
@@ -173,12 +179,9 @@ class MelodyBatch:
             action = int(actions[i])
             composition = self.compositions[i]
             context = RuleContext(tuple(composition), action, self.length, self.keys[i])
-            parts.append(
-                {
-                    "prior": float(self.log_probs[i, action]) if self.stepper is not None else 0.0,
-                    **rule_rewards(self.weighted_rules, context, self.c),
-                }
-            )
+            scored = self.stepper is not None and self.prior_weight
+            log_p = self.prior_weight * float(self.log_probs[i, action]) if scored else 0.0
+            parts.append({"prior": log_p, **rule_rewards(self.weighted_rules, context, self.c)})
         if self.stepper is not None:
             self.stepper.play(torch.as_tensor(np.where(active, actions, NOTE_OFF)))
         for i in np.flatnonzero(active):
@@ -229,6 +232,19 @@ class MelodyBatch:
     def observations(self) -> np.ndarray:
         """``(B, observation_size)``: every melody's observation."""
         return np.stack([self.observation(i) for i in range(self.num_melodies)])
+
+    def prior_observations(self) -> dict[str, np.ndarray]:
+        """The prior's summary of every melody and ``log p`` of its 38 next tokens (every token
+        is valid: no mask)."""
+        assert self.stepper is not None, "the 'prior' observation needs a prior"
+        return {
+            "prior_summary": self.stepper.summary().to("cpu", torch.float32).numpy().copy(),
+            "prior_log_probs": shown_log_probs(self.log_probs),
+        }
+
+    def piece(self, i: int) -> list[int]:
+        """Melody ``i``'s tokens so far (its primer not included)."""
+        return list(self.compositions[i])
 
     def info(self, i: int, reward_parts: dict[str, float] | None = None) -> dict[str, Any]:
         """``info`` of melody ``i``: its composition, its primer, its key and (after a step) reward
@@ -339,6 +355,51 @@ class _Melodies:
     def attach_prior(self) -> None:
         self._prior_loader.attach(self._batch)
 
+    def _setup(
+        self,
+        num_melodies: int,
+        length: int,
+        key: str | Key,
+        prior: PriorArgument,
+        rules: RulesArgument,
+        c: float,
+        primer: PrimerArgument,
+        device: str | torch.device,
+        history: int | None,
+        observation: str,
+        prior_weight: float,
+    ) -> tuple[spaces.Discrete, spaces.Space]:
+        """Check and keep the arguments, make the batch; the action and observation spaces of
+        one melody. The ``"prior"`` observation loads the prior now (its space has the prior's
+        summary shape)."""
+        history = _check_length_c_history(length, c, history)
+        check_device(device, error=EnvArgumentError)
+        self.observation_mode = check_observation_mode(observation, prior)
+        self.length, self.c = int(length), float(c)
+        self.prior_weight = check_prior_weight(prior_weight)
+        self.key = parse_key(key)
+        self.primer = parse_primer(primer)
+        self.weighted_rules = resolve_rules(rules, RuleContext)
+        self._prior_loader = _PriorLoader(prior, device)
+        self._batch = MelodyBatch(
+            num_melodies,
+            self.length,
+            self.weighted_rules,
+            self.c,
+            None,
+            history,
+            device,
+            self.prior_weight,
+        )
+        plain = spaces.Box(0.0, 1.0, (self._batch.observation_size,), np.float32)
+        if self.observation_mode == "plain":
+            return spaces.Discrete(NUM_TOKENS), plain
+        self.attach_prior()
+        assert self._batch.stepper is not None
+        summary_shape = tuple(self._batch.stepper.prior.summary_shape)
+        space = prior_observation_space(plain, summary_shape, NUM_TOKENS, masked=False)  # type: ignore[arg-type]
+        return spaces.Discrete(NUM_TOKENS), space
+
     def action_log_probs(self) -> np.ndarray:
         """``log p(a | s)`` of the 38 actions in the current state (zeros without a prior):
         ``(38,)`` for the single env, ``(num_envs, 38)`` for the vector env."""
@@ -386,9 +447,24 @@ class MusicCompositionEnv(_Melodies, BatchedEnv):
 
     ``t`` is the number of tokens composed so far (the primer not counted).
 
+    With ``observation="prior"``, a ``Dict`` of that observation and what the frozen prior knows
+    of the state (:func:`musicgym.envs.batched.prior_observation_space`):
+
+    | key                   | space                                       | content            |
+    |-----------------------|---------------------------------------------|--------------------|
+    | ``"observation"``     | the ``Box`` above                           | as above           |
+    | ``"prior_summary"``   | ``Box(-1, 1, (K', H), float32)``            | the prior's summary|
+    |                       |                                             | φ(s) (its          |
+    |                       |                                             | ``summary_shape``) |
+    | ``"prior_log_probs"`` | ``Box(-100, 0, (38,), float32)``            | ``log p(a | s)``   |
+    |                       |                                             | of the 38 tokens   |
+
+    An agent built on the prior (the RL Tuner; SB3's ``MultiInputPolicy``) reads φ(s) and
+    ``log p`` there: the prior runs once per step, in the environment.
+
     ## Rewards
 
-    ``log p(a | s) + sum_i w_i r_i(s, a) / c``, a Python ``float``.
+    ``prior_weight * log p(a | s) + sum_i w_i r_i(s, a) / c``, a Python ``float``.
 
     * ``log p(a | s)`` (part ``"prior"``) is exact under the frozen prior, a
       :class:`musicgym.prior.MelodyPrior` fed the primer and the melody so far, all 38 actions
@@ -422,7 +498,8 @@ class MusicCompositionEnv(_Melodies, BatchedEnv):
 
     ```python
     gym.make("MusicComposition-v0", length=32, key="C major", prior="melody16c",
-             rules="jaques2017", c=0.5, primer=None, render_mode=None, device="cpu")
+             rules="jaques2017", c=0.5, primer=None, render_mode=None, device="cpu",
+             history=None, observation="plain", prior_weight=1.0)
     ```
 
     The defaults are :data:`musicgym.config.DEFAULTS`.
@@ -443,12 +520,17 @@ class MusicCompositionEnv(_Melodies, BatchedEnv):
       ``HumanRendering`` for a pygame window).
     * ``device``: where the prior runs.
     * ``history``: tokens shown in the observation (default ``length``).
+    * ``observation``: ``"plain"`` or ``"prior"`` (see Observation Space; it needs a prior, and
+      loads it when the env is made).
+    * ``prior_weight``: the weight of ``log p(a | s)`` in the reward (0: the rules alone, the
+      prior still observed).
 
     ## Version History
 
     * v0: initial version. The default prior is ``melody16c`` (key-normalised Essen melodies;
       it was ``bach16`` before the RL Tuner's benchmark chose it); pass ``prior="bach16"`` for
-      the earlier rewards.
+      the earlier rewards. The ``observation="prior"`` mode and ``prior_weight`` were added
+      later; the defaults give the same numbers as before.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": RENDER_MODES, "render_fps": 8}
@@ -464,21 +546,14 @@ class MusicCompositionEnv(_Melodies, BatchedEnv):
         render_mode: str | None = None,
         device: str | torch.device = "cpu",
         history: int | None = None,
+        observation: str = "plain",
+        prior_weight: float = 1.0,
     ) -> None:
-        history = _check_length_c_history(length, c, history)
         check_render_mode(render_mode)
-        check_device(device, error=EnvArgumentError)
-        self.length, self.c, self.render_mode = int(length), float(c), render_mode
-        self.key = parse_key(key)
-        self.primer = parse_primer(primer)
-        self.weighted_rules = resolve_rules(rules, RuleContext)
-        self._prior_loader = _PriorLoader(prior, device)
-        self._batch = MelodyBatch(
-            1, self.length, self.weighted_rules, self.c, None, history, device
-        )
+        self.render_mode = render_mode
+        arguments = (length, key, prior, rules, c, primer, device, history, observation)
+        self.action_space, self.observation_space = self._setup(1, *arguments, prior_weight)
         self._needs_reset = True
-        self.action_space = spaces.Discrete(NUM_TOKENS)
-        self.observation_space = spaces.Box(0.0, 1.0, (self._batch.observation_size,), np.float32)
 
     @property
     def tokens(self) -> list[int]:
@@ -522,22 +597,13 @@ class MusicCompositionVectorEnv(_Melodies, BatchedVectorEnv):
         render_mode: str | None = None,
         device: str | torch.device = "cpu",
         history: int | None = None,
+        observation: str = "plain",
+        prior_weight: float = 1.0,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
     ) -> None:
         self._start_vector(num_envs, autoreset_mode, render_mode)
-        history = _check_length_c_history(length, c, history)
-        check_device(device, error=EnvArgumentError)
-        self.length, self.c = int(length), float(c)
-        self.key = parse_key(key)
-        self.primer = parse_primer(primer)
-        self.weighted_rules = resolve_rules(rules, RuleContext)
-        self._prior_loader = _PriorLoader(prior, device)
-        self._batch = MelodyBatch(
-            self.num_envs, self.length, self.weighted_rules, self.c, None, history, device
-        )
-        self.single_action_space = spaces.Discrete(NUM_TOKENS)
-        self.single_observation_space = spaces.Box(
-            0.0, 1.0, (self._batch.observation_size,), np.float32
-        )
+        arguments = (length, key, prior, rules, c, primer, device, history, observation)
+        single = self._setup(self.num_envs, *arguments, prior_weight)
+        self.single_action_space, self.single_observation_space = single
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)

@@ -1,0 +1,288 @@
+"""The RL Tuner on ``MusicComposition-v0``: its features of a melody state and its replay memory.
+
+**Features.** Beside the prior's summary, the Q-network reads the step (one-hot) and the last
+``context`` tokens (one-hot each, the primer's included, none before the start), decoded from the
+environment's plain observation while acting and from the stored melodies while learning.
+
+**The replay memory** keeps melodies row by row (tokens, rewards, and every state's cached summary
+and ``log p``, read from the ``"prior"`` observation); a transition is a (row, step) pair and
+batches are drawn uniformly from all of them. Checkpoints keep the tokens, rewards and ``log p``;
+the summaries are recomputed from the tokens on ``--resume`` (the frozen prior gives the same
+numbers: a digest saved with the checkpoint checks it bit for bit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from musicgym.agents.rl_tuner.config import RLTunerConfig
+from musicgym.agents.rl_tuner.parts import Observations, Transitions, tensor
+from musicgym.envs.melody import STEPS_PER_BAR
+from musicgym.envs.stepper import melody_statistics, melody_summaries, sounding_before
+from musicgym.errors import EnvArgumentError
+from musicgym.music.tokens import NUM_TOKENS
+from musicgym.prior import MelodyPrior
+
+MODEL_TAG = "rl-tuner"
+
+
+@dataclass
+class MelodyStates:
+    """``M`` melody states as the Q-network reads them (tensors on one device)."""
+
+    summary: torch.Tensor
+    """``(M, K, H)``: the frozen prior's summary of the melody so far."""
+    log_probs: torch.Tensor
+    """``(M, 38)``: the frozen prior's ``log p(a | s)``."""
+    context: torch.Tensor
+    """``(M, C)``: the last ``C`` tokens played (the primer's included), oldest first; -1 before
+    the start."""
+    step: torch.Tensor
+    """``(M,)``: tokens composed so far."""
+    sounding: torch.Tensor | None = None
+    """``(M,)``: the sounding note's token, -1 for none (only for a trainable readout)."""
+    mask = None
+    """Every token is valid."""
+
+
+def recent_tokens(tokens: torch.Tensor, steps: torch.Tensor, context: int) -> torch.Tensor:
+    """``(M, K)``: of each melody ``tokens[m]`` ``(L,)``, the ``K = context`` tokens before
+    ``steps[m]``, oldest first, -1 before the start."""
+    offsets = torch.arange(-context, 0, device=tokens.device)
+    positions = steps[:, None] + offsets  # (M, K)
+    picked = tokens.gather(1, positions.clamp(min=0))
+    return torch.where(positions >= 0, picked, torch.full_like(picked, -1))
+
+
+class MelodyPart:
+    """The RL Tuner's part of ``MusicComposition-v0`` (see the module docstring)."""
+
+    model_tag = MODEL_TAG
+    num_actions = NUM_TOKENS
+    resumable = True
+
+    def __init__(self, prior: MelodyPrior, config: RLTunerConfig) -> None:
+        if config.primer not in ("", "random_note"):
+            raise EnvArgumentError(
+                f"primer: the RL Tuner takes '' or 'random_note', not {config.primer!r}"
+            )
+        if config.buffer_size < config.length:
+            raise EnvArgumentError("buffer_size: it must hold at least one melody")
+        self.prior, self.config = prior, config
+        self.length, self.context = config.length, config.context
+        self.feature_size = config.length + config.context * NUM_TOKENS
+
+    def extra_features(self, states: MelodyStates) -> torch.Tensor:
+        """The step (one-hot) and the recent tokens (one-hot each), flattened."""
+        recent = F.one_hot(states.context + 1, NUM_TOKENS + 1)[..., 1:]  # -1 reads all zeros
+        step = F.one_hot(states.step.clamp(max=self.length - 1), self.length)
+        return torch.cat([step.float(), recent.flatten(1).float()], 1)
+
+    def observed_states(self, observations: Observations, device: torch.device) -> MelodyStates:
+        """The states the environment shows: its plain observation decoded (the recent tokens,
+        most recent first, and the progress ``t / length``)."""
+        plain = observations["observation"]
+        M, history = len(plain), (plain.shape[1] - STEPS_PER_BAR - 1) // NUM_TOKENS
+        recent = plain[:, : history * NUM_TOKENS].reshape(M, history, NUM_TOKENS)
+        window = np.where(recent.any(2), recent.argmax(2), -1)[:, ::-1]  # oldest first
+        window = np.concatenate([np.full((M, self.context), -1), window], 1)
+        steps = np.rint(plain[:, -1].astype(np.float64) * self.length).astype(np.int64)
+        sounding = None
+        if self.config.train_readout:
+            sounding = sounding_before(torch.from_numpy(window.copy()))[:, -1].to(device)
+        return MelodyStates(
+            summary=tensor(observations["prior_summary"], device),
+            log_probs=tensor(observations["prior_log_probs"], device),
+            context=tensor(window[:, -self.context :].copy(), device),
+            step=tensor(steps, device),
+            sounding=sounding,
+        )
+
+    def make_replay(self, capacity: int, num_envs: int) -> MelodyReplay:
+        return MelodyReplay(
+            capacity,
+            self.length,
+            self.prior.summary_shape,
+            self.context,
+            num_envs,
+            gamma=self.config.gamma,
+            key=self.config.key,
+            primed=self.config.primer == "random_note",
+            readout=self.config.train_readout,
+        )
+
+    def replay_bytes(self, capacity: int) -> int:
+        rows, (K, H) = max(1, capacity // self.length), self.prior.summary_shape
+        return rows * self.length * (K * H * 2 + NUM_TOKENS * 4 + 5) + rows * 9
+
+    def statistics(self, prior: Any, pieces: list[Any], key: str) -> dict[str, float]:
+        return melody_statistics(prior, pieces, key)
+
+
+class MelodyReplay:
+    """Replay memory of melodies and their cached states; a transition is (row, step).
+
+    ``tokens[i, t]`` is the token played at step ``t`` of row ``i`` (-1 not yet), ``rewards[i,
+    t]`` its reward, ``filled[i]`` how many steps the row holds, ``primers[i]`` its random-note
+    primer (-1 none). ``summaries[i, t]`` (float16) and ``log_probs[i, t]`` are the frozen prior's
+    summary and ``log p(·|s_t)`` in the state before step ``t``; the state after a stored step is
+    always stored too (or the melody ended there). Rows are reused oldest first; ``slots[j]`` is
+    the row the environments' melody ``j`` is written into.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        length: int,
+        summary_shape: tuple[int, int],
+        context: int,
+        num_envs: int,
+        gamma: float,
+        key: str,
+        primed: bool = False,
+        readout: bool = False,
+    ) -> None:
+        self.rows, self.length, self.context = max(1, capacity // length), length, context
+        self.gamma, self.key, self.primed, self.readout = gamma, key, primed, readout
+        self.tokens = np.full((self.rows, length), -1, np.int8)
+        self.rewards = np.zeros((self.rows, length), np.float32)
+        self.filled = np.zeros(self.rows, np.int64)
+        self.primers = np.full(self.rows, -1, np.int8)
+        self.summaries = np.zeros((self.rows, length, *summary_shape), np.float16)
+        self.log_probs = np.zeros((self.rows, length, NUM_TOKENS), np.float32)
+        self.next_row = 0
+        self.slots = np.zeros(num_envs, np.int64)
+
+    def __len__(self) -> int:
+        """Transitions held."""
+        return int(self.filled.sum())
+
+    def _start(self, primer: int = -1) -> int:
+        """A row for a new melody (the oldest one is overwritten)."""
+        row = self.next_row
+        self.next_row = (row + 1) % self.rows
+        self.tokens[row], self.filled[row], self.primers[row] = -1, 0, primer
+        return row
+
+    def _primer(self, infos: dict[str, Any], slot: int) -> int:
+        """The random-note primer token of ``slot``'s new melody, -1 for none."""
+        return int(infos["primer"][slot][0]) if self.primed else -1
+
+    def _write_states(self, rows: np.ndarray, observations: Observations, which: Any) -> None:
+        """Cache the states of ``observations[which]`` as those before step ``filled`` of
+        ``rows``."""
+        steps = self.filled[rows]
+        self.summaries[rows, steps] = observations["prior_summary"][which].astype(np.float16)
+        self.log_probs[rows, steps] = observations["prior_log_probs"][which]
+
+    def begin(self, observations: Observations, infos: dict[str, Any]) -> None:
+        self.slots = np.array([self._start(self._primer(infos, i)) for i in range(len(self.slots))])
+        self._write_states(self.slots, observations, slice(None))
+
+    def store(
+        self,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        terminations: np.ndarray,
+        stepped: np.ndarray,
+        next_observations: Observations,
+        infos: dict[str, Any],
+    ) -> None:
+        rows = self.slots[stepped]
+        steps = self.filled[rows]
+        self.tokens[rows, steps] = actions[stepped]
+        self.rewards[rows, steps] = rewards[stepped]
+        self.filled[rows] += 1
+        for i in np.flatnonzero(~stepped):
+            self.slots[i] = self._start(self._primer(infos, i))
+        going_on = ~terminations  # the next state of a stepped slot, or a new melody's first
+        self._write_states(self.slots[going_on], next_observations, going_on)
+
+    def states(self, rows: np.ndarray, steps: np.ndarray, device: torch.device) -> MelodyStates:
+        """The cached states before step ``steps[j]`` of ``rows[j]`` (``steps`` may be
+        ``length``: a terminal state, read as the last one; its value is never used)."""
+        steps = np.minimum(steps, self.length - 1)
+        played = np.concatenate([self.primers[rows, None], self.tokens[rows]], 1)
+        tokens = torch.from_numpy(played.astype(np.int64))  # the primer token first
+        steps_t = torch.from_numpy(steps)
+        sounding = None
+        if self.readout:
+            sounding = sounding_before(tokens).gather(1, steps_t[:, None] + 1)[:, 0].to(device)
+        return MelodyStates(
+            summary=tensor(self.summaries[rows, steps], device),
+            log_probs=tensor(self.log_probs[rows, steps], device),
+            context=recent_tokens(tokens, steps_t + 1, self.context).to(device),
+            step=steps_t.to(device),
+            sounding=sounding,
+        )
+
+    def sample(
+        self, batch_size: int, rng: np.random.Generator, device: torch.device
+    ) -> Transitions:
+        """``batch_size`` transitions drawn independently and uniformly."""
+        rows = rng.choice(self.rows, batch_size, p=self.filled / self.filled.sum())
+        steps = (rng.random(batch_size) * self.filled[rows]).astype(np.int64)
+        return Transitions(
+            states=self.states(rows, steps, device),
+            actions=tensor(self.tokens[rows, steps].astype(np.int64), device),
+            rewards=tensor(self.rewards[rows, steps], device),
+            dones=tensor(steps == self.length - 1, device),
+            next_states=self.states(rows, steps + 1, device),
+            gamma=self.gamma,
+        )
+
+    def nbytes(self) -> int:
+        return self.tokens.nbytes + self.rewards.nbytes + self.log_probs.nbytes
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but the summaries, which :meth:`load_state_dict` recomputes."""
+        return {
+            "tokens": torch.from_numpy(self.tokens.copy()),
+            "rewards": torch.from_numpy(self.rewards.copy()),
+            "filled": torch.from_numpy(self.filled.copy()),
+            "primers": torch.from_numpy(self.primers.copy()),
+            "log_probs": torch.from_numpy(self.log_probs.copy()),
+            "next_row": self.next_row,
+            "slots": self.slots.tolist(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], prior: Any, device: torch.device) -> None:
+        self.tokens[:] = state["tokens"].numpy()
+        self.rewards[:] = state["rewards"].numpy()
+        self.filled[:] = state["filled"].numpy()
+        self.primers[:] = state["primers"].numpy()
+        self.log_probs[:] = state["log_probs"].numpy()
+        self.next_row = int(state["next_row"])
+        if "slots" in state:
+            self.slots = np.array(state["slots"], np.int64)
+        self._recompute_summaries(prior, device)
+
+    def _recompute_summaries(self, prior: Any, device: torch.device, chunk: int = 256) -> None:
+        """Play every stored melody (after its primer) through the frozen prior again, those
+        just started included, and cache its summaries."""
+        for primed in (False, True):
+            rows = np.flatnonzero((self.primers >= 0) == primed)
+            for begin in range(0, len(rows), chunk):
+                part = rows[begin : begin + chunk]
+                tokens = torch.from_numpy(self.tokens[part].astype(np.int64))
+                if primed:
+                    primer = torch.from_numpy(self.primers[part].astype(np.int64))[:, None]
+                    tokens = torch.cat([primer, tokens], 1)
+                summaries = melody_summaries(prior, tokens.to(device), self.key, device)
+                summaries = summaries[:, int(primed) : int(primed) + self.length]
+                self.summaries[part] = summaries.to("cpu", torch.float16).numpy()
+
+    def digest(self) -> str:
+        """A hash of the cached summaries that can be read: every step up to the next state of
+        each row that holds a melody (and the rows being composed)."""
+        digest = hashlib.blake2b(digest_size=16)
+        in_use = np.union1d(np.flatnonzero(self.filled > 0), self.slots)
+        for row in in_use:
+            digest.update(self.summaries[row, : min(self.filled[row], self.length - 1) + 1])
+        return digest.hexdigest()

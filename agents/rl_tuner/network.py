@@ -1,0 +1,84 @@
+"""The RL Tuner's Q-network: the frozen prior's ``log p`` plus a learned per-state term.
+
+``Q(s, ·) = log p(· | s) + head(φ(s))`` (Q, Ψ), ``G(s, ·) = head(φ(s))`` (G, whose policy adds
+``log p`` itself). ``head`` is a small MLP whose last layer starts at zero, so before training the
+network *is* the prior; its outputs are unnormalised, so each state's values rise and fall
+independently. ``φ(s)`` is the prior's summary ``(K, H)`` (each row's ``H`` values projected to
+``summary_features`` by one linear map tied across rows: the Bi-axial LSTM's pitches) beside the
+environment's own features of the state (``TunerPart.extra_features`` of
+:mod:`musicgym.agents.rl_tuner.parts`).
+``--train-readout`` also fine-tunes a copy of the prior's weights above its summary in place of
+the frozen ``log p``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from musicgym.agents.rl_tuner.config import RLTunerConfig
+from musicgym.agents.rl_tuner.parts import States, TunerPart
+from musicgym.prior import require, transposition
+
+
+class QNetwork(nn.Module):
+    """``values(s, ·) = base(s, ·) + head(φ(s))``: ``base`` is the frozen prior's ``log p`` (q,
+    psi), 0 (g), or a trainable copy of the prior's readout, ``log p_θ`` (see the module
+    docstring)."""
+
+    def __init__(self, prior: Any, config: RLTunerConfig, part: TunerPart) -> None:
+        super().__init__()
+        self.algo, self.part = config.algo, part
+        rows, hidden = prior.summary_shape
+        self.pitch_summary = nn.Linear(hidden, config.summary_features)  # tied across rows
+        features = rows * config.summary_features + part.feature_size
+        self.head = nn.Sequential(
+            nn.Linear(features, config.head_size),
+            nn.ReLU(),
+            nn.Linear(config.head_size, part.num_actions),
+        )
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+        self.readout: Any = None
+        if config.train_readout:
+            for capability in ("summary_log_probs", "readout_parameters"):
+                require(prior, capability, "--train-readout", config.prior)
+            self.readout = copy.deepcopy(prior).eval().requires_grad_(False)
+            for parameter in self.readout.readout_parameters():
+                parameter.requires_grad_(True)
+            self.transpose = transposition(prior, config.key)
+
+    def train(self, mode: bool = True) -> QNetwork:
+        """The readout always runs without dropout (values must be deterministic)."""
+        super().train(mode)
+        if self.readout is not None:
+            self.readout.eval()
+        return self
+
+    def features(self, states: States) -> torch.Tensor:
+        """``φ(s)`` ``(M, F)``: the prior's summary (each row projected), flattened, and the
+        environment's own features."""
+        rows = self.pitch_summary(states.summary.float()).flatten(1)
+        return torch.cat([rows, self.part.extra_features(states)], 1)
+
+    def forward(self, states: States) -> torch.Tensor:
+        """Values ``(M, A)``."""
+        term = self.head(self.features(states))
+        if self.readout is not None:
+            transpose = torch.full_like(states.sounding, self.transpose)
+            base = self.readout.summary_log_probs(
+                states.summary.float(), states.sounding, transpose
+            )
+            return base.float() + term
+        if self.algo == "g":
+            return term
+        return states.log_probs + term
+
+
+def soft_update(target: nn.Module, online: nn.Module, eta: float) -> None:
+    """``θ⁻ ← (1 - eta) θ⁻ + eta θ`` for every parameter (one fused call)."""
+    with torch.no_grad():
+        torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), eta)

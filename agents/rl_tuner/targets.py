@@ -1,0 +1,161 @@
+"""The RL Tuner's targets, exploration and gradient step (``spec/melody-rules.md``).
+
+Q: ``r + γ max_a' Q⁻(s', a')`` (or double DQN, the online network's argmax valued by the target
+network); Ψ: ``r + γ logsumexp_a' Ψ⁻(s', a')``; G: the environment gives the rules-only reward
+``r_MT / c`` and the target is ``r_MT/c + γ logsumexp_a' (G⁻(s', a') + log p(a'|s'))``. The
+policies: argmax / softmax of Q, softmax(Ψ), softmax(G + log p). Where an environment has invalid
+actions, its mask leaves them out of every max, logsumexp and choice.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from musicgym.agents.rl_tuner.config import Algorithm, RLTunerConfig
+from musicgym.agents.rl_tuner.network import QNetwork, soft_update
+from musicgym.agents.rl_tuner.parts import Transitions
+
+
+def masked_values(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``values`` with ``-inf`` where ``mask`` is false (none without a mask)."""
+    return values if mask is None else values.masked_fill(~mask, -math.inf)
+
+
+def policy_logits(
+    algo: Algorithm, values: torch.Tensor, prior_log_probs: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Logits of the policy: Q or Ψ themselves; G + log p for G-learning."""
+    if algo == "g":
+        assert prior_log_probs is not None, "G-learning's policy needs the prior's log p"
+        return values + prior_log_probs
+    return values
+
+
+def td_target(
+    algo: Algorithm,
+    rewards: torch.Tensor,
+    dones: torch.Tensor,
+    gamma: float | torch.Tensor,
+    next_target_values: torch.Tensor,
+    next_prior_log_probs: torch.Tensor | None = None,
+    next_online_values: torch.Tensor | None = None,
+    next_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The TD target ``(B,)`` of each algorithm (see the module docstring). ``dones`` (1 at the
+    last step) drop the bootstrap term; ``gamma`` may be one per sample; ``next_mask`` ``(B, A)``,
+    the valid actions in ``s'``, restricts the max, argmax and logsumexp to them."""
+    next_target_values = masked_values(next_target_values, next_mask)
+    if next_online_values is not None:
+        next_online_values = masked_values(next_online_values, next_mask)
+    if algo == "q":
+        if next_online_values is None:
+            next_value = next_target_values.max(1).values
+        else:
+            best = next_online_values.argmax(1, keepdim=True)
+            next_value = next_target_values.gather(1, best)[:, 0]
+    elif algo == "psi":
+        next_value = torch.logsumexp(next_target_values, 1)
+    elif algo == "g":
+        assert next_prior_log_probs is not None, "G-learning's target needs the prior's log p"
+        next_value = torch.logsumexp(next_target_values + next_prior_log_probs, 1)
+    else:
+        raise ValueError(f"unknown algorithm {algo!r}")
+    return rewards + gamma * (1.0 - dones.float()) * next_value
+
+
+def linear_schedule(start: float, end: float, duration: float, step: int) -> float:
+    """``start`` moving linearly to ``end`` over ``duration`` steps, then ``end``."""
+    if duration <= 0:
+        return end
+    return start + min(step / duration, 1.0) * (end - start)
+
+
+def explore(
+    logits: torch.Tensor,
+    epsilon: float,
+    rng: np.random.Generator,
+    config: RLTunerConfig,
+    mask: torch.Tensor | None = None,
+) -> np.ndarray:
+    """Actions ``(M,)`` from policy ``logits`` ``(M, A)``: Boltzmann (softmax of ``logits /
+    temperature``) or epsilon-greedy (the argmax, else with probability ``epsilon`` a uniform
+    action), only among the valid actions of ``mask`` where given."""
+    logits = masked_values(logits, mask)
+    if config.exploration == "boltzmann":
+        return torch.multinomial(F.softmax(logits / config.temperature, 1), 1)[:, 0].numpy()
+    actions = logits.argmax(1).numpy()
+    explored = rng.random(len(actions)) < epsilon
+    if mask is None:
+        actions[explored] = rng.integers(0, logits.shape[1], explored.sum())
+    else:
+        for i in np.flatnonzero(explored):
+            actions[i] = rng.choice(np.flatnonzero(mask[i].numpy()))
+    return actions
+
+
+def make_optimizer(config: RLTunerConfig, network: nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in network.parameters() if p.requires_grad]
+    if config.optimizer == "adadelta":
+        return torch.optim.Adadelta(params, lr=config.learning_rate)
+    return torch.optim.Adam(params, lr=config.learning_rate)
+
+
+def clip_gradients(config: RLTunerConfig, network: nn.Module) -> None:
+    """Clip by norm, each parameter tensor alone (Magenta) or all together: as
+    ``clip_grad_norm_`` does, in one fused call over the tensors."""
+    if config.max_grad_norm <= 0:
+        return
+    grads = [p.grad for p in network.parameters() if p.grad is not None]
+    if config.clip == "global":
+        nn.utils.clip_grad_norm_(grads, config.max_grad_norm)
+        return
+    norms = torch._foreach_norm(grads)
+    scales = [(config.max_grad_norm / (norm + 1e-6)).clamp(max=1.0) for norm in norms]
+    torch._foreach_mul_(grads, scales)
+
+
+def transition_loss(
+    q_network: QNetwork, target_network: QNetwork, config: RLTunerConfig, batch: Transitions
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The TD loss of a batch of transitions and the Q-values of its actions ``(B,)``."""
+    q_values = q_network(batch.states).gather(1, batch.actions[:, None])[:, 0]
+    with torch.no_grad():
+        next_states = batch.next_states
+        next_online = None
+        if config.double_q and config.algo == "q":
+            next_online = q_network(next_states)
+        target = td_target(
+            config.algo,
+            batch.rewards,
+            batch.dones,
+            batch.gamma,
+            target_network(next_states),
+            next_states.log_probs,
+            next_online,
+            next_states.mask,
+        )
+    loss_fn = F.smooth_l1_loss if config.loss == "huber" else F.mse_loss
+    return loss_fn(q_values, target), q_values.detach()
+
+
+def gradient_step(
+    q_network: QNetwork,
+    target_network: QNetwork,
+    optimizer: torch.optim.Optimizer,
+    config: RLTunerConfig,
+    batch: Transitions,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on a batch's TD loss (gradients clipped) and the soft target update;
+    the loss and the mean Q-value, as tensors (no host sync)."""
+    loss, q_values = transition_loss(q_network, target_network, config, batch)
+    optimizer.zero_grad()
+    loss.backward()
+    clip_gradients(config, q_network)
+    optimizer.step()
+    soft_update(target_network, q_network, config.eta)
+    return loss.detach(), q_values.mean()
