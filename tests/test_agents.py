@@ -14,16 +14,10 @@ import torch
 
 from musicgym import agents
 from musicgym.agents.common import read_agent_info
-from musicgym.agents.rl_tuner import (
-    Melodies,
-    RLTuner,
-    RLTunerConfig,
-    StateReplay,
-    check_replay_memory,
-    recent_tokens,
-    soft_update,
-    td_target,
-)
+from musicgym.agents.rl_tuner import RLTuner, RLTunerConfig, td_target
+from musicgym.agents.rl_tuner.loop import check_replay_memory
+from musicgym.agents.rl_tuner.melody import MelodyReplay, recent_tokens
+from musicgym.agents.rl_tuner.network import soft_update
 from musicgym.agents.rl_tuner import train as train_rl_tuner
 from musicgym.envs.actions import token_frames
 from musicgym.envs.stepper import melody_log_probs, melody_summaries, sounding_before
@@ -110,19 +104,26 @@ def test_greedy_action_is_the_priors_argmax_before_training(prior, algo):
     agent = RLTuner(RLTunerConfig(algo=algo), prior)
     greedy = agent.compose(8, greedy=True)
     assert greedy == agents.PriorAgent(prior).compose(8, greedy=True)
-    melodies = Melodies(agent, 8)
+    envs = agent.make_envs(8)
+    observations, _ = envs.reset(seed=0)
     for t in range(10):  # and on sampled melodies, state by state
-        log_probs = melodies.stepper.action_log_probs().float()
-        logits = agent.act_logits(melodies.states(log_probs))
+        logits, _ = agent.act_logits(observations)
+        log_probs = torch.from_numpy(observations["prior_log_probs"])
         assert torch.equal(logits.argmax(1), log_probs.argmax(1))
-        melodies.play(random_melodies(8, 10, seed=4)[:, t])
+        observations, *_ = envs.step(random_melodies(8, 10, seed=4)[:, t].numpy())
+
+
+def observed(agent: RLTuner, melody: list[int]) -> dict[str, np.ndarray]:
+    """The ``"prior"`` observation (a batch of one) after ``melody``, as the agent sees it."""
+    envs = agent.make_envs(1)
+    observations, _ = envs.reset(seed=0)
+    for token in melody:
+        observations, *_ = envs.step(np.array([token]))
+    return observations
 
 
 def one_state(agent: RLTuner, melody: list[int]):
-    melodies = Melodies(agent, 1)
-    for token in melody:
-        melodies.play(torch.tensor([token]))
-    return melodies.states(melodies.stepper.action_log_probs().float())
+    return agent.part.observed_states(observed(agent, melody), agent.device)
 
 
 def test_q_network_starts_as_the_prior_and_values_leave_log_probabilities(prior):
@@ -140,14 +141,15 @@ def test_fitting_one_state_action_target_changes_the_greedy_action(prior, algo):
     fitted with MSE, makes that action the greedy one within a few dozen Adam steps (a head whose
     values are renormalised log-probabilities with a shared scale cannot)."""
     agent = RLTuner(RLTunerConfig(algo=algo), prior)
-    states = one_state(agent, [])
+    observations = observed(agent, [])
+    states = agent.part.observed_states(observations, agent.device)
     network = agent.q_network
-    logits = agent.act_logits(states)[0]
+    logits = agent.act_logits(observations)[0][0]
     action = int(logits.argmin())
     target = logits.max() + 6.0
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
     steps = 0
-    while int(agent.act_logits(states)[0].argmax()) != action and steps < 40:
+    while int(agent.act_logits(observations)[0][0].argmax()) != action and steps < 40:
         value = network(states)[0, action]
         if algo == "g":
             value = value + states.log_probs[0, action]
@@ -155,9 +157,9 @@ def test_fitting_one_state_action_target_changes_the_greedy_action(prior, algo):
         ((value - target) ** 2).backward()
         optimizer.step()
         steps += 1
-    assert int(agent.act_logits(states)[0].argmax()) == action, steps
-    other = one_state(agent, [20, 1, 1, 5, 9])  # another state keeps most of its order
-    assert int(agent.act_logits(other)[0].argmax()) != action or algo == "g"
+    assert int(agent.act_logits(observations)[0][0].argmax()) == action, steps
+    other = observed(agent, [20, 1, 1, 5, 9])  # another state keeps most of its order
+    assert int(agent.act_logits(other)[0][0].argmax()) != action or algo == "g"
 
 
 def test_recent_tokens_pad_before_the_start():
@@ -195,9 +197,10 @@ def test_td_targets_against_hand_computed_values(algo, double, expected):
 
 def test_policy_of_g_adds_the_prior(prior):
     agent = RLTuner(RLTunerConfig(algo="g"), prior)
-    states = one_state(agent, [14])
-    logits = agent.act_logits(states)
-    torch.testing.assert_close(logits, states.log_probs)  # G = 0 at the start, plus log p
+    observations = observed(agent, [14])
+    logits, _ = agent.act_logits(observations)
+    log_probs = torch.from_numpy(observations["prior_log_probs"])
+    torch.testing.assert_close(logits, log_probs)  # G = 0 at the start, plus log p
 
 
 def test_soft_update_moves_the_target_by_eta():
@@ -209,41 +212,59 @@ def test_soft_update_moves_the_target_by_eta():
         torch.testing.assert_close(value, expected)
 
 
+def fake_observations(summaries: torch.Tensor, count: int = 2) -> dict[str, np.ndarray]:
+    """``"prior"`` observations of ``count`` melodies whose summaries are ``summaries``."""
+    return {
+        "prior_summary": np.asarray(summaries, np.float32),
+        "prior_log_probs": np.zeros((count, 38), np.float32),
+    }
+
+
+def melody_replay(capacity: int, summary_shape: tuple[int, int], primed: bool) -> MelodyReplay:
+    return MelodyReplay(capacity, 8, summary_shape, 2, 2, 0.5, "C major", primed, readout=True)
+
+
 def test_replay_memory_keeps_melodies_and_samples_held_steps():
-    replay = StateReplay(capacity=4 * 8, length=8, summary_shape=(3, 2), context=2)
-    rows = np.array([replay.start(), replay.start(primer=20)])
+    replay = melody_replay(4 * 8, (3, 2), primed=True)
+    replay.begin(fake_observations(torch.zeros(2, 3, 2)), {"primer": [[1], [20]]})
+    replay.primers[replay.slots[0]] = -1  # one melody without a primer
+    rows = replay.slots.copy()
+    stepped, going_on = np.ones(2, bool), np.zeros(2, bool)
     for t in range(3):
-        replay.write_states(rows, np.full(2, t), torch.full((2, 3, 2), t), torch.zeros(2, 38))
-        replay.add(rows, np.array([2 + t, 10 + t]), np.array([0.5, -1.0]))
+        actions = np.array([2 + t, 10 + t])
+        observations = fake_observations(torch.full((2, 3, 2), t + 1.0))
+        replay.store(actions, np.array([0.5, -1.0]), going_on, stepped, observations, {})
     assert len(replay) == 6
     np.testing.assert_array_equal(replay.tokens[rows[0], :4], [2, 3, 4, -1])
-    sampled_rows, steps = replay.sample(64, np.random.default_rng(0))
-    assert set(sampled_rows) == set(rows) and (steps < 3).all() and len(steps) == 64
+    batch = replay.sample(64, np.random.default_rng(0), torch.device("cpu"))
+    assert set(batch.actions.tolist()) <= {2, 3, 4, 10, 11, 12} and len(batch.actions) == 64
     states = replay.states(np.array([rows[1]]), np.array([2]), torch.device("cpu"))
     assert states.context.tolist() == [[10, 11]] and states.sounding.tolist() == [11]
     assert (states.summary == 2).all() and states.step.tolist() == [2]
+    first = replay.states(np.array([rows[1]]), np.array([0]), torch.device("cpu"))
+    assert first.context.tolist() == [[-1, 20]]  # the primer is part of the context
     for _ in range(4):  # rows are reused oldest first
-        replay.start()
+        replay._start()
     assert len(replay) == 0
 
 
 def test_replay_recomputes_the_summaries_it_does_not_save(prior):
-    replay = StateReplay(capacity=64, length=8, summary_shape=prior.summary_shape, context=2)
+    replay = melody_replay(64, prior.summary_shape, primed=True)
     melodies = random_melodies(2, 8, seed=9)
-    for primer in (-1, 20):
-        row = np.array([replay.start(primer)])
-        tokens = melodies[len(replay) // 8]
-        if primer >= 0:
-            tokens = torch.cat([torch.tensor([primer]), tokens])
-        outputs = melody_summaries(prior, tokens[None])[:, int(primer >= 0) :]
-        for t in range(8):
-            replay.write_states(row, np.array([t]), outputs[:, t], torch.zeros(1, 38))
-            replay.add(row, tokens[int(primer >= 0) + t : int(primer >= 0) + t + 1].numpy(), [0.0])
+    primers = [[20], [3]]
+    played = torch.cat([torch.tensor(primers), melodies], 1)
+    outputs = melody_summaries(prior, played)[:, 1:]  # (2, 9, K, H): the states after the primer
+    replay.begin(fake_observations(outputs[:, 0]), {"primer": primers})
+    stepped = np.ones(2, bool)
+    for t in range(8):
+        ended = np.full(2, t == 7)
+        observations = fake_observations(outputs[:, t + 1])
+        replay.store(melodies[:, t].numpy(), np.zeros(2), ended, stepped, observations, {})
     saved = replay.summaries.copy()
-    restored = StateReplay(capacity=64, length=8, summary_shape=prior.summary_shape, context=2)
-    restored.load_state_dict(replay.state_dict())
-    restored.recompute_summaries(prior, "C major", torch.device("cpu"))
+    restored = melody_replay(64, prior.summary_shape, primed=True)
+    restored.load_state_dict(replay.state_dict(), prior, torch.device("cpu"))
     np.testing.assert_allclose(restored.summaries[:2], saved[:2], atol=1e-3)  # the rows in use
+    assert restored.digest() == replay.digest()
 
 
 def test_bad_device_and_too_large_replay_are_one_line_errors(prior):
@@ -251,7 +272,7 @@ def test_bad_device_and_too_large_replay_are_one_line_errors(prior):
         with pytest.raises(EnvArgumentError, match="no CUDA GPU"):
             RLTuner(RLTunerConfig(device="cuda"), prior)
     with pytest.raises(EnvArgumentError, match="lower --buffer-size"):
-        check_replay_memory(RLTunerConfig(buffer_size=10**12), prior)
+        check_replay_memory(RLTuner(RLTunerConfig(buffer_size=10**12), prior))
 
 
 # ----------------------------------------------------------------------- every algorithm
