@@ -63,7 +63,7 @@ from musicgym.metrics.chorale import (
     find_key,
     statistics_of_sums,
 )
-from musicgym.metrics.intervals import ratio_of_sums
+from musicgym.metrics.confidence import ratio_of_sums
 from musicgym.music.notestate import NoteState
 
 BACH = "Bach"

@@ -1,6 +1,6 @@
 """Evaluation statistics: of token melodies (:mod:`musicgym.metrics.melody`, the RL Tuner's), of
 four-part chorales (:mod:`musicgym.metrics.chorale`), and their confidence intervals
-(:mod:`musicgym.metrics.intervals`).
+(:mod:`musicgym.metrics.confidence`).
 
 The melody statistics keep their names here (``STATISTICS``, ``evaluate_melodies``, ...); the
 chorale ones are here as ``CHORALE_STATISTICS``, ``evaluate_chorales`` and
@@ -14,7 +14,7 @@ from musicgym.metrics.chorale import (
     evaluate_chorales,
     find_key,
 )
-from musicgym.metrics.intervals import (
+from musicgym.metrics.confidence import (
     CONFIDENCE,
     T_QUANTILES,
     bootstrap_intervals,

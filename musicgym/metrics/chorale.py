@@ -38,7 +38,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from musicgym.metrics.intervals import ratio_of_sums
+from musicgym.metrics.confidence import ratio_of_sums
 from musicgym.music.keys import Key
 from musicgym.music.notestate import NoteState, fold_pitches
 from musicgym.music.tokens import (

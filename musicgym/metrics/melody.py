@@ -14,7 +14,7 @@ Beyond the spec, for comparing agents: what each melody contributes to each stat
 (:func:`statistic_contributions`, which a bootstrap over melodies resamples), histograms of pitch
 classes, intervals and note lengths with their KL divergence to the data's (:data:`HISTOGRAMS`,
 :func:`kl_divergence`) and the share of distinct 4-grams; the confidence intervals are in
-:mod:`musicgym.metrics.intervals`.
+:mod:`musicgym.metrics.confidence`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from musicgym.metrics.intervals import ratio_of_sums
+from musicgym.metrics.confidence import ratio_of_sums
 from musicgym.music.keys import Key
 from musicgym.music.tokens import (
     FIRST_PITCH_TOKEN,
