@@ -60,10 +60,10 @@ from musicgym.metrics.chorale import (
     DISTINCT_PIECES,
     STATISTICS,
     distinct_pieces,
-    find_key,
     statistics_of_sums,
 )
 from musicgym.metrics.confidence import ratio_of_sums
+from musicgym.music.harmony import find_key
 from musicgym.music.notestate import NoteState
 
 BACH = "Bach"
@@ -444,7 +444,7 @@ def rule_weight_evidence(
     import torch
 
     from musicgym.agents.common import load_prior
-    from musicgym.metrics.chorale import sonority
+    from musicgym.music.harmony import sonority
     from musicgym.rules import PRESETS, ChoraleContext, resolve_rules
 
     prior = load_prior(prior_name)

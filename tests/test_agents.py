@@ -28,8 +28,8 @@ from musicgym.agents.rl_tuner import train as train_rl_tuner
 from musicgym.envs.actions import token_frames
 from musicgym.envs.stepper import melody_log_probs, melody_summaries, sounding_before
 from musicgym.errors import CheckpointError, EnvArgumentError
-from musicgym.metrics import in_key_tokens
 from musicgym.music.keys import Key
+from musicgym.music.melody import in_key_tokens
 from musicgym.priors.model import BiaxialConfig, BiaxialLSTM
 from musicgym.priors.registry import save_checkpoint
 

@@ -34,7 +34,7 @@ from musicgym.envs.batched import (
 )
 from musicgym.envs.stepper import from_tensor_tree, tensor_tree
 from musicgym.errors import CheckpointError, EnvArgumentError, MidiError
-from musicgym.metrics.chorale import Sonority, sonority, soprano_token, soprano_tokens
+from musicgym.music.harmony import Sonority, sonority, soprano_token, soprano_tokens
 from musicgym.music.keys import Key, pitch_name
 from musicgym.music.notestate import NoteState
 from musicgym.prior import MelodyPrior, NoteAxisPrior, resolve_prior
@@ -675,7 +675,7 @@ def load_note_axis_prior(
 
 def check_voice_ranges(lowest_pitch: int, num_pitches: int) -> None:
     """One line when the pitch axis cannot hold the four voices' ranges (MIDI 40..79)."""
-    from musicgym.metrics.chorale import VOICE_RANGES
+    from musicgym.music.harmony import VOICE_RANGES
 
     low = min(r[0] for r in VOICE_RANGES.values())
     high = max(r[1] for r in VOICE_RANGES.values())
