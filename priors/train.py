@@ -609,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m musicgym.priors.train``: the same options as ``musicgym prior train``."""
     import argparse
 
-    from musicgym.cli import add_dataclass_arguments, dataclass_from_args
+    from musicgym.arguments import add_dataclass_arguments, dataclass_from_args
 
     parser = argparse.ArgumentParser(prog="python -m musicgym.priors.train", description=__doc__)
     add_dataclass_arguments(parser, TrainConfig)
