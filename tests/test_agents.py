@@ -25,11 +25,11 @@ from musicgym.agents.rl_tuner import (
     td_target,
 )
 from musicgym.agents.rl_tuner import train as train_rl_tuner
-from musicgym.envs.actions import token_frames
 from musicgym.envs.stepper import melody_log_probs, melody_summaries, sounding_before
 from musicgym.errors import CheckpointError, EnvArgumentError
 from musicgym.music.keys import Key
 from musicgym.music.melody import in_key_tokens
+from musicgym.prior_frames import token_frames
 from musicgym.priors.model import BiaxialConfig, BiaxialLSTM
 from musicgym.priors.registry import save_checkpoint
 
