@@ -65,7 +65,7 @@ from musicgym.agents.rl_tuner import (
     transition_loss,
 )
 from musicgym.config import CHORALE_ENV_ID
-from musicgym.envs.chorale import (
+from musicgym.envs.decisions import (
     BEATS_PER_BAR,
     DecisionStepper,
     compose_chorales,
@@ -497,7 +497,7 @@ def _checkpoint_bytes(agent: ChoraleTuner) -> int:
 
 def evaluate(agent: ChoraleTuner, writer: Any, step: int) -> None:
     """Chorale statistics of freshly composed chorales under music/."""
-    from musicgym.envs.chorale import chorale_statistics
+    from musicgym.envs.decisions import chorale_statistics
 
     config = agent.config
     composed = agent.compose(config.eval_melodies, seed=config.seed)

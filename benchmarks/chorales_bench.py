@@ -166,7 +166,7 @@ def measure(pieces: Sequence[NoteState], prior: str, trained_steps: float = math
     """``{"measures", "per_piece"}``: every measure of :data:`MEASURES` of ``pieces`` (each in its
     own key) and the per-piece contributions a bootstrap resamples."""
     from musicgym.agents.common import load_prior
-    from musicgym.envs.chorale import frame_log_likelihoods
+    from musicgym.envs.decisions import frame_log_likelihoods
 
     keys = [find_key(piece) for piece in pieces]
     contributions = chorale_contributions(pieces, keys)

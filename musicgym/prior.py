@@ -18,7 +18,7 @@ Note
 ``ChoraleComposition-v0`` composes whole frames note by note: its prior is a
 :class:`NoteAxisPrior`, a :class:`FramePrior` that also scores the notes of a frame one pitch at a
 time, from the lowest up (the Bi-axial LSTM's note axis), through
-:class:`musicgym.envs.chorale.DecisionStepper`.
+:class:`musicgym.envs.decisions.DecisionStepper`.
 
 Checkpoints are plain dicts whose ``"model"`` entry is the model's tag. :func:`resolve_prior`
 reads the checkpoint (a path, or a shipped name found through the entry-point group
