@@ -305,8 +305,9 @@ def chorale_statistics(
     prior: NoteAxisPrior | None, pieces: Sequence[NoteState], keys: Any = None
 ) -> dict[str, float]:
     """Every statistic of :func:`musicgym.metrics.evaluate_chorales` (each piece judged in
-    ``keys``: one for all, one each, or ``None`` for the key :func:`~musicgym.metrics.find_key`
-    finds) and, with a prior, ``log_p_per_frame``, the mean log-likelihood of their frames."""
+    ``keys``: one for all, one each, or ``None`` for the key
+    :func:`~musicgym.music.harmony.find_key` finds) and, with a prior, ``log_p_per_frame``, the
+    mean log-likelihood of their frames."""
     statistics = evaluate_chorales(pieces, keys)
     if prior is not None:
         frames = np.concatenate(frame_log_likelihoods(prior, pieces))
