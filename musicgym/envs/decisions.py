@@ -370,6 +370,7 @@ def parse_primer(
     )
 
 
+# ------------------------------------------------------------------------------------- priors
 def load_note_axis_prior(
     prior: PriorArgument, device: str | torch.device = "cpu"
 ) -> NoteAxisPrior | None:
