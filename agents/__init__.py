@@ -71,12 +71,12 @@ class ChoralePriorAgent:
     def __init__(
         self, prior: str | os.PathLike | NoteAxisPrior = CHORALE_DEFAULTS.prior, bars: int = 4
     ) -> None:
-        from musicgym.envs.chorale import load_note_axis_prior
+        from musicgym.envs.decisions import load_note_axis_prior
 
         self.prior, self.bars = load_note_axis_prior(load_prior(prior)), bars
 
     def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[NoteState]:
-        from musicgym.envs.chorale import sample_chorales
+        from musicgym.envs.decisions import sample_chorales
 
         return sample_chorales(self.prior, n, self.bars, seed, greedy=greedy)
 
@@ -90,7 +90,7 @@ class ChoraleRandomAgent:
         self.bars = bars
 
     def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[NoteState]:
-        from musicgym.envs.chorale import (
+        from musicgym.envs.decisions import (
             BEATS_PER_BAR,
             PITCH_AXIS,
             RESOLUTION,

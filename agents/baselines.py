@@ -442,7 +442,7 @@ class MusicStatisticsCallback(BaseCallback):
 
         melodies = SB3Agent(self.model, self.env).compose(self.melodies, seed=self.env.seed)
         if self.env.is_chorale:
-            from musicgym.envs.chorale import chorale_statistics
+            from musicgym.envs.decisions import chorale_statistics
 
             statistics = chorale_statistics(self.prior, melodies, self.env.key)
             melodies = []  # no melody tokens to hear and see

@@ -22,9 +22,13 @@ from typing import Any
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``agent`` group: ``train`` and ``compose``."""
     from musicgym.agents.registry import ALGORITHMS, config_classes
-    from musicgym.cli import add_dataclass_arguments, non_negative_int, positive_int
+    from musicgym.arguments import (
+        add_audio_arguments,
+        add_dataclass_arguments,
+        non_negative_int,
+        positive_int,
+    )
     from musicgym.config import ENV_DEFAULTS, ENV_ID
-    from musicgym.music.midi_cli import add_audio_arguments
 
     agent = subparsers.add_parser("agent", help="train agents and compose with them")
     commands = agent.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -109,7 +113,7 @@ def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
 def _train(args: argparse.Namespace) -> int:
     from musicgym.agents.common import read_agent_info
     from musicgym.agents.registry import ALGORITHMS, config_classes
-    from musicgym.cli import option_error
+    from musicgym.arguments import option_error
     from musicgym.errors import ArgumentError
 
     algorithm = ALGORITHMS[args.algo]

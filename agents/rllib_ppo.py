@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m musicgym.agents.rllib_ppo``: one JSON line per iteration; bad input is one line
     and
     exit 2."""
-    from musicgym.cli import (
+    from musicgym.arguments import (
         EXIT_BAD_INPUT,
         ArgumentParser,
         add_dataclass_arguments,

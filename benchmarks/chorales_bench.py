@@ -60,10 +60,10 @@ from musicgym.metrics.chorale import (
     DISTINCT_PIECES,
     STATISTICS,
     distinct_pieces,
-    find_key,
     statistics_of_sums,
 )
-from musicgym.metrics.intervals import ratio_of_sums
+from musicgym.metrics.confidence import ratio_of_sums
+from musicgym.music.harmony import find_key
 from musicgym.music.notestate import NoteState
 
 BACH = "Bach"
@@ -166,7 +166,7 @@ def measure(pieces: Sequence[NoteState], prior: str, trained_steps: float = math
     """``{"measures", "per_piece"}``: every measure of :data:`MEASURES` of ``pieces`` (each in its
     own key) and the per-piece contributions a bootstrap resamples."""
     from musicgym.agents.common import load_prior
-    from musicgym.envs.chorale import frame_log_likelihoods
+    from musicgym.envs.decisions import frame_log_likelihoods
 
     keys = [find_key(piece) for piece in pieces]
     contributions = chorale_contributions(pieces, keys)
@@ -444,7 +444,7 @@ def rule_weight_evidence(
     import torch
 
     from musicgym.agents.common import load_prior
-    from musicgym.metrics.chorale import sonority
+    from musicgym.music.harmony import sonority
     from musicgym.rules import PRESETS, ChoraleContext, resolve_rules
 
     prior = load_prior(prior_name)

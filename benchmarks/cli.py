@@ -31,8 +31,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
+    from musicgym.arguments import add_dataclass_arguments
     from musicgym.benchmarks.demo import DemoConfig
-    from musicgym.cli import add_dataclass_arguments
 
     demo = subparsers.add_parser(
         "demo",
@@ -43,15 +43,15 @@ def add_demo_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    from musicgym.arguments import dataclass_from_args
     from musicgym.benchmarks.demo import DemoConfig, run
-    from musicgym.cli import dataclass_from_args
 
     run(dataclass_from_args(DemoConfig, args))
     return 0
 
 
 def add_gallery_command(subparsers: argparse._SubParsersAction) -> None:
-    from musicgym.music.midi_cli import add_audio_arguments
+    from musicgym.arguments import add_audio_arguments
 
     gallery = subparsers.add_parser(
         "gallery",
@@ -70,8 +70,8 @@ def add_gallery_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_gallery(args: argparse.Namespace) -> int:
+    from musicgym.arguments import audio_options
     from musicgym.benchmarks.gallery import write_gallery
-    from musicgym.music.midi_cli import audio_options
 
     print(write_gallery(args.folder, title=args.title, **audio_options(args)))
     return 0
@@ -193,8 +193,8 @@ def _run_tuner(args: argparse.Namespace) -> int:
 
 @bench_command
 def _add_agents(benchmarks: argparse._SubParsersAction) -> None:
+    from musicgym.arguments import add_dataclass_arguments
     from musicgym.benchmarks.agents_bench import AgentsBenchConfig
-    from musicgym.cli import add_dataclass_arguments
 
     parser = benchmarks.add_parser(
         "agents",
@@ -232,8 +232,8 @@ def _add_agents(benchmarks: argparse._SubParsersAction) -> None:
 
 
 def _run_agents(args: argparse.Namespace) -> int:
+    from musicgym.arguments import dataclass_from_args
     from musicgym.benchmarks import agents_bench
-    from musicgym.cli import dataclass_from_args
 
     quick = agents_bench.QUICK if args.quick else {}
     config = dataclass_from_args(agents_bench.AgentsBenchConfig, args, **quick)
@@ -265,8 +265,8 @@ def _run_like_for_like(args: argparse.Namespace) -> int:
 
 @bench_command
 def _add_chorales(benchmarks: argparse._SubParsersAction) -> None:
+    from musicgym.arguments import add_dataclass_arguments
     from musicgym.benchmarks.chorales_bench import ChoralesBenchConfig
-    from musicgym.cli import add_dataclass_arguments
 
     parser = benchmarks.add_parser(
         "chorales",
@@ -301,8 +301,8 @@ def _add_chorales(benchmarks: argparse._SubParsersAction) -> None:
 
 
 def _run_chorales(args: argparse.Namespace) -> int:
+    from musicgym.arguments import dataclass_from_args
     from musicgym.benchmarks import chorales_bench
-    from musicgym.cli import dataclass_from_args
 
     config = dataclass_from_args(chorales_bench.ChoralesBenchConfig, args)
     if args.weights:

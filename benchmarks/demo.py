@@ -126,7 +126,7 @@ def run_chorales(config: DemoConfig) -> dict[str, dict[str, float]]:
     from musicgym.agents.rl_tuner import RLTunerConfig, train
     from musicgym.benchmarks.gallery import write_gallery
     from musicgym.config import CHORALE_DEFAULTS, CHORALE_ENV_ID
-    from musicgym.envs.chorale import chorale_statistics
+    from musicgym.envs.decisions import chorale_statistics
     from musicgym.metrics.chorale import DISTINCT_PIECES
     from musicgym.metrics.chorale import STATISTICS as CHORALE_STATISTICS
     from musicgym.music.audio import choose_synthesizer, synthesizer_note, write_wavs_beside

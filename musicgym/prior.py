@@ -12,13 +12,13 @@ Two ways to be one:
 Note
   RNN);
 * a model of note-state frames implements :class:`FramePrior` and mixes in
-  :class:`musicgym.envs.actions.FrameMelodyPrior`, which turns tokens into frames and scores the 38
+  :class:`musicgym.prior_frames.FrameMelodyPrior`, which turns tokens into frames and scores the 38
   candidate frames (``musicgym.priors.model.BiaxialLSTM``, the Bi-axial LSTM).
 
 ``ChoraleComposition-v0`` composes whole frames note by note: its prior is a
 :class:`NoteAxisPrior`, a :class:`FramePrior` that also scores the notes of a frame one pitch at a
 time, from the lowest up (the Bi-axial LSTM's note axis), through
-:class:`musicgym.envs.chorale.DecisionStepper`.
+:class:`musicgym.envs.decisions.DecisionStepper`.
 
 Checkpoints are plain dicts whose ``"model"`` entry is the model's tag. :func:`resolve_prior`
 reads the checkpoint (a path, or a shipped name found through the entry-point group
@@ -253,7 +253,7 @@ def resolve_prior(
     if isinstance(prior, FramePrior):
         raise CheckpointError(
             f"prior {type(prior).__name__}: a FramePrior only; mix in "
-            "musicgym.envs.actions.FrameMelodyPrior to make it a MelodyPrior"
+            "musicgym.prior_frames.FrameMelodyPrior to make it a MelodyPrior"
         )
     path = checkpoint_path(prior)
     return prior_from_checkpoint(load_checkpoint_file(path), path, device)

@@ -113,7 +113,12 @@ def _data_inspect(args: argparse.Namespace) -> int:
 
 
 def add_prior_commands(subparsers: argparse._SubParsersAction) -> None:
-    from musicgym.cli import add_dataclass_arguments, non_negative_int, positive_float, positive_int
+    from musicgym.arguments import (
+        add_dataclass_arguments,
+        non_negative_int,
+        positive_float,
+        positive_int,
+    )
     from musicgym.priors.train import TrainConfig
 
     prior = subparsers.add_parser(
@@ -177,7 +182,7 @@ def add_prior_commands(subparsers: argparse._SubParsersAction) -> None:
 def _prior_train(args: argparse.Namespace) -> int:
     import json
 
-    from musicgym.cli import dataclass_from_args, option_error
+    from musicgym.arguments import dataclass_from_args, option_error
     from musicgym.priors.train import TrainConfig, train
 
     try:

@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musicgym.envs.actions import FrameMelodyPrior
 from musicgym.music.notestate import NoteState
+from musicgym.prior_frames import FrameMelodyPrior
 
 MODEL_TAG = "biaxial-lstm"
 FEATURES = ("position", "pitch_class", "vicinity", "context", "beat")
@@ -202,7 +202,7 @@ class NoteAxis:
 class BiaxialLSTM(nn.Module, FrameMelodyPrior):
     """The Bi-axial LSTM; implements ``musicgym.prior.NoteAxisPrior`` (a ``FramePrior`` that
     also decides a frame note by note, through its note axis), and through
-    ``musicgym.envs.actions.FrameMelodyPrior`` ``musicgym.prior.MelodyPrior`` (its summary of a
+    ``musicgym.prior_frames.FrameMelodyPrior`` ``musicgym.prior.MelodyPrior`` (its summary of a
     stream is the time-axis output ``(N, H)`` from which the next frame is scored).
 
     Incremental use::

@@ -14,7 +14,7 @@ refuses other settings than ``--max-steps``, ``--max-minutes``, ``--threads``, `
 (``musicgym.runs``). SIGINT / SIGTERM write ``last.pt`` at the current step and stop.
 
 Several processes (``--ddp N``, or ``torchrun ... -m musicgym.priors.train``) train with torch DDP
-through the hooks of ``priors/distributed.py`` (``replicas()``: share the batch, the log-likelihood
+through the hooks of ``priors/replicas.py`` (``replicas()``: share the batch, the log-likelihood
 in DDP, agree to stop, rank 0 writes); in one process every hook is a no-op.
 """
 
@@ -49,7 +49,6 @@ from musicgym.checks import (
 from musicgym.errors import CheckpointError, RunFolderError
 from musicgym.fileio import atomic_output, save_checkpoint_file
 from musicgym.music.notestate import NoteState
-from musicgym.priors.distributed import process_group, replicas
 from musicgym.priors.registry import (
     MODELS,
     build_model,
@@ -57,6 +56,7 @@ from musicgym.priors.registry import (
     read_checkpoint,
     save_checkpoint,
 )
+from musicgym.priors.replicas import process_group, replicas
 from musicgym.runs import (
     StopSignals,
     check_output_folder,
@@ -485,7 +485,7 @@ def _train(config: TrainConfig, stop: StopSignals) -> dict[str, Any]:
     check_output_folder(config.run_dir, "--run-dir", 2 * 3 * 4 * parameters)
     checkpoints = RunCheckpoints(config, model, optimizer, generator, dataset.describe(), play_only)
     progress = checkpoints.restore(checkpoint) if checkpoint else Progress()
-    replica = replicas()  # DDP hooks (priors/distributed.py); one process: all no-ops
+    replica = replicas()  # DDP hooks (priors/replicas.py); one process: all no-ops
     last = checkpoints.last
     replica.same(progress.step, f"--resume: not every process found {last} (a folder they share?)")
     log_likelihood = replica.log_likelihood(model)  # model.log_likelihood, or it in DDP
@@ -609,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m musicgym.priors.train``: the same options as ``musicgym prior train``."""
     import argparse
 
-    from musicgym.cli import add_dataclass_arguments, dataclass_from_args
+    from musicgym.arguments import add_dataclass_arguments, dataclass_from_args
 
     parser = argparse.ArgumentParser(prog="python -m musicgym.priors.train", description=__doc__)
     add_dataclass_arguments(parser, TrainConfig)

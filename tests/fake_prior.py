@@ -11,12 +11,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from musicgym.envs.actions import FrameMelodyPrior
+from musicgym.prior_frames import FrameMelodyPrior
 
 
 class TablePrior(FrameMelodyPrior):
     """A frame prior over MIDI ``lowest_pitch .. lowest_pitch + num_pitches - 1``, and through
-    :class:`~musicgym.envs.actions.FrameMelodyPrior` a melody prior (its summary: the last
+    :class:`~musicgym.prior_frames.FrameMelodyPrior` a melody prior (its summary: the last
     frame)."""
 
     resolution = 4

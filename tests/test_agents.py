@@ -15,15 +15,15 @@ import torch
 from musicgym import agents
 from musicgym.agents.common import read_agent_info
 from musicgym.agents.rl_tuner import RLTuner, RLTunerConfig, td_target
+from musicgym.agents.rl_tuner import train as train_rl_tuner
 from musicgym.agents.rl_tuner.loop import check_replay_memory
 from musicgym.agents.rl_tuner.melody import MelodyReplay, recent_tokens
 from musicgym.agents.rl_tuner.network import soft_update
-from musicgym.agents.rl_tuner import train as train_rl_tuner
-from musicgym.envs.actions import token_frames
 from musicgym.envs.stepper import melody_log_probs, melody_summaries, sounding_before
 from musicgym.errors import CheckpointError, EnvArgumentError
-from musicgym.metrics import in_key_tokens
 from musicgym.music.keys import Key
+from musicgym.music.melody import in_key_tokens
+from musicgym.prior_frames import token_frames
 from musicgym.priors.model import BiaxialConfig, BiaxialLSTM
 from musicgym.priors.registry import save_checkpoint
 

@@ -21,7 +21,7 @@ from musicgym.agents.chorale_tuner import (
 from musicgym.agents.common import read_agent_info
 from musicgym.agents.rl_tuner import RLTunerConfig, explore, td_target
 from musicgym.agents.rl_tuner import train as train_rl_tuner
-from musicgym.envs.chorale import DecisionStepper, end_action
+from musicgym.envs.decisions import DecisionStepper, end_action
 from musicgym.errors import RunFolderError
 from musicgym.music.notestate import NoteState
 from musicgym.priors.model import BiaxialConfig, BiaxialLSTM

@@ -14,13 +14,8 @@ from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import musicgym  # noqa: F401  (registers the environments)
-from musicgym.envs.chorale import (
-    ChoraleCompositionEnv,
-    ChoraleCompositionVectorEnv,
-    DecisionStepper,
-    decision_log_probs,
-    end_action,
-)
+from musicgym.envs.chorale import ChoraleCompositionEnv, ChoraleCompositionVectorEnv
+from musicgym.envs.decisions import DecisionStepper, decision_log_probs, end_action
 from musicgym.errors import CheckpointError, EnvArgumentError, RuleError
 from musicgym.music.midi import read_midi
 from musicgym.music.notestate import NoteState

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 import musicgym  # noqa: F401  (registers the environments)
-from musicgym.metrics import evaluate_chorales, find_key
-from musicgym.metrics.chorale import (
+from musicgym.metrics import evaluate_chorales
+from musicgym.metrics.chorale import chorale_contributions, distinct_pieces
+from musicgym.music.harmony import (
     Sonority,
     authentic_cadence,
-    chorale_contributions,
     chord_in_key,
-    distinct_pieces,
     doubled_leading_tone,
+    find_key,
     hidden_perfect,
     large_leap,
     notes_not_in_key,
@@ -248,7 +248,7 @@ def test_find_key():
 def test_the_envs_soprano_rules_are_those_of_its_chorale_recomputed():
     """The env keeps the soprano line as it goes; the rules recomputed from the finished
     chorale's frames give the same parts."""
-    from musicgym.metrics.chorale import sonorities
+    from musicgym.music.harmony import sonorities
 
     rules = {"soprano_leap_resolution": 1.0, "soprano_preferred_intervals": 1.0}
     env = gym.make("ChoraleComposition-v0", prior=None, rules=rules, bars=1)

@@ -25,7 +25,8 @@ if not torch.distributed.is_available():
         "torch.distributed is not available in this build of torch", allow_module_level=True
     )
 
-from musicgym.priors.distributed import Replicas, launch
+from musicgym.priors.distributed import launch
+from musicgym.priors.replicas import Replicas
 
 
 def assert_same_weights(a: Path, b: Path, atol: float) -> None:
@@ -96,7 +97,7 @@ def test_shares_split_the_batch_and_weight_the_global_frames():
 
 
 def _check_same(rank: int, port: int, value: int, answers) -> None:
-    from musicgym.priors.distributed import process_group
+    from musicgym.priors.replicas import process_group
 
     with process_group("cpu", rank, 2, f"tcp://127.0.0.1:{port}") as replica:
         try:

@@ -15,14 +15,11 @@ from musicgym.metrics import (
     PUBLISHED,
     STATISTIC_SCALES,
     STATISTICS,
-    autocorrelation,
     bootstrap_intervals,
     distinct_ngrams,
     evaluate_melodies,
     interval_histogram,
     kl_divergence,
-    leap_outcome,
-    leap_outcomes,
     note_length_histogram,
     pitch_class_histogram,
     ratio_of_sums,
@@ -30,6 +27,7 @@ from musicgym.metrics import (
     t_interval,
     t_quantile,
 )
+from musicgym.music.melody import autocorrelation, leap_outcome, leap_outcomes
 from musicgym.music.tokens import TokenError
 
 M1 = [14, 16, 18, 1, 21, 1, 1, 0]  # in key, starts on the tonic, a motif at its end, no leap

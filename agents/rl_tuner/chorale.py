@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from musicgym.agents.rl_tuner.config import RLTunerConfig
 from musicgym.agents.rl_tuner.parts import Observations, Transitions, tensor
-from musicgym.envs.chorale import BEATS_PER_BAR, chorale_statistics, end_action, valid_actions
+from musicgym.envs.decisions import BEATS_PER_BAR, chorale_statistics, end_action, valid_actions
 from musicgym.errors import EnvArgumentError
 from musicgym.prior import NoteAxisPrior
 

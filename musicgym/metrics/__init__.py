@@ -1,6 +1,6 @@
 """Evaluation statistics: of token melodies (:mod:`musicgym.metrics.melody`, the RL Tuner's), of
 four-part chorales (:mod:`musicgym.metrics.chorale`), and their confidence intervals
-(:mod:`musicgym.metrics.intervals`).
+(:mod:`musicgym.metrics.confidence`).
 
 The melody statistics keep their names here (``STATISTICS``, ``evaluate_melodies``, ...); the
 chorale ones are here as ``CHORALE_STATISTICS``, ``evaluate_chorales`` and
@@ -8,13 +8,8 @@ chorale ones are here as ``CHORALE_STATISTICS``, ``evaluate_chorales`` and
 """
 
 from musicgym.metrics.chorale import STATISTICS as CHORALE_STATISTICS
-from musicgym.metrics.chorale import (
-    Sonority,
-    chorale_contributions,
-    evaluate_chorales,
-    find_key,
-)
-from musicgym.metrics.intervals import (
+from musicgym.metrics.chorale import chorale_contributions, evaluate_chorales
+from musicgym.metrics.confidence import (
     CONFIDENCE,
     T_QUANTILES,
     bootstrap_intervals,
@@ -23,86 +18,44 @@ from musicgym.metrics.intervals import (
     t_quantile,
 )
 from musicgym.metrics.melody import (
-    AUTOCORRELATION_LAGS,
     HISTOGRAMS,
     INTERVAL_CLIP,
     KL_PSEUDO_COUNT,
-    LEAP_DOUBLED,
-    LEAP_RESOLVED,
-    LEAP_SEMITONES,
-    MIN_MOTIF_NOTES,
-    MOTIF_LENGTH,
     NOTE_LENGTH_CLIP,
     PUBLISHED,
     STATISTIC_SCALES,
     STATISTICS,
-    STEPS_BEFORE_LEAP_RESOLUTION,
-    LeapTracker,
-    autocorrelation,
-    autocorrelations,
     distinct_ngrams,
     evaluate_melodies,
-    has_unique_max,
-    has_unique_min,
-    in_key_tokens,
     interval_histogram,
-    is_excessive_repetition,
     kl_divergence,
-    last_pitch_token,
-    leap_outcome,
-    leap_outcomes,
-    motif_notes,
     note_length_histogram,
     pitch_class_histogram,
-    repeats_motif,
     statistic_contributions,
-    tonic_token,
 )
 
 __all__ = [
-    "AUTOCORRELATION_LAGS",
     "CHORALE_STATISTICS",
     "CONFIDENCE",
     "HISTOGRAMS",
     "INTERVAL_CLIP",
     "KL_PSEUDO_COUNT",
-    "LEAP_DOUBLED",
-    "LEAP_RESOLVED",
-    "LEAP_SEMITONES",
-    "MIN_MOTIF_NOTES",
-    "MOTIF_LENGTH",
     "NOTE_LENGTH_CLIP",
     "PUBLISHED",
     "STATISTICS",
     "STATISTIC_SCALES",
-    "STEPS_BEFORE_LEAP_RESOLUTION",
     "T_QUANTILES",
-    "LeapTracker",
-    "Sonority",
-    "autocorrelation",
-    "autocorrelations",
     "bootstrap_intervals",
     "chorale_contributions",
     "distinct_ngrams",
     "evaluate_chorales",
     "evaluate_melodies",
-    "find_key",
-    "has_unique_max",
-    "has_unique_min",
-    "in_key_tokens",
     "interval_histogram",
-    "is_excessive_repetition",
     "kl_divergence",
-    "last_pitch_token",
-    "leap_outcome",
-    "leap_outcomes",
-    "motif_notes",
     "note_length_histogram",
     "pitch_class_histogram",
     "ratio_of_sums",
-    "repeats_motif",
     "statistic_contributions",
     "t_interval",
     "t_quantile",
-    "tonic_token",
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from musicgym.cli import positive_int
+from musicgym.arguments import add_audio_arguments, audio_options, positive_int
 from musicgym.errors import MusicgymError
 from musicgym.music.notestate import SIXTEENTH_NOTES
 
@@ -80,37 +80,6 @@ def _inspect(args: argparse.Namespace) -> int:
     for label, value in rows:
         print(f"  {label:<12} {value}")
     return 0
-
-
-def add_audio_arguments(parser: argparse.ArgumentParser, program: str = "piano") -> None:
-    """Add ``--soundfont``, ``--program`` and ``--synthesizer`` (the options of
-    :func:`musicgym.music.audio.render_midi`) to a command that writes WAV files."""
-    from musicgym.music.audio import PROGRAMS, SYNTHESIZERS
-
-    parser.add_argument(
-        "--soundfont",
-        metavar="PATH",
-        help="General MIDI .sf2 soundfont for FluidSynth (default: the system's, e.g. "
-        "/usr/share/sounds/sf2/FluidR3_GM.sf2)",
-    )
-    parser.add_argument(
-        "--program",
-        default=program,
-        help=f"instrument of every part, or one per part separated by commas: "
-        f"{', '.join(PROGRAMS)} or a General MIDI program 0..127 (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--synthesizer",
-        choices=SYNTHESIZERS,
-        default="auto",
-        help="fluidsynth, plain, or auto: fluidsynth when it is installed (default: %(default)s)",
-    )
-
-
-def audio_options(args: argparse.Namespace) -> dict[str, object]:
-    """:func:`musicgym.music.audio.render_midi`'s keyword arguments from the options of
-    :func:`add_audio_arguments`."""
-    return {"program": args.program, "soundfont": args.soundfont, "synthesizer": args.synthesizer}
 
 
 def _render(args: argparse.Namespace) -> int:

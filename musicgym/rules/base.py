@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
-from musicgym.metrics.chorale import Sonority, soprano_tokens
+from musicgym.music.harmony import Sonority, soprano_tokens
 from musicgym.music.keys import Key
 
 
@@ -59,7 +59,7 @@ class ChoraleContext:
     resolution: int = 4
     soprano: tuple[int, ...] | None = None
     """The top voice of the composition and this frame as melody tokens, when the caller keeps
-    it (:func:`musicgym.metrics.chorale.soprano_tokens` of them otherwise)."""
+    it (:func:`musicgym.music.harmony.soprano_tokens` of them otherwise)."""
 
     @property
     def step(self) -> int:
@@ -81,7 +81,7 @@ class ChoraleContext:
         return self.step == self.length - 1
 
     def soprano_context(self) -> RuleContext:
-        """The top voice as a melody step (:func:`musicgym.metrics.chorale.soprano_tokens`), for
+        """The top voice as a melody step (:func:`musicgym.music.harmony.soprano_tokens`), for
         the melody rules that judge the soprano line."""
         tokens = self.soprano
         if tokens is None:

@@ -1,6 +1,6 @@
 """The four-part-writing rules of ``spec/chorale-rules.md``, on
 :class:`~musicgym.rules.base.ChoraleContext`: each is judged when a time step ends, on the frame
-just ended and the one before it, by the tests of :mod:`musicgym.metrics.chorale` (which the
+just ended and the one before it, by the tests of :mod:`musicgym.music.harmony` (which the
 chorale statistics count with). The melody rules judge the soprano line as ``soprano_<name>``
 (:class:`SopranoRule`).
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from musicgym.metrics.chorale import (
+from musicgym.music.harmony import (
     FOUR_VOICES,
     authentic_cadence,
     chord_in_key,

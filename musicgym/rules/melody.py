@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from musicgym.metrics.melody import (
+from musicgym.music.melody import (
     LEAP_DOUBLED,
     LEAP_RESOLVED,
     autocorrelations,
@@ -73,7 +73,7 @@ class Tonic(RewardRule):
 
 class ExcessiveRepetition(RewardRule):
     """-1 when the action is an excessive repetition
-    (:func:`~musicgym.metrics.is_excessive_repetition`)."""
+    (:func:`~musicgym.music.melody.is_excessive_repetition`)."""
 
     name = "excessive_repetition"
     default_weight = 100.0
@@ -164,7 +164,7 @@ class PreferredIntervals(RewardRule):
 
 class LeapResolution(RewardRule):
     """1 when the action resolves a pending leap, -1 when it doubles it
-    (:class:`~musicgym.metrics.LeapTracker` over the composition, then the action)."""
+    (:class:`~musicgym.music.melody.LeapTracker` over the composition, then the action)."""
 
     name = "leap_resolution"
     default_weight = 5.0
