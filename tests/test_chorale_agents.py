@@ -12,16 +12,11 @@ import pytest
 import torch
 
 from musicgym import agents
-from musicgym.agents.chorale_tuner import (
-    ChoraleQNetwork,
-    ChoraleReplay,
-    ChoraleStates,
-    ChoraleTuner,
-)
 from musicgym.agents.common import read_agent_info
-from musicgym.agents.rl_tuner import RLTunerConfig, explore, td_target
+from musicgym.agents.rl_tuner import RLTuner, RLTunerConfig, explore, td_target
 from musicgym.agents.rl_tuner import train as train_rl_tuner
-from musicgym.envs.decisions import DecisionStepper, end_action
+from musicgym.agents.rl_tuner.chorale import ChoraleReplay
+from musicgym.envs.decisions import end_action
 from musicgym.errors import RunFolderError
 from musicgym.music.notestate import NoteState
 from musicgym.priors.model import BiaxialConfig, BiaxialLSTM
@@ -48,34 +43,33 @@ def prior() -> BiaxialLSTM:
     return BiaxialLSTM(config).eval().requires_grad_(False)
 
 
-def states_of(stepper: DecisionStepper, position: int = 0) -> ChoraleStates:
-    return ChoraleStates(
-        summary=stepper.summary(),
-        log_probs=stepper.action_log_probs().float(),
-        decided=torch.from_numpy(stepper.frame).float(),
-        next_pitch=torch.from_numpy(stepper.next_pitch.copy()),
-        position=torch.full((stepper.batch_size,), position),
-    )
+def observed(tuner: RLTuner, decisions: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """The ``"prior"`` observations of 2 chorales after ``decisions`` (one action each)."""
+    envs = tuner.make_envs(2)
+    observations, _ = envs.reset(seed=0)
+    for actions in decisions:
+        observations, *_ = envs.step(actions)
+    return observations
 
 
 # ----------------------------------------------------------------------- network, targets
 @pytest.mark.parametrize("algo", ["q", "psi"])
 def test_network_starts_as_the_priors_note_axis(prior, algo):
-    config = RLTunerConfig(algo=algo, **SMALL)
-    tuner = ChoraleTuner(config, prior)
-    stepper = DecisionStepper(prior.num_pitches, 2, prior)
-    stepper.decide(np.array([10, 30]), np.ones(2, bool))  # pitches 10 and 30 struck
-    states = states_of(stepper)
-    logits = tuner.act_logits(states)
-    assert torch.equal(torch.isfinite(logits), states.mask)
-    assert torch.allclose(logits[states.mask], states.log_probs[states.mask])
-    assert not states.mask[0, :11].any() and states.mask[1, 31:48].all()
+    tuner = RLTuner(RLTunerConfig(algo=algo, **SMALL), prior)
+    observations = observed(tuner, [np.array([10, 30])])  # pitches 10 and 30 struck
+    logits, mask = tuner.act_logits(observations)
+    log_probs = torch.from_numpy(observations["prior_log_probs"])
+    assert torch.equal(mask, torch.from_numpy(observations["action_mask"].astype(bool)))
+    assert torch.allclose(logits[mask], log_probs[mask])
+    assert not mask[0, :11].any() and mask[1, 31:48].all()
 
 
 def test_network_reads_the_decided_notes_and_the_bar_position(prior):
-    network = ChoraleQNetwork(prior, RLTunerConfig(**SMALL))
-    stepper = DecisionStepper(prior.num_pitches, 1, prior)
-    features = network.features(states_of(stepper, position=5))
+    tuner = RLTuner(RLTunerConfig(**SMALL), prior)
+    end = 2 * prior.num_pitches
+    observations = observed(tuner, [np.array([end, end])] * 5)  # five silent frames
+    states = tuner.part.observed_states(observations, tuner.device)
+    features = tuner.q_network.features(states)
     N = prior.num_pitches
     extra = features[0, -(2 * N + N + 1 + 16) :]
     assert extra[2 * N] == 1.0  # the open pitch is the lowest
@@ -107,21 +101,25 @@ def test_exploration_takes_only_valid_actions():
 
 
 # ---------------------------------------------------------------------------------- replay
-def test_replay_keeps_transitions_and_drops_those_whose_frame_is_gone():
-    replay = ChoraleReplay(8, (3, 2), 4)  # 2 frame summaries kept
-    first = replay.add_frame(torch.ones(3, 2))
-    decided = np.zeros((1, 4, 2), np.uint8)
-    decided[0, 1] = (1, 1)
-    record = ChoraleReplay.record([first], decided, [2], [5], np.zeros((1, 9)))
-    replay.add(record, np.array([3]), np.array([-1.0]), np.array([False]), record)
-    states = replay.states(np.array([0]), "state", torch.device("cpu"))
-    assert torch.equal(states.decided[0], torch.from_numpy(decided[0]).float())
-    assert states.next_pitch.item() == 2 and states.position.item() == 5
-    assert torch.equal(states.summary[0].float(), torch.ones(3, 2))
-    assert replay.valid(np.array([0])).all()
-    replay.add_frame(torch.zeros(3, 2))
-    replay.add_frame(torch.zeros(3, 2))  # the first frame is overwritten
-    assert not replay.valid(np.array([0])).any()
+def test_replay_keeps_transitions_and_drops_those_whose_frame_is_gone(prior):
+    tuner = RLTuner(RLTunerConfig(**{**SMALL, "buffer_size": 8}), prior)  # 2 frames kept
+    replay: ChoraleReplay = tuner.part.make_replay(8, 2)
+    N, end = prior.num_pitches, 2 * prior.num_pitches
+    envs = tuner.make_envs(2)
+    observations, infos = envs.reset(seed=0)
+    replay.begin(observations, infos)  # two frames begin
+    stepped = np.ones(2, bool)
+    actions = np.array([N + 1, end])  # hold pitch 1; end a silent frame (a third frame)
+    observations, rewards, terminations, _, infos = envs.step(actions)
+    replay.store(actions, rewards, terminations, stepped, observations, infos)
+    states = replay.states(np.array([0]), "next", torch.device("cpu"))
+    expected = np.zeros((N, 2), np.float32)
+    expected[1] = (1, 0)
+    assert torch.equal(states.decided[0], torch.from_numpy(expected))
+    assert states.next_pitch.item() == 2 and states.position.item() == 0
+    # chorale 1's new frame took the place of chorale 0's frame: only chorale 1's transition
+    # (from its frame 1 to its frame 2) can still be read
+    assert not replay._valid(np.array([0])).any() and replay._valid(np.array([1])).all()
 
 
 # ------------------------------------------------------------------------------ algorithms

@@ -357,10 +357,11 @@ def test_rl_tuner_interrupted_at_a_random_step_resumes_bit_for_bit(tmp_path, set
     config = RLTunerConfig(steps=160, **settings, **{**RL_TUNER_SMALL, "train_frequency": 3})
     straight = train(config, tmp_path / "a", prior=prior, progress=False)
     with pytest.MonkeyPatch.context() as patch:
-        import gymnasium.wrappers.vector as wrappers
+        from musicgym.envs.melody import MusicCompositionVectorEnv
 
-        stop = int(np.random.default_rng().integers(9, 40))  # of 41 calls, learning from the 8th
-        interrupt_at(stop, wrappers.RecordEpisodeStatistics, "step", patch)
+        seed = sum(map(ord, str(settings)))  # a seeded kill point per case, reproducible
+        stop = int(np.random.default_rng(seed).integers(9, 40))  # of 41 calls, learning from 8th
+        interrupt_at(stop, MusicCompositionVectorEnv, "step", patch)
         with pytest.raises(Interrupted, match=r"SIGINT at step \d+: checkpoint written to"):
             train(config, tmp_path / "b", prior=prior, progress=False)
     resumed = train(config, tmp_path / "b", resume=True, progress=False)
@@ -375,10 +376,7 @@ def test_rl_tuner_interrupted_at_a_random_step_resumes_bit_for_bit(tmp_path, set
     )
     a, b = (torch.load(tmp_path / x / "agent.pt", weights_only=True) for x in "ab")
     assert all(torch.equal(a["replay"][k], b["replay"][k]) for k in ("tokens", "log_probs"))
-    assert torch.equal(
-        a["resume"]["episode_statistics"]["episode_returns"],
-        b["resume"]["episode_statistics"]["episode_returns"],
-    )
+    assert torch.equal(a["resume"]["episode_returns"], b["resume"]["episode_returns"])
 
 
 SB3_RESUMED = ["dqn", "ppo"] + ["a2c", "qrdqn", "recurrentppo"] * ("MUSICGYM_ALL_SB3" in os.environ)

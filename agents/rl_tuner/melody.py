@@ -73,7 +73,7 @@ class MelodyPart:
                 f"primer: the RL Tuner takes '' or 'random_note', not {config.primer!r}"
             )
         if config.buffer_size < config.length:
-            raise EnvArgumentError("buffer_size: it must hold at least one melody")
+            raise EnvArgumentError("buffer_size must hold at least one melody")
         self.prior, self.config = prior, config
         self.length, self.context = config.length, config.context
         self.feature_size = config.length + config.context * NUM_TOKENS
