@@ -214,9 +214,8 @@ def train(config: RLlibPPOConfig, verbose: bool = True) -> list[dict[str, float]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m musicgym.agents.rllib_ppo``: one JSON line per iteration; bad input is one line
-    and
-    exit 2."""
+    """``python -m musicgym.agents.rllib_ppo``: one JSON line per iteration; bad input is one
+    line and exit 2."""
     from musicgym.arguments import (
         EXIT_BAD_INPUT,
         ArgumentParser,

@@ -5,9 +5,9 @@ Rows, all on the batched vector env of ``--num-envs`` melodies and one torch thr
 * **env alone**: env-steps/s of random actions, with the prior scoring every step (what any
   agent pays before it learns anything);
 * **rltuner-q**: env-steps/s of :func:`musicgym.agents.rl_tuner.train` with one gradient step
-(batch 32)
-  per 4 env steps; its gradient steps/s too. The default Q-network learns a per-state term over
-  the cached time-axis outputs, so an update never runs the prior;
+  (batch 32) per 4 env steps; its gradient steps/s too. Its environments give it the prior's
+  summary and log p (``observation="prior"``), so the prior runs once per step, in the
+  environment, and an update runs only the Q-network's MLP over cached states;
 * **rltuner-q --train-readout**: the same with a trainable copy of the prior's readout (the
   Bi-axial's note axis: the whole network but the time axis), whose update scores 38
   candidates of 64 states.

@@ -8,9 +8,8 @@ Q-network reads. The environment, the RL Tuner, ``PriorAgent`` and the benchmark
 
 Two ways to be one:
 
-* a model of tokens implements it directly (``musicgym.priors.note_rnn.NoteRNN``, Jaques et al.'s
-Note
-  RNN);
+* a model of tokens implements it directly (``musicgym.priors.note_rnn.NoteRNN``, Jaques et
+  al.'s Note RNN);
 * a model of note-state frames implements :class:`FramePrior` and mixes in
   :class:`musicgym.prior_frames.FrameMelodyPrior`, which turns tokens into frames and scores the 38
   candidate frames (``musicgym.priors.model.BiaxialLSTM``, the Bi-axial LSTM).

@@ -2,11 +2,11 @@
 
 Two ways to start it, the same training either way::
 
-    musicgym prior train --ddp 2 --data essen ...                     # N processes on this machine
-    torchrun --nproc_per_node 2 -m musicgym.priors.train --data essen ...      # or torchrun, any
-    number of torchrun --nnodes 2 --node_rank 0 --nproc_per_node 4 \\           #   machines (one
-    command
-        --rdzv_backend c10d --rdzv_endpoint HEAD:29500 -m musicgym.priors.train ...  # on each)
+    musicgym prior train --ddp 2 --data essen ...             # N processes on this machine
+    torchrun --nproc_per_node 2 -m musicgym.priors.train --data essen ...  # or torchrun, any
+    torchrun --nnodes 2 --node_rank 0 --nproc_per_node 4 \\    # number of machines (one
+        --rdzv_backend c10d --rdzv_endpoint HEAD:29500 \\       # command on each)
+        -m musicgym.priors.train ...
 
 Every process runs :func:`musicgym.priors.train.train` on its own share of each batch; DDP averages
 the gradients (gloo on the CPU, nccl on GPUs: process ``LOCAL_RANK`` takes GPU ``LOCAL_RANK``), so

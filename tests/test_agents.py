@@ -206,7 +206,7 @@ def test_policy_of_g_adds_the_prior(prior):
 def test_soft_update_moves_the_target_by_eta():
     online, target = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
     before = copy.deepcopy(target.state_dict())
-    soft_update(target, online, 0.01)
+    soft_update(list(target.parameters()), list(online.parameters()), 0.01)
     for name, value in target.state_dict().items():
         expected = 0.99 * before[name] + 0.01 * online.state_dict()[name]
         torch.testing.assert_close(value, expected)
@@ -265,6 +265,44 @@ def test_replay_recomputes_the_summaries_it_does_not_save(prior):
     restored.load_state_dict(replay.state_dict(), prior, torch.device("cpu"))
     np.testing.assert_allclose(restored.summaries[:2], saved[:2], atol=1e-3)  # the rows in use
     assert restored.digest() == replay.digest()
+
+
+@pytest.mark.parametrize("algo", ["q", "g"])
+def test_the_prior_runs_once_per_environment_step_while_training(algo, tmp_path, monkeypatch):
+    """The agent reads the prior's summary and log p from the environment's observation: one
+    batched scoring and one token played per vector step (and the first reset's scoring), for
+    G too (whose environment leaves log p out of the reward)."""
+    from musicgym.envs.melody import MusicCompositionVectorEnv
+
+    prior = tiny_prior(seed=3)
+    calls = {"action_log_probs": 0, "play": 0, "step": 0}
+
+    def counted(owner, name):
+        original = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, wrapper)
+
+    counted(prior, "action_log_probs")
+    counted(prior, "play")
+    counted(MusicCompositionVectorEnv, "step")
+    settings = {**RL_TUNER_SMALL, "eval_interval": 10**6, "checkpoint_interval": 10**6}
+    config = RLTunerConfig(algo=algo, steps=96, length=8, **settings)
+    train_rl_tuner(config, tmp_path, prior=prior, progress=False, log=False)
+    assert calls["step"] > 24  # 96 steps of 4 melodies, and the resets between them
+    assert calls["action_log_probs"] == calls["step"] + 1
+    assert calls["play"] == calls["step"]
+
+
+def test_an_env_without_the_prior_observation_is_one_line(prior):
+    from musicgym.agents.rl_tuner.agent import check_prior_observation
+
+    envs = gym.make_vec("MusicComposition-v0", num_envs=2, vectorization_mode="vector_entry_point")
+    with pytest.raises(EnvArgumentError, match="observation='prior'"):
+        check_prior_observation(envs)
 
 
 def test_bad_device_and_too_large_replay_are_one_line_errors(prior):

@@ -39,12 +39,7 @@ from musicgym.agents.common import (
 from musicgym.agents.rl_tuner.agent import CHECKPOINT, RLTuner, check_prior_observation
 from musicgym.agents.rl_tuner.config import RENAMED, RESUMABLE, RLTunerConfig, torch_device
 from musicgym.agents.rl_tuner.parts import Observations, part_class
-from musicgym.agents.rl_tuner.targets import (
-    explore,
-    gradient_step,
-    linear_schedule,
-    make_optimizer,
-)
+from musicgym.agents.rl_tuner.targets import Learner, explore, linear_schedule
 from musicgym.errors import EnvArgumentError, RunFolderError
 from musicgym.fileio import save_checkpoint_file
 from musicgym.prior import prior_checkpoint
@@ -64,7 +59,8 @@ class TrainingRun:
         self.agent, self.out = agent, out
         self.rng = np.random.default_rng(config.seed)
         torch.manual_seed(config.seed)
-        self.optimizer = make_optimizer(config, agent.q_network)
+        self.learner = Learner(agent.q_network, agent.target_network, config)
+        self.optimizer = self.learner.optimizer
         self.replay = agent.part.make_replay(config.buffer_size, config.num_envs)
         check_output_folder(out, need_bytes=self._checkpoint_bytes())
         self.global_step, self.epsilon = 0, config.start_e
@@ -144,9 +140,7 @@ class TrainingRun:
         while self.updates_due >= config.train_frequency:
             self.updates_due -= config.train_frequency
             batch = self.replay.sample(config.batch_size, self.rng, agent.device)
-            done.append(
-                gradient_step(agent.q_network, agent.target_network, self.optimizer, config, batch)
-            )
+            done.append(self.learner.step(batch))
             agent.updates += 1
         return done
 

@@ -78,7 +78,8 @@ class QNetwork(nn.Module):
         return states.log_probs + term
 
 
-def soft_update(target: nn.Module, online: nn.Module, eta: float) -> None:
-    """``θ⁻ ← (1 - eta) θ⁻ + eta θ`` for every parameter (one fused call)."""
+def soft_update(target: list[torch.Tensor], online: list[torch.Tensor], eta: float) -> None:
+    """``θ⁻ ← (1 - eta) θ⁻ + eta θ`` for the target network's parameters ``target`` and the
+    online network's ``online`` (in the same order; one fused call)."""
     with torch.no_grad():
-        torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), eta)
+        torch._foreach_lerp_(target, online, eta)

@@ -99,18 +99,20 @@ def explore(
 
 
 def make_optimizer(config: RLTunerConfig, network: nn.Module) -> torch.optim.Optimizer:
+    """Adam (one fused call over the tensors: the same numbers as the loop over them) or
+    Adadelta."""
     params = [p for p in network.parameters() if p.requires_grad]
     if config.optimizer == "adadelta":
-        return torch.optim.Adadelta(params, lr=config.learning_rate)
-    return torch.optim.Adam(params, lr=config.learning_rate)
+        return torch.optim.Adadelta(params, lr=config.learning_rate, foreach=True)
+    return torch.optim.Adam(params, lr=config.learning_rate, foreach=True)
 
 
-def clip_gradients(config: RLTunerConfig, network: nn.Module) -> None:
+def clip_gradients(config: RLTunerConfig, params: list[torch.Tensor]) -> None:
     """Clip by norm, each parameter tensor alone (Magenta) or all together: as
     ``clip_grad_norm_`` does, in one fused call over the tensors."""
     if config.max_grad_norm <= 0:
         return
-    grads = [p.grad for p in network.parameters() if p.grad is not None]
+    grads = [p.grad for p in params if p.grad is not None]
     if config.clip == "global":
         nn.utils.clip_grad_norm_(grads, config.max_grad_norm)
         return
@@ -143,19 +145,22 @@ def transition_loss(
     return loss_fn(q_values, target), q_values.detach()
 
 
-def gradient_step(
-    q_network: QNetwork,
-    target_network: QNetwork,
-    optimizer: torch.optim.Optimizer,
-    config: RLTunerConfig,
-    batch: Transitions,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer step on a batch's TD loss (gradients clipped) and the soft target update;
-    the loss and the mean Q-value, as tensors (no host sync)."""
-    loss, q_values = transition_loss(q_network, target_network, config, batch)
-    optimizer.zero_grad()
-    loss.backward()
-    clip_gradients(config, q_network)
-    optimizer.step()
-    soft_update(target_network, q_network, config.eta)
-    return loss.detach(), q_values.mean()
+class Learner:
+    """The online and target networks and the optimizer: one gradient step at a time."""
+
+    def __init__(self, q_network: QNetwork, target_network: QNetwork, config: RLTunerConfig):
+        self.q_network, self.target_network, self.config = q_network, target_network, config
+        self.optimizer = make_optimizer(config, q_network)
+        self.online_params = list(q_network.parameters())
+        self.target_params = list(target_network.parameters())
+
+    def step(self, batch: Transitions) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on a batch's TD loss (gradients clipped) and the soft target
+        update ``θ⁻ ← (1 - eta) θ⁻ + eta θ``; the loss and the mean Q-value, as tensors."""
+        loss, q_values = transition_loss(self.q_network, self.target_network, self.config, batch)
+        self.optimizer.zero_grad()
+        loss.backward()
+        clip_gradients(self.config, self.online_params)
+        self.optimizer.step()
+        soft_update(self.target_params, self.online_params, self.config.eta)
+        return loss.detach(), q_values.mean()
