@@ -379,6 +379,33 @@ def test_rl_tuner_interrupted_at_a_random_step_resumes_bit_for_bit(tmp_path, set
     assert torch.equal(a["resume"]["episode_returns"], b["resume"]["episode_returns"])
 
 
+def test_rl_tuner_checkpoint_of_the_earlier_layout_resumes_bit_for_bit(tmp_path):
+    """A checkpoint written before the RL Tuner read the prior through the environment (its
+    melodies' own stepper, the slots' rows and RecordEpisodeStatistics' fields in "resume")
+    resumes to the same weights as an uninterrupted run."""
+    from musicgym.agents.rl_tuner import RLTunerConfig, train
+    from musicgym.envs.melody import MusicCompositionVectorEnv
+
+    prior = tiny_prior()
+    config = RLTunerConfig(steps=160, **{**RL_TUNER_SMALL, "train_frequency": 3})
+    straight = train(config, tmp_path / "a", prior=prior, progress=False)
+    with pytest.MonkeyPatch.context() as patch:
+        interrupt_at(20, MusicCompositionVectorEnv, "step", patch)
+        with pytest.raises(Interrupted):
+            train(config, tmp_path / "b", prior=prior, progress=False)
+    path = tmp_path / "b" / "agent.pt"
+    checkpoint = torch.load(path, weights_only=True)
+    resume = checkpoint["resume"]
+    resume["rows"] = checkpoint["replay"].pop("slots")
+    returns = resume.pop("episode_returns")
+    resume["episode_statistics"] = {"episode_returns": returns}
+    resume["melodies"] = {"stepper": {}}  # the agent's own copy, no longer read
+    torch.save(checkpoint, path)
+    resumed = train(config, tmp_path / "b", resume=True, progress=False)
+    for name, tensor in straight.q_network.state_dict().items():
+        assert torch.equal(resumed.q_network.state_dict()[name], tensor), name
+
+
 SB3_RESUMED = ["dqn", "ppo"] + ["a2c", "qrdqn", "recurrentppo"] * ("MUSICGYM_ALL_SB3" in os.environ)
 
 

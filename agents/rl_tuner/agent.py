@@ -7,7 +7,7 @@ import copy
 import os
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from musicgym.agents.common import load_prior, make_vector_env
 from musicgym.agents.rl_tuner.config import RENAMED, RLTunerConfig, torch_device
 from musicgym.agents.rl_tuner.network import QNetwork
-from musicgym.agents.rl_tuner.parts import Observations, make_part
+from musicgym.agents.rl_tuner.parts import Observations, env_of_model_tag, make_part
 from musicgym.agents.rl_tuner.targets import masked_values, policy_logits
 from musicgym.errors import CheckpointError, EnvArgumentError
 from musicgym.fileio import load_checkpoint_file
@@ -40,12 +40,6 @@ class RLTuner:
     Use :func:`musicgym.agents.rl_tuner.train` to train one and :meth:`load` to read a
     checkpoint; :meth:`compose` is the agent interface of :func:`musicgym.agents.load`.
     """
-
-    model_tags: ClassVar[dict[str, str]] = {
-        "rl-tuner": "MusicComposition-v0",
-        "rl-tuner-chorale": "ChoraleComposition-v0",
-    }
-    """The checkpoints' model tags, and the environment of each."""
 
     def __init__(self, config: RLTunerConfig, prior: Any) -> None:
         self.config = config
@@ -128,14 +122,16 @@ class RLTuner:
         if path.is_dir():
             path = path / CHECKPOINT
         checkpoint = load_checkpoint_file(path)
-        tag = checkpoint.get("model")
-        if tag not in cls.model_tags:
-            raise CheckpointError(f"{path}: not a checkpoint of the RL Tuner ({tag!r})")
+        env = env_of_model_tag(checkpoint.get("model"))
+        if env is None:
+            raise CheckpointError(
+                f"{path}: not a checkpoint of the RL Tuner ({checkpoint.get('model')!r})"
+            )
         try:
             known = {f.name for f in fields(RLTunerConfig)}
             saved = {RENAMED.get(k, k): v for k, v in checkpoint["config"].items()}
             settings = {k: v for k, v in saved.items() if k in known}
-            settings["env"] = cls.model_tags[tag]
+            settings["env"] = env
             if device is not None:
                 settings["device"] = device
             elif str(settings.get("device", "cpu")).startswith("cuda"):

@@ -32,7 +32,6 @@ from musicgym.envs.decisions import BEATS_PER_BAR, chorale_statistics, end_actio
 from musicgym.errors import EnvArgumentError
 from musicgym.prior import NoteAxisPrior
 
-MODEL_TAG = "rl-tuner-chorale"
 FRAMES_PER_TRANSITION = 4
 """The replay keeps one frame summary per this many transitions (a frame of four voices takes
 five decisions)."""
@@ -60,7 +59,7 @@ class ChoraleStates:
 class ChoralePart:
     """The RL Tuner's part of ``ChoraleComposition-v0`` (see the module docstring)."""
 
-    model_tag = MODEL_TAG
+    model_tag = "rl-tuner-chorale"
     resumable = False
 
     def __init__(self, prior: NoteAxisPrior, config: RLTunerConfig) -> None:

@@ -19,7 +19,8 @@ from musicgym.checks import (
 )
 from musicgym.errors import EnvArgumentError
 
-Algorithm = Literal["q", "psi", "g"]
+Target = Literal["q", "psi", "g"]
+"""The learning target: Q-learning, Ψ-learning or G-learning."""
 RESUMABLE = (*SESSION_FIELDS, "device", "eval_interval", "eval_melodies", "checkpoint_interval")
 """The settings ``--resume`` may change; the others decide the run and must stay the run's."""
 RENAMED = {"train_note_axis": "train_readout", "pitch_features": "summary_features"}
@@ -30,7 +31,7 @@ RENAMED = {"train_note_axis": "train_readout", "pitch_features": "summary_featur
 class RLTunerConfig(RunConfig):
     """Hyperparameters of the RL Tuner (the published settings where there are any)."""
 
-    algo: Algorithm = "q"
+    algo: Target = "q"
     """Learning target: q (Q-learning), psi (Ψ-learning) or g (G-learning)."""
     num_envs: int = 16
     """Melodies composed side by side in the batched vector env."""

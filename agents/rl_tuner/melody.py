@@ -29,8 +29,6 @@ from musicgym.errors import EnvArgumentError
 from musicgym.music.tokens import NUM_TOKENS
 from musicgym.prior import MelodyPrior
 
-MODEL_TAG = "rl-tuner"
-
 
 @dataclass
 class MelodyStates:
@@ -63,7 +61,7 @@ def recent_tokens(tokens: torch.Tensor, steps: torch.Tensor, context: int) -> to
 class MelodyPart:
     """The RL Tuner's part of ``MusicComposition-v0`` (see the module docstring)."""
 
-    model_tag = MODEL_TAG
+    model_tag = "rl-tuner"
     num_actions = NUM_TOKENS
     resumable = True
 

@@ -137,6 +137,11 @@ def part_class(env: str) -> type:
     return getattr(import_module(module), name)
 
 
+def env_of_model_tag(tag: Any) -> str | None:
+    """The environment whose part writes checkpoints tagged ``tag`` (``None``: no part does)."""
+    return next((env for env in PARTS if part_class(env).model_tag == tag), None)
+
+
 def make_part(prior: Any, config: Any) -> TunerPart:
     """The part of ``config.env``, for ``prior`` and ``config``."""
     return part_class(config.env)(prior, config)

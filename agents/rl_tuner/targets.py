@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musicgym.agents.rl_tuner.config import Algorithm, RLTunerConfig
+from musicgym.agents.rl_tuner.config import RLTunerConfig, Target
 from musicgym.agents.rl_tuner.network import QNetwork, soft_update
 from musicgym.agents.rl_tuner.parts import Transitions
 
@@ -27,7 +27,7 @@ def masked_values(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tens
 
 
 def policy_logits(
-    algo: Algorithm, values: torch.Tensor, prior_log_probs: torch.Tensor | None = None
+    algo: Target, values: torch.Tensor, prior_log_probs: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Logits of the policy: Q or Ψ themselves; G + log p for G-learning."""
     if algo == "g":
@@ -37,7 +37,7 @@ def policy_logits(
 
 
 def td_target(
-    algo: Algorithm,
+    algo: Target,
     rewards: torch.Tensor,
     dones: torch.Tensor,
     gamma: float | torch.Tensor,
