@@ -71,7 +71,9 @@ def free_bytes(folder: str | os.PathLike[str]) -> int | None:
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success it replaces ``path``.
 
-    A reader never sees a half-written file, and a failed write leaves the old file (if any) alone.
+    A reader never sees a half-written file, and a failed write leaves the old file (if any) alone;
+    the file and its folder are flushed to the disk (``fsync``) before and after the rename, so
+    a power loss, not only a crash, leaves the old file or the new one, whole.
     The temporary name keeps the target's suffix so that writers that infer a format from it work.
     The file gets the usual permissions of a new file (``0o666`` less the umask), not
     ``mkstemp``'s ``0o600``. An ``OSError`` (read-only, full disk, ...) becomes an
@@ -102,11 +104,22 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
             os.unlink(temporary)
         raise
     try:
+        _fsync(temporary)  # the data on the disk before the name points at it
         os.replace(temporary, target)
+        _fsync(target.parent)  # and the new name too: a power loss keeps old or new, whole
     except OSError as error:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise OutputError(describe_os_error(error, target)) from None
+
+
+def _fsync(path: str | os.PathLike[str]) -> None:
+    """Flush a file's or a folder's data to the disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:

@@ -52,6 +52,10 @@ TENSORBOARD_SAMPLE_RATE = 16_000  # small event files; a melody's range ends wel
 DEFAULT_VELOCITY = 80  # what musicgym.music.midi.write_midi writes
 PEAK = 0.89  # -1 dBFS
 FADE_SECONDS = 0.01
+MAX_SECONDS = 3_600.0
+"""The longest piece rendered to sound (an hour: 635 MB of samples at 44.1 kHz); a longer one, as
+a corrupt or crafted MIDI file's hours of silence, is refused in one line before any memory is
+taken."""
 PROGRAMS: dict[str, int] = {
     "piano": 0,  # Acoustic Grand Piano
     "harpsichord": 6,
@@ -411,6 +415,11 @@ def _render(
 ) -> Audio:
     if not 8_000 <= sample_rate <= 96_000:  # FluidSynth's range
         raise AudioError(f"sample rate must be 8000..96000 Hz, got {sample_rate}")
+    if not notes.seconds <= MAX_SECONDS:
+        raise AudioError(
+            f"{notes.name or 'piece'}: {notes.seconds:.0f} s of music, longer than the "
+            f"{MAX_SECONDS:.0f} s musicgym renders to sound; cut it shorter first"
+        )
     programs = _programs(program, notes.num_parts)
     kind, path = choose_synthesizer(synthesizer, soundfont)
     if kind == "fluidsynth":
