@@ -69,8 +69,6 @@ from musicgym.agents.common import (
     write_agent_info,
 )
 from musicgym.checks import POSITIVE_INT, check_numbers
-from musicgym.config import ENV_ID
-from musicgym.envs.stepper import melody_statistics
 from musicgym.errors import ArgumentError, CheckpointError
 from musicgym.fileio import atomic_output, load_checkpoint_file, save_checkpoint_file
 from musicgym.prior import MelodyPrior
@@ -191,11 +189,17 @@ class SB3Config(RunConfig):
 
 
 class SB3Agent:
-    """A trained SB3 model as a composer: it plays the environment (without prior or rules,
-    which the observation does not depend on) for ``length`` steps, ``n`` melodies at once."""
+    """A trained SB3 model as a composer: it plays its environment's task (without the rules,
+    which the observation does not depend on; :meth:`musicgym.tasks.Task.playback_kwargs`),
+    ``n`` pieces at once."""
 
     def __init__(self, model: BaseAlgorithm, env: EnvConfig) -> None:
         self.model, self.env, self.length = model, env, env.length
+
+    @property
+    def config(self) -> EnvConfig:
+        """The environment it composes for (:class:`~musicgym.agents.common.Composer`)."""
+        return self.env
 
     @classmethod
     def load(cls, folder: str | os.PathLike, algo: str, env: EnvConfig) -> SB3Agent:
@@ -211,51 +215,34 @@ class SB3Agent:
         return "action_masks" in inspect.signature(self.model.predict).parameters
 
     def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[Any]:
-        """``n`` melodies (or chorales, as note-states): ``model.predict`` with
-        ``deterministic=greedy`` (and the valid actions, for a maskable model)."""
-        if self.env.is_chorale:
-            return self._compose_chorales(n, seed, greedy)
-        envs = gym.make_vec(
-            ENV_ID,
-            num_envs=n,
-            vectorization_mode="vector_entry_point",
-            length=self.length,
-            key=self.env.key,
-            prior=None,
-            rules=None,
-        )
-        with _seeded(self.model, seed):
-            observations, _ = envs.reset(seed=seed)
-            lstm_states, starts, melodies = None, np.ones(n, bool), []
-            for _ in range(self.length):
-                actions, lstm_states = self.model.predict(
-                    observations, state=lstm_states, episode_start=starts, deterministic=greedy
-                )
-                melodies.append(np.asarray(actions).reshape(n))
-                observations, _, _, _, _ = envs.step(actions)
-                starts = np.zeros(n, bool)
-        envs.close()
-        return np.stack(melodies, 1).astype(int).tolist()
-
-    def _compose_chorales(self, n: int, seed: int, greedy: bool) -> list[Any]:
-        """``n`` chorales of the vector chorale env (its prior gives the pitch axis the model
-        was trained on; no rules), each read when its episode ends."""
-        kwargs = self.env.env_kwargs()
-        kwargs["rules"] = None
-        kwargs["invalid_action"] = "raise" if self.maskable else "end"
+        """``n`` pieces of the task's type: ``model.predict`` with ``deterministic=greedy`` (and
+        the valid actions, for a maskable model), each piece read when its episode ends."""
+        task = self.env.task
+        kwargs = task.playback_kwargs(self.env, masked=self.maskable)
         envs = gym.make_vec(
             self.env.env, num_envs=n, vectorization_mode="vector_entry_point", **kwargs
         )
         with _seeded(self.model, seed):
             observations, _ = envs.reset(seed=seed)
+            lstm_states, starts, played = None, np.ones(n, bool), [[] for _ in range(n)]
             pieces: list[Any] = [None] * n
             while any(piece is None for piece in pieces):
                 extra = {"action_masks": envs.unwrapped.action_masks()} if self.maskable else {}
-                actions, _ = self.model.predict(observations, deterministic=greedy, **extra)
-                observations, _, terminations, _, _ = envs.step(actions)
-                for i in np.flatnonzero(terminations):
+                actions, lstm_states = self.model.predict(
+                    observations,
+                    state=lstm_states,
+                    episode_start=starts,
+                    deterministic=greedy,
+                    **extra,
+                )
+                actions = np.asarray(actions).reshape(n)
+                for i, action in enumerate(actions.tolist()):
+                    played[i].append(action)
+                observations, _, terminations, truncations, _ = envs.step(actions)
+                starts = np.logical_or(terminations, truncations)
+                for i in np.flatnonzero(starts):
                     if pieces[i] is None:
-                        pieces[i] = envs.unwrapped.note_state(i)
+                        pieces[i] = task.finished_piece(envs.unwrapped, int(i), played[i])
         envs.close()
         return pieces
 
@@ -438,18 +425,9 @@ class MusicStatisticsCallback(BaseCallback):
         return True
 
     def record(self) -> None:
-        from musicgym.metrics import evaluate_melodies
-
-        melodies = SB3Agent(self.model, self.env).compose(self.melodies, seed=self.env.seed)
-        if self.env.is_chorale:
-            from musicgym.envs.chorale import chorale_statistics
-
-            statistics = chorale_statistics(self.prior, melodies, self.env.key)
-            melodies = []  # no melody tokens to hear and see
-        elif self.prior is None:
-            statistics = evaluate_melodies(melodies, self.env.key)
-        else:
-            statistics = melody_statistics(self.prior, melodies, self.env.key)
+        task = self.env.task
+        pieces = SB3Agent(self.model, self.env).compose(self.melodies, seed=self.env.seed)
+        statistics = task.statistics(self.prior, pieces, self.env.key)
         for name, value in statistics.items():
             self.logger.record(f"music/{name}", value)
         self.logger.dump(self.num_timesteps)
@@ -461,10 +439,8 @@ class MusicStatisticsCallback(BaseCallback):
             ),
             None,
         )
-        if writer is not None and melodies:
-            from musicgym.music.audio import log_compositions
-
-            log_compositions(writer, melodies, self.num_timesteps, tag="music", n=self.listen)
+        if writer is not None:
+            task.log_compositions(writer, pieces, self.num_timesteps, tag="music", n=self.listen)
             writer.flush()
 
 
@@ -577,8 +553,7 @@ def _train(
     kwargs = config.env_kwargs(prior_model)
     algorithm = algorithm_class(config.algo)
     maskable = "action_masks" in inspect.signature(algorithm.predict).parameters
-    if config.is_chorale and not maskable:  # it cannot mask: an invalid action ends the step
-        kwargs["invalid_action"] = "end"
+    kwargs.update(config.task.masking_kwargs(maskable))
     envs = make_vec_env(config.env, n_envs=config.num_envs, seed=config.seed, env_kwargs=kwargs)
     eval_envs = make_vec_env(config.env, n_envs=1, seed=config.seed + 10_000, env_kwargs=kwargs)
     point = resume_point(out) if resume else None

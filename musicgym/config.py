@@ -11,13 +11,16 @@ differs between the environments (the prior, the rules) default to ``""``, which
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from musicgym.checks import NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, check_numbers
 from musicgym.errors import EnvArgumentError
 from musicgym.music.keys import Key
 from musicgym.prior import DEFAULT_PRIOR
 from musicgym.rules import ChoraleContext, RuleContext, parse_rules, resolve_rules
+
+if TYPE_CHECKING:
+    from musicgym.tasks import Task
 
 ENV_ID = "MusicComposition-v0"
 CHORALE_ENV_ID = "ChoraleComposition-v0"
@@ -94,7 +97,17 @@ class EnvConfig:
         resolve_rules(parse_rules(self.rules), defaults.context)
 
     @property
+    def task(self) -> Task[Any]:
+        """The task of :attr:`env` (:mod:`musicgym.tasks`): its piece type, statistics, writers
+        and reference agents."""
+        from musicgym.tasks import task_of
+
+        return task_of(self.env)
+
+    @property
     def is_chorale(self) -> bool:
+        """Whether :attr:`env` is ChoraleComposition-v0 (for the RL Tuner's modules, until they
+        read :attr:`task`)."""
         return self.env == CHORALE_ENV_ID
 
     def env_kwargs(self, prior: Any = None, with_prior: bool = True) -> dict[str, Any]:
