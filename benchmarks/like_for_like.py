@@ -20,7 +20,7 @@ from pathlib import Path
 
 from musicgym.benchmarks.goals import is_better
 from musicgym.benchmarks.measures import Cell
-from musicgym.benchmarks.report import format_number
+from musicgym.benchmarks.report import format_cell, format_number
 from musicgym.errors import ArgumentError
 from musicgym.metrics import PUBLISHED, STATISTICS
 from musicgym.tasks import MELODY
@@ -48,11 +48,6 @@ def read_table(folder: str | Path) -> tuple[str, dict[str, dict[str, Cell]]]:
     return report["config"].get("prior", "?"), table
 
 
-def _cell(cell: Cell) -> str:
-    interval = f" ± {format_number(cell.half_width)}" if cell.interval else ""
-    return format_number(cell.mean) + interval
-
-
 def like_for_like(note_rnn: str | Path, biaxial: str | Path) -> str:
     """The Markdown table and counts of the module docstring."""
     priors = dict([read_table(note_rnn), read_table(biaxial)])
@@ -63,7 +58,7 @@ def like_for_like(note_rnn: str | Path, biaxial: str | Path) -> str:
     lines = ["| measure | " + " | ".join(header) + " |", "|" + " --- |" * (len(header) + 1)]
     for measure in ROWS:
         published = [format_number(PUBLISHED[c].get(measure, math.nan)) for c in COLUMNS]
-        ours = [_cell(table[a][measure]) for table in priors.values() for a in COLUMNS.values()]
+        ours = [format_cell(t[a][measure]) for t in priors.values() for a in COLUMNS.values()]
         label = MELODY.measures[measure].replace("|", "\\|")
         lines.append("| " + " | ".join([label, *published, *ours]) + " |")
     lines.append("")

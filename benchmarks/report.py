@@ -26,6 +26,12 @@ def format_number(value: float) -> str:
     return f"{value:.3f}" if abs(value) < 1 else f"{value:.2f}"
 
 
+def format_cell(cell: Cell) -> str:
+    """A table's cell: the mean, and ± the half-width of its interval where it has one."""
+    interval = f" ± {format_number(cell.half_width)}" if cell.interval else ""
+    return format_number(cell.mean) + interval
+
+
 def markdown_table(task: Task[Any], table: dict[str, dict[str, Cell]], resamples: int) -> str:
     """Measures down (a measure no column has left out); the task's published columns, then the
     data column and the agents (mean ± the half-width of the 95% confidence interval, agents in
@@ -36,10 +42,7 @@ def markdown_table(task: Task[Any], table: dict[str, dict[str, Cell]], resamples
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for name, label in task.measures.items():
         values = [format_number(task.published[c].get(name, math.nan)) for c in published]
-        for column in table.values():
-            cell = column[name]
-            interval = f" ± {format_number(cell.half_width)}" if cell.interval else ""
-            values.append(format_number(cell.mean) + interval)
+        values += [format_cell(column[name]) for column in table.values()]
         if any(values):
             label = label.replace("|", "\\|")  # "log p(a|s)" inside a Markdown table
             lines.append("| " + " | ".join([label, *values]) + " |")
