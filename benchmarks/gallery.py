@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from musicgym.benchmarks.report import column_folder
+from musicgym.benchmarks.report import column_folder, format_number
 from musicgym.config import ENV_ID
 from musicgym.errors import MusicgymError
 from musicgym.fileio import atomic_output, describe_os_error
@@ -331,27 +331,19 @@ def _url(path: Path, folder: Path) -> str:
     return quote(Path(os.path.relpath(path, folder)).as_posix())
 
 
-def _number(value: float) -> str:
-    if math.isnan(value):
-        return ""
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.3f}" if abs(value) < 1 else f"{value:.2f}"
-
-
 def _cell(statistic: Statistic | None) -> str:
     if statistic is None or math.isnan(statistic.mean):
         return ""
-    text = html.escape(_number(statistic.mean))
+    text = html.escape(format_number(statistic.mean))
     if not math.isnan(statistic.low) and not math.isnan(statistic.high):
         how = {"t": "t over seeds", "bootstrap": "bootstrap over pieces"}.get(
             statistic.interval, statistic.interval
         )
         title = f"95% confidence interval ({how})" if how else "95% confidence interval"
-        bounds = f"[{_number(statistic.low)}, {_number(statistic.high)}]"
+        bounds = f"[{format_number(statistic.low)}, {format_number(statistic.high)}]"
         return f'{text}<small title="{html.escape(title)}">{html.escape(bounds)}</small>'
     if not math.isnan(statistic.spread):
-        return f"{text} ± {html.escape(_number(statistic.spread))}"
+        return f"{text} ± {html.escape(format_number(statistic.spread))}"
     return text
 
 
