@@ -196,9 +196,15 @@ def add_agents_arguments(parser: argparse.ArgumentParser, env: str) -> None:
     ``--env``)."""
     from musicgym.benchmarks.agents_bench import AgentsBenchConfig
     from musicgym.cli import add_dataclass_arguments
+    from musicgym.tasks import TASKS
 
-    add_dataclass_arguments(parser, AgentsBenchConfig, exclude=("agents", "seeds", "ray"))
-    parser.set_defaults(env=env)
+    add_dataclass_arguments(parser, AgentsBenchConfig, exclude=("env", "agents", "seeds", "ray"))
+    parser.add_argument(
+        "--env",
+        choices=TASKS,
+        default=env,
+        help=f"the environment, melodies or chorales (default: {env})",
+    )
     parser.add_argument(
         "--melodies", dest="pieces", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
