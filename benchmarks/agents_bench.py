@@ -58,6 +58,7 @@ from musicgym.agents.registry import ALGORITHMS
 from musicgym.benchmarks.goals import GOALS, RULES_ONLY
 from musicgym.benchmarks.measures import MEASURES_FILE, cached, column_cells, measure, save
 from musicgym.benchmarks.report import (
+    column_folder,
     markdown_table,
     plot_learning_curves,
     write_csv,
@@ -237,7 +238,9 @@ def _settings(config: AgentsBenchConfig) -> dict:
     return {**{k: getattr(config, k) for k in names}, "measures": MEASURES_VERSION}
 
 
-def trained_agent(name: str, seed: int, run_dir: Path, config: AgentsBenchConfig) -> Any:
+def trained_agent(
+    name: str, seed: int, run_dir: Path, config: AgentsBenchConfig
+) -> tuple[Any, float]:
     """The agent of ``name``'s run folder and the steps it trained: trained now (or continued),
     or with ``config.load`` as it is; ``(None, nan)``, said in a line, where ``--load`` finds no
     run."""
@@ -280,7 +283,8 @@ def bench_agent(name: str, seed: int, config: AgentsBenchConfig) -> dict | None:
     minutes = (time.perf_counter() - start) / 60
     task = config.task
     measured = measure(task, pieces, load_prior(config.prior), env_config(config), trained_steps)
-    print(f"{name} (seed {seed}): {_summary(task, measured['measures'])} ({minutes:.1f} min)")
+    summary = _summary(task, measured["measures"])
+    print(f"{name} (seed {seed}): {summary} ({minutes:.1f} min)", flush=True)
     outcome = {
         "settings": settings,
         **measured,
@@ -331,7 +335,7 @@ def bench_reference(data: str, pieces: list[Any], config: AgentsBenchConfig) -> 
 
     task = config.task
     settings = {**_settings(config), "data": data, "count": len(pieces)}
-    cache = Path(config.out) / "runs" / task.data_column.replace(" ", "-") / MEASURES_FILE
+    cache = Path(config.out) / "runs" / column_folder(task.data_column) / MEASURES_FILE
     if (saved := cached(cache, settings)) is not None:
         return saved
     column = task.reference_column(pieces, config.pieces)

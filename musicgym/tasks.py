@@ -105,7 +105,7 @@ class Task(ABC, Generic[Piece]):
     ) -> dict[str, float]:
         """The environment's statistics of ``pieces`` and, with a loaded ``prior``, their mean
         log-likelihood under it (``key``: the key they are judged in; ``None``: the task's
-        default)."""
+        default, C major for melodies, the key each chorale is in)."""
 
     @abstractmethod
     def contributions(
