@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic
 
 from musicgym.agents.common import Composer, load_prior, read_agent_info
 from musicgym.agents.registry import ALGORITHMS
 from musicgym.config import DEFAULTS, ENV_ID, EnvConfig
 from musicgym.prior import MelodyPrior, NoteAxisPrior
+from musicgym.tasks import Piece, Task
 
 
 def _environment(config: EnvConfig | None, settings: dict[str, Any]) -> EnvConfig:
@@ -35,7 +36,7 @@ def _environment(config: EnvConfig | None, settings: dict[str, Any]) -> EnvConfi
     return config if config is not None else EnvConfig(**settings)
 
 
-class PriorAgent:
+class PriorAgent(Generic[Piece]):
     """Composes by sampling the prior as its environment's task does
     (:meth:`musicgym.tasks.Task.sample_prior`: melodies token by token from the ``log p(a | s)``
     the environment rewards, chorales decision by decision; ``greedy``: its most likely choice
@@ -52,22 +53,22 @@ class PriorAgent:
         **settings: Any,
     ) -> None:
         self.config = _environment(config, settings)
-        self.task = self.config.task
+        self.task: Task[Piece] = self.config.task
         self.prior = load_prior(self.config.prior if prior is None else prior)
 
-    def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[Any]:
+    def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[Piece]:
         return self.task.sample_prior(self.prior, n, seed, greedy, self.config)
 
 
-class RandomAgent:
+class RandomAgent(Generic[Piece]):
     """Composes pieces of uniformly random (valid) actions of its environment's task
     (:meth:`musicgym.tasks.Task.sample_random`; ``greedy`` changes nothing)."""
 
     def __init__(self, config: EnvConfig | None = None, **settings: Any) -> None:
         self.config = _environment(config, settings)
-        self.task = self.config.task
+        self.task: Task[Piece] = self.config.task
 
-    def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[Any]:
+    def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[Piece]:
         return self.task.sample_random(n, seed, self.config)
 
 
