@@ -158,8 +158,10 @@ def _bench(folder: Path) -> Gallery:
     report = _read_json(folder / "results.json")
     if not isinstance(report, dict) or not isinstance(report.get("results"), dict):
         raise GalleryError(f'{folder / "results.json"}: no "results" of agents in it')
-    task = task_of((report.get("config") or {}).get("env", ENV_ID))
     table = report.get("table") if isinstance(report.get("table"), dict) else {}
+    # A folder written before the benchmark recorded its env: the task of its data column.
+    by_data = (t.env_id for t in TASKS.values() if t.data_column in table)
+    task = task_of((report.get("config") or {}).get("env") or next(by_data, ENV_ID))
     names = list(dict.fromkeys([*report["results"], *table]))
     agents = []
     for name in names:
