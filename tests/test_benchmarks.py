@@ -359,3 +359,36 @@ def test_chorale_goals_count_statistics_closer_to_bach_with_intervals_apart() ->
     assert verdict["parallels_per_100_transitions"] == pytest.approx(2.0)
     assert not verdict["parallels_goal_met"]  # 2.0 > 2 * 0.5
     assert verdict["log_p_gap_to_prior"] == pytest.approx(-1.1) and not verdict["log_p_goal_met"]
+
+
+def test_chorale_bench_is_the_same_code_path(tmp_path: Path, monkeypatch) -> None:
+    from musicgym.agents.common import load_prior
+
+    bach = CHORALE.sample_prior(load_prior("bach16"), 6, seed=9, config=CHORALE.defaults)
+    monkeypatch.setattr(agents_bench, "reference_data", lambda *_: ("fake-bach", bach))
+    settings = {"agents": ("random", "prior"), "pieces": 5, "seeds": (0, 1), "bars": 1}
+    config = AgentsBenchConfig(env=CHORALE.env_id, out=str(tmp_path), **settings)
+    assert (config.prior, config.rules, config.steps) == ("bach16", "chorale", 30_000)
+    report = agents_bench.run(config)
+    assert list(report["table"]) == [CHORALE.data_column, "random", "prior"]
+    assert report["results"]["prior"][0]["distinct_pieces"] == 100.0  # composed once: seed 0
+    assert report["table"]["prior"]["parallel_fifths"]["interval"] == "bootstrap"
+    assert report["goals"] == {}  # no trained column to judge
+    text = (tmp_path / "results.md").read_text()
+    assert "**nearer Bach**" in text and "Jaques" not in text and "mean log p per frame" in text
+    assert len(list((tmp_path / "midi" / "Bach").glob("chorale_*.mid"))) == 4
+    saved = json.loads((tmp_path / "runs" / "prior-seed0" / "measures.json").read_text())
+    assert len(saved["pieces"]) == 5 and CHORALE.from_json(saved["pieces"][0]).num_steps == 16
+
+
+def test_bench_chorales_is_bench_agents_on_the_chorale_env(monkeypatch) -> None:
+    from musicgym.cli import main
+
+    seen = []
+    monkeypatch.setattr(agents_bench, "run", seen.append)
+    assert main(["bench", "chorales", "--quick", "--out", "x"]) == 0
+    assert main(["bench", "agents", "--env", CHORALE.env_id, "--quick", "--out", "x"]) == 0
+    assert seen[0] == seen[1] and seen[0].env == CHORALE.env_id and seen[0].pieces == 48
+    assert seen[0].seeds == (0, 1, 2) and seen[0].agents[-1] == "sb3-maskableppo"
+    assert main(["bench", "agents", "--melodies", "7", "--out", "x"]) == 0  # the older name
+    assert seen[2].pieces == 7 and seen[2].env == MELODY.env_id
