@@ -35,7 +35,6 @@ import math
 import os
 import random
 import re
-import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -63,6 +62,7 @@ from musicgym.agents.common import (
     load_prior,
     prior_fingerprint,
     set_torch_threads,
+    warn,
     write_agent_info,
 )
 from musicgym.agents.sb3_agent import SB3Agent
@@ -253,7 +253,7 @@ def resume_point(out: Path) -> ResumePoint:
         try:
             return _read_point(folder, manifest)
         except CheckpointError as error:
-            _warn(f"{error}; trying the resume point before it")
+            warn(f"{error}; trying the resume point before it")
     if manifests:
         raise CheckpointError(f"{folder}: no undamaged resume point left")
     saved = [*folder.glob("model_*_steps.zip"), out / MODEL_FILE]
@@ -536,12 +536,12 @@ def _model_of_run(
         if point.replay is not None:
             model.load_replay_buffer(point.replay)
         else:
-            _warn(
+            warn(
                 f"{point.model}: a checkpoint without the replay buffer (written during the "
                 "run, not at its end or on a signal): resumed with an empty replay buffer"
             )
     if point.state is None:
-        _warn(
+        warn(
             f"{point.model}: written by an older musicgym without the generators and "
             "environments: resumed, but not exactly the run it would have been"
         )
@@ -652,10 +652,6 @@ def _prune_replays(folder: Path, keep: int = 2) -> None:
     )
     for path in replays[:-keep]:
         path.unlink(missing_ok=True)
-
-
-def _warn(message: str) -> None:
-    print(f"musicgym: warning: {message}", file=sys.stderr)
 
 
 def _progress_bar_available() -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -147,6 +148,11 @@ def read_agent_info(folder: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(info, dict) or "algo" not in info:
         raise CheckpointError(f"{path}: not an {AGENT_INFO} of `musicgym agent train`")
     return info
+
+
+def warn(message: str) -> None:
+    """Print ``musicgym: warning: MESSAGE`` on stderr."""
+    print(f"musicgym: warning: {message}", file=sys.stderr)
 
 
 def set_torch_threads(threads: int) -> None:
