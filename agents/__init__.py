@@ -9,7 +9,7 @@ references.
     agent = agents.load("random")          # uniform tokens
     melodies = agent.compose(16, seed=0, greedy=False)   # 16 lists of 32 tokens
 
-An agent of ``ChoraleComposition-v0`` composes note-states (its ``env`` says so)::
+An agent of ``ChoraleComposition-v0`` composes note-states (``task_of(agent.config.env)`` says so)::
 
     agent = agents.load("prior", env="ChoraleComposition-v0")   # bach16, 4 bars
     chorales = agent.compose(16, seed=0)                         # 16 NoteStates
@@ -21,124 +21,74 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import Any, Generic
 
 from musicgym.agents.common import Composer, load_prior, read_agent_info
 from musicgym.agents.registry import ALGORITHMS
-from musicgym.config import CHORALE_DEFAULTS, CHORALE_ENV_ID, DEFAULTS, ENV_ID
-from musicgym.envs.stepper import TokenStepper
-from musicgym.music.notestate import NoteState
+from musicgym.config import DEFAULTS, ENV_ID, EnvConfig
 from musicgym.prior import MelodyPrior, NoteAxisPrior
+from musicgym.tasks import Piece, Task, task_of
 
 
-class PriorAgent:
-    """Composes by sampling the prior token by token from the same ``log p(a | s)`` the
-    environment rewards in ``key`` (``greedy``: its most likely token)."""
+def _environment(config: EnvConfig | None, settings: dict[str, Any]) -> EnvConfig:
+    if config is not None and settings:
+        raise TypeError("give either config or EnvConfig settings, not both")
+    return config if config is not None else EnvConfig(**settings)
+
+
+class PriorAgent(Generic[Piece]):
+    """Composes by sampling the prior as its environment's task does
+    (:meth:`musicgym.tasks.Task.sample_prior`: melodies token by token from the ``log p(a | s)``
+    the environment rewards, chorales decision by decision; ``greedy``: its most likely choice
+    each time).
+
+    ``prior`` is a shipped name, a checkpoint path or a loaded prior (default: ``config.prior``);
+    ``config`` the environment (or its settings as keywords, e.g. ``length=16``,
+    ``env="ChoraleComposition-v0"``)."""
 
     def __init__(
         self,
-        prior: str | os.PathLike | MelodyPrior = DEFAULTS.prior,
-        length: int = DEFAULTS.length,
-        key: str = DEFAULTS.key,
+        prior: str | os.PathLike | MelodyPrior | NoteAxisPrior | None = None,
+        config: EnvConfig | None = None,
+        **settings: Any,
     ) -> None:
-        self.prior, self.length, self.key = load_prior(prior), length, key
+        self.config = _environment(config, settings)
+        self.task: Task[Piece] = task_of(self.config.env)
+        self.prior = load_prior(self.config.prior if prior is None else prior)
 
-    @torch.no_grad()
-    def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[list[int]]:
-        generator = torch.Generator().manual_seed(seed)
-        stepper = TokenStepper(self.prior, n, self.key)
-        melodies = []
-        for _ in range(self.length):
-            log_probs = stepper.action_log_probs().float()
-            if greedy:
-                tokens = log_probs.argmax(1)
-            else:
-                tokens = torch.multinomial(log_probs.exp(), 1, generator=generator)[:, 0]
-            melodies.append(tokens)
-            stepper.play(tokens)
-        return torch.stack(melodies, 1).tolist()
+    def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[Piece]:
+        return self.task.sample_prior(self.prior, n, seed, greedy, self.config)
 
 
-class ChoralePriorAgent:
-    """Composes chorales by sampling the prior decision by decision
-    (:func:`musicgym.envs.chorale.sample_chorales`: exact samples of its factorisation;
-    ``greedy``: its most likely decision each time)."""
+class RandomAgent(Generic[Piece]):
+    """Composes pieces of uniformly random (valid) actions of its environment's task
+    (:meth:`musicgym.tasks.Task.sample_random`; ``greedy`` changes nothing)."""
 
-    env = CHORALE_ENV_ID
+    def __init__(self, config: EnvConfig | None = None, **settings: Any) -> None:
+        self.config = _environment(config, settings)
+        self.task: Task[Piece] = task_of(self.config.env)
 
-    def __init__(
-        self, prior: str | os.PathLike | NoteAxisPrior = CHORALE_DEFAULTS.prior, bars: int = 4
-    ) -> None:
-        from musicgym.envs.decisions import load_note_axis_prior
-
-        self.prior, self.bars = load_note_axis_prior(load_prior(prior)), bars
-
-    def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[NoteState]:
-        from musicgym.envs.decisions import sample_chorales
-
-        return sample_chorales(self.prior, n, self.bars, seed, greedy=greedy)
-
-
-class ChoraleRandomAgent:
-    """Composes chorales of uniformly random valid decisions (``greedy`` changes nothing)."""
-
-    env = CHORALE_ENV_ID
-
-    def __init__(self, bars: int = 4) -> None:
-        self.bars = bars
-
-    def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[NoteState]:
-        from musicgym.envs.decisions import (
-            BEATS_PER_BAR,
-            PITCH_AXIS,
-            RESOLUTION,
-            DecisionStepper,
-            compose_chorales,
-        )
-
-        rng = np.random.default_rng(seed)
-        lowest, count = PITCH_AXIS
-        stepper = DecisionStepper(count, n)
-
-        def choose(stepper: DecisionStepper, active: np.ndarray) -> np.ndarray:
-            return np.array([rng.choice(np.flatnonzero(m)) for m in stepper.valid_actions()])
-
-        frames = self.bars * BEATS_PER_BAR * RESOLUTION
-        return compose_chorales(stepper, frames, choose, lowest, RESOLUTION)
-
-
-class RandomAgent:
-    """Composes uniformly random tokens (``greedy`` changes nothing)."""
-
-    def __init__(self, length: int = DEFAULTS.length) -> None:
-        self.length = length
-
-    def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[list[int]]:
-        from musicgym.music.tokens import NUM_TOKENS
-
-        return np.random.default_rng(seed).integers(0, NUM_TOKENS, (n, self.length)).tolist()
+    def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[Piece]:
+        return self.task.sample_random(n, seed, self.config)
 
 
 def load(
     path: str | os.PathLike,
     length: int = DEFAULTS.length,
     env: str = ENV_ID,
-    bars: int = CHORALE_DEFAULTS.bars,
-) -> Composer:
+    bars: int = DEFAULTS.bars,
+) -> Composer[Any]:
     """The agent at ``path``: a run folder of ``musicgym agent train`` (any algorithm of
     :data:`ALGORITHMS`), an RL Tuner checkpoint file, ``"prior"`` / ``"prior:NAME_OR_PATH"``, or
-    ``"random"`` (the last two compose for ``env``: melodies of ``length`` tokens or chorales of
-    ``bars`` bars)."""
+    ``"random"`` (the last two compose for ``env``'s task: melodies of ``length`` tokens or
+    chorales of ``bars`` bars)."""
     text = str(path)
-    chorale = env == CHORALE_ENV_ID
     if text == "random":
-        return ChoraleRandomAgent(bars) if chorale else RandomAgent(length)
+        return RandomAgent(env=env, length=length, bars=bars)
     if text == "prior" or text.startswith("prior:"):
-        if chorale:
-            return ChoralePriorAgent(text.partition(":")[2] or CHORALE_DEFAULTS.prior, bars)
-        return PriorAgent(text.partition(":")[2] or DEFAULTS.prior, length)
+        return PriorAgent(
+            config=EnvConfig(env, prior=text.partition(":")[2], length=length, bars=bars)
+        )
     path = Path(path)
     if path.is_file():
         from musicgym.agents.rl_tuner import RLTuner
@@ -156,8 +106,6 @@ def load(
 
 __all__ = [
     "ALGORITHMS",
-    "ChoralePriorAgent",
-    "ChoraleRandomAgent",
     "Composer",
     "PriorAgent",
     "RandomAgent",

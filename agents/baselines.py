@@ -35,15 +35,11 @@ import math
 import os
 import random
 import re
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
 import sb3_contrib
 import stable_baselines3
@@ -66,11 +62,11 @@ from musicgym.agents.common import (
     load_prior,
     prior_fingerprint,
     set_torch_threads,
+    warn,
     write_agent_info,
 )
+from musicgym.agents.sb3_agent import SB3Agent
 from musicgym.checks import POSITIVE_INT, check_numbers
-from musicgym.config import ENV_ID
-from musicgym.envs.stepper import melody_statistics
 from musicgym.errors import ArgumentError, CheckpointError
 from musicgym.fileio import atomic_output, load_checkpoint_file, save_checkpoint_file
 from musicgym.prior import MelodyPrior
@@ -80,6 +76,7 @@ from musicgym.runs import (
     check_resume_settings,
     claim_run_folder,
 )
+from musicgym.tasks import task_of
 
 MODEL_FILE = "model.zip"
 BEST_MODEL_FILE = "best_model.zip"
@@ -190,96 +187,14 @@ class SB3Config(RunConfig):
         return EnvConfig(**{f.name: getattr(self, f.name) for f in fields(EnvConfig)})
 
 
-class SB3Agent:
-    """A trained SB3 model as a composer: it plays the environment (without prior or rules,
-    which the observation does not depend on) for ``length`` steps, ``n`` melodies at once."""
-
-    def __init__(self, model: BaseAlgorithm, env: EnvConfig) -> None:
-        self.model, self.env, self.length = model, env, env.length
-
-    @classmethod
-    def load(cls, folder: str | os.PathLike, algo: str, env: EnvConfig) -> SB3Agent:
-        """The model ``folder/model.zip`` of an SB3 run."""
-        path = Path(folder) / MODEL_FILE
-        if not path.is_file():
-            raise CheckpointError(f"{path}: no such SB3 model")
-        return cls(_load_model(algorithm_class(algo), path), env)
-
-    @property
-    def maskable(self) -> bool:
-        """Whether the model takes action masks (sb3-contrib's Maskable algorithms)."""
-        return "action_masks" in inspect.signature(self.model.predict).parameters
-
-    def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[Any]:
-        """``n`` melodies (or chorales, as note-states): ``model.predict`` with
-        ``deterministic=greedy`` (and the valid actions, for a maskable model)."""
-        if self.env.is_chorale:
-            return self._compose_chorales(n, seed, greedy)
-        envs = gym.make_vec(
-            ENV_ID,
-            num_envs=n,
-            vectorization_mode="vector_entry_point",
-            length=self.length,
-            key=self.env.key,
-            prior=None,
-            rules=None,
-        )
-        with _seeded(self.model, seed):
-            observations, _ = envs.reset(seed=seed)
-            lstm_states, starts, melodies = None, np.ones(n, bool), []
-            for _ in range(self.length):
-                actions, lstm_states = self.model.predict(
-                    observations, state=lstm_states, episode_start=starts, deterministic=greedy
-                )
-                melodies.append(np.asarray(actions).reshape(n))
-                observations, _, _, _, _ = envs.step(actions)
-                starts = np.zeros(n, bool)
-        envs.close()
-        return np.stack(melodies, 1).astype(int).tolist()
-
-    def _compose_chorales(self, n: int, seed: int, greedy: bool) -> list[Any]:
-        """``n`` chorales of the vector chorale env (its prior gives the pitch axis the model
-        was trained on; no rules), each read when its episode ends."""
-        kwargs = self.env.env_kwargs()
-        kwargs["rules"] = None
-        kwargs["invalid_action"] = "raise" if self.maskable else "end"
-        envs = gym.make_vec(
-            self.env.env, num_envs=n, vectorization_mode="vector_entry_point", **kwargs
-        )
-        with _seeded(self.model, seed):
-            observations, _ = envs.reset(seed=seed)
-            pieces: list[Any] = [None] * n
-            while any(piece is None for piece in pieces):
-                extra = {"action_masks": envs.unwrapped.action_masks()} if self.maskable else {}
-                actions, _ = self.model.predict(observations, deterministic=greedy, **extra)
-                observations, _, terminations, _, _ = envs.step(actions)
-                for i in np.flatnonzero(terminations):
-                    if pieces[i] is None:
-                        pieces[i] = envs.unwrapped.note_state(i)
-        envs.close()
-        return pieces
-
-
-@contextmanager
-def _seeded(model: BaseAlgorithm, seed: int) -> Iterator[None]:
-    """``predict`` samples from torch (policies) and numpy (DQN's epsilon): seed both, and leave
-    the caller's random state (e.g. a training run's) as it was."""
-    torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()
-    action_space_state = model.action_space.np_random.bit_generator.state
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    model.action_space.seed(seed)
-    try:
-        yield
-    finally:
-        torch.set_rng_state(torch_state)
-        np.random.set_state(numpy_state)
-        model.action_space.np_random.bit_generator.state = action_space_state
-
-
 def load_agent(folder: str | os.PathLike, info: dict[str, Any]) -> SB3Agent:
-    """The agent of an SB3 run folder (``info``: its ``agent.json``; the registry's load)."""
-    return SB3Agent.load(folder, info["algo"].removeprefix("sb3-"), EnvConfig(**info["env"]))
+    """The agent of an SB3 run folder (``info``: its ``agent.json``; the registry's load): its
+    model ``folder/model.zip``."""
+    path = Path(folder) / MODEL_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such SB3 model")
+    algorithm = algorithm_class(info["algo"].removeprefix("sb3-"))
+    return SB3Agent(_load_model(algorithm, path), EnvConfig(**info["env"]))
 
 
 def _load_model(algorithm: type[BaseAlgorithm], path: Path, **kwargs: Any) -> BaseAlgorithm:
@@ -339,7 +254,7 @@ def resume_point(out: Path) -> ResumePoint:
         try:
             return _read_point(folder, manifest)
         except CheckpointError as error:
-            _warn(f"{error}; trying the resume point before it")
+            warn(f"{error}; trying the resume point before it")
     if manifests:
         raise CheckpointError(f"{folder}: no undamaged resume point left")
     saved = [*folder.glob("model_*_steps.zip"), out / MODEL_FILE]
@@ -438,18 +353,9 @@ class MusicStatisticsCallback(BaseCallback):
         return True
 
     def record(self) -> None:
-        from musicgym.metrics import evaluate_melodies
-
-        melodies = SB3Agent(self.model, self.env).compose(self.melodies, seed=self.env.seed)
-        if self.env.is_chorale:
-            from musicgym.envs.decisions import chorale_statistics
-
-            statistics = chorale_statistics(self.prior, melodies, self.env.key)
-            melodies = []  # no melody tokens to hear and see
-        elif self.prior is None:
-            statistics = evaluate_melodies(melodies, self.env.key)
-        else:
-            statistics = melody_statistics(self.prior, melodies, self.env.key)
+        task = task_of(self.env.env)
+        pieces = SB3Agent(self.model, self.env).compose(self.melodies, seed=self.env.seed)
+        statistics = task.statistics(self.prior, pieces, self.env.key)
         for name, value in statistics.items():
             self.logger.record(f"music/{name}", value)
         self.logger.dump(self.num_timesteps)
@@ -461,10 +367,8 @@ class MusicStatisticsCallback(BaseCallback):
             ),
             None,
         )
-        if writer is not None and melodies:
-            from musicgym.music.audio import log_compositions
-
-            log_compositions(writer, melodies, self.num_timesteps, tag="music", n=self.listen)
+        if writer is not None:
+            task.log_compositions(writer, pieces, self.num_timesteps, tag="music", n=self.listen)
             writer.flush()
 
 
@@ -577,8 +481,7 @@ def _train(
     kwargs = config.env_kwargs(prior_model)
     algorithm = algorithm_class(config.algo)
     maskable = "action_masks" in inspect.signature(algorithm.predict).parameters
-    if config.is_chorale and not maskable:  # it cannot mask: an invalid action ends the step
-        kwargs["invalid_action"] = "end"
+    kwargs.update(task_of(config.env).masking_kwargs(maskable))
     envs = make_vec_env(config.env, n_envs=config.num_envs, seed=config.seed, env_kwargs=kwargs)
     eval_envs = make_vec_env(config.env, n_envs=1, seed=config.seed + 10_000, env_kwargs=kwargs)
     point = resume_point(out) if resume else None
@@ -634,12 +537,12 @@ def _model_of_run(
         if point.replay is not None:
             model.load_replay_buffer(point.replay)
         else:
-            _warn(
+            warn(
                 f"{point.model}: a checkpoint without the replay buffer (written during the "
                 "run, not at its end or on a signal): resumed with an empty replay buffer"
             )
     if point.state is None:
-        _warn(
+        warn(
             f"{point.model}: written by an older musicgym without the generators and "
             "environments: resumed, but not exactly the run it would have been"
         )
@@ -750,10 +653,6 @@ def _prune_replays(folder: Path, keep: int = 2) -> None:
     )
     for path in replays[:-keep]:
         path.unlink(missing_ok=True)
-
-
-def _warn(message: str) -> None:
-    print(f"musicgym: warning: {message}", file=sys.stderr)
 
 
 def _progress_bar_available() -> bool:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +57,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     for cls in config_classes():
         add_dataclass_arguments(train, cls, exclude=tuple(added), leave_unset=True)
         added |= {f.name for f in dataclasses.fields(cls)}
-    train.set_defaults(func=_train)
+    train.set_defaults(func=_run_train)
 
     compose = commands.add_parser("compose", help="compose melodies with an agent")
     compose.add_argument(
@@ -110,7 +109,7 @@ def _run_settings(args: argparse.Namespace) -> dict[str, Any]:
     return info.get("env", {})
 
 
-def _train(args: argparse.Namespace) -> int:
+def _run_train(args: argparse.Namespace) -> int:
     from musicgym.agents.common import read_agent_info
     from musicgym.agents.registry import ALGORITHMS, config_classes
     from musicgym.arguments import option_error
@@ -145,11 +144,6 @@ def _train(args: argparse.Namespace) -> int:
 
 def _compose(args: argparse.Namespace) -> int:
     from musicgym import agents
-    from musicgym.config import CHORALE_ENV_ID, ENV_ID
-    from musicgym.fileio import atomic_output
-    from musicgym.metrics import STATISTICS, evaluate_chorales, evaluate_melodies
-    from musicgym.music.midi import write_midi
-    from musicgym.music.tokens import tokens_to_note_state
     from musicgym.runs import check_output_folder
 
     if args.wav:  # a bad soundfont or synthesizer fails before the agent composes
@@ -157,40 +151,28 @@ def _compose(args: argparse.Namespace) -> int:
 
         synthesizer, soundfont = choose_synthesizer(args.synthesizer, args.soundfont)
     agent = agents.load(args.agent, length=args.length, env=args.env, bars=args.bars)
+    from musicgym.tasks import task_of
+
+    task = task_of(agent.config.env)
     check_output_folder(args.out)
     pieces = agent.compose(args.n, seed=args.seed, greedy=args.greedy)
-    chorales = getattr(agent, "env", ENV_ID) == CHORALE_ENV_ID
-    word = "chorale" if chorales else "melody"
+    word = task.piece_name
     midi_paths = [args.out / f"{word}_{i:03d}.mid" for i in range(len(pieces))]
-    note_states = pieces if chorales else [tokens_to_note_state(m) for m in pieces]
-    for note_state, path in zip(note_states, midi_paths):
-        write_midi(note_state, path)
-    if not chorales:
-        with atomic_output(args.out / "melodies.json") as temporary:
-            temporary.write_text(json.dumps(pieces) + "\n")
+    for piece, path in zip(pieces, midi_paths):
+        task.write_midi(piece, path)
+    task.write_json(pieces, args.out / task.pieces_file)
     if args.wav:
-        from musicgym.music.audio import SOUNDFONT_HINT, write_wavs_beside
+        from musicgym.music.audio import SOUNDFONT_HINT
 
-        write_wavs_beside(
-            midi_paths, program=args.program, soundfont=soundfont, synthesizer=synthesizer
+        task.write_wavs(
+            pieces, midi_paths, program=args.program, soundfont=soundfont, synthesizer=synthesizer
         )
         how = f"FluidSynth with {soundfont}" if soundfont else f"plain synthesis ({SOUNDFONT_HINT})"
         print(f"WAV files beside the MIDI files: {how}")
     if args.png:
-        from musicgym.music.pianoroll import save_piano_roll
-
-        for i, note_state in enumerate(note_states):
-            path, title = args.out / f"{word}_{i:03d}.png", f"{word} {i}"
-            save_piano_roll(note_state, path, title, voices=chorales)
-    print(f"{len(pieces)} {'chorales' if chorales else 'melodies'} in {args.out}")
-    if chorales:
-        from musicgym.metrics.chorale import DISTINCT_PIECES
-        from musicgym.metrics.chorale import STATISTICS as LABELS
-
-        labels = dict([*LABELS.items(), DISTINCT_PIECES])
-        statistics = evaluate_chorales(pieces)
-    else:
-        labels, statistics = STATISTICS, evaluate_melodies(pieces)
-    for name, value in statistics.items():
-        print(f"  {labels[name]:<42} {value:8.2f}")
+        for i, piece in enumerate(pieces):
+            task.write_piano_roll(piece, args.out / f"{word}_{i:03d}.png", f"{word} {i}")
+    print(f"{len(pieces)} {task.plural} in {args.out}")
+    for name, value in task.statistics(None, pieces).items():
+        print(f"  {task.labels[name]:<42} {value:8.2f}")
     return 0

@@ -6,9 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import gymnasium as gym
 import torch
@@ -107,14 +108,23 @@ def make_vector_env(
     )
 
 
+Piece_co = TypeVar("Piece_co", covariant=True)
+"""The piece type of a composer's task: melody tokens or a chorale's note-state."""
+
+
 @runtime_checkable
-class Composer(Protocol):
-    """What :func:`musicgym.agents.load` returns for every kind of agent."""
+class Composer(Protocol[Piece_co]):
+    """What :func:`musicgym.agents.load` returns for every kind of agent: ``Composer[list[int]]``
+    for melodies, ``Composer[NoteState]`` for chorales."""
 
-    length: int
+    @property
+    def config(self) -> EnvConfig:
+        """The environment it composes for; its task (``musicgym.tasks.task_of(config.env)``)
+        says what its pieces are and how to write and measure them."""
+        ...
 
-    def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[list[int]]:
-        """``n`` melodies of ``length`` tokens; the same ``seed`` gives the same melodies."""
+    def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[Piece_co]:
+        """``n`` pieces of the task's piece type; the same ``seed`` gives the same pieces."""
         ...
 
 
@@ -142,6 +152,11 @@ def read_agent_info(folder: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(info, dict) or "algo" not in info:
         raise CheckpointError(f"{path}: not an {AGENT_INFO} of `musicgym agent train`")
     return info
+
+
+def warn(message: str) -> None:
+    """Print ``musicgym: warning: MESSAGE`` on stderr."""
+    print(f"musicgym: warning: {message}", file=sys.stderr)
 
 
 def set_torch_threads(threads: int) -> None:

@@ -191,27 +191,36 @@ def _run_tuner(args: argparse.Namespace) -> int:
     return 0
 
 
-@bench_command
-def _add_agents(benchmarks: argparse._SubParsersAction) -> None:
+def add_agents_arguments(parser: argparse.ArgumentParser, env: str) -> None:
+    """The options of ``bench agents`` (and ``bench chorales``: ``env`` is the default
+    ``--env``)."""
     from musicgym.arguments import add_dataclass_arguments
     from musicgym.benchmarks.agents_bench import AgentsBenchConfig
+    from musicgym.tasks import TASKS
 
-    parser = benchmarks.add_parser(
-        "agents",
-        help="train every agent on the same env and budget; statistics beside the papers",
+    add_dataclass_arguments(parser, AgentsBenchConfig, exclude=("env", "agents", "seeds", "ray"))
+    parser.add_argument(
+        "--env",
+        choices=TASKS,
+        default=env,
+        help=f"the environment, melodies or chorales (default: {env})",
     )
-    add_dataclass_arguments(parser, AgentsBenchConfig, exclude=("agents", "seeds", "ray"))
+    parser.add_argument(
+        "--melodies", dest="pieces", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     parser.add_argument(
         "--agents",
         type=lambda text: tuple(text.split(",")),
-        default=AgentsBenchConfig.agents,
-        help="comma-separated agents (default: all): prior, random, rules-only, rltuner-q, ...",
+        default=(),
+        help="comma-separated agents (default: all of the environment's): prior, random, "
+        "rules-only, rltuner-q, ...",
     )
     parser.add_argument(
         "--seeds",
         type=lambda text: tuple(int(s) for s in text.split(",")),
-        default=AgentsBenchConfig.seeds,
-        help="comma-separated seeds; several give a t interval over seeds (default: 0)",
+        default=(),
+        help="comma-separated seeds; several give a t interval over seeds (default: 0 for "
+        "melodies, 0,1,2 for chorales)",
     )
     parser.add_argument(
         "--ray",
@@ -225,9 +234,21 @@ def _add_agents(benchmarks: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a small version: 5 agents, 1,000 steps, 100 melodies, 2 jobs (overrides "
-        "--agents, --steps, --melodies and --jobs)",
+        help="a small version (a few minutes): on melodies 5 agents, 1,000 steps, 100 melodies, "
+        "2 jobs; on chorales prior, random, rules-only, rltuner-q and sb3-maskableppo, 2,000 "
+        "decisions, 48 chorales (overrides --agents, --steps, --pieces and --jobs)",
     )
+
+
+@bench_command
+def _add_agents(benchmarks: argparse._SubParsersAction) -> None:
+    from musicgym.config import ENV_ID
+
+    parser = benchmarks.add_parser(
+        "agents",
+        help="train every agent on the same env and budget; statistics beside the data and papers",
+    )
+    add_agents_arguments(parser, ENV_ID)
     parser.set_defaults(func=_run_agents)
 
 
@@ -235,9 +256,9 @@ def _run_agents(args: argparse.Namespace) -> int:
     from musicgym.arguments import dataclass_from_args
     from musicgym.benchmarks import agents_bench
 
-    quick = agents_bench.QUICK if args.quick else {}
+    quick = agents_bench.quick_settings(args.env) if args.quick else {}
     config = dataclass_from_args(agents_bench.AgentsBenchConfig, args, **quick)
-    if config.ray is not None:  # before the minutes of the test melodies
+    if config.ray is not None:  # before the minutes of the data column
         from musicgym.ray_cluster import check_ray
 
         check_ray(config.ray)
@@ -265,33 +286,14 @@ def _run_like_for_like(args: argparse.Namespace) -> int:
 
 @bench_command
 def _add_chorales(benchmarks: argparse._SubParsersAction) -> None:
-    from musicgym.arguments import add_dataclass_arguments
-    from musicgym.benchmarks.chorales_bench import ChoralesBenchConfig
+    from musicgym.tasks import CHORALE
 
     parser = benchmarks.add_parser(
         "chorales",
-        help="ChoraleComposition-v0: Bach, prior samples, random, rules-only and tuned agents",
+        help=f"`bench agents --env {CHORALE.env_id}`: Bach, prior samples, random, rules-only "
+        "and tuned agents",
     )
-    add_dataclass_arguments(parser, ChoralesBenchConfig, exclude=("agents", "seeds"))
-    parser.add_argument(
-        "--agents",
-        type=lambda text: tuple(text.split(",")),
-        default=ChoralesBenchConfig.agents,
-        help="comma-separated columns beside Bach (default: all): prior, random, rules-only, "
-        "rltuner-q, rltuner-psi, rltuner-g, sb3-maskableppo, sb3-dqn",
-    )
-    parser.add_argument(
-        "--seeds",
-        type=lambda text: tuple(int(s) for s in text.split(",")),
-        default=ChoralesBenchConfig.seeds,
-        help="comma-separated seeds of the trained agents (default: 0,1,2)",
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="prior, random, rules-only, rltuner-q and sb3-maskableppo; 2,000 decisions, 48 "
-        "chorales (a few minutes)",
-    )
+    add_agents_arguments(parser, CHORALE.env_id)
     parser.add_argument(
         "--weights",
         action="store_true",
@@ -301,17 +303,13 @@ def _add_chorales(benchmarks: argparse._SubParsersAction) -> None:
 
 
 def _run_chorales(args: argparse.Namespace) -> int:
-    from musicgym.arguments import dataclass_from_args
-    from musicgym.benchmarks import chorales_bench
-
-    config = dataclass_from_args(chorales_bench.ChoralesBenchConfig, args)
     if args.weights:
-        chorales_bench.rule_weight_evidence(config.prior, config.bars, c=config.c)
+        from musicgym.benchmarks.chorale_weights import rule_weight_evidence
+        from musicgym.tasks import CHORALE
+
+        rule_weight_evidence(args.prior or CHORALE.defaults.prior, args.bars, c=args.c)
         return 0
-    if args.quick:
-        config = chorales_bench.ChoralesBenchConfig(**{**vars(config), **chorales_bench.QUICK})
-    chorales_bench.run(config)
-    return 0
+    return _run_agents(args)
 
 
 @bench_command

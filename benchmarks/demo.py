@@ -20,7 +20,8 @@ downloads nothing.
 ``musicgym demo --chorale`` does the same on ``ChoraleComposition-v0``: it samples four-bar
 chorales from the chorale prior (``bach16``), tunes it with ``rltuner-q`` (Boltzmann exploration)
 on the four-part-writing rules, and writes ``chorale_00.mid ...`` and four-voice piano rolls, with
-the chorale statistics of both (``musicgym-demo-chorale/`` by default); under five minutes.
+the chorale statistics of both (``musicgym-demo-chorale/`` by default); under five minutes. Both
+are one path: what differs comes from the environment's task (:mod:`musicgym.tasks`).
 """
 
 from __future__ import annotations
@@ -29,10 +30,22 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from musicgym.config import DEFAULTS
-from musicgym.metrics import PUBLISHED, STATISTICS
+from musicgym.config import EnvConfig
+from musicgym.tasks import CHORALE, MELODY, Task, task_of
+
+FOLDERS = {MELODY.env_id: "musicgym-demo", CHORALE.env_id: "musicgym-demo-chorale"}
+"""The demo's default folder on each environment."""
+TUNER_SETTINGS: dict[str, dict[str, Any]] = {
+    MELODY.env_id: {},
+    CHORALE.env_id: {"exploration": "boltzmann"},  # epsilon's uniform frames unlearn slowly
+}
+"""The RL Tuner's settings of the demo on each environment, beside its defaults."""
+PUBLISHED_COLUMNS = {"Q": "Jaques Q"}
+"""The task's published columns the demo prints beside its own, and their headings."""
+ROLLS = 2
+"""Pairs of prior and tuned pieces on the sheet of piano rolls."""
 
 
 @dataclass
@@ -47,10 +60,10 @@ class DemoConfig:
     """Environment steps of RL Tuner training (about two minutes on one CPU core)."""
     max_minutes: float = 4.0
     """Stop training after this many minutes, whatever --steps says."""
-    melodies: int = 64
-    """Melodies composed by each of the prior and the tuned agent for the statistics."""
+    pieces: int = 64
+    """Pieces composed by each of the prior and the tuned agent for the statistics."""
     keep: int = 8
-    """Melodies of each written as MIDI files."""
+    """Pieces of each written as MIDI files."""
     seed: int = 0
     """Seed of training and composing."""
     prior: str = ""
@@ -62,137 +75,82 @@ class DemoConfig:
     synthesizer: Literal["auto", "fluidsynth", "plain"] = "auto"
     """How the WAV files are rendered: fluidsynth, plain, or auto (fluidsynth when installed)."""
 
+    @property
+    def env(self) -> EnvConfig:
+        """The environment the demo samples and tunes in."""
+        env_id = CHORALE.env_id if self.chorale else MELODY.env_id
+        return EnvConfig(env=env_id, prior=self.prior, seed=self.seed)
+
 
 def run(config: DemoConfig) -> dict[str, dict[str, float]]:
     """Sample, tune, compose, write, and print; returns the statistics of prior and tuned."""
-    if config.chorale:
-        return run_chorales(config)
     from musicgym import agents
-    from musicgym.agents.common import load_prior
     from musicgym.agents.rl_tuner import RLTunerConfig, train
     from musicgym.benchmarks.gallery import write_gallery
-    from musicgym.envs.stepper import melody_statistics
-    from musicgym.music.audio import choose_synthesizer, synthesizer_note, write_wavs_beside
-    from musicgym.music.midi import write_melody
-    from musicgym.music.pianoroll import save_piano_roll_sheet
-    from musicgym.music.tokens import tokens_to_note_state
+    from musicgym.music.audio import choose_synthesizer, synthesizer_note
 
     # A bad soundfont fails now, not after the training.
     synthesis = {"soundfont": config.soundfont, "synthesizer": config.synthesizer}
     synthesizer, soundfont = choose_synthesizer(**synthesis)
-    out = Path(config.out or "musicgym-demo")
+    env = config.env
+    task = task_of(env.env)
+    out = Path(config.out or FOLDERS[env.env])
     out.mkdir(parents=True, exist_ok=True)
-    prior_name = config.prior or DEFAULTS.prior
-    prior = load_prior(prior_name)
-    print(f"prior {prior_name}: sampling {config.melodies} melodies")
-    sampled = agents.load(f"prior:{prior_name}").compose(config.melodies, seed=config.seed)
+    sampler = agents.PriorAgent(config=env)
+    print(f"prior {env.prior}: sampling {config.pieces} {task.plural}")
+    sampled = sampler.compose(config.pieces, seed=config.seed)
 
     print(f"tuning it with rltuner-q for {config.steps} steps (at most {config.max_minutes} min)")
     tuner_config = RLTunerConfig(
-        prior=prior_name,
+        env=env.env,
+        prior=env.prior,
         steps=config.steps,
         seed=config.seed,
         max_minutes=config.max_minutes,
         eval_interval=max(config.steps // 2, 1),
         checkpoint_interval=config.steps,
+        **TUNER_SETTINGS[env.env],
     )
     tuner = train(tuner_config, out / "run", resume=(out / "run" / "agent.json").exists())
-    tuned = tuner.compose(config.melodies, seed=config.seed)
-
-    table: dict[str, dict[str, float]] = {}
-    for name, melodies in (("prior", sampled), ("tuned", tuned)):
-        folder = out / name
-        folder.mkdir(exist_ok=True)
-        kept = [folder / f"melody_{i:02d}.mid" for i in range(min(config.keep, len(melodies)))]
-        for melody, path in zip(melodies, kept):
-            write_melody(melody, path)
-        write_wavs_beside(kept, soundfont=soundfont, synthesizer=synthesizer)
-        table[name] = melody_statistics(prior, melodies)
-    rolls = [tokens_to_note_state(m) for pair in zip(sampled[:4], tuned[:4]) for m in pair]
-    titles = [f"{name} #{i}" for i in range(4) for name in ("prior", "tuned")]
-    save_piano_roll_sheet(rolls, out / "piano_rolls.png", titles, columns=2)
-    (out / "statistics.json").write_text(json.dumps(table, indent=1) + "\n")
-    gallery = write_gallery(out, title="musicgym demo: prior and tuned melodies", **synthesis)
-    print(format_table(table))
-    print(f"\nMIDI and WAV files, piano rolls and the training run are in {out}/")
-    print(synthesizer_note(**synthesis))
-    print(f"listen: open {gallery}")
-    return table
-
-
-def run_chorales(config: DemoConfig) -> dict[str, dict[str, float]]:
-    """``--chorale``: sample, tune, compose and write chorales; their statistics."""
-    from musicgym import agents
-    from musicgym.agents.rl_tuner import RLTunerConfig, train
-    from musicgym.benchmarks.gallery import write_gallery
-    from musicgym.config import CHORALE_DEFAULTS, CHORALE_ENV_ID
-    from musicgym.envs.decisions import chorale_statistics
-    from musicgym.metrics.chorale import DISTINCT_PIECES
-    from musicgym.metrics.chorale import STATISTICS as CHORALE_STATISTICS
-    from musicgym.music.audio import choose_synthesizer, synthesizer_note, write_wavs_beside
-    from musicgym.music.midi import write_midi
-    from musicgym.music.pianoroll import save_piano_roll_sheet
-
-    synthesis = {"soundfont": config.soundfont, "synthesizer": config.synthesizer}
-    synthesizer, soundfont = choose_synthesizer(**synthesis)
-    out = Path(config.out or "musicgym-demo-chorale")
-    out.mkdir(parents=True, exist_ok=True)
-    prior_name = config.prior or CHORALE_DEFAULTS.prior
-    sampler = agents.load(f"prior:{prior_name}", env=CHORALE_ENV_ID)
-    print(f"prior {prior_name}: sampling {config.melodies} four-bar chorales")
-    sampled = sampler.compose(config.melodies, seed=config.seed)
-    budget = f"{config.steps} decisions (at most {config.max_minutes} min)"
-    print(f"tuning it with rltuner-q for {budget}")
-    tuner_config = RLTunerConfig(
-        env=CHORALE_ENV_ID,
-        prior=prior_name,
-        exploration="boltzmann",
-        steps=config.steps,
-        seed=config.seed,
-        max_minutes=config.max_minutes,
-        eval_interval=max(config.steps // 2, 1),
-        checkpoint_interval=config.steps,
-    )
-    tuner = train(tuner_config, out / "run", overwrite=True)
-    tuned = tuner.compose(config.melodies, seed=config.seed)
+    tuned = tuner.compose(config.pieces, seed=config.seed)
 
     table: dict[str, dict[str, float]] = {}
     for name, pieces in (("prior", sampled), ("tuned", tuned)):
         folder = out / name
         folder.mkdir(exist_ok=True)
-        kept = [folder / f"chorale_{i:02d}.mid" for i in range(min(config.keep, len(pieces)))]
-        for piece, path in zip(pieces, kept):
-            write_midi(piece, path)
-        write_wavs_beside(kept, soundfont=soundfont, synthesizer=synthesizer)
-        table[name] = chorale_statistics(sampler.prior, pieces)
-    rolls = [piece for pair in zip(sampled[:2], tuned[:2]) for piece in pair]
-    titles = [f"{name} #{i}" for i in range(2) for name in ("prior", "tuned")]
-    save_piano_roll_sheet(rolls, out / "piano_rolls.png", titles, columns=2, voices=True)
+        kept = pieces[: config.keep]
+        paths = [folder / f"{task.piece_name}_{i:02d}.mid" for i in range(len(kept))]
+        for piece, path in zip(kept, paths):
+            task.write_midi(piece, path)
+        task.write_wavs(kept, paths, soundfont=soundfont, synthesizer=synthesizer)
+        table[name] = task.statistics(sampler.prior, pieces)
+    rolls = [piece for pair in zip(sampled[:ROLLS], tuned[:ROLLS]) for piece in pair]
+    titles = [f"{name} #{i}" for i in range(len(rolls) // 2) for name in ("prior", "tuned")]
+    task.write_piano_roll_sheet(rolls, out / "piano_rolls.png", titles, columns=2)
     (out / "statistics.json").write_text(json.dumps(table, indent=1) + "\n")
-    gallery = write_gallery(out, title="musicgym demo: prior and tuned chorales", **synthesis)
-    labels = {**CHORALE_STATISTICS, DISTINCT_PIECES[0]: DISTINCT_PIECES[1]}
-    labels["log_p_per_frame"] = "mean log p per frame under the prior"
-    lines = [f"{'statistic':<46} {'prior':>9} {'tuned':>9}"]
-    for name, label in labels.items():
-        cells = [table["prior"][name], table["tuned"][name]]
-        lines.append(f"{label:<46} " + " ".join(_cell(v) for v in cells))
-    print("\n".join(lines))
+    title = f"musicgym demo: prior and tuned {task.plural}"
+    gallery = write_gallery(out, title=title, **synthesis)
+    print(format_table(task, table))
     print(f"\nMIDI and WAV files, piano rolls and the training run are in {out}/")
     print(synthesizer_note(**synthesis))
     print(f"listen: open {gallery}")
     return table
 
 
-def format_table(table: dict[str, dict[str, float]]) -> str:
-    """Statistics down; prior, tuned and Jaques et al.'s Q across."""
-    labels = {**STATISTICS, "log_p": "mean log p(a|s) under the prior"}
-    lines = [f"{'statistic':<38} {'prior':>9} {'tuned':>9} {'Jaques Q':>9}"]
-    for name, label in labels.items():
-        published = PUBLISHED["Q"].get(name, math.nan)
-        cells = [table["prior"][name], table["tuned"][name], published]
-        lines.append(f"{label:<38} " + " ".join(_cell(v) for v in cells))
+def format_table(task: Task[Any], table: dict[str, dict[str, float]]) -> str:
+    """Statistics down; prior, tuned and the task's published columns (Jaques et al.'s Q)
+    across."""
+    published = {c: heading for c, heading in PUBLISHED_COLUMNS.items() if c in task.published}
+    width = max(len(task.labels.get(name, name)) for name in table["prior"]) + 1
+    headings = ["prior", "tuned", *published.values()]
+    lines = [f"{'statistic':<{width}} " + " ".join(f"{h:>9}" for h in headings)]
+    for name in table["prior"]:
+        cells = [table["prior"][name], table["tuned"][name]]
+        cells += [task.published[c].get(name, math.nan) for c in published]
+        label = task.labels.get(name, name)
+        lines.append(f"{label:<{width}} " + " ".join(_text_cell(v) for v in cells))
     return "\n".join(lines)
 
 
-def _cell(value: float) -> str:
+def _text_cell(value: float) -> str:
     return " " * 9 if math.isnan(value) else f"{value:>9.2f}"

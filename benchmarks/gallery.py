@@ -9,10 +9,13 @@ bench           ``results.json`` and ``midi/AGENT/*.mid`` of ``musicgym bench ag
                 of the bench, its statistics (the 95% confidence intervals of ``results.json``'s
                 ``table`` where it has one, else the mean ± spread over seeds of ``results``)
 demo            ``statistics.json``, ``prior/*.mid`` and ``tuned/*.mid`` of ``musicgym demo``
-compose         ``melodies.json`` and ``melody_*.mid`` of ``musicgym agent compose``
+compose         ``melodies.json`` or ``chorales.json`` and the MIDI files of ``agent compose``
 agent run       ``agent.json`` of ``musicgym agent train``: the agent composes :data:`RUN_PIECES`
-                melodies into ``DIR/gallery/`` first
+                pieces into ``DIR/gallery/`` first
 ==============  ===================================================================================
+
+What differs between melodies and chorales comes from the folder's task (:mod:`musicgym.tasks`):
+the labels of the statistics, the published columns and how pieces are written.
 
 For each agent: its statistics beside the published columns (one table, agents across), and per
 piece a piano roll, an ``<audio>`` player and a link to the MIDI file. Each MIDI file gets a WAV
@@ -34,13 +37,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from musicgym.benchmarks.report import column_folder, format_number
+from musicgym.config import ENV_ID
 from musicgym.errors import MusicgymError
 from musicgym.fileio import atomic_output, describe_os_error
-from musicgym.metrics import PUBLISHED, STATISTICS
+from musicgym.tasks import TASKS, Task, task_of
 
 PAGE = "index.html"
 RUN_PIECES = 8
-"""Melodies an agent run folder's agent composes for its page."""
+"""Pieces an agent run folder's agent composes for its page."""
 PIECES_PER_AGENT = 8
 """At most this many pieces of an agent on the page."""
 
@@ -72,12 +77,13 @@ class Agent:
 
 @dataclass
 class Gallery:
-    """A folder's agents, and what kind of folder it is."""
+    """A folder's agents, what kind of folder it is, and the task they composed for."""
 
     folder: Path
     kind: str
     agents: list[Agent]
     overview: Path | None = None  # a sheet of piano rolls, if the folder has one
+    task: Task[Any] = TASKS[ENV_ID]
 
 
 # ---- reading the folders
@@ -142,11 +148,20 @@ def _from_table(cells: dict[str, Any]) -> dict[str, Statistic]:
     return statistics
 
 
+def _task_of_run(folder: Path) -> Task[Any]:
+    """The task of a run folder's ``agent.json`` (melodies where it has none)."""
+    info = _read_json(folder / "agent.json") if (folder / "agent.json").is_file() else {}
+    return task_of(((info or {}).get("env") or {}).get("env", ENV_ID))
+
+
 def _bench(folder: Path) -> Gallery:
     report = _read_json(folder / "results.json")
     if not isinstance(report, dict) or not isinstance(report.get("results"), dict):
         raise GalleryError(f'{folder / "results.json"}: no "results" of agents in it')
     table = report.get("table") if isinstance(report.get("table"), dict) else {}
+    # A folder written before the benchmark recorded its env: the task of its data column.
+    by_data = (t.env_id for t in TASKS.values() if t.data_column in table)
+    task = task_of((report.get("config") or {}).get("env") or next(by_data, ENV_ID))
     names = list(dict.fromkeys([*report["results"], *table]))
     agents = []
     for name in names:
@@ -155,9 +170,10 @@ def _bench(folder: Path) -> Gallery:
             statistics = _from_table(table[name])
         else:
             statistics = _from_runs([r for r in runs if isinstance(r, dict)])
-        agents.append(Agent(name, statistics, _midi_files(folder / "midi" / name)))
+        midi_files = _midi_files(folder / "midi" / column_folder(name))
+        agents.append(Agent(name, statistics, midi_files))
     overview = folder / "piano_rolls.png"
-    return Gallery(folder, "bench", agents, overview if overview.is_file() else None)
+    return Gallery(folder, "bench", agents, overview if overview.is_file() else None, task)
 
 
 def _demo(folder: Path) -> Gallery:
@@ -174,40 +190,38 @@ def _demo(folder: Path) -> Gallery:
         for name in names
     ]
     overview = folder / "piano_rolls.png"
-    return Gallery(folder, "demo", agents, overview if overview.is_file() else None)
+    task = _task_of_run(folder / "run")
+    return Gallery(folder, "demo", agents, overview if overview.is_file() else None, task)
 
 
-def _compose(folder: Path, name: str) -> Gallery:
-    from musicgym.metrics import evaluate_melodies
-
-    melodies = _read_json(folder / "melodies.json")
+def _compose(folder: Path, name: str, task: Task[Any]) -> Gallery:
+    path = folder / task.pieces_file
     try:
-        statistics = {k: Statistic(v) for k, v in evaluate_melodies(melodies).items()}
-    except (TypeError, ValueError, MusicgymError) as error:
-        raise GalleryError(
-            f"{folder / 'melodies.json'}: not a list of melodies ({error})"
-        ) from None
-    return Gallery(folder, "compose", [Agent(name, statistics, _midi_files(folder))])
+        pieces = [task.from_json(value) for value in _read_json(path)]
+        statistics = {k: Statistic(v) for k, v in task.statistics(None, pieces).items()}
+    except (TypeError, ValueError, KeyError, MusicgymError) as error:
+        raise GalleryError(f"{path}: not a list of {task.plural} ({error})") from None
+    return Gallery(folder, "compose", [Agent(name, statistics, _midi_files(folder))], task=task)
 
 
 def _agent_run(folder: Path) -> Gallery:
-    """Compose :data:`RUN_PIECES` melodies with a trained agent into ``folder/gallery/``."""
+    """Compose :data:`RUN_PIECES` pieces with a trained agent into ``folder/gallery/``."""
     from musicgym import agents
     from musicgym.agents.common import read_agent_info
-    from musicgym.music.midi import write_melody
 
     pieces = folder / "gallery"
-    melodies = agents.load(folder).compose(RUN_PIECES, seed=0)
+    agent = agents.load(folder)
+    task = task_of(agent.config.env)
+    composed = agent.compose(RUN_PIECES, seed=0)
     try:
-        for i, melody in enumerate(melodies):
-            write_melody(melody, pieces / f"melody_{i:03d}.mid")
-        with atomic_output(pieces / "melodies.json") as temporary:
-            temporary.write_text(json.dumps(melodies) + "\n")
+        for i, piece in enumerate(composed):
+            task.write_midi(piece, pieces / f"{task.piece_name}_{i:03d}.mid")
+        task.write_json(composed, pieces / task.pieces_file)
     except OSError as error:
         raise GalleryError(describe_os_error(error, pieces)) from None
     name = str(read_agent_info(folder).get("algo", folder.name))
-    gallery = _compose(pieces, name)
-    return Gallery(folder, "agent run", gallery.agents)
+    gallery = _compose(pieces, name, task)
+    return Gallery(folder, "agent run", gallery.agents, task=task)
 
 
 def read_gallery(folder: str | os.PathLike[str]) -> Gallery:
@@ -224,13 +238,14 @@ def read_gallery(folder: str | os.PathLike[str]) -> Gallery:
         return _bench(folder)
     if (folder / "statistics.json").is_file():
         return _demo(folder)
-    if (folder / "melodies.json").is_file():
-        return _compose(folder, folder.name)
+    for task in TASKS.values():
+        if (folder / task.pieces_file).is_file():
+            return _compose(folder, folder.name, task)
     if (folder / "agent.json").is_file():
         return _agent_run(folder)
     raise GalleryError(
         f"{folder}: no runs in it (no results.json of a bench, statistics.json of a demo, "
-        "melodies.json of `agent compose` or agent.json of `agent train`)"
+        "melodies.json or chorales.json of `agent compose` or agent.json of `agent train`)"
     )
 
 
@@ -318,51 +333,29 @@ def _url(path: Path, folder: Path) -> str:
     return quote(Path(os.path.relpath(path, folder)).as_posix())
 
 
-def _number(value: float) -> str:
-    if math.isnan(value):
-        return ""
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.3f}" if abs(value) < 1 else f"{value:.2f}"
-
-
-def _cell(statistic: Statistic | None) -> str:
+def _html_cell(statistic: Statistic | None) -> str:
     if statistic is None or math.isnan(statistic.mean):
         return ""
-    text = html.escape(_number(statistic.mean))
+    text = html.escape(format_number(statistic.mean))
     if not math.isnan(statistic.low) and not math.isnan(statistic.high):
-        how = {"t": "t over seeds", "bootstrap": "bootstrap over melodies"}.get(
+        how = {"t": "t over seeds", "bootstrap": "bootstrap over pieces"}.get(
             statistic.interval, statistic.interval
         )
         title = f"95% confidence interval ({how})" if how else "95% confidence interval"
-        bounds = f"[{_number(statistic.low)}, {_number(statistic.high)}]"
+        bounds = f"[{format_number(statistic.low)}, {format_number(statistic.high)}]"
         return f'{text}<small title="{html.escape(title)}">{html.escape(bounds)}</small>'
     if not math.isnan(statistic.spread):
-        return f"{text} ± {html.escape(_number(statistic.spread))}"
+        return f"{text} ± {html.escape(format_number(statistic.spread))}"
     return text
 
 
-def _labels() -> dict[str, str]:
-    labels = {**STATISTICS, "log_p": "mean log p(a|s) under the prior"}
-    try:  # the benches' tables of measures, where that floor is installed
-        from musicgym.benchmarks.agents_bench import MEASURES
-        from musicgym.benchmarks.chorales_bench import MEASURES as CHORALE_MEASURES
-
-        labels.update(MEASURES)
-        labels.update(CHORALE_MEASURES)
-        labels["log_p_per_frame"] = CHORALE_MEASURES["log_p"]
-    except ImportError:
-        pass
-    return labels
-
-
 def _statistics_table(gallery: Gallery) -> str:
-    labels = _labels()
+    labels, columns = gallery.task.labels, gallery.task.published
     measures = list(dict.fromkeys(name for a in gallery.agents for name in a.statistics))
     measures.sort(key=lambda name: list(labels).index(name) if name in labels else len(labels))
     if not measures:
         return ""
-    published = list(PUBLISHED)
+    published = list(columns)
     header = "".join(
         f'<th scope="col" class="ours">{html.escape(a.name)}</th>' for a in gallery.agents
     )
@@ -370,10 +363,10 @@ def _statistics_table(gallery: Gallery) -> str:
     rows = []
     for name in measures:
         cells = "".join(
-            f'<td class="ours">{_cell(a.statistics.get(name))}</td>' for a in gallery.agents
+            f'<td class="ours">{_html_cell(a.statistics.get(name))}</td>' for a in gallery.agents
         )
         cells += "".join(
-            f"<td>{_cell(Statistic(PUBLISHED[c][name]) if name in PUBLISHED[c] else None)}</td>"
+            f"<td>{_html_cell(Statistic(columns[c][name]) if name in columns[c] else None)}</td>"
             for c in published
         )
         label = html.escape(labels.get(name, name.replace("_", " ")))
@@ -414,7 +407,10 @@ def page_html(gallery: Gallery, title: str | None = None, note: str = "") -> str
         )
     sections = "\n".join(_agent_section(a, folder) for a in gallery.agents if a.midi_files)
     sections = sections or '<p class="note">No MIDI files kept in this folder.</p>'
-    published = ", ".join(PUBLISHED)
+    published = ""
+    if gallery.task.published:
+        names = html.escape(", ".join(gallery.task.published))
+        published = f", then the published columns ({names}: {gallery.task.published_source})"
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -428,8 +424,7 @@ def page_html(gallery: Gallery, title: str | None = None, note: str = "") -> str
 <p class="note">{html.escape(note)}</p>
 <h2>Statistics</h2>
 <p class="note">Ours (shaded: the mean, with its 95% confidence interval beneath where the run
-has one, or ± the spread over seeds), then the published columns ({html.escape(published)}:
-Jaques et al. 2017 and the Bi-axial + DQN paper).</p>
+has one, or ± the spread over seeds){published}.</p>
 {_statistics_table(gallery)}
 <h2>Pieces</h2>
 {overview}

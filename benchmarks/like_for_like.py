@@ -8,7 +8,7 @@ a Note RNN (``--prior note_rnn``), one on a Bi-axial LSTM (``--prior melody16c``
 (the KL rows compare with the same test melodies when both priors were trained on the same data);
 Jaques et al.'s four columns, then ours on each prior across (mean ± the half-width of the 95%
 confidence interval); and, per algorithm, on how many of the spec's statistics each of ours is at
-least as good as Jaques et al.'s (:func:`musicgym.benchmarks.agents_bench.is_better`). The mean log
+least as good as Jaques et al.'s (:func:`musicgym.benchmarks.goals.is_better`). The mean log
 p rows are each under the agent's own prior, so they compare an agent with its prior only.
 """
 
@@ -18,9 +18,12 @@ import json
 import math
 from pathlib import Path
 
-from musicgym.benchmarks.agents_bench import MEASURES, Cell, _format, is_better
+from musicgym.benchmarks.goals import is_better
+from musicgym.benchmarks.measures import Cell
+from musicgym.benchmarks.report import format_cell, format_number
 from musicgym.errors import ArgumentError
 from musicgym.metrics import PUBLISHED, STATISTICS
+from musicgym.tasks import MELODY
 
 COLUMNS = {"Note RNN": "prior", "Q": "rltuner-q", "Psi": "rltuner-psi", "G": "rltuner-g"}
 """Jaques et al.'s column -> the agent of ours that is its like."""
@@ -45,11 +48,6 @@ def read_table(folder: str | Path) -> tuple[str, dict[str, dict[str, Cell]]]:
     return report["config"].get("prior", "?"), table
 
 
-def _cell(cell: Cell) -> str:
-    interval = f" ± {_format(cell.half_width)}" if cell.interval else ""
-    return _format(cell.mean) + interval
-
-
 def like_for_like(note_rnn: str | Path, biaxial: str | Path) -> str:
     """The Markdown table and counts of the module docstring."""
     priors = dict([read_table(note_rnn), read_table(biaxial)])
@@ -59,9 +57,9 @@ def like_for_like(note_rnn: str | Path, biaxial: str | Path) -> str:
     header += [f"**{agent}** on {prior}" for prior in priors for agent in COLUMNS.values()]
     lines = ["| measure | " + " | ".join(header) + " |", "|" + " --- |" * (len(header) + 1)]
     for measure in ROWS:
-        published = [_format(PUBLISHED[c].get(measure, math.nan)) for c in COLUMNS]
-        ours = [_cell(table[a][measure]) for table in priors.values() for a in COLUMNS.values()]
-        label = MEASURES[measure].replace("|", "\\|")
+        published = [format_number(PUBLISHED[c].get(measure, math.nan)) for c in COLUMNS]
+        ours = [format_cell(t[a][measure]) for t in priors.values() for a in COLUMNS.values()]
+        label = MELODY.measures[measure].replace("|", "\\|")
         lines.append("| " + " | ".join([label, *published, *ours]) + " |")
     lines.append("")
     for column, agent in COLUMNS.items():

@@ -30,11 +30,13 @@ class EnvDefaults(NamedTuple):
     rules: str
     context: type
     """The context its rules judge (:mod:`musicgym.rules`)."""
+    size: str
+    """The :class:`EnvConfig` field that is its piece's size argument."""
 
 
 ENV_DEFAULTS: dict[str, EnvDefaults] = {
-    ENV_ID: EnvDefaults(DEFAULT_PRIOR, "jaques2017", RuleContext),
-    CHORALE_ENV_ID: EnvDefaults("bach16", "chorale", ChoraleContext),
+    ENV_ID: EnvDefaults(DEFAULT_PRIOR, "jaques2017", RuleContext, "length"),
+    CHORALE_ENV_ID: EnvDefaults("bach16", "chorale", ChoraleContext, "bars"),
 }
 """Every environment of the package by id, and its own defaults."""
 
@@ -93,10 +95,6 @@ class EnvConfig:
             raise EnvArgumentError(f"key: {error}") from None
         resolve_rules(parse_rules(self.rules), defaults.context)
 
-    @property
-    def is_chorale(self) -> bool:
-        return self.env == CHORALE_ENV_ID
-
     def env_kwargs(
         self, prior: Any = None, with_prior: bool = True, observation: str = "plain"
     ) -> dict[str, Any]:
@@ -116,9 +114,8 @@ class EnvConfig:
         }
         if observation != "plain":
             kwargs.update(prior=loaded, observation=observation, prior_weight=float(use_prior))
-        if self.is_chorale:
-            return {"bars": self.bars, **kwargs}
-        return {"length": self.length, **kwargs}
+        size = ENV_DEFAULTS[self.env].size
+        return {size: getattr(self, size), **kwargs}
 
 
 DEFAULTS = EnvConfig()

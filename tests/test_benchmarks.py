@@ -13,21 +13,26 @@ import numpy as np
 import pytest
 
 import musicgym  # noqa: F401  (registers the environment)
-from musicgym.benchmarks import agents_bench
-from musicgym.benchmarks.agents_bench import (
-    TEST_MELODIES,
-    AgentsBenchConfig,
-    Cell,
-    goals,
-    is_better,
-    markdown_table,
-    pitch_class_entropy,
-    summarise,
-)
-from musicgym.metrics import HISTOGRAMS, PUBLISHED, STATISTICS
+from musicgym.benchmarks import agents_bench, measures
+from musicgym.benchmarks.agents_bench import AgentsBenchConfig
+from musicgym.benchmarks.goals import is_better
+from musicgym.benchmarks.goals import melody_goals as goals
+from musicgym.benchmarks.measures import Cell
+from musicgym.benchmarks.report import markdown_table
+from musicgym.metrics import HISTOGRAMS, PUBLISHED, STATISTICS, pitch_class_histogram
+from musicgym.tasks import CHORALE, MELODY, entropy_bits, theory_rewards
 
 FAKE_DATA = "fake-data"
-REFERENCE_MELODIES = agents_bench.reference_melodies  # before the fixture replaces it
+REFERENCE_DATA = agents_bench.reference_data  # before the fixture replaces it
+TEST_MELODIES = MELODY.data_column
+
+
+def summarise(runs, bootstrap=None):
+    return measures.summarise(runs, bootstrap, tuple(MELODY.measures))
+
+
+def pitch_class_entropy(melodies: list[list[int]]) -> float:
+    return float(entropy_bits(sum(pitch_class_histogram(m) for m in melodies)))
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +41,7 @@ def fake_test_melodies(monkeypatch) -> list[list[int]]:
     rng = np.random.default_rng(5)
     tokens = np.array([14, 16, 18, 19, 21, 23, 25, 26, 1, 1, 1, 0])  # C major, holds, rests
     windows = rng.choice(tokens, (40, 32)).tolist()
-    monkeypatch.setattr(agents_bench, "reference_melodies", lambda *_: (FAKE_DATA, windows))
+    monkeypatch.setattr(agents_bench, "reference_data", lambda *_: (FAKE_DATA, windows))
     return windows
 
 
@@ -75,8 +80,8 @@ def test_pitch_class_entropy(melodies: list[list[int]], entropy: float) -> None:
 def test_theory_rewards_are_the_rules_only_env_rewards_times_c() -> None:
     rng = np.random.default_rng(0)
     melodies = rng.integers(0, 38, (3, 32)).tolist()
-    config = AgentsBenchConfig(c=0.5)
-    rewards = agents_bench.theory_rewards(melodies, config)
+    config = agents_bench.env_config(AgentsBenchConfig(c=0.5))
+    rewards = theory_rewards(melodies, config)
     for melody, row in zip(melodies, rewards):
         env = gym.make("MusicComposition-v0", prior=None, c=0.5)
         env.reset(seed=0)
@@ -89,16 +94,16 @@ def test_contributions_give_the_measures_and_their_intervals() -> None:
     from musicgym.envs.stepper import melody_statistics
 
     melodies = np.random.default_rng(2).integers(0, 38, (6, 32)).tolist()
-    prior, config = load_prior("melody16"), AgentsBenchConfig(resamples=200)
-    measured = agents_bench.measure(melodies, prior, config)
+    prior, config = load_prior("melody16"), agents_bench.env_config(AgentsBenchConfig())
+    measured = measures.measure(MELODY, melodies, prior, config)
     expected = melody_statistics(prior, melodies, config.key)  # the spec's statistics and log p
-    expected["theory_reward"] = float(agents_bench.theory_rewards(melodies, config).mean())
+    expected["theory_reward"] = float(theory_rewards(melodies, config).mean())
     expected["pitch_class_entropy"] = pitch_class_entropy(melodies)
     for name, value in expected.items():
         assert measured["measures"][name] == pytest.approx(value, nan_ok=True), name
     reference = {name: np.ones(len(histogram([14]))) for name, histogram in HISTOGRAMS.items()}
-    points = agents_bench.point_measures(measured, reference)
-    bounds = agents_bench.interval_bounds(measured, reference, config)
+    points = measures.point_measures(MELODY, measured, reference)
+    bounds = measures.interval_bounds(MELODY, measured, reference, 200)
     for name in ("notes_not_in_key", "log_p", "theory_reward", "kl_intervals"):
         assert bounds[name][0] <= points[name] <= bounds[name][1], name
     assert "distinct_melodies" not in bounds  # a resample repeats melodies: no interval
@@ -154,8 +159,10 @@ def test_summarise_gives_the_t_interval_over_seeds_else_the_bootstrap() -> None:
 
 
 def test_markdown_table_shows_intervals_and_the_legend() -> None:
-    runs = [{name: float(i) for name in agents_bench.MEASURES} for i in (1, 2)]
-    table = markdown_table({"rltuner-q": summarise(runs), "random": summarise(runs[:1])})
+    runs = [{name: float(i) for name in MELODY.measures} for i in (1, 2)]
+    table = markdown_table(
+        MELODY, {"rltuner-q": summarise(runs), "random": summarise(runs[:1])}, 1000
+    )
     row = next(line for line in table.splitlines() if line.startswith("| notes not in key"))
     assert row.endswith("| 1.50 ± 6.35 | 1.00 |")  # t(1) = 12.706; 12.706 * 0.707 / sqrt(2)
     assert "**lower**: notes excessively repeated (%); notes not in key (%);" in table
@@ -181,20 +188,24 @@ def test_reference_melodies_are_bar_aligned_windows_of_the_test_split(monkeypatc
     )
     card = {"name": "essen", "lowest_pitch": 42, "num_pitches": 48, "key_normalised": True}
     monkeypatch.setattr(prior_registry, "read_checkpoint", lambda path: {"data": card})
-    data, windows = REFERENCE_MELODIES("melody16", 32)
+
+    def reference_melodies(prior: str, length: int):
+        return REFERENCE_DATA(AgentsBenchConfig(prior=prior, length=length))
+
+    data, windows = reference_melodies("melody16", 32)
     assert data == "essen" and asked["key_normalise"] is True and asked["lowest_pitch"] == 42
     assert windows == [list(range(2, 34)), [*range(34, 38), *range(2, 30)]]  # not from 64: short
-    _, windows = REFERENCE_MELODIES("melody16", 20)  # windows start every 2 bars
+    _, windows = reference_melodies("melody16", 20)  # windows start every 2 bars
     assert [w[0] for w in windows] == [2, 34, 14]
     card.pop("key_normalised")  # an older card
-    REFERENCE_MELODIES("melody16", 32)
+    reference_melodies("melody16", 32)
     assert asked["key_normalise"] is False
     monkeypatch.setattr(prior_registry, "read_checkpoint", lambda path: {})
-    assert REFERENCE_MELODIES("some.pt", 32) is None
+    assert reference_melodies("melody16", 32) is None  # no dataset named: no data column
 
 
 def test_run_writes_tables_pictures_and_midi(tmp_path: Path, fake_test_melodies) -> None:
-    config = AgentsBenchConfig(agents=("random", "prior"), melodies=8, out=str(tmp_path))
+    config = AgentsBenchConfig(agents=("random", "prior"), pieces=8, out=str(tmp_path))
     report = agents_bench.run(config)
     assert set(report["results"]) == {"random", "prior"}
     table = (tmp_path / "results.md").read_text()
@@ -206,14 +217,15 @@ def test_run_writes_tables_pictures_and_midi(tmp_path: Path, fake_test_melodies)
     assert saved["results"]["random"][0]["distinct_melodies"] == 100.0
     random_log_p = saved["results"]["random"][0]["log_p"]
     assert random_log_p < saved["results"]["prior"][0]["log_p"]  # the prior likes its own samples
-    assert saved["test_melodies"] == {"data": FAKE_DATA, "windows": 40, "sampled": 8}
+    described = {"column": TEST_MELODIES, "data": FAKE_DATA, "pieces": 40, "sampled": 8}
+    assert saved["data_column"] == described
     cell = saved["table"]["random"]["notes_not_in_key"]
     assert cell["interval"] == "bootstrap" and cell["low"] <= cell["mean"] <= cell["high"]
     kl = saved["table"]
     assert kl[TEST_MELODIES]["kl_pitch_classes"]["mean"] < kl["random"]["kl_pitch_classes"]["mean"]
     with (tmp_path / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert [row["column"] for row in rows[:: len(agents_bench.MEASURES)]] == [
+    assert [row["column"] for row in rows[:: len(MELODY.measures)]] == [
         TEST_MELODIES,
         "random",
         "prior",
@@ -221,17 +233,17 @@ def test_run_writes_tables_pictures_and_midi(tmp_path: Path, fake_test_melodies)
     assert {"mean", "ci_low", "ci_high", "interval"} <= set(rows[0])
     assert (tmp_path / "piano_rolls.png").stat().st_size > 1000
     assert len(list((tmp_path / "midi" / "random").glob("*.mid"))) == 4
-    assert not (tmp_path / "midi" / TEST_MELODIES).exists()
+    assert len(list((tmp_path / "midi" / "test-melodies").glob("*.mid"))) == 4  # the data too
 
 
 def test_load_reuses_measures_and_leaves_out_missing_runs(tmp_path: Path, monkeypatch) -> None:
-    settings = {"agents": ("random", "rltuner-q"), "melodies": 6, "out": str(tmp_path)}
+    settings = {"agents": ("random", "rltuner-q"), "pieces": 6, "out": str(tmp_path)}
     first = agents_bench.run(AgentsBenchConfig(**settings, load=True, jobs=2))
     assert set(first["results"]) == {"random"}  # rltuner-q was never trained: left out
-    cache = tmp_path / "runs" / "random-seed0" / agents_bench.MEASURES_FILE
+    cache = tmp_path / "runs" / "random-seed0" / measures.MEASURES_FILE
     saved = json.loads(cache.read_text())
-    assert len(saved["melodies"]) == 6 and math.isnan(saved["measures"]["trained_steps"])
-    assert len(saved["per_melody"]["log_p"]) == 6
+    assert len(saved["pieces"]) == 6 and math.isnan(saved["measures"]["trained_steps"])
+    assert len(saved["per_piece"]["log_p"]) == 6
     saved["measures"]["distinct_melodies"] = 42.0
     cache.write_text(json.dumps(saved))
     monkeypatch.setattr(agents_bench, "measure", None)  # nothing may be measured again
@@ -241,23 +253,23 @@ def test_load_reuses_measures_and_leaves_out_missing_runs(tmp_path: Path, monkey
     for name in ("log_p", "kl_intervals"):
         assert reused["table"]["random"][name] == first["table"]["random"][name]
     monkeypatch.undo()
-    monkeypatch.setattr(agents_bench, "reference_melodies", lambda *_: None)  # no data: no KL
-    del saved["per_melody"]  # an older file: measured again
+    monkeypatch.setattr(agents_bench, "reference_data", lambda *_: None)  # no data: no KL
+    del saved["per_piece"]  # an older file: measured again
     cache.write_text(json.dumps(saved))
     remeasured = agents_bench.run(AgentsBenchConfig(**settings, load=True))
     assert remeasured["results"]["random"][0]["distinct_melodies"] == 100.0
     assert "kl_intervals" not in remeasured["results"]["random"][0]
     assert "KL to" not in (tmp_path / "results.md").read_text().split("Better:")[0]
-    shorter = agents_bench.run(AgentsBenchConfig(**{**settings, "melodies": 5}, load=True))
+    shorter = agents_bench.run(AgentsBenchConfig(**{**settings, "pieces": 5}, load=True))
     assert len(shorter["results"]["random"]) == 1
-    assert len(json.loads(cache.read_text())["melodies"]) == 5
+    assert len(json.loads(cache.read_text())["pieces"]) == 5
 
 
 def test_demo_writes_its_folder_and_prints_the_table(tmp_path: Path, capsys) -> None:
     from musicgym.benchmarks.demo import DemoConfig
     from musicgym.benchmarks.demo import run as run_demo
 
-    config = DemoConfig(out=str(tmp_path / "demo"), steps=64, melodies=4, keep=2)
+    config = DemoConfig(out=str(tmp_path / "demo"), steps=64, pieces=4, keep=2)
     table = run_demo(config)
     out = tmp_path / "demo"
     assert len(list((out / "prior").glob("*.mid"))) == 2
@@ -276,7 +288,6 @@ def test_demo_writes_its_folder_and_prints_the_table(tmp_path: Path, capsys) -> 
 def test_like_for_like_counts_each_prior_against_jaques(tmp_path: Path) -> None:
     from dataclasses import asdict
 
-    from musicgym.benchmarks.agents_bench import MEASURES, Cell
     from musicgym.benchmarks.like_for_like import COLUMNS, like_for_like
     from musicgym.errors import ArgumentError
 
@@ -285,7 +296,7 @@ def test_like_for_like_counts_each_prior_against_jaques(tmp_path: Path) -> None:
         table = {
             agent: {
                 m: asdict(Cell(PUBLISHED[column].get(m, 0.0) + shift, 0.0, 1.0, "t"))
-                for m in MEASURES
+                for m in MELODY.measures
             }
             for column, agent in COLUMNS.items()
         }
@@ -298,7 +309,7 @@ def test_like_for_like_counts_each_prior_against_jaques(tmp_path: Path) -> None:
     write(tmp_path / "bx", "melody16c", 1000.0)  # far off: better only where higher is better
     text = like_for_like(tmp_path / "nr", tmp_path / "bx")
     assert "| notes not in key (%) | 0.100 | 1.00 | 0.600 | 28.70 | 0.100 ± 0.500 |" in text
-    higher = sum(agents_bench.BETTER.get(s, "higher") == "higher" for s in STATISTICS)
+    higher = sum(MELODY.better.get(s, "higher") == "higher" for s in STATISTICS)
     assert (
         f"rltuner-q at least as good as Jaques et al.'s Q: 11/11 on note_rnn, {higher}/11" in text
     )
@@ -312,7 +323,7 @@ def test_chorale_demo_writes_chorales_and_their_statistics(tmp_path: Path, capsy
     from musicgym.music.midi import read_midi
 
     out = tmp_path / "demo"
-    config = DemoConfig(out=str(out), chorale=True, steps=64, melodies=2, keep=2)
+    config = DemoConfig(out=str(out), chorale=True, steps=64, pieces=2, keep=2)
     table = run_demo(config)
     chorales = sorted((out / "tuned").glob("chorale_*.mid"))
     assert len(chorales) == 2 and len(list((out / "prior").glob("chorale_*.mid"))) == 2
@@ -324,11 +335,12 @@ def test_chorale_demo_writes_chorales_and_their_statistics(tmp_path: Path, capsy
 
 
 def test_chorale_goals_count_statistics_closer_to_bach_with_intervals_apart() -> None:
-    from musicgym.benchmarks.agents_bench import Cell
-    from musicgym.benchmarks.chorales_bench import BACH, MEASURES, goals
+    from musicgym.benchmarks.goals import chorale_goals as goals
+
+    BACH = CHORALE.data_column
 
     def column(**values: tuple[float, float, float]) -> dict[str, Cell]:
-        cells = {name: Cell(math.nan) for name in MEASURES}
+        cells = {name: Cell(math.nan) for name in CHORALE.measures}
         cells.update({name: Cell(*value, "t") for name, value in values.items()})
         return cells
 
@@ -347,3 +359,36 @@ def test_chorale_goals_count_statistics_closer_to_bach_with_intervals_apart() ->
     assert verdict["parallels_per_100_transitions"] == pytest.approx(2.0)
     assert not verdict["parallels_goal_met"]  # 2.0 > 2 * 0.5
     assert verdict["log_p_gap_to_prior"] == pytest.approx(-1.1) and not verdict["log_p_goal_met"]
+
+
+def test_chorale_bench_is_the_same_code_path(tmp_path: Path, monkeypatch) -> None:
+    from musicgym.agents.common import load_prior
+
+    bach = CHORALE.sample_prior(load_prior("bach16"), 6, seed=9, config=CHORALE.defaults)
+    monkeypatch.setattr(agents_bench, "reference_data", lambda *_: ("fake-bach", bach))
+    settings = {"agents": ("random", "prior"), "pieces": 5, "seeds": (0, 1), "bars": 1}
+    config = AgentsBenchConfig(env=CHORALE.env_id, out=str(tmp_path), **settings)
+    assert (config.prior, config.rules, config.steps) == ("bach16", "chorale", 30_000)
+    report = agents_bench.run(config)
+    assert list(report["table"]) == [CHORALE.data_column, "random", "prior"]
+    assert report["results"]["prior"][0]["distinct_pieces"] == 100.0  # composed once: seed 0
+    assert report["table"]["prior"]["parallel_fifths"]["interval"] == "bootstrap"
+    assert report["goals"] == {}  # no trained column to judge
+    text = (tmp_path / "results.md").read_text()
+    assert "**nearer Bach**" in text and "Jaques" not in text and "mean log p per frame" in text
+    assert len(list((tmp_path / "midi" / "Bach").glob("chorale_*.mid"))) == 4
+    saved = json.loads((tmp_path / "runs" / "prior-seed0" / "measures.json").read_text())
+    assert len(saved["pieces"]) == 5 and CHORALE.from_json(saved["pieces"][0]).num_steps == 16
+
+
+def test_bench_chorales_is_bench_agents_on_the_chorale_env(monkeypatch) -> None:
+    from musicgym.cli import main
+
+    seen = []
+    monkeypatch.setattr(agents_bench, "run", seen.append)
+    assert main(["bench", "chorales", "--quick", "--out", "x"]) == 0
+    assert main(["bench", "agents", "--env", CHORALE.env_id, "--quick", "--out", "x"]) == 0
+    assert seen[0] == seen[1] and seen[0].env == CHORALE.env_id and seen[0].pieces == 48
+    assert seen[0].seeds == (0, 1, 2) and seen[0].agents[-1] == "sb3-maskableppo"
+    assert main(["bench", "agents", "--melodies", "7", "--out", "x"]) == 0  # the older name
+    assert seen[2].pieces == 7 and seen[2].env == MELODY.env_id

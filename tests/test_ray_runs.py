@@ -30,7 +30,7 @@ needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (the r
 def fake_test_melodies(monkeypatch) -> None:
     """Test melodies of a stand-in dataset (the prior's own data would convert for minutes)."""
     windows = np.random.default_rng(5).choice([14, 16, 18, 19, 21, 1, 0], (40, 32)).tolist()
-    monkeypatch.setattr(agents_bench, "reference_melodies", lambda *_: ("fake", windows))
+    monkeypatch.setattr(agents_bench, "reference_data", lambda *_: ("fake", windows))
 
 
 @needs_ray
@@ -39,7 +39,7 @@ def test_bench_agents_on_a_local_ray_gives_the_table_of_two_jobs(tmp_path, fake_
     settings = {
         "agents": ("prior", "random", "rules-only"),
         "steps": 100,
-        "melodies": 8,
+        "pieces": 8,
         "jobs": 2,
         "progress": False,
     }
@@ -158,5 +158,5 @@ def test_quick_sets_the_small_version(monkeypatch):
     monkeypatch.setattr(agents_bench, "run", lambda config: seen.setdefault("config", config))
     assert main(["bench", "agents", "--quick", "--ray", "--out", "runs/check-br"]) == 0
     config = seen["config"]
-    assert (config.steps, config.melodies, config.jobs, config.ray) == (1000, 100, 2, "")
+    assert (config.steps, config.pieces, config.jobs, config.ray) == (1000, 100, 2, "")
     assert config.agents == agents_bench.QUICK["agents"] and config.out == "runs/check-br"

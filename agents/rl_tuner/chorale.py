@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from musicgym.agents.rl_tuner.config import RLTunerConfig
 from musicgym.agents.rl_tuner.parts import Observations, Transitions, tensor
-from musicgym.envs.decisions import BEATS_PER_BAR, chorale_statistics, end_action, valid_actions
+from musicgym.envs.decisions import BEATS_PER_BAR, end_action, valid_actions
 from musicgym.errors import EnvArgumentError
 from musicgym.prior import NoteAxisPrior
 
@@ -105,9 +105,6 @@ class ChoralePart:
         frames = max(1, capacity // FRAMES_PER_TRANSITION)
         per_side = 8 * 3 + (2 * N + 7) // 8 + 4 * (2 * N + 1)
         return frames * 2 * K * H + capacity * (2 * per_side + 13)
-
-    def statistics(self, prior: Any, pieces: list[Any], key: str) -> dict[str, float]:
-        return chorale_statistics(prior, pieces, key)
 
 
 class ChoraleReplay:

@@ -44,6 +44,7 @@ from musicgym.errors import EnvArgumentError, RunFolderError
 from musicgym.fileio import save_checkpoint_file
 from musicgym.prior import prior_checkpoint
 from musicgym.runs import StopSignals, check_output_folder, check_resume_settings, claim_run_folder
+from musicgym.tasks import task_of
 
 MEMORY_SHARE = 0.8
 """The replay memory may take at most this share of the memory available at the start."""
@@ -284,7 +285,8 @@ class TensorBoard(Callback):
 
 class Evaluation(Callback):
     """Every ``eval_interval`` steps (and at the last), the music statistics of freshly
-    composed pieces under ``music/`` in TensorBoard (melodies also heard and seen there)."""
+    composed pieces under ``music/`` in TensorBoard, some heard and seen there (the task's
+    ``statistics`` and ``log_compositions``)."""
 
     def __init__(self, tensorboard: TensorBoard | None) -> None:
         self.tensorboard = tensorboard
@@ -298,12 +300,10 @@ class Evaluation(Callback):
             return
         agent, writer, step = run.agent, self.tensorboard.writer, run.global_step
         composed = agent.compose(config.eval_melodies, seed=config.seed)
-        for name, value in agent.part.statistics(agent.prior, composed, config.key).items():
+        task = task_of(config.env)
+        for name, value in task.statistics(agent.prior, composed, config.key).items():
             writer.add_scalar(f"music/{name}", value, step)
-        if composed and isinstance(composed[0], list):  # melody tokens: heard and seen
-            from musicgym.music.audio import log_compositions
-
-            log_compositions(writer, composed, step)
+        task.log_compositions(writer, composed, step)
 
 
 class Checkpoints(Callback):

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from musicgym.agents.rl_tuner.config import RLTunerConfig
 from musicgym.agents.rl_tuner.parts import Observations, Transitions, tensor
 from musicgym.envs.melody import STEPS_PER_BAR
-from musicgym.envs.stepper import melody_statistics, melody_summaries, sounding_before
+from musicgym.envs.stepper import melody_summaries, sounding_before
 from musicgym.errors import EnvArgumentError
 from musicgym.music.tokens import NUM_TOKENS
 from musicgym.prior import MelodyPrior
@@ -118,9 +118,6 @@ class MelodyPart:
     def replay_bytes(self, capacity: int) -> int:
         rows, (K, H) = max(1, capacity // self.length), self.prior.summary_shape
         return rows * self.length * (K * H * 2 + NUM_TOKENS * 4 + 5) + rows * 9
-
-    def statistics(self, prior: Any, pieces: list[Any], key: str) -> dict[str, float]:
-        return melody_statistics(prior, pieces, key)
 
 
 class MelodyReplay:

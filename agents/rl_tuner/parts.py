@@ -117,10 +117,6 @@ class TunerPart(Protocol):
         """Bytes a replay of ``capacity`` transitions takes in memory."""
         ...
 
-    def statistics(self, prior: Any, pieces: list[Any], key: str) -> dict[str, float]:
-        """The music statistics of composed pieces (with ``log p`` under ``prior``)."""
-        ...
-
 
 PARTS: dict[str, str] = {
     "MusicComposition-v0": "musicgym.agents.rl_tuner.melody:MelodyPart",

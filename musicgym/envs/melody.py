@@ -473,7 +473,7 @@ class MusicCompositionEnv(_Melodies, BatchedEnv):
       candidate next frames the tokens produce (NOTE_OFF: silence; NO_EVENT: the sounding note
       held, or silence; a pitch: that note struck) are scored and renormalised over the distinct
       frames: when nothing sounds, NOTE_OFF and NO_EVENT produce the same silent frame and share
-      its probability equally (:class:`musicgym.envs.actions.FrameMelodyPrior`). A model of
+      its probability equally (:class:`musicgym.prior_frames.FrameMelodyPrior`). A model of
       tokens (the Note RNN) gives every token its own probability.
     * ``r_i`` are the rules (:mod:`musicgym.rules`), by default the preset ``"jaques2017"``; they
       see the composition only, not the primer.

@@ -1,0 +1,163 @@
+"""The issues' quality goals of the agents benchmark, one verdict per task: :data:`GOALS` maps an
+env id to the function that judges a table and the one that words its verdict."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+from musicgym.benchmarks.measures import Cell
+from musicgym.metrics import PUBLISHED, STATISTICS
+from musicgym.metrics.chorale import STATISTICS as CHORALE_STATISTICS
+from musicgym.tasks import CHORALE, MELODY
+
+Table = dict[str, dict[str, Cell]]
+TUNED_COLUMN = "Bi-axial + Q (DQN paper)"
+JAQUES_Q_COLUMN = "Q"
+RULES_ONLY = "rules-only"
+"""The RL Tuner's Q-learning on the theory rules alone (no log p in the reward)."""
+
+
+def is_better(statistic: str, ours: float, theirs: float) -> bool:
+    """Whether ``ours`` is at least as good as ``theirs`` on a melody ``statistic`` (ties
+    count)."""
+    direction = MELODY.better.get(statistic, "higher")
+    if math.isnan(ours):
+        return False
+    if direction == "lower":
+        return ours <= theirs
+    if direction == "zero":
+        return abs(ours) <= abs(theirs)
+    return ours >= theirs
+
+
+def melody_goals(table: Table) -> dict[str, object]:
+    """The agents issue's quality goals for ``rltuner-q``, where the runs allow a verdict: the
+    statistics whose mean is at least as good as a published column's (:func:`is_better`), and
+    those whose whole confidence interval is (``..._with_ci_on``)."""
+    if "rltuner-q" not in table:
+        return {}
+    ours = table["rltuner-q"]
+
+    def as_good(column: str) -> tuple[list[str], list[str]]:
+        theirs = PUBLISHED[column]
+        on_mean = [s for s in STATISTICS if is_better(s, ours[s].mean, theirs[s])]
+        on_ci = [
+            s
+            for s in STATISTICS
+            if all(is_better(s, b, theirs[s]) for b in (ours[s].low, ours[s].high))
+        ]
+        return on_mean, on_ci
+
+    beats_tuned, beats_tuned_ci = as_good(TUNED_COLUMN)
+    matches_q, matches_q_ci = as_good(JAQUES_Q_COLUMN)
+    verdict: dict[str, object] = {
+        "beats_bi_axial_q_on": beats_tuned,
+        "beats_bi_axial_q_on_all": len(beats_tuned) == len(STATISTICS),
+        "beats_bi_axial_q_with_ci_on": beats_tuned_ci,
+        "matches_jaques_q_on": matches_q,
+        "matches_jaques_q_on_8_of_11": len(matches_q) >= 8,
+        "matches_jaques_q_with_ci_on": matches_q_ci,
+    }
+    if RULES_ONLY in table:
+        margin = ours["log_p"].mean - table[RULES_ONLY]["log_p"].mean
+        verdict["log_p_above_rules_only"] = margin
+        verdict["log_p_at_least_1_nat_above_rules_only"] = margin >= 1.0
+    return verdict
+
+
+def melody_goals_text(verdict: dict[str, object]) -> str:
+    if not verdict:
+        return "(no rltuner-q run: no verdict on the goals)"
+    lines = [
+        f"- rltuner-q at least as good as {TUNED_COLUMN} on "
+        f"{len(verdict['beats_bi_axial_q_on'])}/{len(STATISTICS)} statistics "
+        f"(goal: all): {'met' if verdict['beats_bi_axial_q_on_all'] else 'not met'}; "
+        f"with the whole 95% CI: {len(verdict['beats_bi_axial_q_with_ci_on'])}",
+        f"- rltuner-q at least as good as Jaques et al.'s Q on "
+        f"{len(verdict['matches_jaques_q_on'])}/{len(STATISTICS)} "
+        f"(goal: 8): {'met' if verdict['matches_jaques_q_on_8_of_11'] else 'not met'}; "
+        f"with the whole 95% CI: {len(verdict['matches_jaques_q_with_ci_on'])}",
+    ]
+    if "log_p_above_rules_only" in verdict:
+        lines.append(
+            f"- mean log p above the rules-only agent by {verdict['log_p_above_rules_only']:.2f} "
+            f"nats (goal: 1): "
+            f"{'met' if verdict['log_p_at_least_1_nat_above_rules_only'] else 'not met'}"
+        )
+    return "\n".join(lines)
+
+
+def closer_to_bach(agent: dict[str, Cell], prior: dict[str, Cell], bach: dict[str, Cell]) -> list:
+    """The statistics on which ``agent`` is closer to Bach's value than ``prior`` is, and their
+    intervals do not overlap."""
+    won = []
+    for name in CHORALE_STATISTICS:
+        ours, theirs, target = agent[name], prior[name], bach[name].mean
+        if any(math.isnan(v) for v in (ours.mean, theirs.mean, target)):
+            continue
+        closer = abs(ours.mean - target) < abs(theirs.mean - target)
+        apart = ours.low > theirs.high or ours.high < theirs.low
+        if closer and apart:
+            won.append(name)
+    return won
+
+
+def chorale_goals(table: Table) -> dict[str, dict]:
+    """Each trained column's verdict on the chorale issue's goals: closer to Bach than the prior
+    on how many statistics with intervals apart; parallel fifths and octaves against twice Bach's;
+    ``log p`` per frame within one nat of the prior's samples."""
+    bach_column = CHORALE.data_column
+    if bach_column not in table or "prior" not in table:
+        return {}
+    bach, prior = table[bach_column], table["prior"]
+    bach_parallels = bach["parallel_fifths"].mean + bach["parallel_octaves"].mean
+    verdicts = {}
+    for name, cells in table.items():
+        if name in (bach_column, "prior", "random"):
+            continue
+        won = closer_to_bach(cells, prior, bach)
+        parallels = cells["parallel_fifths"].mean + cells["parallel_octaves"].mean
+        log_p_gap = cells["log_p"].mean - prior["log_p"].mean
+        verdicts[name] = {
+            "closer_to_bach_than_prior": won,
+            "closer_count": len(won),
+            "closer_goal_met": len(won) >= 6,
+            "parallels_per_100_transitions": parallels,
+            "bach_parallels_per_100_transitions": bach_parallels,
+            "parallels_goal_met": parallels <= 2 * bach_parallels,
+            "log_p_gap_to_prior": log_p_gap,
+            "log_p_goal_met": abs(log_p_gap) <= 1.0,
+        }
+    return verdicts
+
+
+def chorale_goals_text(verdicts: dict[str, dict]) -> str:
+    lines = []
+    for name, verdict in verdicts.items():
+        lines.append(
+            f"{name}: closer to Bach than the prior on {verdict['closer_count']} statistics with "
+            f"intervals apart ({', '.join(verdict['closer_to_bach_than_prior']) or 'none'}; goal "
+            f"6: {'met' if verdict['closer_goal_met'] else 'not met'}); parallel fifths + octaves "
+            f"{verdict['parallels_per_100_transitions']:.2f} per 100 transitions, Bach "
+            f"{verdict['bach_parallels_per_100_transitions']:.2f} (goal <= 2x: "
+            f"{'met' if verdict['parallels_goal_met'] else 'not met'}); log p per frame "
+            f"{verdict['log_p_gap_to_prior']:+.2f} nats from the prior's samples (goal within 1: "
+            f"{'met' if verdict['log_p_goal_met'] else 'not met'})"
+        )
+    return "\n".join(lines)
+
+
+class Goals(NamedTuple):
+    """A task's goals: the verdict on a table, and its words."""
+
+    judge: Callable[[Table], dict]
+    text: Callable[[dict], str]
+
+
+GOALS: dict[str, Goals] = {
+    MELODY.env_id: Goals(melody_goals, melody_goals_text),
+    CHORALE.env_id: Goals(chorale_goals, chorale_goals_text),
+}
+"""Each env id's goals."""
