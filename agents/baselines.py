@@ -23,6 +23,15 @@ at the end, on a signal and after ``--max-minutes``, and in the periodic ones on
 ``--checkpoint-replay``; resuming from a point without it (after a kill) starts with an empty
 buffer and says so. ``model.zip`` (and ``best_model.zip``) in the run folder are the latest
 (best) models for ``musicgym.agents.load``; every file is written atomically.
+
+**Run folders are data, not code.** SB3's own ``load`` unpickles the ``data`` entry of a
+``model.zip`` (cloudpickle) and ``load_replay_buffer`` a pickle: a crafted folder would run code.
+musicgym never calls them: a model is made anew from the run's own JSON settings (``agent.json``,
+the resume point's state) and reads only the zip's tensors (``set_parameters``: ``torch.load``
+with ``weights_only``); SB3's counters and last observations live in the resume point's state
+(``state_N_steps.pt``, tensors and lists) and the replay buffer in ``replay_buffer_N_steps.npz``
+(arrays, read without pickles). Resume points of older versions, which need SB3's pickles, are
+refused in one line unless ``--trust-folder`` says the folder is yours.
 """
 
 from __future__ import annotations
@@ -36,10 +45,12 @@ import os
 import random
 import re
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+import gymnasium as gym
 import numpy as np
 import sb3_contrib
 import stable_baselines3
@@ -54,6 +65,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from musicgym.agents.common import (
+    AGENT_INFO,
     RUN_FILES,
     SESSION_FIELDS,
     EnvConfig,
@@ -67,8 +79,8 @@ from musicgym.agents.common import (
 )
 from musicgym.agents.sb3_agent import SB3Agent
 from musicgym.checks import POSITIVE_INT, check_numbers
-from musicgym.errors import ArgumentError, CheckpointError
-from musicgym.fileio import atomic_output, load_checkpoint_file, save_checkpoint_file
+from musicgym.errors import ArgumentError, CheckpointError, EnvArgumentError, RunFolderError
+from musicgym.fileio import atomic_output, file_in, load_checkpoint_file, save_checkpoint_file
 from musicgym.prior import MelodyPrior
 from musicgym.runs import (
     StopSignals,
@@ -81,7 +93,23 @@ from musicgym.tasks import task_of
 MODEL_FILE = "model.zip"
 BEST_MODEL_FILE = "best_model.zip"
 REPLAY_FILE = "replay_buffer.pkl"
-"""The replay buffer of runs of older versions (now in the resume points)."""
+"""The replay buffer of runs of older versions (now in the resume points), a pickle."""
+MODEL_STATE = (
+    "num_timesteps",
+    "_n_updates",
+    "_n_calls",
+    "_episode_num",
+    "_current_progress_remaining",
+    "exploration_rate",
+    "_last_obs",
+    "_last_episode_starts",
+    "_last_original_obs",
+    "ep_info_buffer",
+    "ep_success_buffer",
+)
+"""What SB3 keeps of a run in ``model.zip``'s pickled ``data`` beside its settings (which the
+model rebuilt from our settings has anyway): counters, schedules' progress, the last
+observations and the episode records. A resume point keeps them as tensors and lists."""
 CHECKPOINTS = "checkpoints"
 MANIFEST = re.compile(r"^manifest_(\d+)_steps\.json$")
 
@@ -144,6 +172,9 @@ class SB3Config(RunConfig):
     checkpoint_replay: bool = False
     """Put the replay buffer (off-policy; hundreds of MB) in every checkpoint, not only in those
     written at the end, on a signal and after --max-minutes."""
+    trust_folder: bool = False
+    """--resume: also read a resume point of an older musicgym, whose model and replay buffer
+    only SB3's pickles hold (unpickling runs code: only for a folder you made yourself)."""
 
     RESUMABLE: ClassVar[tuple[str, ...]] = (
         *SESSION_FIELDS,
@@ -151,6 +182,7 @@ class SB3Config(RunConfig):
         "eval_episodes",
         "checkpoint_interval",
         "checkpoint_replay",
+        "trust_folder",
     )
     """The settings ``--resume`` may change; the others decide the run and must stay the run's."""
 
@@ -188,22 +220,121 @@ class SB3Config(RunConfig):
 
 
 def load_agent(folder: str | os.PathLike, info: dict[str, Any]) -> SB3Agent:
-    """The agent of an SB3 run folder (``info``: its ``agent.json``; the registry's load): its
-    model ``folder/model.zip``."""
-    path = Path(folder) / MODEL_FILE
+    """The agent of an SB3 run folder (``info``: its ``agent.json``; the registry's load): a
+    model made from the run's settings, with the weights of ``folder/model.zip`` (never
+    unpickled; see the module docstring)."""
+    path = file_in(folder, info.get("model", MODEL_FILE), "model file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such SB3 model")
-    algorithm = algorithm_class(info["algo"].removeprefix("sb3-"))
-    return SB3Agent(_load_model(algorithm, path), EnvConfig(**info["env"]))
+    config = _run_config(Path(folder), info.get("config"))
+    algorithm = algorithm_class(config.algo)
+    maskable = "action_masks" in inspect.signature(algorithm.predict).parameters
+    env_config = config.env_config()
+    playback = task_of(config.env).playback_kwargs(env_config, masked=maskable)
+    env = gym.make(config.env, **playback)
+    small = {"buffer_size": 1} if issubclass(algorithm, OffPolicyAlgorithm) else {}
+    model = _weights_into(_make_model(config, env, None, **small), path)
+    return SB3Agent(model, env_config)
 
 
-def _load_model(algorithm: type[BaseAlgorithm], path: Path, **kwargs: Any) -> BaseAlgorithm:
-    """``algorithm.load`` with a damaged file reported in one line."""
+def _run_config(folder: Path, saved: Any) -> SB3Config:
+    """The :class:`SB3Config` a run folder records, or one line saying what is wrong with it."""
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{folder / AGENT_INFO}: no settings of an SB3 run ('config')")
+    known = {f.name for f in fields(SB3Config)}
+    try:
+        return SB3Config(**{k: v for k, v in saved.items() if k in known})
+    except (TypeError, ValueError, EnvArgumentError) as error:
+        first = (str(error).splitlines() or [type(error).__name__])[0]
+        raise CheckpointError(f"{folder / AGENT_INFO}: its settings do not fit ({first})") from None
+
+
+def _weights_into(model: BaseAlgorithm, path: Path) -> BaseAlgorithm:
+    """``model`` with the weights and optimizer states of the zip ``path`` (its ``.pth``
+    entries, read with ``weights_only``; its pickled ``data`` is never read)."""
+    try:
+        model.set_parameters(str(path), exact_match=True, device="cpu")
+    except Exception as error:  # zipfile.BadZipFile, missing entries, size mismatches, ...
+        what = f"{type(model).__name__} model ({type(error).__name__})"
+        raise CheckpointError(f"{path}: not a readable {what}") from None
+    return model
+
+
+def _load_pickled_model(algorithm: type[BaseAlgorithm], path: Path, **kwargs: Any) -> Any:
+    """SB3's own ``load`` (it unpickles): only for ``--trust-folder``."""
     try:
         return algorithm.load(path, device="cpu", **kwargs)
     except Exception as error:  # zipfile.BadZipFile, pickle errors, size mismatches, ...
         what = f"{algorithm.__name__} model ({type(error).__name__})"
         raise CheckpointError(f"{path}: not a readable {what}") from None
+
+
+def _model_state(model: BaseAlgorithm) -> dict[str, Any]:
+    """:data:`MODEL_STATE` of ``model`` as tensors, lists and numbers."""
+    return {name: _as_tensors(getattr(model, name)) for name in MODEL_STATE if hasattr(model, name)}
+
+
+def _set_model_state(model: BaseAlgorithm, saved: dict[str, Any]) -> None:
+    for name, value in saved.items():
+        current = getattr(model, name, None)
+        if name in ("ep_info_buffer", "ep_success_buffer") and current is not None:
+            current.clear()
+            current.extend(value)
+        else:
+            setattr(model, name, _as_numpy(value))
+
+
+def _as_tensors(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return {"array": torch.from_numpy(value.copy()), "dtype": str(value.dtype)}
+    if isinstance(value, dict):
+        return {"dict": {k: _as_tensors(v) for k, v in value.items()}}
+    if isinstance(value, deque):
+        return [dict(item) if isinstance(item, dict) else item for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _as_numpy(value: Any) -> Any:
+    if isinstance(value, dict) and "array" in value:
+        return value["array"].numpy().astype(value["dtype"])
+    if isinstance(value, dict) and "dict" in value:
+        return {k: _as_numpy(v) for k, v in value["dict"].items()}
+    return value
+
+
+def save_replay(buffer: Any, path: Path) -> None:
+    """An SB3 replay buffer's arrays and position as ``.npz`` (no pickles), atomically."""
+    arrays = {name: value for name, value in vars(buffer).items() if isinstance(value, np.ndarray)}
+    for name, value in vars(buffer).items():
+        if isinstance(value, dict):
+            arrays.update({f"{name}/{key}": array for key, array in value.items()})
+    arrays["pos/"] = np.array(buffer.pos)
+    arrays["full/"] = np.array(buffer.full)
+    with atomic_output(path) as temporary, temporary.open("wb") as file:
+        np.savez(file, **arrays)
+
+
+def load_replay(buffer: Any, path: Path) -> None:
+    """Fill ``buffer`` (made with the run's settings) from :func:`save_replay`'s file, read
+    without pickles; one line if it does not fit."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            for name in saved.files:
+                attribute, _, key = name.partition("/")
+                value = saved[name]
+                if attribute in ("pos", "full"):
+                    setattr(buffer, attribute, value.item())
+                    continue
+                target = getattr(buffer, attribute)
+                target = target[key] if key else target
+                if target.shape != value.shape or target.dtype != value.dtype:
+                    raise ValueError(f"{name} is {value.dtype}{value.shape}")
+                target[...] = value
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as error:
+        first = (str(error).splitlines() or [type(error).__name__])[0]
+        raise CheckpointError(f"{path}: not the replay buffer of this run ({first})") from None
 
 
 # ------------------------------------------------------------------------------ resume points
@@ -232,7 +363,7 @@ def _read_point(folder: Path, manifest: Path) -> ResumePoint:
     try:
         files = json.loads(manifest.read_text())["files"]
         for name, digest in files.values():
-            if _sha256(folder / name) != digest:
+            if _sha256(file_in(folder, name, "manifest's file")) != digest:
                 raise CheckpointError(f"{folder / name}: damaged (its SHA-256 differs)")
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"{manifest}: incomplete ({type(error).__name__})") from None
@@ -417,8 +548,9 @@ class ResumePoints(BaseCallback):
         return True
 
 
-def _make_model(config: SB3Config, envs: DummyVecEnv, out: Path) -> BaseAlgorithm:
-    """A new model, with SB3's refusal of a hyperparameter as one line."""
+def _make_model(config: SB3Config, envs: Any, out: Path | None, **overrides: Any) -> BaseAlgorithm:
+    """A new model of the run's settings (``overrides``: of its hyperparameters), with SB3's
+    refusal of a hyperparameter as one line."""
     algorithm = algorithm_class(config.algo)
     try:
         return algorithm(
@@ -426,8 +558,8 @@ def _make_model(config: SB3Config, envs: DummyVecEnv, out: Path) -> BaseAlgorith
             envs,
             seed=config.seed,
             device="cpu",
-            tensorboard_log=str(out),
-            **config.algorithm_kwargs(),
+            tensorboard_log=None if out is None else str(out),
+            **{**config.algorithm_kwargs(), **overrides},
         )
     except (TypeError, ValueError, AssertionError, KeyError) as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
@@ -529,13 +661,27 @@ def _model_of_run(
     if point.state is not None:
         check_resume_settings(out, point.state["config"], config, SB3Config.RESUMABLE)
         check_same_prior(out, point.state["prior_fingerprint"], prior)
-    algorithm = algorithm_class(config.algo)
-    model = _load_model(
-        algorithm, point.model, env=envs, tensorboard_log=str(out), force_reset=False
-    )
+    pickled = point.state is None or "model" not in point.state
+    pickled = pickled or (point.replay is not None and point.replay.suffix == ".pkl")
+    if pickled and not config.trust_folder:
+        raise RunFolderError(
+            f"{point.model}: a resume point of an older musicgym, which only SB3's pickles "
+            "hold; unpickling runs code, so resume it only if you made this folder yourself: "
+            "--resume --trust-folder"
+        )
+    if pickled:
+        algorithm = algorithm_class(config.algo)
+        model = _load_pickled_model(
+            algorithm, point.model, env=envs, tensorboard_log=str(out), force_reset=False
+        )
+    else:
+        model = _weights_into(_make_model(config, envs, out), point.model)
+        _set_model_state(model, point.state["model"])  # type: ignore[index]
     if isinstance(model, OffPolicyAlgorithm):
-        if point.replay is not None:
+        if point.replay is not None and point.replay.suffix == ".pkl":
             model.load_replay_buffer(point.replay)
+        elif point.replay is not None:
+            load_replay(model.replay_buffer, point.replay)
         else:
             warn(
                 f"{point.model}: a checkpoint without the replay buffer (written during the "
@@ -596,6 +742,7 @@ class SB3Run:
             "envs": _vec_env_state(self.envs),
             "eval_envs": _vec_env_state(self.eval_envs),
             "lstm_states": _lstm_states(model),
+            "model": _model_state(model),
             "music": {"next_evaluation": self.music.next_evaluation},
             "evaluation": {
                 "n_calls": evaluation.n_calls,
@@ -636,9 +783,8 @@ class SB3Run:
         save_checkpoint_file(self.state(), folder / files["state"])
         replay = with_replay if with_replay is not None else self.config.checkpoint_replay
         if replay and isinstance(model, OffPolicyAlgorithm):
-            files["replay"] = f"replay_buffer_{step}_steps.pkl"
-            with atomic_output(folder / files["replay"]) as temporary:
-                model.save_replay_buffer(temporary)
+            files["replay"] = f"replay_buffer_{step}_steps.npz"
+            save_replay(model.replay_buffer, folder / files["replay"])
         digests = {role: [name, _sha256(folder / name)] for role, name in files.items()}
         with atomic_output(folder / f"manifest_{step}_steps.json") as temporary:
             temporary.write_text(json.dumps({"step": step, "files": digests}, indent=1) + "\n")
@@ -648,7 +794,7 @@ class SB3Run:
 def _prune_replays(folder: Path, keep: int = 2) -> None:
     """Delete the replay buffers of all but the ``keep`` newest resume points that have one."""
     replays = sorted(
-        folder.glob("replay_buffer_*_steps.pkl"),
+        [*folder.glob("replay_buffer_*_steps.npz"), *folder.glob("replay_buffer_*_steps.pkl")],
         key=lambda path: int(path.name.split("_")[2]),
     )
     for path in replays[:-keep]:

@@ -136,6 +136,22 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
+def file_in(folder: str | os.PathLike[str], name: Any, what: str = "file name") -> Path:
+    """``folder / name`` for a ``name`` read from a file of ``folder`` (a JSON's agent name, a
+    manifest's file): a plain file name that stays inside ``folder`` (no folder part, no ``..``,
+    no link out of it); else :class:`CheckpointError`, one line naming the folder and the name."""
+    folder = Path(folder)
+    plain = (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and not any(separator in name for separator in ("/", "\\", "\0"))
+    )
+    path = folder / name if plain else None
+    if path is None or (path.exists() and not path.resolve().is_relative_to(folder.resolve())):
+        raise CheckpointError(f"{folder}: {what} {name!r} is not a plain name inside that folder")
+    return path
+
+
 def save_checkpoint_file(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """``torch.save`` a checkpoint dict atomically; :class:`OutputError` if it cannot be
     written (torch reports a full disk as a RuntimeError "enforce fail ... file write failed")."""
