@@ -41,8 +41,10 @@ its intervals' bounds), ``results.csv`` (the table: one row per column and measu
 bounds), ``learning_curves.png`` (each measure against environment steps, from the runs'
 TensorBoard logs), ``piano_rolls.png`` (sample pieces of each column) and ``midi/COLUMN/*.mid``
 (a WAV beside each). ``--jobs N`` runs N agents at a time in worker processes, ``--ray [ADDRESS]``
-each (agent, seed) as a task on a Ray cluster (``benchmarks/ray_runs.py``); a run that fails is
-reported and left out of the tables.
+each (agent, seed) as a task on a Ray cluster (``benchmarks/ray_runs.py``). A run that fails is
+reported in a line, left out of the tables (which say over how many runs each column is) and
+listed in ``results.json``'s ``failures`` (agent, seed, error); the command then exits 2 unless
+``--allow-failures``.
 """
 
 from __future__ import annotations
@@ -50,13 +52,16 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from musicgym.agents.registry import ALGORITHMS
 from musicgym.benchmarks.goals import GOALS, RULES_ONLY
 from musicgym.benchmarks.measures import MEASURES_FILE, cached, column_cells, measure, save
+from musicgym.benchmarks.ray_runs import RunFailure
 from musicgym.benchmarks.report import (
     column_folder,
     markdown_table,
@@ -65,6 +70,8 @@ from musicgym.benchmarks.report import (
     write_samples,
 )
 from musicgym.config import DEFAULTS, ENV_ID, EnvConfig
+from musicgym.errors import BenchmarkError
+from musicgym.fileio import write_text
 from musicgym.tasks import CHORALE, MELODY, Task, task_of
 
 REFERENCE_AGENTS = ("prior", "random")
@@ -181,6 +188,9 @@ class AgentsBenchConfig:
     ray: str | None = None
     """Run each (agent, seed) as a Ray task: a cluster's address, or '' for a local Ray of --jobs
     CPUs; None: in processes of this machine (--jobs)."""
+    allow_failures: bool = False
+    """Exit 0 when some (agent, seed) runs failed: the tables of the others are written either
+    way, and results.json lists the failures."""
     task: Task[Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -367,6 +377,7 @@ def run(config: AgentsBenchConfig) -> dict:
     start = time.perf_counter()
     reference = reference_data(config)
     tasks = bench_tasks(config)
+    outcomes: list[Any]
     if config.ray is not None:
         outcomes = _run_on_ray(tasks, config)
     elif config.jobs > 1:
@@ -377,21 +388,31 @@ def run(config: AgentsBenchConfig) -> dict:
         context = multiprocessing.get_context("spawn")  # no forked torch or env state
         with ProcessPoolExecutor(config.jobs, mp_context=context) as pool:
             futures = [pool.submit(bench_agent, name, seed, quiet) for name, seed in tasks]
-            outcomes = [_result(future, name, seed) for future, (name, seed) in zip(futures, tasks)]
+            outcomes = [
+                _result(future.result, name, seed) for future, (name, seed) in zip(futures, tasks)
+            ]
     else:
-        outcomes = [bench_agent(name, seed, config) for name, seed in tasks]
-    return write_report(config, tasks, outcomes, reference, (time.perf_counter() - start) / 60)
+        outcomes = [_result(partial(bench_agent, *task, config), *task) for task in tasks]
+    report = write_report(config, tasks, outcomes, reference, (time.perf_counter() - start) / 60)
+    if report["failures"] and not config.allow_failures:
+        raise BenchmarkError(
+            f"{len(report['failures'])} of {len(tasks)} runs failed (see the lines above and "
+            f"'failures' in {Path(config.out) / 'results.json'}); the tables hold the others: "
+            "--allow-failures exits 0 on such a bench"
+        )
+    return report
 
 
 def write_report(
     config: AgentsBenchConfig,
     tasks: list[tuple[str, int]],
-    outcomes: list[dict | None],
+    outcomes: list[Any],
     reference: tuple[str, list[Any]] | None,
     minutes: float = math.nan,
 ) -> dict:
     """The tables (with the data column where ``reference`` is given), the goals, the pictures
-    and the MIDI files of the runs' ``outcomes``; returns the report."""
+    and the MIDI files of the runs' ``outcomes`` (a :class:`RunFailure` is a row of the report's
+    ``failures``, and the table says over how many runs each column is); returns the report."""
     task, out = config.task, Path(config.out)
     histograms, columns, described = None, {}, None
     if reference is not None:
@@ -401,9 +422,14 @@ def write_report(
         sampled = len(columns[task.data_column][0]["pieces"])
         described = {"column": task.data_column, "data": data, "pieces": len(pieces)}
         described["sampled"] = sampled
+    failures = [
+        {"agent": name, "seed": seed, "error": outcome.error}
+        for (name, seed), outcome in zip(tasks, outcomes, strict=True)
+        if isinstance(outcome, RunFailure)
+    ]
     for name in config.agents:
         for (task_name, _), outcome in zip(tasks, outcomes, strict=True):
-            if task_name == name and outcome is not None:
+            if task_name == name and isinstance(outcome, dict):
                 columns.setdefault(name, []).append(outcome)
     results, table = {}, {}
     for name, runs in columns.items():
@@ -416,8 +442,10 @@ def write_report(
         "training_minutes": {
             f"{name}-seed{seed}": outcome["minutes"]
             for (name, seed), outcome in zip(tasks, outcomes)
-            if outcome is not None
+            if isinstance(outcome, dict)
         },
+        "runs": {name: len(runs) for name, runs in columns.items()},
+        "failures": failures,
         "data_column": described,
         "results": {name: runs for name, runs in results.items() if name != task.data_column},
         "table": {
@@ -425,7 +453,7 @@ def write_report(
         },
         "goals": goals.judge(table),
     }
-    (out / "results.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    write_text(out / "results.json", json.dumps(report, indent=1, default=float) + "\n")
     write_csv(out / "results.csv", table)
     text = markdown_table(task, table, config.resamples)
     if described:
@@ -434,8 +462,11 @@ def write_report(
             f"{task.plural} cut from the test split of {described['data']} (the data of the "
             f"prior {config.prior})"
         )
+    text += "\n\nruns per column: " + ", ".join(f"{n} {k}" for n, k in report["runs"].items())
+    for failure in failures:
+        text += f"\n{failure['agent']} (seed {failure['seed']}) failed: {failure['error']}"
     verdict = goals.text(report["goals"])
-    (out / "results.md").write_text(text + "\n\n" + verdict + "\n")
+    write_text(out / "results.md", text + "\n\n" + verdict + "\n")
     samples = {
         name: [task.from_json(p) for p in runs[0]["pieces"][:4]] for name, runs in columns.items()
     }
@@ -447,7 +478,7 @@ def write_report(
     return report
 
 
-def _run_on_ray(tasks: list[tuple[str, int]], config: AgentsBenchConfig) -> list[dict | None]:
+def _run_on_ray(tasks: list[tuple[str, int]], config: AgentsBenchConfig) -> list[Any]:
     """:func:`bench_agent` of each (agent, seed) as a Ray task (``benchmarks/ray_runs.py``)."""
     from musicgym.benchmarks.ray_runs import RayJob, run_jobs
 
@@ -464,13 +495,17 @@ def _run_on_ray(tasks: list[tuple[str, int]], config: AgentsBenchConfig) -> list
     return run_jobs(jobs, config.out, config.ray or "", local_cpus=config.jobs)
 
 
-def _result(future, name: str, seed: int) -> dict | None:
-    """A worker's outcome; a run that failed is reported and left out, the others are kept."""
+def _result(outcome: Callable[[], dict | None], name: str, seed: int) -> Any:
+    """A run's outcome; one that failed is reported in a line and gives a :class:`RunFailure`
+    (a row of ``results.json``'s failures), the others are kept."""
     try:
-        return future.result()
+        return outcome()
+    except BenchmarkError:  # the bench's own files are damaged: bad input, not a failed run
+        raise
     except Exception as error:  # one failed run must not lose the others
-        print(f"{name} (seed {seed}): failed ({type(error).__name__}: {error})", flush=True)
-        return None
+        why = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+        print(f"{name} (seed {seed}): failed ({why})", flush=True)
+        return RunFailure(why)
 
 
 def _summary(task: Task[Any], values: dict[str, float]) -> str:

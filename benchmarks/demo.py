@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from musicgym.config import EnvConfig
+from musicgym.fileio import write_text
 from musicgym.tasks import CHORALE, MELODY, Task, task_of
 
 FOLDERS = {MELODY.env_id: "musicgym-demo", CHORALE.env_id: "musicgym-demo-chorale"}
@@ -127,7 +128,7 @@ def run(config: DemoConfig) -> dict[str, dict[str, float]]:
     rolls = [piece for pair in zip(sampled[:ROLLS], tuned[:ROLLS]) for piece in pair]
     titles = [f"{name} #{i}" for i in range(len(rolls) // 2) for name in ("prior", "tuned")]
     task.write_piano_roll_sheet(rolls, out / "piano_rolls.png", titles, columns=2)
-    (out / "statistics.json").write_text(json.dumps(table, indent=1) + "\n")
+    write_text(out / "statistics.json", json.dumps(table, indent=1) + "\n")
     title = f"musicgym demo: prior and tuned {task.plural}"
     gallery = write_gallery(out, title=title, **synthesis)
     print(format_table(task, table))

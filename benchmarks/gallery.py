@@ -39,8 +39,8 @@ from urllib.parse import quote
 
 from musicgym.benchmarks.report import column_folder, format_number
 from musicgym.config import ENV_ID
-from musicgym.errors import MusicgymError
-from musicgym.fileio import atomic_output, describe_os_error
+from musicgym.errors import CheckpointError, MusicgymError
+from musicgym.fileio import atomic_output, describe_os_error, file_in
 from musicgym.tasks import TASKS, Task, task_of
 
 PAGE = "index.html"
@@ -154,10 +154,27 @@ def _task_of_run(folder: Path) -> Task[Any]:
     return task_of(((info or {}).get("env") or {}).get("env", ENV_ID))
 
 
+def _agent_folder(folder: Path, name: Any, source: Path) -> Path:
+    """The folder of an agent named in ``source``: a plain name inside ``folder``, or one line
+    (a name like ``../x`` would read and write outside the gallery's folder)."""
+    if not isinstance(name, str) or not name:
+        raise GalleryError(f"{source}: an agent's name must be text, got {name!r}")
+    try:
+        return file_in(folder, name, "agent name")
+    except CheckpointError:
+        raise GalleryError(
+            f"{source}: agent name {name!r} is not a plain name inside {folder}"
+        ) from None
+
+
 def _bench(folder: Path) -> Gallery:
-    report = _read_json(folder / "results.json")
+    path = folder / "results.json"
+    report = _read_json(path)
     if not isinstance(report, dict) or not isinstance(report.get("results"), dict):
-        raise GalleryError(f'{folder / "results.json"}: no "results" of agents in it')
+        raise GalleryError(f'{path}: no "results" of agents in it')
+    for name, runs in report["results"].items():
+        if not isinstance(runs, list) or not all(isinstance(run, dict) for run in runs):
+            raise GalleryError(f"{path}: results[{name!r}] is not a list of runs (objects)")
     table = report.get("table") if isinstance(report.get("table"), dict) else {}
     # A folder written before the benchmark recorded its env: the task of its data column.
     by_data = (t.env_id for t in TASKS.values() if t.data_column in table)
@@ -170,22 +187,26 @@ def _bench(folder: Path) -> Gallery:
             statistics = _from_table(table[name])
         else:
             statistics = _from_runs([r for r in runs if isinstance(r, dict)])
-        midi_files = _midi_files(folder / "midi" / column_folder(name))
+        midi_files = _midi_files(_agent_folder(folder / "midi", column_folder(name), path))
         agents.append(Agent(name, statistics, midi_files))
     overview = folder / "piano_rolls.png"
     return Gallery(folder, "bench", agents, overview if overview.is_file() else None, task)
 
 
 def _demo(folder: Path) -> Gallery:
-    table = _read_json(folder / "statistics.json")
+    path = folder / "statistics.json"
+    table = _read_json(path)
     if not isinstance(table, dict):
-        raise GalleryError(f"{folder / 'statistics.json'}: not a table of agents")
+        raise GalleryError(f"{path}: not a table of agents")
+    for name, row in table.items():
+        if not isinstance(row, dict):
+            raise GalleryError(f"{path}: {name!r} is not an object of statistics")
     names = list(dict.fromkeys([*table, *(n for n in ("prior", "tuned") if (folder / n).is_dir())]))
     agents = [
         Agent(
             name,
             {k: Statistic(_as_float(v)) for k, v in (table.get(name) or {}).items()},
-            _midi_files(folder / name),
+            _midi_files(_agent_folder(folder, name, path)),
         )
         for name in names
     ]
@@ -258,6 +279,7 @@ def _write_piano_roll(midi_path: Path, png_path: Path) -> None:
     from musicgym.errors import MidiError
     from musicgym.music.midi import length_of_rests, read_midi
     from musicgym.music.notestate import SIXTEENTH_NOTES, NoteState
+    from musicgym.music.pianoroll import MAX_ROLL_STEPS
     from musicgym.music.tokens import LOWEST_MELODY_PITCH, NUM_MELODY_PITCHES
 
     try:
@@ -267,6 +289,11 @@ def _write_piano_roll(midi_path: Path, png_path: Path) -> None:
         if rests is None:
             raise
         steps = round(rests[1] * SIXTEENTH_NOTES)
+        if steps > MAX_ROLL_STEPS:
+            raise GalleryError(
+                f"{midi_path}: {steps} steps of rests, longer than the {MAX_ROLL_STEPS} a piano "
+                "roll draws"
+            ) from None
         note_state = NoteState.empty(
             steps, LOWEST_MELODY_PITCH, NUM_MELODY_PITCHES, SIXTEENTH_NOTES
         )

@@ -22,6 +22,7 @@ from musicgym.benchmarks.goals import is_better
 from musicgym.benchmarks.measures import Cell
 from musicgym.benchmarks.report import format_cell, format_number
 from musicgym.errors import ArgumentError
+from musicgym.fileio import write_text
 from musicgym.metrics import PUBLISHED, STATISTICS
 from musicgym.tasks import MELODY
 
@@ -103,7 +104,7 @@ def run(note_rnn: str | Path, biaxial: str | Path) -> str:
     """Print the table and write it to ``note_rnn/like_for_like.md``, the priors' learning
     curves to ``note_rnn/prior_curves.png``."""
     text = like_for_like(note_rnn, biaxial)
-    (Path(note_rnn) / "like_for_like.md").write_text(text + "\n")
+    write_text(Path(note_rnn) / "like_for_like.md", text + "\n")
     print(text)
     priors = [read_table(folder)[0] for folder in (note_rnn, biaxial)]
     plot_prior_curves(priors, Path(note_rnn) / "prior_curves.png")

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from musicgym.config import EnvConfig
+from musicgym.errors import BenchmarkError
 from musicgym.fileio import atomic_output
 from musicgym.metrics import bootstrap_intervals, t_interval
 from musicgym.tasks import Task
@@ -126,11 +127,20 @@ def column_cells(
 
 def cached(path: Path, settings: dict) -> dict | None:
     """The outcome saved at ``path`` if it has these settings and per-piece contributions (an
-    older file without them is measured again)."""
+    older file without them is measured again); a damaged file is one line."""
     if not path.is_file():
         return None
-    saved = json.loads(path.read_text())
-    return saved if saved.get("settings") == settings and "per_piece" in saved else None
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        first = (str(error).splitlines() or [type(error).__name__])[0]
+        raise BenchmarkError(
+            f"{path}: not readable JSON ({first}); delete it to measure again"
+        ) from None
+    if not isinstance(saved, dict):
+        raise BenchmarkError(f"{path}: not the measures of a run; delete it to measure again")
+    fresh = saved.get("settings") == settings and isinstance(saved.get("per_piece"), dict)
+    return saved if fresh else None
 
 
 def save(path: Path, outcome: dict) -> None:

@@ -17,7 +17,7 @@ runs are such calls can use it (``bench chorales`` will: one job per tuned agent
   sends the folder back as a gzipped tar, which replaces the driver's copy: ``measures.json``,
   checkpoints and TensorBoard events all come back.
 * **Failures.** A job that raises, or whose worker process or node dies (tasks are not retried),
-  is reported in one line and gives ``None``; the other jobs' results are kept, as with
+  is reported in one line and gives a ``RunFailure``; the other jobs' results are kept, as with
   ``--jobs``.
 """
 
@@ -117,12 +117,19 @@ def _run_job(
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class RunFailure:
+    """What a run that failed gives in place of its result: why, in one line."""
+
+    error: str
+
+
 def run_jobs(
     jobs: Sequence[RayJob], out: str | os.PathLike[str], address: str = "", local_cpus: int = 0
-) -> list[Any | None]:
+) -> list[Any]:
     """Run ``jobs`` as Ray tasks (the cluster at ``address``, or a local Ray of ``local_cpus``
     CPUs, all of this machine's if 0) and return their results in order; a job that failed is
-    reported (``LABEL: failed (...)``) and gives ``None``."""
+    reported (``LABEL: failed (...)``) and gives a :class:`RunFailure`."""
     from musicgym.ray_cluster import connect
 
     ray = connect(address, num_cpus=local_cpus or None, log_to_driver=True)
@@ -153,11 +160,9 @@ def run_jobs(
                 result, archive = ray.get(reference)
             except exceptions.RayTaskError as error:  # the function raised
                 cause = error.cause if error.cause is not None else error
-                _report(job, f"{type(cause).__name__}: {_first_line(cause)}")
-                results.append(None)
+                results.append(_report(job, f"{type(cause).__name__}: {_first_line(cause)}"))
             except exceptions.RayError as error:  # its worker or node died, or Ray failed
-                _report(job, f"{type(error).__name__}: {_first_line(error)}")
-                results.append(None)
+                results.append(_report(job, f"{type(error).__name__}: {_first_line(error)}"))
             else:
                 if archive is not None:
                     unpack_folder(archive, out_folder / job.folder)
@@ -173,5 +178,6 @@ def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [""])[0]
 
 
-def _report(job: RayJob, why: str) -> None:
+def _report(job: RayJob, why: str) -> RunFailure:
     print(f"{job.label}: failed ({why})", flush=True)
+    return RunFailure(why)

@@ -49,6 +49,10 @@ class RunFolderError(MusicgymError):
     ``--resume`` (other settings, no run to resume)."""
 
 
+class BenchmarkError(MusicgymError):
+    """A benchmark whose runs failed (its tables of the others written)."""
+
+
 class MissingDependencyError(MusicgymError):
     """An optional dependency (an extra of ``pyproject.toml``) that a command needs is not
     installed."""

@@ -136,6 +136,12 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` through :func:`atomic_output` (whole, or not at all)."""
+    with atomic_output(path) as temporary:
+        temporary.write_text(text)
+
+
 def file_in(folder: str | os.PathLike[str], name: Any, what: str = "file name") -> Path:
     """``folder / name`` for a ``name`` read from a file of ``folder`` (a JSON's agent name, a
     manifest's file): a plain file name that stays inside ``folder`` (no folder part, no ``..``,

@@ -392,3 +392,46 @@ def test_bench_chorales_is_bench_agents_on_the_chorale_env(monkeypatch) -> None:
     assert seen[0].seeds == (0, 1, 2) and seen[0].agents[-1] == "sb3-maskableppo"
     assert main(["bench", "agents", "--melodies", "7", "--out", "x"]) == 0  # the older name
     assert seen[2].pieces == 7 and seen[2].env == MELODY.env_id
+
+
+def test_a_failed_run_is_recorded_and_fails_the_command(tmp_path: Path, monkeypatch, capsys):
+    """A run that raises is a row of results.json's failures, the table says over how many runs
+    each column is, and the bench exits 2 unless --allow-failures."""
+    from musicgym.errors import BenchmarkError
+
+    monkeypatch.setattr(agents_bench, "reference_data", lambda *_: None)
+    bench_agent = agents_bench.bench_agent
+
+    def failing(name, seed, config):
+        if name == "random" and seed == 1:
+            raise RuntimeError("out of memory\nand more lines")
+        return bench_agent(name, seed, config)
+
+    monkeypatch.setattr(agents_bench, "bench_agent", failing)
+    settings = {"agents": ("random",), "seeds": (0, 1), "pieces": 6, "out": str(tmp_path)}
+    with pytest.raises(BenchmarkError, match="1 of 2 runs failed"):
+        agents_bench.run(AgentsBenchConfig(**settings))
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["failures"] == [
+        {"agent": "random", "seed": 1, "error": "RuntimeError: out of memory"}
+    ]
+    assert saved["runs"] == {"random": 1} and len(saved["results"]["random"]) == 1
+    text = (tmp_path / "results.md").read_text()
+    assert "runs per column: random 1" in text and "random (seed 1) failed" in text
+    assert "random (seed 1): failed (RuntimeError: out of memory)" in capsys.readouterr().out
+    report = agents_bench.run(AgentsBenchConfig(**settings, allow_failures=True))
+    assert len(report["failures"]) == 1
+
+
+def test_a_damaged_measures_file_under_load_is_one_line(tmp_path: Path, monkeypatch):
+    from musicgym.errors import BenchmarkError
+
+    monkeypatch.setattr(agents_bench, "reference_data", lambda *_: None)
+    settings = {"agents": ("random",), "pieces": 4, "out": str(tmp_path)}
+    agents_bench.run(AgentsBenchConfig(**settings))
+    cache = tmp_path / "runs" / "random-seed0" / measures.MEASURES_FILE
+    for damage in ('{"settings": ', "[1, 2]"):
+        cache.write_text(damage)
+        with pytest.raises(BenchmarkError, match="delete it to measure again") as raised:
+            agents_bench.run(AgentsBenchConfig(**settings, load=True))
+        assert str(cache) in str(raised.value) and "\n" not in str(raised.value)

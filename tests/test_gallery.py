@@ -189,3 +189,27 @@ def test_the_page_loads_in_headless_chromium(tmp_path: Path):
     pixels = np.asarray(Image.open(screenshot).convert("L"), dtype=float)
     assert pixels.shape == (915, 412)
     assert pixels.std() > 10 and len(np.unique(pixels)) > 20  # text, rolls and players
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "says"),
+    [
+        ("results.json", {"results": {"a": 5}}, "results['a'] is not a list of runs"),
+        ("statistics.json", {"prior": [1, 2]}, "'prior' is not an object of statistics"),
+        ("results.json", {"results": {"../../outside": []}}, "not a plain name inside"),
+        ("statistics.json", {"../../outside": {}}, "not a plain name inside"),
+    ],
+)
+def test_malformed_or_escaping_result_files_are_one_line(tmp_path, capsys, file, content, says):
+    """Exit 2, one line naming the file; nothing read or written outside the folder."""
+    folder = tmp_path / "shared" / "folder"
+    folder.mkdir(parents=True)
+    (folder / file).write_text(json.dumps(content))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    write_melody(melody(1), outside / "victim.mid")
+    assert main(["gallery", str(folder)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert says in error and file in error and "\n" not in error and "Traceback" not in error
+    assert sorted(p.name for p in outside.iterdir()) == ["victim.mid"]
+    assert not (folder / PAGE).exists()

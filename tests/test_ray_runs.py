@@ -14,7 +14,14 @@ import pytest
 
 from musicgym.benchmarks import agents_bench
 from musicgym.benchmarks.agents_bench import AgentsBenchConfig
-from musicgym.benchmarks.ray_runs import RayJob, _run_job, pack_folder, run_jobs, unpack_folder
+from musicgym.benchmarks.ray_runs import (
+    RayJob,
+    RunFailure,
+    _run_job,
+    pack_folder,
+    run_jobs,
+    unpack_folder,
+)
 from musicgym.cli import main
 
 try:
@@ -69,7 +76,10 @@ def test_a_failed_job_and_a_dead_worker_are_reported_and_the_others_kept(tmp_pat
         RayJob("dies (seed 0)", os._exit, (3,), "runs/b"),
         RayJob("works (seed 0)", len, ("four",), "runs/c"),
     ]
-    assert run_jobs(jobs, tmp_path, local_cpus=2) == [None, None, 4]
+    raised, died, worked = run_jobs(jobs, tmp_path, local_cpus=2)
+    assert isinstance(raised, RunFailure) and raised.error.startswith("ValueError: invalid")
+    assert isinstance(died, RunFailure) and died.error.startswith("WorkerCrashedError")
+    assert worked == 4
     lines = capsys.readouterr().out.splitlines()
     assert any(
         line.startswith("raises (seed 0): failed (ValueError: invalid literal") for line in lines

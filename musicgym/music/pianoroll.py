@@ -19,6 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from musicgym.errors import NoteStateError
 from musicgym.fileio import atomic_output
 from musicgym.music.keys import pitch_name
 from musicgym.music.notestate import NoteState
@@ -29,6 +30,9 @@ BEAT_LINE = (200, 200, 205)
 BAR_LINE = (110, 110, 120)
 HOLD = (120, 170, 230)
 ONSET = (20, 55, 135)
+MAX_ROLL_STEPS = 8_192
+"""The longest piece drawn as a piano roll (512 bars of 16th notes; at 4 pixels a step, a picture
+32,768 pixels wide); a longer one is refused in one line before any memory is taken."""
 _BLACK_KEYS = np.array([pc in (1, 3, 6, 8, 10) for pc in range(12)])
 VOICE_COLOURS = {
     "bass": ((150, 30, 30), (225, 140, 130)),
@@ -73,6 +77,11 @@ def piano_roll_rgb(
     if step_px < 1 or pitch_px < 1 or beats_per_bar < 1:
         raise ValueError("step_px, pitch_px and beats_per_bar must be >= 1")
     steps, pitches = note_state.num_steps, note_state.num_pitches
+    if steps > MAX_ROLL_STEPS:
+        raise NoteStateError(
+            f"{note_state.name or 'piece'}: {steps} steps, longer than the {MAX_ROLL_STEPS} a "
+            "piano roll draws; cut it shorter first"
+        )
     rows = note_state.lowest_pitch + np.arange(pitches)[::-1]  # MIDI pitch of each row, top first
     row_colour = np.where(_BLACK_KEYS[rows % 12, None], BLACK_KEY_ROW, WHITE_KEY_ROW)  # (N, 3)
     # The first pixel column of a step shows the beat or bar line (if any) where no note holds
