@@ -373,11 +373,33 @@ def test_every_algorithm_trains_checkpoints_resumes_and_composes(prior, algo, tm
     assert len(agent.compose(2, seed=5, greedy=True)) == 2
 
 
+class SlowClock:
+    """``time`` whose ``time()`` moves one second a call: a training run's minutes pass after a
+    fixed number of its clock readings, however busy the machine is."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def time(self) -> float:
+        self.now += 1.0
+        return self.now
+
+    def __getattr__(self, name: str):
+        import time
+
+        return getattr(time, name)
+
+
 @pytest.mark.parametrize("algo", ["rltuner-q", "sb3-dqn"])
-def test_max_minutes_stops_short_and_resume_goes_on(prior, algo, tmp_path):
+def test_max_minutes_stops_short_and_resume_goes_on(prior, algo, tmp_path, monkeypatch):
+    from musicgym.agents import baselines
+    from musicgym.agents.rl_tuner import loop
+
+    for module in (loop, baselines):
+        monkeypatch.setattr(module, "time", SlowClock())
     family, _, name = algo.partition("-")
     if family == "rltuner":
-        small = RLTunerConfig(algo=name, steps=10_000, max_minutes=1e-3, **RL_TUNER_SMALL)
+        small = RLTunerConfig(algo=name, steps=10_000, max_minutes=0.1, **RL_TUNER_SMALL)
         train_rl_tuner(small, tmp_path, prior=prior, progress=False)
         stopped = read_agent_info(tmp_path)["trained_steps"]
         resumed = RLTunerConfig(algo=name, steps=stopped + 32, **RL_TUNER_SMALL)
@@ -392,7 +414,7 @@ def test_max_minutes_stops_short_and_resume_goes_on(prior, algo, tmp_path):
             "hyperparameters": json.dumps(SB3_SMALL[name]),
         }
         train_sb3(
-            SB3Config(algo=name, steps=10_000, max_minutes=1e-3, **small),
+            SB3Config(algo=name, steps=10_000, max_minutes=0.1, **small),
             tmp_path,
             prior=prior,
             progress=False,

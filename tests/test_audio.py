@@ -69,9 +69,9 @@ def test_a_two_bar_melody_lasts_two_bars_at_the_midi_tempo(synthesizer, tempo_bp
 def test_rendering_two_bars_takes_less_time_than_playing_them(synthesizer, tmp_path: Path):
     write_melody(TWO_BARS, tmp_path / "two_bars.mid")
     audio.render_midi(tmp_path / "two_bars.mid", synthesizer=synthesizer)  # loads the soundfont
-    start = time.perf_counter()
+    start = time.process_time()  # this process's CPU time: what a busy machine does not inflate
     sound = audio.render_midi(tmp_path / "two_bars.mid", synthesizer=synthesizer)
-    assert time.perf_counter() - start < sound.seconds
+    assert time.process_time() - start < sound.seconds
 
 
 @pytest.mark.parametrize("synthesizer", SYNTHESIZERS)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import time
 from pathlib import Path
 
 import numpy as np
@@ -163,9 +162,7 @@ def test_corpus_conversion_is_cached(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert cached == [f"bach-chorales-r4-p36-48-v{data.CONVERTER_VERSION}.npz"]
     convert = data._convert_corpus_file
     monkeypatch.setattr(data, "_convert_corpus_file", None)  # a conversion now would fail
-    start = time.perf_counter()
-    again = load_dataset("bach-chorales", seed=3)
-    assert time.perf_counter() - start < 2
+    again = load_dataset("bach-chorales", seed=3)  # with no converter: from the cache
     for split in first.splits:
         assert first.splits[split] == again.splits[split]
         assert [p.name for p in first.splits[split]] == [p.name for p in again.splits[split]]

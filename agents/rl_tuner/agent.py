@@ -19,7 +19,7 @@ from musicgym.agents.rl_tuner.network import QNetwork
 from musicgym.agents.rl_tuner.parts import Observations, env_of_model_tag, make_part
 from musicgym.agents.rl_tuner.targets import masked_values, policy_logits
 from musicgym.errors import CheckpointError, EnvArgumentError
-from musicgym.fileio import load_checkpoint_file
+from musicgym.fileio import file_in, load_checkpoint_file
 from musicgym.prior import prior_checkpoint, prior_from_checkpoint
 
 CHECKPOINT = "agent.pt"
@@ -151,7 +151,7 @@ class RLTuner:
 def load_agent(folder: str | os.PathLike, info: dict[str, Any]) -> RLTuner:
     """The agent of an RL Tuner run folder (``info``: its ``agent.json``; the registry's load),
     of either environment."""
-    return RLTuner.load(Path(folder) / info.get("checkpoint", CHECKPOINT))[0]
+    return RLTuner.load(file_in(folder, info.get("checkpoint", CHECKPOINT), "checkpoint"))[0]
 
 
 def _prior_of(checkpoint: dict[str, Any]) -> dict[str, Any]:
