@@ -116,3 +116,34 @@ def test_a_midi_file_of_a_million_seconds_is_refused_in_one_line(tmp_path, capsy
 
     with pytest.raises(AudioError, match="longer than the 3600 s"):
         render_midi(path)
+
+
+def test_sb3_resume_point_of_the_pickled_layout_needs_trust_folder(tmp_path):
+    """A resume point whose state lacks SB3's counters (an older musicgym's, whose model only
+    the pickled data holds) is refused in one line that names --trust-folder."""
+    import torch
+
+    from musicgym.agents.baselines import SB3Config, train
+    from musicgym.errors import RunFolderError
+    from tests.test_agents import SB3_SMALL, tiny_prior
+
+    small = {"num_envs": 2, "eval_interval": 10**6, "checkpoint_interval": 64}
+    config = SB3Config(algo="dqn", steps=64, hyperparameters=json.dumps(SB3_SMALL["dqn"]), **small)
+    prior = tiny_prior()
+    train(config, tmp_path, prior=prior, progress=False)
+    (state,) = (tmp_path / "checkpoints").glob("state_*_steps.pt")
+    saved = torch.load(state, weights_only=True)
+    del saved["model"]  # as an older musicgym wrote it
+    torch.save(saved, state)
+    manifest = next((tmp_path / "checkpoints").glob("manifest_*_steps.json"))
+    files = json.loads(manifest.read_text())
+    import hashlib
+
+    files["files"]["state"][1] = hashlib.sha256(state.read_bytes()).hexdigest()
+    manifest.write_text(json.dumps(files))
+    longer = SB3Config(**{**asdict(config), "steps": 96})
+    with pytest.raises(RunFolderError, match="--resume --trust-folder"):
+        train(longer, tmp_path, resume=True, prior=prior, progress=False)
+    trusted = SB3Config(**{**asdict(longer), "trust_folder": True})
+    model = train(trusted, tmp_path, resume=True, prior=prior, progress=False)
+    assert model.num_timesteps >= 96
