@@ -147,3 +147,48 @@ def test_sb3_resume_point_of_the_pickled_layout_needs_trust_folder(tmp_path):
     trusted = SB3Config(**{**asdict(longer), "trust_folder": True})
     model = train(trusted, tmp_path, resume=True, prior=prior, progress=False)
     assert model.num_timesteps >= 96
+
+
+def payload_into(zip_path: Path, marker: Path) -> None:
+    """Replace the pickled ``data`` entry's policy class of an SB3 zip by the payload."""
+    with zipfile.ZipFile(zip_path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    data = json.loads(entries["data"])
+    serialized = base64.b64encode(pickle.dumps(Payload(marker))).decode()
+    data["policy_class"] = {":type:": "<class 'type'>", ":serialized:": serialized}
+    entries["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+
+
+def test_no_code_runs_from_a_crafted_resume_point_or_a_bench_load(tmp_path, monkeypatch):
+    import hashlib
+
+    from musicgym.agents.baselines import SB3Config, train
+    from musicgym.benchmarks import agents_bench
+    from tests.test_agents import SB3_SMALL, tiny_prior
+
+    marker = tmp_path / "pwned"
+    run = tmp_path / "bench" / "runs" / "sb3-dqn-seed0"
+    small = {"num_envs": 2, "eval_interval": 10**6, "checkpoint_interval": 64}
+    config = SB3Config(algo="dqn", steps=64, hyperparameters=json.dumps(SB3_SMALL["dqn"]), **small)
+    prior = tiny_prior()
+    train(config, run, prior=prior, progress=False)
+    payload_into(run / "model.zip", marker)
+    (model,) = (run / "checkpoints").glob("model_*_steps.zip")
+    payload_into(model, marker)
+    manifest = next((run / "checkpoints").glob("manifest_*_steps.json"))
+    files = json.loads(manifest.read_text())
+    files["files"]["model"][1] = hashlib.sha256(model.read_bytes()).hexdigest()
+    manifest.write_text(json.dumps(files))
+    longer = SB3Config(**{**asdict(config), "steps": 96})
+    train(longer, run, resume=True, prior=prior, progress=False)
+    payload_into(run / "model.zip", marker)  # the resumed run wrote a clean one
+    monkeypatch.setattr(agents_bench, "reference_data", lambda *_: None)
+    bench = agents_bench.AgentsBenchConfig(
+        agents=("sb3-dqn",), pieces=4, out=str(tmp_path / "bench"), load=True
+    )
+    report = agents_bench.run(bench)
+    assert report["runs"] == {"sb3-dqn": 1}
+    assert not marker.exists()
