@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from musicgym.benchmarks.measures import Cell
+from musicgym.fileio import atomic_output
 from musicgym.tasks import Task
 
 DIRECTION_WORDS = {"lower": "lower", "zero": "nearer 0", "higher": "higher"}
@@ -73,7 +74,7 @@ def legend(task: Task[Any], resamples: int = 1000) -> str:
 
 def write_csv(path: Path, table: dict[str, dict[str, Cell]]) -> None:
     """The table, one row per column and measure: mean, the 95% interval's bounds and its kind."""
-    with path.open("w", newline="") as f:
+    with atomic_output(path) as temporary, temporary.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["column", "measure", "mean", "ci_low", "ci_high", "interval"])
         for name, cells in table.items():

@@ -116,6 +116,11 @@ def test_a_midi_file_of_a_million_seconds_is_refused_in_one_line(tmp_path, capsy
 
     with pytest.raises(AudioError, match="longer than the 3600 s"):
         render_midi(path)
+    capsys.readouterr()
+    assert main(["midi", "render", str(path), "--wav", str(tmp_path / "long.wav")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "longer than the 3600 s" in error and "\n" not in error
+    assert not (tmp_path / "long.wav").exists()
 
 
 def test_sb3_resume_point_of_the_pickled_layout_needs_trust_folder(tmp_path):
