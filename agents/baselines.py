@@ -64,6 +64,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from musicgym.agents import ppo_kl
 from musicgym.agents.common import (
     AGENT_INFO,
     RUN_FILES,
@@ -77,7 +78,7 @@ from musicgym.agents.common import (
     warn,
     write_agent_info,
 )
-from musicgym.agents.sb3_agent import SB3Agent
+from musicgym.agents.sb3_agent import SB3Agent, playback_kwargs
 from musicgym.checks import POSITIVE_INT, check_numbers
 from musicgym.errors import ArgumentError, CheckpointError, EnvArgumentError, RunFolderError
 from musicgym.fileio import atomic_output, file_in, load_checkpoint_file, save_checkpoint_file
@@ -106,6 +107,7 @@ MODEL_STATE = (
     "_last_original_obs",
     "ep_info_buffer",
     "ep_success_buffer",
+    "kl_coef",  # PPOKL's adaptive beta
 )
 """What SB3 keeps of a run in ``model.zip``'s pickled ``data`` beside its settings (which the
 model rebuilt from our settings has anyway): counters, schedules' progress, the last
@@ -115,9 +117,10 @@ MANIFEST = re.compile(r"^manifest_(\d+)_steps\.json$")
 
 
 def algorithm_class(name: str) -> type[BaseAlgorithm]:
-    """The Stable-Baselines3 or sb3-contrib algorithm whose class is ``name`` in lower case
-    (``"qrdqn"``: ``QRDQN``); a ValueError naming the argument otherwise."""
-    for package in (stable_baselines3, sb3_contrib):
+    """The Stable-Baselines3, sb3-contrib or musicgym (:mod:`musicgym.agents.ppo_kl`) algorithm
+    whose class is ``name`` in lower case (``"qrdqn"``: ``QRDQN``); a ValueError naming the
+    argument otherwise."""
+    for package in (stable_baselines3, sb3_contrib, ppo_kl):
         for attribute in dir(package):
             found = getattr(package, attribute)
             if (
@@ -129,7 +132,29 @@ def algorithm_class(name: str) -> type[BaseAlgorithm]:
     raise ValueError(f"algo: {name!r} is no algorithm of stable-baselines3 or sb3-contrib")
 
 
-POLICIES = {"recurrentppo": "MlpLstmPolicy"}
+def init_arguments(algorithm: type) -> set[str]:
+    """The keyword arguments ``algorithm`` takes: its ``__init__``'s, and those its ``**kwargs``
+    pass on to the classes above it."""
+    names: set[str] = set()
+    for cls in algorithm.__mro__:
+        if "__init__" not in vars(cls):
+            continue
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        names |= {p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break
+    return names
+
+
+def env_kwargs(config: SB3Config | EnvConfig, algorithm: type, prior: Any = None) -> dict:
+    """The environment arguments of ``config`` for ``algorithm``: the ``"prior"`` observation
+    (and the prior out of the reward) for an algorithm that reads it (its class says so)."""
+    observation = getattr(algorithm, "observation", "plain")
+    with_prior = getattr(algorithm, "prior_in_reward", True)
+    return config.env_kwargs(prior, with_prior, observation)
+
+
+POLICIES = {"recurrentppo": "MlpLstmPolicy", "ppokl": "PriorPolicy"}
 DEFAULTS: dict[str, dict[str, Any]] = {
     # Off-policy: the published replay size and discount; start learning after a few melodies;
     # observations stored once (half of 1 GB; episodes end by termination only).
@@ -149,6 +174,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "maskableppo": {"n_steps": 256, "batch_size": 64},
     "a2c": {},
     "recurrentppo": {"n_steps": 128, "batch_size": 64},
+    "ppokl": {"n_steps": 128, "batch_size": 64},
 }
 """Constructor arguments that differ from SB3's defaults, per algorithm."""
 
@@ -197,7 +223,7 @@ class SB3Config(RunConfig):
             raise ValueError(f"hyperparameters: not JSON ({error})") from None
         if not isinstance(parsed, dict):
             raise ValueError("hyperparameters: expected a JSON object")
-        accepted = set(inspect.signature(algorithm.__init__).parameters)
+        accepted = init_arguments(algorithm)
         unknown = sorted(set(parsed) - (accepted - {"self", "policy", "env", "_init_setup_model"}))
         if unknown:
             raise ValueError(
@@ -230,8 +256,7 @@ def load_agent(folder: str | os.PathLike, info: dict[str, Any]) -> SB3Agent:
     algorithm = algorithm_class(config.algo)
     maskable = "action_masks" in inspect.signature(algorithm.predict).parameters
     env_config = config.env_config()
-    playback = task_of(config.env).playback_kwargs(env_config, masked=maskable)
-    env = gym.make(config.env, **playback)
+    env = gym.make(config.env, **playback_kwargs(env_config, algorithm, maskable))
     small = {"buffer_size": 1} if issubclass(algorithm, OffPolicyAlgorithm) else {}
     model = _weights_into(_make_model(config, env, None, **small), path)
     return SB3Agent(model, env_config)
@@ -485,7 +510,8 @@ class MusicStatisticsCallback(BaseCallback):
 
     def record(self) -> None:
         task = task_of(self.env.env)
-        pieces = SB3Agent(self.model, self.env).compose(self.melodies, seed=self.env.seed)
+        agent = SB3Agent(self.model, self.env, self.prior)
+        pieces = agent.compose(self.melodies, seed=self.env.seed)
         statistics = task.statistics(self.prior, pieces, self.env.key)
         for name, value in statistics.items():
             self.logger.record(f"music/{name}", value)
@@ -610,8 +636,8 @@ def _train(
 ) -> BaseAlgorithm:
     set_torch_threads(config.threads)
     prior_model = load_prior(prior if prior is not None else config.prior)
-    kwargs = config.env_kwargs(prior_model)
     algorithm = algorithm_class(config.algo)
+    kwargs = env_kwargs(config, algorithm, prior_model)
     maskable = "action_masks" in inspect.signature(algorithm.predict).parameters
     kwargs.update(task_of(config.env).masking_kwargs(maskable))
     envs = make_vec_env(config.env, n_envs=config.num_envs, seed=config.seed, env_kwargs=kwargs)

@@ -79,6 +79,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     "sb3-qrdqn": sb3("qrdqn"),
     "sb3-recurrentppo": sb3("recurrentppo"),
     "sb3-maskableppo": sb3("maskableppo"),  # masks the invalid actions of ChoraleComposition-v0
+    "sb3-ppokl": sb3("ppokl"),  # the prior fine-tuned by PPO with a KL penalty (agents/ppo_kl.py)
 }
 """What ``musicgym agent train --algo`` trains, by name."""
 

@@ -22,10 +22,11 @@ from musicgym.tasks import task_of
 class SB3Agent:
     """A trained SB3 model as a composer: it plays its environment's task (without the rules,
     which the observation does not depend on; :meth:`musicgym.tasks.Task.playback_kwargs`),
-    ``n`` pieces at once."""
+    ``n`` pieces at once. ``prior``: a loaded prior in place of ``env.prior``'s name (for a
+    model that observes the prior)."""
 
-    def __init__(self, model: BaseAlgorithm, env: EnvConfig) -> None:
-        self.model, self.env, self.length = model, env, env.length
+    def __init__(self, model: BaseAlgorithm, env: EnvConfig, prior: Any = None) -> None:
+        self.model, self.env, self.length, self.prior = model, env, env.length, prior
 
     @property
     def config(self) -> EnvConfig:
@@ -40,8 +41,7 @@ class SB3Agent:
     def compose(self, n: int, seed: int = 0, greedy: bool = False) -> list[Any]:
         """``n`` pieces of the task's type: ``model.predict`` with ``deterministic=greedy`` (and
         the valid actions, for a maskable model), each piece read when its episode ends."""
-        task = task_of(self.env.env)
-        kwargs = task.playback_kwargs(self.env, masked=self.maskable)
+        kwargs = playback_kwargs(self.env, type(self.model), self.maskable, self.prior)
         envs = gym.make_vec(
             self.env.env, num_envs=n, vectorization_mode="vector_entry_point", **kwargs
         )
@@ -66,6 +66,20 @@ class SB3Agent:
                         pieces[i] = envs.unwrapped.piece(int(i))
         envs.close()
         return pieces
+
+
+def playback_kwargs(
+    env: EnvConfig, algorithm: type, masked: bool, prior: Any = None
+) -> dict[str, Any]:
+    """``gym.make_vec`` arguments of the environment in which a trained ``algorithm`` composes:
+    its task's (:meth:`musicgym.tasks.Task.playback_kwargs`), with the prior (``prior``, else
+    ``env.prior``) observed where the algorithm reads the ``"prior"`` observation
+    (:mod:`musicgym.agents.ppo_kl`)."""
+    kwargs = task_of(env.env).playback_kwargs(env, masked=masked)
+    if getattr(algorithm, "observation", "plain") == "prior":
+        observed = env.prior if prior is None else prior
+        kwargs.update(prior=observed, observation="prior", prior_weight=0.0)
+    return kwargs
 
 
 @contextmanager

@@ -331,6 +331,7 @@ SB3_SMALL = {
     "a2c": {},
     "recurrentppo": {"n_steps": 16, "batch_size": 32, "n_epochs": 2},
     "maskableppo": {"n_steps": 16, "batch_size": 32, "n_epochs": 2},
+    "ppokl": {"n_steps": 16, "batch_size": 32, "n_epochs": 2, "kl_target": 0.1},
 }
 
 
@@ -355,14 +356,16 @@ def test_every_algorithm_trains_checkpoints_resumes_and_composes(prior, algo, tm
         from musicgym.agents.baselines import SB3Config
         from musicgym.agents.baselines import train as train_sb3
 
+        path = tmp_path.parent / f"{tmp_path.name}-prior.pt"  # the run names it (ppokl reads it)
+        save_checkpoint(path, prior)
         small = {"num_envs": 2, "eval_interval": 32, "eval_episodes": 2, "checkpoint_interval": 32}
-        hyperparameters = json.dumps(SB3_SMALL[name])
-        config = SB3Config(algo=name, steps=64, hyperparameters=hyperparameters, **small)
-        model = train_sb3(config, tmp_path, prior=prior, progress=False)
+        small = {**small, "prior": str(path), "hyperparameters": json.dumps(SB3_SMALL[name])}
+        config = SB3Config(algo=name, steps=64, **small)
+        model = train_sb3(config, tmp_path, progress=False)
         assert model.num_timesteps >= 64 and (tmp_path / "checkpoints").is_dir()
-        config = SB3Config(algo=name, steps=128, hyperparameters=hyperparameters, **small)
+        config = SB3Config(algo=name, steps=128, **small)
         (tmp_path / "model.zip").unlink()  # as if interrupted: resume from checkpoints/
-        model = train_sb3(config, tmp_path, resume=True, prior=prior, progress=False)
+        model = train_sb3(config, tmp_path, resume=True, progress=False)
         assert model.num_timesteps >= 128
         assert read_agent_info(tmp_path)["trained_steps"] == model.num_timesteps
     agent = agents.load(tmp_path)
