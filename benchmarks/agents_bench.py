@@ -39,7 +39,9 @@ pieces, numbers and per-piece contributions, which ``--load`` reuses), ``results
 published columns beside ours), ``results.json`` (every number of every seed, and the table with
 its intervals' bounds), ``results.csv`` (the table: one row per column and measure, with the
 bounds), ``learning_curves.png`` (each measure against environment steps, from the runs'
-TensorBoard logs), ``piano_rolls.png`` (sample pieces of each column) and ``midi/COLUMN/*.mid``
+TensorBoard logs), for melodies ``pareto.png`` (each run's notes in motif and theory reward
+against its KL to the test melodies, beside the data's own frontier: ``benchmarks/pareto.py``,
+also in ``results.json``'s ``frontier``), ``piano_rolls.png`` (sample pieces of each column) and ``midi/COLUMN/*.mid``
 (a WAV beside each). ``--jobs N`` runs N agents at a time in worker processes, ``--ray [ADDRESS]``
 each (agent, seed) as a task on a Ray cluster (``benchmarks/ray_runs.py``). A run that fails is
 reported in a line, left out of the tables (which say over how many runs each column is) and
@@ -61,6 +63,7 @@ from typing import Any, NamedTuple
 from musicgym.agents.registry import ALGORITHMS
 from musicgym.benchmarks.goals import GOALS, RULES_ONLY
 from musicgym.benchmarks.measures import MEASURES_FILE, cached, column_cells, measure, save
+from musicgym.benchmarks.pareto import data_frontier, plot_pareto
 from musicgym.benchmarks.ray_runs import RunFailure
 from musicgym.benchmarks.report import (
     column_folder,
@@ -414,9 +417,11 @@ def write_report(
     and the MIDI files of the runs' ``outcomes`` (a :class:`RunFailure` is a row of the report's
     ``failures``, and the table says over how many runs each column is); returns the report."""
     task, out = config.task, Path(config.out)
-    histograms, columns, described = None, {}, None
+    histograms, columns, described, frontier = None, {}, None, None
     if reference is not None:
         data, pieces = reference
+        if task.frontier:
+            frontier = data_frontier(pieces, config.key)
         histograms = task.reference_histograms(pieces)
         columns[task.data_column] = [bench_reference(data, pieces, config)]
         sampled = len(columns[task.data_column][0]["pieces"])
@@ -452,6 +457,7 @@ def write_report(
             name: {m: asdict(cell) for m, cell in cells.items()} for name, cells in table.items()
         },
         "goals": goals.judge(table),
+        "frontier": frontier,
     }
     write_text(out / "results.json", json.dumps(report, indent=1, default=float) + "\n")
     write_csv(out / "results.csv", table)
@@ -472,6 +478,8 @@ def write_report(
     }
     write_samples(task, out, samples)
     plot_learning_curves(task, out / "learning_curves.png", out / "runs", config.agents)
+    if task.frontier:
+        plot_pareto(report, frontier, out / "pareto.png")
     print(text)
     print(verdict)
     print(f"\nresults, pictures and MIDI files in {out}")

@@ -87,6 +87,9 @@ class Task(ABC, Generic[Piece]):
     """Pieces of each column on a benchmark's sheet of piano rolls."""
     voices: ClassVar[bool]
     """Whether piano rolls colour the voices."""
+    frontier: ClassVar[bool] = False
+    """Whether the benchmarks draw the data's own frontier of notes in motifs against the KL to
+    the data (``musicgym.benchmarks.pareto``; melodies)."""
 
     @property
     def defaults(self) -> EnvConfig:
@@ -239,6 +242,7 @@ class MelodyTask(Task[Melody]):
 
     env_id = DEFAULTS.env
     piece_name, plural, data_column, dataset = "melody", "melodies", "test melodies", None
+    frontier = True
     headline = ("notes_not_in_key", "notes_excessively_repeated", "log_p", "theory_reward")
     rolls_per_column, voices = 4, False
     published: ClassVar[Mapping[str, Mapping[str, float]]] = PUBLISHED

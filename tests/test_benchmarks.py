@@ -435,3 +435,21 @@ def test_a_damaged_measures_file_under_load_is_one_line(tmp_path: Path, monkeypa
         with pytest.raises(BenchmarkError, match="delete it to measure again") as raised:
             agents_bench.run(AgentsBenchConfig(**settings, load=True))
         assert str(cache) in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_the_datas_frontier_moves_away_from_the_data_as_motifs_densen():
+    """The densest-in-motif windows: more notes in motifs and a larger KL of note lengths the
+    fewer of them; all windows are the data itself (KL 0)."""
+    from musicgym.benchmarks.pareto import data_frontier, frontier_at
+
+    rng = np.random.default_rng(0)
+    windows = [rng.integers(0, 38, 32).tolist() for _ in range(60)]
+    windows += [[14, 1, 16, 1] * 8 for _ in range(6)]  # a repeated figure: all in motifs
+    frontier = data_frontier(windows, "C major", fractions=(1.0, 0.5, 0.1))
+    assert [p["fraction"] for p in frontier] == [1.0, 0.5, 0.1]
+    assert all(frontier[0][f"kl_{name}"] == 0.0 for name in ("pitch_classes", "note_lengths"))
+    motifs = [p["notes_in_motif"] for p in frontier]
+    lengths = [p["kl_note_lengths"] for p in frontier]
+    assert motifs == sorted(motifs) and lengths == sorted(lengths) and lengths[-1] > 0.01
+    middle = frontier_at(frontier, (motifs[0] + motifs[1]) / 2, "kl_note_lengths")
+    assert lengths[0] < middle < lengths[1]

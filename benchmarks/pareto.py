@@ -1,0 +1,106 @@
+"""The data's own frontier and the Pareto picture of a melody benchmark.
+
+The rules pull against the data: real melodies dense in motifs are far from the data's note
+lengths. :func:`data_frontier` measures how far: the test windows sorted by their share of notes
+in motifs, and for the densest ``fraction`` of them, their notes in motifs against the KL of
+their histograms (pitch classes, intervals, note lengths) to all windows'. An agent can be judged
+against that curve: no closer to the data than real melodies as dense in motifs are.
+
+:func:`plot_pareto` draws, from a ``bench agents`` report, every agent's point per seed (notes in
+motif and theory reward per step against each KL, and theory reward against ``log p``) beside the
+frontier: ``pareto.png``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from musicgym.metrics import HISTOGRAMS, kl_divergence, statistic_contributions
+
+FRACTIONS = (1.0, 0.5, 0.3, 0.2, 0.14, 0.1, 0.05, 0.03)
+"""The densest shares of the test windows the frontier is measured on."""
+KL_MEASURES = tuple(f"kl_{name}" for name in HISTOGRAMS)
+
+
+def data_frontier(
+    windows: Sequence[Sequence[int]], key: str, fractions: Sequence[float] = FRACTIONS
+) -> list[dict[str, float]]:
+    """For each ``fraction``: the densest-in-motifs ``fraction`` of ``windows`` (test melodies),
+    their ``notes_in_motif`` (%, a ratio of sums) and each ``kl_*`` of their summed histograms to
+    those of all windows (nats)."""
+    in_motif = statistic_contributions(windows, key)["notes_in_motif"]  # (M, 2): notes, of
+    shares = in_motif[:, 0] / np.maximum(in_motif[:, 1], 1)
+    order = np.argsort(-shares, kind="stable")
+    histograms = {
+        name: np.stack([h(w) for w in windows]).astype(float) for name, h in HISTOGRAMS.items()
+    }
+    everything = {name: counts.sum(0) for name, counts in histograms.items()}
+    frontier = []
+    for fraction in fractions:
+        chosen = order[: max(1, round(fraction * len(windows)))]
+        sums = in_motif[chosen].sum(0)
+        point = {"fraction": fraction, "notes_in_motif": float(100 * sums[0] / max(sums[1], 1))}
+        for name, counts in histograms.items():
+            point[f"kl_{name}"] = float(kl_divergence(counts[chosen].sum(0), everything[name]))
+        frontier.append(point)
+    return frontier
+
+
+def frontier_at(frontier: Sequence[dict[str, float]], motif: float, measure: str) -> float:
+    """The frontier's ``measure`` at ``notes_in_motif`` = ``motif`` (linear between its points;
+    its nearest end outside them)."""
+    points = sorted((p["notes_in_motif"], p[measure]) for p in frontier)
+    xs, ys = zip(*points)
+    return float(np.interp(motif, xs, ys))
+
+
+def plot_pareto(
+    report: dict[str, Any], frontier: Sequence[dict[str, float]] | None, path: Path
+) -> None:
+    """The Pareto picture of a ``bench agents`` report (see the module docstring)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("notes_in_motif", m) for m in KL_MEASURES] + [
+        ("theory_reward", "kl_note_lengths"),
+        ("theory_reward", "log_p"),
+    ]
+    figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), squeeze=False)
+    results = report.get("results", {})
+    data = (report.get("data_column") or {}).get("column")
+    for ax, (x, y) in zip(axes.flat, panels):
+        if frontier and x == "notes_in_motif":
+            points = sorted((p[x], p[y]) for p in frontier)
+            ax.plot(*zip(*points), color="0.4", linestyle="--", label="the data's frontier")
+        for name, runs in results.items():
+            xs = [_number(run.get(x)) for run in runs]
+            ys = [_number(run.get(y)) for run in runs]
+            if all(math.isnan(v) for v in xs + ys):
+                continue
+            ax.scatter(xs, ys, s=18, label=name, alpha=0.8)
+        cells = report.get("table", {}).get(data, {}) if data else {}
+        if x in cells and y in cells:
+            ax.scatter([cells[x]["mean"]], [cells[y]["mean"]], marker="*", s=80, color="k",
+                       label=data)  # fmt: skip
+        ax.set_xlabel(x.replace("_", " "), fontsize=8)
+        ax.set_ylabel(y.replace("_", " "), fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes.flat[0].legend(fontsize=6)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
