@@ -33,7 +33,7 @@ from musicgym.envs.batched import (
     shown_log_probs,
 )
 from musicgym.envs.stepper import TokenStepper, check_prior_range
-from musicgym.errors import EnvArgumentError
+from musicgym.errors import CheckpointError, EnvArgumentError
 from musicgym.music.keys import Key, pitch_name
 from musicgym.music.tokens import (
     NO_EVENT,
@@ -44,7 +44,7 @@ from musicgym.music.tokens import (
     tokens_to_note_state,
     validate_tokens,
 )
-from musicgym.prior import MelodyPrior, resolve_prior
+from musicgym.prior import MelodyPrior, checkpoint_path, resolve_prior
 from musicgym.rules import RuleContext, RulesArgument, resolve_rules, rule_rewards
 
 STEPS_PER_BAR = 16
@@ -278,11 +278,12 @@ class MelodyBatch:
         return (f"[{primer}] " if primer else "") + " ".join(words)
 
     def render_rgb(self, i: int) -> np.ndarray:
-        """The composition as a piano roll image (``musicgym.music.pianoroll.piano_roll_rgb``)."""
+        """The composition as a piano roll image (``musicgym.music.pianoroll.piano_roll_rgb``),
+        of the whole melody's length from the first step on (the steps to come silent)."""
         from musicgym.music.pianoroll import piano_roll_rgb  # matplotlib only when rendering
 
         tokens = self.compositions[i] or [NO_EVENT]  # one silent step for an empty melody
-        return piano_roll_rgb(tokens_to_note_state(tokens))
+        return piano_roll_rgb(tokens_to_note_state(tokens), steps=self.length)
 
 
 def _check_length_c_history(length: int, c: float, history: int | None) -> int:
@@ -315,7 +316,8 @@ def _check_action(action: Any, what: str = "action") -> int:
 
 class _PriorLoader:
     """Turns the ``prior`` argument into a loaded prior on first use (so ``gym.make`` stays cheap
-    and a shipped checkpoint is read only when an episode starts)."""
+    and a shipped checkpoint is read only when an episode starts); a name that is not shipped or
+    a missing file fails at once, at ``gym.make``, without reading the weights."""
 
     def __init__(self, prior: PriorArgument, device: str | torch.device) -> None:
         if prior is not None and not isinstance(prior, (str, os.PathLike, MelodyPrior)):
@@ -325,6 +327,8 @@ class _PriorLoader:
             )
         if isinstance(prior, MelodyPrior):
             check_prior_range(prior)
+        elif prior is not None and not checkpoint_path(prior).is_file():
+            raise CheckpointError(f"{checkpoint_path(prior)}: no such checkpoint file")
         self.argument, self.device = prior, device
         self.attached = prior is None  # a rules-only env has nothing to attach
 
