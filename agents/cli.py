@@ -154,6 +154,10 @@ def _run_train(args: argparse.Namespace) -> int:
     rate = getattr(trained, "steps_per_second", 0.0)
     steps = read_agent_info(args.out).get("trained_steps", config.steps)
     print(f"{args.algo}: {steps} steps in {args.out}" + (f", {rate:.1f} steps/s" if rate else ""))
+    size, replay = getattr(trained, "checkpoint_size", 0), getattr(trained, "replay_size", 0)
+    if size:
+        kept = f", of which the replay memory {replay / 2**20:.1f} MiB (for --resume)"
+        print(f"checkpoint {size / 2**20:.1f} MiB" + (kept if replay else ""))
     return 0
 
 
