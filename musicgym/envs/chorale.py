@@ -470,8 +470,8 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
     this time step, struck or held, or ends the time step; a time step takes as many actions as
     it has notes, plus one. So the frozen prior's ``log p(a | s)`` of every action is exact and
     normalised, and the decisions of a time step add up to the prior's log-likelihood of its
-    frame. The four-part-writing rules (``spec/chorale-rules.md``) judge each frame when its time
-    step ends, so an agent learns to write Bach-like four-part harmony while staying close to
+    frame. The four-part-writing rules (``docs/spec/chorale-rules.md``) judge each frame when its
+    time step ends, so an agent learns to write Bach-like four-part harmony while staying close to
     what the prior finds likely.
 
     ## Action Space

@@ -424,8 +424,9 @@ class MusicCompositionEnv(_Melodies, BatchedEnv):
 
     The RL Tuner task of Jaques et al. (2017): an agent writes a melody of ``length`` tokens (two
     4/4 bars of 16th notes by default). Each action is a melody token; the reward is the frozen
-    prior's log-probability of the action plus music-theory rules (``spec/melody-rules.md``), so
-    an agent learns to follow the rules while staying close to what the prior finds likely.
+    prior's log-probability of the action plus music-theory rules
+    (``docs/spec/melody-rules.md``), so an agent learns to follow the rules while staying
+    close to what the prior finds likely.
 
     ## Action Space
 
