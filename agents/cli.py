@@ -164,7 +164,6 @@ def _run_train(args: argparse.Namespace) -> int:
 def _compose(args: argparse.Namespace) -> int:
     from musicgym import agents
     from musicgym.errors import OutputError
-    from musicgym.metrics import NOT_AVAILABLE_NOTE, format_statistic
     from musicgym.runs import check_output_folder
     from musicgym.tasks import task_of
 
@@ -203,9 +202,15 @@ def _compose(args: argparse.Namespace) -> int:
         for i, piece in enumerate(pieces):
             task.write_piano_roll(piece, args.out / f"{word}_{i:03d}.png", f"{word} {i}")
     print(f"{len(pieces)} {task.plural} in {args.out}")
-    statistics = task.statistics(None, pieces)
+    _print_statistics(task, task.statistics(None, pieces))
+    return 0
+
+
+def _print_statistics(task: Any, statistics: dict[str, float]) -> None:
+    """One line per statistic; "n/a" where one had nothing to count, and a line saying why."""
+    from musicgym.metrics import NOT_AVAILABLE_NOTE, format_statistic
+
     for name, value in statistics.items():
         print(f"  {task.labels[name]:<42} {format_statistic(value, '.2f', 8)}")
     if any(math.isnan(value) for value in statistics.values()):
         print(f"  ({NOT_AVAILABLE_NOTE})")
-    return 0

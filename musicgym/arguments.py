@@ -119,7 +119,7 @@ def add_dataclass_arguments(
             f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         )
         help_text = docs.get(f.name, "")
-        if "(default:" not in help_text:  # a docstring that says its default says it once
+        if "(default" not in help_text:  # a docstring that says its default says it once
             help_text += f" (default: {default})"
         if leave_unset:
             default = argparse.SUPPRESS
