@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.cli_runner import HANG
 from tests.test_gallery import CHROMIUM
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,8 +23,6 @@ MISSING = [name for name in DOCS_EXTRA if importlib.util.find_spec(name.split(".
 pytestmark = pytest.mark.skipif(
     bool(MISSING), reason=f"the docs extra is not installed (pip install -e '.[docs]'): {MISSING}"
 )
-HANG = 600
-"""Seconds after which a build or a browser is taken for hung (a busy machine never gets near)."""
 
 
 @pytest.fixture(scope="module")
