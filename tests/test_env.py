@@ -185,6 +185,15 @@ def test_sb3_env_checker(prior):
         sb3_check_env(make(prior=prior))
 
 
+def test_sb3_env_checker_on_the_defaults():
+    """The env as ``gym.make`` gives it, with the shipped prior melody16c."""
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sb3_check_env(gym.make(ENV_ID).unwrapped)
+
+
 def test_bad_arguments_fail_at_make_in_one_line():
     """What a user types first, ``gym.make``, says what is wrong: not a later ``reset``."""
     for kwargs, message in [

@@ -392,6 +392,21 @@ def test_rl_tuner_steps_round_up_to_whole_vector_steps(cli, files, tmp_path):
     assert "checkpoint " in result.stdout and "of which the replay memory" in result.stdout
 
 
+def test_rl_tuner_progress_bar_ends_at_100_percent_of_the_steps_trained():
+    from types import SimpleNamespace
+
+    from musicgym.agents.rl_tuner.loop import ProgressBar
+
+    run = SimpleNamespace(config=SimpleNamespace(steps=66), global_step=0)
+    run.agent = SimpleNamespace(updates=0)
+    bar = ProgressBar()
+    bar.on_training_start(run)
+    for run.global_step in (16, 32, 48, 64, 68):  # 4 environments, 2 of them resetting once
+        bar.on_step(run, [])
+    assert bar.bar.n == bar.bar.total == 68
+    bar.on_training_end(run)
+
+
 @pytest.mark.parametrize(
     "settings",
     [{"algo": "q"}, {"algo": "g", "primer": "random_note", "exploration": "boltzmann"}],
