@@ -515,14 +515,15 @@ class MusicCompositionEnv(_Melodies, BatchedEnv):
     * ``prior``: a shipped prior name, a checkpoint path, a loaded ``MelodyPrior`` (its pitch range
       must cover MIDI 48..83, moved into C first for a key-normalised prior: the melody in any
       ``key`` is transposed into C major / A minor before such a prior scores it), or ``None``
-      for a rules-only env. Names and paths load on the first reset.
+      for a rules-only env. Names and paths load on the first reset; a name that is not shipped
+      or a missing file fails at once, when the env is made.
     * ``rules``: a preset name, rule names, a dict name -> weight, or rule objects
       (:func:`musicgym.rules.resolve_rules`).
     * ``c``: divisor of the rule rewards (0.5 in both papers).
     * ``primer``: see Starting State; per episode with ``reset(options={"primer": ...})``.
     * ``render_mode``: ``"ansi"`` (the melody as text), ``"human"`` (that text printed after
-      every reset and step) or ``"rgb_array"`` (a piano roll; wrap it in gymnasium's
-      ``HumanRendering`` for a pygame window).
+      every reset and step) or ``"rgb_array"`` (a piano roll of the whole melody's length, one
+      size for the episode; wrap it in gymnasium's ``HumanRendering`` for a pygame window).
     * ``device``: where the prior runs.
     * ``history``: tokens shown in the observation (default ``length``).
     * ``observation``: ``"plain"`` or ``"prior"`` (see Observation Space; it needs a prior, and
@@ -535,7 +536,9 @@ class MusicCompositionEnv(_Melodies, BatchedEnv):
     * v0: initial version. The default prior is ``melody16c`` (key-normalised Essen melodies;
       it was ``bach16`` before the RL Tuner's benchmark chose it); pass ``prior="bach16"`` for
       the earlier rewards. The ``observation="prior"`` mode and ``prior_weight`` were added
-      later; the defaults give the same numbers as before.
+      later; the defaults give the same numbers as before. Since 0.1.0 ``rgb_array`` frames
+      keep one size for the whole episode, and a ``prior`` that is not there fails at
+      ``gym.make``.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": RENDER_MODES, "render_fps": 8}
