@@ -3,7 +3,8 @@
 * Pages that live beside the code, not under docs/, are part of the site as they are
   (benchmarks/RESULTS.md and its pictures, CHANGELOG.md): the site and the repository never hold
   two copies.
-* The docstrings' Sphinx roles (``:class:`~musicgym.X` ``) read as plain code (``X``).
+* The docstrings' Sphinx roles (``:class:`~musicgym.X` ``) read as plain code (``X``), and a
+  paragraph that ends in ``::`` (reST's "a code block follows") in one colon.
 * The API reference reads the installed package's layout: the repository's folders ``priors/``,
   ``agents/`` and ``benchmarks/`` are ``musicgym.priors``, ``.agents`` and ``.benchmarks``
   (setuptools' package-dir), which mkdocstrings cannot see from the folders. A tree of symbolic
@@ -53,7 +54,7 @@ def on_files(files: Files, config) -> Files:
 
 
 def on_page_content(html: str, page, config, files) -> str:
-    return ROLE.sub(_shown, html)
+    return ROLE.sub(_shown, html).replace("::</p>", ":</p>")
 
 
 def _shown(match: re.Match) -> str:
