@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +60,28 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         added |= {f.name for f in dataclasses.fields(cls)}
     train.set_defaults(func=_run_train)
 
-    compose = commands.add_parser("compose", help="compose melodies with an agent")
+    compose = commands.add_parser(
+        "compose",
+        help="compose pieces with an agent",
+        description="Compose pieces (melodies or chorales, the agent's environment says which) "
+        "with a trained agent, the prior or a random agent, and write them as MIDI files "
+        "(optionally piano rolls and WAV files) into --out, with their statistics.",
+    )
     compose.add_argument(
         "--agent", required=True, help="a run folder, an RL Tuner checkpoint, 'prior' or 'random'"
     )
     compose.add_argument(
-        "--n", type=positive_int, default=16, help="melodies to compose (default: 16)"
+        "--n", type=positive_int, default=16, help="pieces to compose (default: 16)"
     )
-    compose.add_argument("--out", type=Path, required=True, help="folder for the MIDI files")
+    compose.add_argument(
+        "--out", type=Path, required=True, help="folder for the MIDI files (new or empty)"
+    )
+    compose.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a folder that holds files (the pieces of an earlier compose there "
+        "are deleted first, nothing else)",
+    )
     compose.add_argument(
         "--seed", type=non_negative_int, default=0, help="random seed (default: 0)"
     )
@@ -139,24 +154,38 @@ def _run_train(args: argparse.Namespace) -> int:
     rate = getattr(trained, "steps_per_second", 0.0)
     steps = read_agent_info(args.out).get("trained_steps", config.steps)
     print(f"{args.algo}: {steps} steps in {args.out}" + (f", {rate:.1f} steps/s" if rate else ""))
+    size, replay = getattr(trained, "checkpoint_size", 0), getattr(trained, "replay_size", 0)
+    if size:
+        kept = f", of which the replay memory {replay / 2**20:.1f} MiB (for --resume)"
+        print(f"checkpoint {size / 2**20:.1f} MiB" + (kept if replay else ""))
     return 0
 
 
 def _compose(args: argparse.Namespace) -> int:
     from musicgym import agents
+    from musicgym.errors import OutputError
     from musicgym.runs import check_output_folder
+    from musicgym.tasks import task_of
 
     if args.wav:  # a bad soundfont or synthesizer fails before the agent composes
         from musicgym.music.audio import choose_synthesizer
 
         synthesizer, soundfont = choose_synthesizer(args.synthesizer, args.soundfont)
+    held = sorted(args.out.iterdir()) if args.out.is_dir() else []
+    if held and not args.overwrite:
+        raise OutputError(
+            f"--out {args.out}: holds {len(held)} file(s) already; choose a new or empty folder, "
+            "or pass --overwrite to replace the pieces of an earlier compose there"
+        )
     agent = agents.load(args.agent, length=args.length, env=args.env, bars=args.bars)
-    from musicgym.tasks import task_of
-
     task = task_of(agent.config.env)
     check_output_folder(args.out)
-    pieces = agent.compose(args.n, seed=args.seed, greedy=args.greedy)
     word = task.piece_name
+    if args.overwrite:  # a smaller --n must not leave an earlier compose's pieces behind
+        for pattern in (f"{word}_*.mid", f"{word}_*.png", f"{word}_*.wav", task.pieces_file):
+            for path in args.out.glob(pattern):
+                path.unlink()
+    pieces = agent.compose(args.n, seed=args.seed, greedy=args.greedy)
     midi_paths = [args.out / f"{word}_{i:03d}.mid" for i in range(len(pieces))]
     for piece, path in zip(pieces, midi_paths):
         task.write_midi(piece, path)
@@ -173,6 +202,15 @@ def _compose(args: argparse.Namespace) -> int:
         for i, piece in enumerate(pieces):
             task.write_piano_roll(piece, args.out / f"{word}_{i:03d}.png", f"{word} {i}")
     print(f"{len(pieces)} {task.plural} in {args.out}")
-    for name, value in task.statistics(None, pieces).items():
-        print(f"  {task.labels[name]:<42} {value:8.2f}")
+    _print_statistics(task, task.statistics(None, pieces))
     return 0
+
+
+def _print_statistics(task: Any, statistics: dict[str, float]) -> None:
+    """One line per statistic; "n/a" where one had nothing to count, and a line saying why."""
+    from musicgym.metrics import NOT_AVAILABLE_NOTE, format_statistic
+
+    for name, value in statistics.items():
+        print(f"  {task.labels[name]:<42} {format_statistic(value, '.2f', 8)}")
+    if any(math.isnan(value) for value in statistics.values()):
+        print(f"  ({NOT_AVAILABLE_NOTE})")

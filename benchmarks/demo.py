@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from musicgym.config import EnvConfig
 from musicgym.fileio import write_text
+from musicgym.metrics import NOT_AVAILABLE_NOTE, format_statistic
 from musicgym.tasks import CHORALE, MELODY, Task, task_of
 
 FOLDERS = {MELODY.env_id: "musicgym-demo", CHORALE.env_id: "musicgym-demo-chorale"}
@@ -140,16 +141,19 @@ def run(config: DemoConfig) -> dict[str, dict[str, float]]:
 
 def format_table(task: Task[Any], table: dict[str, dict[str, float]]) -> str:
     """Statistics down; prior, tuned and the task's published columns (Jaques et al.'s Q)
-    across."""
+    across. A statistic with nothing to count is "n/a" (said under the table); one the papers
+    did not publish is blank."""
     published = {c: heading for c, heading in PUBLISHED_COLUMNS.items() if c in task.published}
     width = max(len(task.labels.get(name, name)) for name in table["prior"]) + 1
     headings = ["prior", "tuned", *published.values()]
     lines = [f"{'statistic':<{width}} " + " ".join(f"{h:>9}" for h in headings)]
     for name in table["prior"]:
-        cells = [table["prior"][name], table["tuned"][name]]
-        cells += [task.published[c].get(name, math.nan) for c in published]
+        cells = [format_statistic(table[c][name], ".2f", 9) for c in ("prior", "tuned")]
+        cells += [_text_cell(task.published[c].get(name, math.nan)) for c in published]
         label = task.labels.get(name, name)
-        lines.append(f"{label:<{width}} " + " ".join(_text_cell(v) for v in cells))
+        lines.append(f"{label:<{width}} " + " ".join(cells))
+    if any(math.isnan(table[c][name]) for c in ("prior", "tuned") for name in table["prior"]):
+        lines.append(NOT_AVAILABLE_NOTE)
     return "\n".join(lines)
 
 

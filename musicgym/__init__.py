@@ -1,5 +1,7 @@
 """musicgym: music composition as a reinforcement-learning problem."""
 
+from importlib import metadata as _metadata
+
 from musicgym.errors import (
     AudioError,
     CheckpointError,
@@ -13,7 +15,10 @@ from musicgym.errors import (
 from musicgym.music.keys import Key
 from musicgym.music.notestate import NoteState
 
-__version__ = "0.1.0"
+try:  # one version source: pyproject.toml, read back from the installed distribution
+    __version__ = _metadata.version("musicgym")
+except _metadata.PackageNotFoundError:  # the source tree on sys.path, not installed
+    __version__ = "0+unknown"
 
 
 ENVIRONMENTS = {
@@ -51,4 +56,5 @@ __all__ = [
     "NoteState",
     "NoteStateError",
     "RuleError",
+    "__version__",
 ]

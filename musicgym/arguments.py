@@ -23,11 +23,28 @@ EXIT_BAD_INPUT = 2
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse's parser, whose errors are one line (argparse prints the whole usage first)."""
+    """argparse's parser, whose errors are one line (argparse prints the whole usage first),
+    with the prefix of every other error of the command (``musicgym: error:``, not the
+    sub-command's ``musicgym agent train: error:``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", _SubcommandsAction)
 
     def error(self, message: str) -> typing.NoReturn:
         message = " ".join(message.split())
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        command = "musicgym" if self.prog.startswith("musicgym ") else self.prog
+        self.exit(EXIT_BAD_INPUT, f"{command}: error: {message} (see {self.prog} --help)\n")
+
+
+class _SubcommandsAction(argparse._SubParsersAction):
+    """Sub-commands whose ``--help`` opens with their one-line ``help`` where they give no
+    ``description`` (argparse shows it only in the parent's list)."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        if kwargs.get("description") is None and kwargs.get("help"):
+            kwargs["description"] = kwargs["help"][:1].upper() + kwargs["help"][1:] + "."
+        return super().add_parser(name, **kwargs)
 
 
 def _number_type(kind: type, check: dict[str, Any]) -> Callable[[str], Any]:
@@ -101,7 +118,9 @@ def add_dataclass_arguments(
         default = (
             f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         )
-        help_text = f"{docs.get(f.name, '')} (default: {default})"
+        help_text = docs.get(f.name, "")
+        if "(default" not in help_text:  # a docstring that says its default says it once
+            help_text += f" (default: {default})"
         if leave_unset:
             default = argparse.SUPPRESS
         origin, args = typing.get_origin(kind), typing.get_args(kind)

@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="musicgym",
         description="Music composition as a reinforcement-learning problem.",
     )
+    from musicgym import __version__
+
+    parser.add_argument("--version", action="version", version=f"musicgym {__version__}")
     subparsers = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
     adders: list[Callable[[argparse._SubParsersAction], None]] = [midi_cli.add_commands]
     adders += [ep.load() for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=str)]

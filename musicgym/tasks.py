@@ -504,8 +504,9 @@ class ChoraleTask(Task[NoteState]):
         return NoteState(matrix, value["lowest_pitch"], value["resolution"])
 
     def masking_kwargs(self, masked: bool) -> dict[str, Any]:
-        """An agent that cannot mask plays an invalid action as "end the time step"."""
-        return {} if masked else {"invalid_action": "end"}
+        """An agent that cannot mask plays an invalid action as "end the time step" (the env's
+        default); one that masks never plays one, and if it did, that is a bug: it raises."""
+        return {"invalid_action": "raise" if masked else "end"}
 
     def playback_kwargs(self, config: EnvConfig, masked: bool) -> dict[str, Any]:
         """The environment with its prior (which gives the pitch axis the policy was trained on),

@@ -3,7 +3,7 @@
 A melody is a sequence of tokens, one per 16th note: ``NOTE_OFF`` (0), ``NO_EVENT`` (1), or "strike
 pitch ``lowest_pitch + i``" (``2 + i``), over a vocabulary of ``2 + num_pitches`` tokens. With the
 default pitch axis (MIDI 48..83) that is exactly the environment's 38 tokens and the spec's model
-(``spec/melody-rules.md``): one LSTM layer of 100 units over the one-hot previous token, and a
+(``docs/spec/melody-rules.md``): one LSTM layer of 100 units over the one-hot previous token, and a
 softmax over the next. A wider axis (``melody16c``'s 42..89) lets a key-normalised Note RNN read
 melodies in any key moved into C; it then scores the environment's 38 tokens renormalised over
 them.

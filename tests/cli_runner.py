@@ -15,6 +15,11 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+HANG = 900.0
+"""Seconds after which a command (or a wait) is taken for hung. Only to catch hangs: far above
+what any command here takes, also on a machine whose cores are busy with other work (a wall-clock
+limit near the idle time fails under load; CPU time is what a test may bound)."""
+
 PRELOAD = [
     "musicgym.cli",
     "agents",
@@ -94,7 +99,7 @@ class Running:
     def signal(self, number: int = signal.SIGINT) -> None:
         os.kill(self.process.pid, number)
 
-    def wait(self, timeout: float = 120) -> Result:
+    def wait(self, timeout: float = HANG) -> Result:
         self.process.join(timeout)
         if self.process.exitcode is None:
             self.process.kill()
@@ -123,12 +128,12 @@ class CLI:
         return Running(process, folder)
 
     def run(
-        self, args: list[str], cwd: Path, timeout: float = 120, file_size: int | None = None
+        self, args: list[str], cwd: Path, timeout: float = HANG, file_size: int | None = None
     ) -> Result:
         return self.start(args, cwd, file_size).wait(timeout)
 
 
-def wait_for(condition, timeout: float = 60, every: float = 0.02) -> None:
+def wait_for(condition, timeout: float = HANG, every: float = 0.02) -> None:
     """Poll ``condition()`` until it holds."""
     deadline = time.time() + timeout
     while not condition():

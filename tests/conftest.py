@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
+
+# No wall-clock limit a busy machine can reach: Hypothesis's default 200 ms per example and its
+# "too slow" health check measure the machine's load, not the code.
+settings.register_profile("musicgym", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("musicgym")
 
 
 @pytest.fixture(autouse=True)

@@ -98,8 +98,8 @@ def test_decision_log_probs_from_hand_made_note_scores():
 
 
 # --------------------------------------------------------------------------------- masks
-def test_pitches_at_or_below_the_last_written_are_masked_and_raise(prior):
-    env = make(prior)
+def test_pitches_at_or_below_the_last_written_are_masked_and_raise_on_request(prior):
+    env = make(prior, invalid_action="raise")
     _, info = env.reset(seed=0)
     N = prior.num_pitches
     assert info["action_mask"].all()
@@ -117,13 +117,15 @@ def test_pitches_at_or_below_the_last_written_are_masked_and_raise(prior):
         env.step(2 * N + 1)
 
 
-def test_invalid_action_end_plays_end_with_a_penalty(prior):
-    env = make(prior, invalid_action="end")
+def test_an_invalid_action_plays_end_with_a_penalty_by_default(prior):
+    env = make(prior)  # invalid_action="end", the default: any RL code runs on the env
     env.reset(seed=0)
     env.step(20)
     _, reward, _, _, info = env.step(5)  # below the last: played as "end"
     assert info["frames"] == 1 and info["rewards"]["invalid_action"] == -10.0
     assert reward == pytest.approx(sum(info["rewards"].values()))
+    assert np.array_equal(info["action_mask"], env.unwrapped.action_masks())
+    assert info["action_mask"].all()  # a new time step: every action valid again
 
 
 def test_a_full_random_episode_with_masked_actions_on_the_shipped_prior():
@@ -148,11 +150,21 @@ def test_gymnasium_env_checker_with_warnings_as_errors(prior, with_prior):
         check_env(make(prior if with_prior else None).unwrapped, skip_render_check=False)
 
 
-def test_stable_baselines3_env_checker(prior):
-    """SB3's checker steps random actions without masks: on the variant for maskless agents."""
+def test_stable_baselines3_env_checker_on_the_defaults():
+    """SB3's checker steps random actions without masks: the default env (the shipped bach16)
+    takes them."""
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-    sb3_check_env(make(prior, invalid_action="end").unwrapped)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sb3_check_env(gym.make(ENV_ID).unwrapped)
+
+
+def test_a_prior_that_is_not_there_fails_at_make():
+    with pytest.raises(CheckpointError, match=r"^nosuch: no shipped prior of that name"):
+        gym.make(ENV_ID, prior="nosuch")
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        gym.make(ENV_ID, prior="missing/chorale.pt")
 
 
 def assert_same_infos(infos: dict, expected: dict) -> None:
@@ -244,9 +256,13 @@ def test_render_modes_and_midi(prior, tmp_path):
         env.step(action)
     text = env.render()
     assert text.splitlines()[:2] == ["   0| C3 G3 E4 C5", "   1  C3~ C4"]
-    image = make(prior, render_mode="rgb_array")
+    image = make(prior, render_mode="rgb_array", bars=2)
     image.reset(seed=0)
-    assert image.render().shape == (48 * 4, 1 * 4, 3)
+    shapes = {image.render().shape}
+    for action in (12, 19, 96, 60, 96):
+        image.step(action)
+        shapes.add(image.render().shape)
+    assert shapes == {(48 * 4, 2 * 16 * 4, 3)}  # one size per episode: RecordVideo, frame stacks
     env.unwrapped.to_midi(tmp_path / "chorale.mid")
     back = read_midi(tmp_path / "chorale.mid", lowest_pitch=36, num_pitches=48)
     assert back == env.unwrapped.note_state()

@@ -27,6 +27,7 @@ if not torch.distributed.is_available():
 
 from musicgym.priors.distributed import launch
 from musicgym.priors.replicas import Replicas
+from tests.cli_runner import HANG
 
 
 def assert_same_weights(a: Path, b: Path, atol: float) -> None:
@@ -79,7 +80,7 @@ def test_torchrun_trains_the_weights_of_one_process(jsb_file, tmp_path):  # noqa
         [*launcher, "-m", "musicgym.priors.train", *options],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=HANG,
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.count('"step": 4') == 1  # rank 0 alone prints the summary
@@ -122,8 +123,8 @@ def test_every_process_learns_whether_a_value_is_the_same_in_all(values, answer)
     for worker in workers:
         worker.start()
     for worker in workers:
-        worker.join(120)
-    assert sorted(answers.get(timeout=5) for _ in workers) == [(0, answer), (1, answer)]
+        worker.join(HANG)
+    assert sorted(answers.get(timeout=HANG) for _ in workers) == [(0, answer), (1, answer)]
 
 
 @pytest.mark.parametrize(
@@ -156,7 +157,7 @@ def test_bad_input_in_every_rank_is_one_line(tmp_path):
         ),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG,
     )
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()
@@ -193,14 +194,14 @@ def test_a_rank_that_dies_stops_every_rank_with_one_line_and_whole_checkpoints(
     )  # fmt: skip
     launcher = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + HANG
         while not (run_dir / "last.pt").exists() and time.monotonic() < deadline:
             assert launcher.poll() is None, launcher.communicate()
             time.sleep(0.2)
         workers = _workers(launcher.pid)
         assert len(workers) == 2
         os.kill(max(workers), signal.SIGKILL)
-        _, stderr = launcher.communicate(timeout=90)
+        _, stderr = launcher.communicate(timeout=HANG)
     finally:
         if launcher.poll() is None:
             launcher.kill()

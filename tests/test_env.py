@@ -18,7 +18,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import musicgym
 from musicgym.envs.melody import MusicCompositionEnv, MusicCompositionVectorEnv
-from musicgym.errors import EnvArgumentError, RuleError
+from musicgym.errors import CheckpointError, EnvArgumentError, MusicgymError, RuleError
 from musicgym.music.tokens import tokens_to_note_state
 from tests.fake_prior import TablePrior
 
@@ -185,6 +185,26 @@ def test_sb3_env_checker(prior):
         sb3_check_env(make(prior=prior))
 
 
+def test_sb3_env_checker_on_the_defaults():
+    """The env as ``gym.make`` gives it, with the shipped prior melody16c."""
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sb3_check_env(gym.make(ENV_ID).unwrapped)
+
+
+def test_bad_arguments_fail_at_make_in_one_line():
+    """What a user types first, ``gym.make``, says what is wrong: not a later ``reset``."""
+    for kwargs, message in [
+        ({"prior": "nosuch"}, "nosuch: no shipped prior of that name (shipped: "),
+        ({"key": "H major"}, "key: key 'H major' does not parse"),
+    ]:
+        with pytest.raises(MusicgymError) as error:
+            gym.make(ENV_ID, **kwargs)
+        assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
 def _learns(algorithm: str, env: gym.Env) -> None:
     from sb3_contrib import QRDQN, RecurrentPPO
     from stable_baselines3 import A2C, DQN, PPO
@@ -314,9 +334,13 @@ def test_render_and_midi(tmp_path):
     assert read_melody(tmp_path / "melody.mid") == [16, 1, 0, 28]
     rgb = make(length=4, render_mode="rgb_array")
     rgb.reset(seed=0)
-    rgb.step(16)
-    image = rgb.render()
-    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    shapes = {rgb.render().shape}
+    for token in (16, 1, 0, 28):
+        rgb.step(token)
+        image = rgb.render()
+        shapes.add(image.shape)
+    assert image.dtype == np.uint8
+    assert shapes == {(36 * 4, 4 * 4, 3)}  # one size per episode: RecordVideo, frame stacks
 
 
 def test_midi_primer(tmp_path):
@@ -375,6 +399,8 @@ def test_vector_bad_actions():
         ({"prior": TablePrior(lowest_pitch=50)}, EnvArgumentError, "prior: its pitch range 50"),
         ({"prior": TablePrior(num_pitches=40)}, EnvArgumentError, r"prior: .*36\.\.75"),
         ({"prior": 3}, EnvArgumentError, "prior: expected"),
+        ({"prior": "nosuch"}, CheckpointError, "nosuch: no shipped prior of that name"),
+        ({"prior": "missing/melody.pt"}, CheckpointError, "melody.pt: no such checkpoint file"),
         ({"primer": [14, 38]}, EnvArgumentError, "primer: token 1 is 38"),
         ({"primer": [14, 2.5]}, EnvArgumentError, "primer: token 1"),
         ({"primer": "missing.mid"}, EnvArgumentError, "primer: 'missing.mid' is neither"),

@@ -18,6 +18,7 @@ from musicgym.cli import main
 from musicgym.metrics import PUBLISHED
 from musicgym.music.midi import write_melody
 from musicgym.music.tokens import NO_EVENT, pitch_to_token
+from tests.cli_runner import HANG
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -150,7 +151,7 @@ def run_chromium(*arguments: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
          "--mute-audio", *arguments],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True, text=True, timeout=HANG, check=False,
     )  # fmt: skip
 
 

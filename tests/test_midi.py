@@ -33,6 +33,7 @@ from musicgym.music.pianoroll import (
     save_piano_roll_sheet,
 )
 from musicgym.music.tokens import canonical_tokens, tokens_to_note_state
+from tests.cli_runner import HANG
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -521,7 +522,7 @@ def test_musicgym_command_reports_corrupt_file(tmp_path):
     path.write_bytes(b"not midi at all")
     command = Path(sys.executable).with_name("musicgym")
     result = subprocess.run(
-        [str(command), "midi", "inspect", str(path)], capture_output=True, text=True, timeout=120
+        [str(command), "midi", "inspect", str(path)], capture_output=True, text=True, timeout=HANG
     )
     assert result.returncode == 2
     assert result.stdout == ""

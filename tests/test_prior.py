@@ -472,8 +472,8 @@ def test_chunked_lstm_calls_give_the_whole_calls_log_likelihoods(name, monkeypat
 
 
 def test_shipped_jsb_quarter_scores_the_test_figure_of_its_card():
-    from musicgym.benchmarks.prior_bench import DEFAULT_JSB
     from musicgym.priors.data import load_dataset
+    from tests.test_data import JSB_QUARTER as DEFAULT_JSB
 
     if not DEFAULT_JSB.is_file():
         pytest.skip(f"{DEFAULT_JSB} is not there")

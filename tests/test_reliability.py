@@ -298,7 +298,7 @@ def test_render_mode_human_prints_the_melody(capsys):
 def test_rl_tuner_killed_at_a_random_step_resumes_bit_for_bit(cli, files, tmp_path):
     """SIGKILL at a random step (after a random number of checkpoints), then --resume: the
     networks, the replay memory and the melodies composed equal an uninterrupted run's."""
-    steps = ["--checkpoint-interval", "32", "--train-frequency", "3"]
+    steps = ["--checkpoint-interval", "32", "--train-frequency", "3", "--checkpoint-replay"]
     assert cli.run(rl_tuner("straight", files, 224, *steps), tmp_path).code == 0
     killed = cli.start(rl_tuner("killed", files, 224, *steps), tmp_path)
     checkpoints = int(np.random.default_rng().integers(1, 5))
@@ -342,6 +342,69 @@ def interrupt_at(call: int, obj, method: str, monkeypatch, counts=lambda self: T
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(obj, method, interrupted)
+
+
+@pytest.mark.parametrize("checkpoint_replay", [False, True])
+def test_rl_tuner_periodic_checkpoints_hold_the_replay_only_when_asked(
+    tmp_path, monkeypatch, checkpoint_replay
+):
+    """The replay memory is the bulk of a checkpoint: the last one holds it (``--resume`` goes
+    on exactly), the periodic ones only with ``checkpoint_replay``."""
+    from musicgym.agents.rl_tuner import RLTunerConfig, train
+    from musicgym.agents.rl_tuner.loop import TrainingRun
+
+    saved, save = [], TrainingRun.save
+    monkeypatch.setattr(
+        TrainingRun,
+        "save",
+        lambda self, with_replay=True: saved.append(with_replay) or save(self, with_replay),
+    )
+    settings = {**RL_TUNER_SMALL, "checkpoint_interval": 32, "checkpoint_replay": checkpoint_replay}
+    agent = train(RLTunerConfig(steps=96, **settings), tmp_path, prior=tiny_prior(), progress=False)
+    assert saved == [checkpoint_replay] * 3 + [True]  # at 32, 64 and 96, then at the end
+    checkpoint = torch.load(tmp_path / "agent.pt", weights_only=True)
+    assert agent.replay_size == sum(
+        t.nbytes for t in checkpoint["replay"].values() if torch.is_tensor(t)
+    )
+    assert 0 < agent.replay_size < agent.checkpoint_size == (tmp_path / "agent.pt").stat().st_size
+
+
+def test_rl_tuner_resumes_a_checkpoint_without_its_replay_with_a_warning(cli, files, tmp_path):
+    assert cli.run(rl_tuner("run", files, 64), tmp_path).code == 0
+    path = tmp_path / "run" / "agent.pt"
+    checkpoint = torch.load(path, weights_only=True)
+    del checkpoint["replay"]  # as a periodic checkpoint that a kill left
+    torch.save(checkpoint, path)
+    resumed = cli.run([*rl_tuner("run", files, 96), "--resume"], tmp_path)
+    assert resumed.code == 0, resumed.stderr
+    warnings = [line for line in resumed.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "written without the replay memory" in warnings[0], warnings
+    assert "with an empty replay memory and new melodies" in warnings[0]
+    assert checkpoint_step(path) >= 96 and "replay" in torch.load(path, weights_only=True)
+
+
+def test_rl_tuner_steps_round_up_to_whole_vector_steps(cli, files, tmp_path):
+    """``num_envs`` melodies step together: 66 steps on 4 environments train 68, and the
+    command says so (the README says how steps round)."""
+    result = cli.run(rl_tuner("run", files, 66), tmp_path)
+    assert result.code == 0, result.stderr
+    assert result.stdout.splitlines()[0].startswith("rltuner-q: 68 steps in run")
+    assert "checkpoint " in result.stdout and "of which the replay memory" in result.stdout
+
+
+def test_rl_tuner_progress_bar_ends_at_100_percent_of_the_steps_trained():
+    from types import SimpleNamespace
+
+    from musicgym.agents.rl_tuner.loop import ProgressBar
+
+    run = SimpleNamespace(config=SimpleNamespace(steps=66), global_step=0)
+    run.agent = SimpleNamespace(updates=0)
+    bar = ProgressBar()
+    bar.on_training_start(run)
+    for run.global_step in (16, 32, 48, 64, 68):  # 4 environments, 2 of them resetting once
+        bar.on_step(run, [])
+    assert bar.bar.n == bar.bar.total == 68
+    bar.on_training_end(run)
 
 
 @pytest.mark.parametrize(

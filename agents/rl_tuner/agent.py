@@ -55,6 +55,8 @@ class RLTuner:
         """Gradient steps taken."""
         self.steps_per_second = 0.0
         """Environment steps per second of the last training run."""
+        self.checkpoint_size = self.replay_size = 0
+        """Bytes of the last training run's final checkpoint, and of its replay memory."""
 
     @property
     def env(self) -> str:

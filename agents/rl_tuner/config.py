@@ -21,7 +21,14 @@ from musicgym.errors import EnvArgumentError
 
 Target = Literal["q", "psi", "g"]
 """The learning target: Q-learning, Ψ-learning or G-learning."""
-RESUMABLE = (*SESSION_FIELDS, "device", "eval_interval", "eval_melodies", "checkpoint_interval")
+RESUMABLE = (
+    *SESSION_FIELDS,
+    "device",
+    "eval_interval",
+    "eval_melodies",
+    "checkpoint_interval",
+    "checkpoint_replay",
+)
 """The settings ``--resume`` may change; the others decide the run and must stay the run's."""
 RENAMED = {"train_note_axis": "train_readout", "pitch_features": "summary_features"}
 """Settings of checkpoints of older versions under their new names."""
@@ -89,6 +96,11 @@ class RLTunerConfig(RunConfig):
     """Melodies composed at each evaluation."""
     checkpoint_interval: int = 10_000
     """Environment steps between checkpoints (one is always written at the end)."""
+    checkpoint_replay: bool = False
+    """Put the replay memory (SB3: the replay buffer of DQN, QR-DQN) in every checkpoint, not
+    only in the one written at the end, on a signal or after --max-minutes: a run killed without
+    warning then resumes exactly, at the cost of writing the replay every --checkpoint-interval
+    (tens to hundreds of MB)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -67,7 +67,7 @@ class TrainingRun:
         self.global_step, self.epsilon = 0, config.start_e
         resumed: dict[str, Any] = checkpoint.get("resume", {})
         if checkpoint:
-            self._restore_learner(checkpoint, resumed)
+            resumed = self._restore_learner(checkpoint, resumed)
         self.info = {
             "env": EnvConfig(**{f.name: getattr(config, f.name) for f in fields(EnvConfig)}),
             "checkpoint": CHECKPOINT,
@@ -146,8 +146,10 @@ class TrainingRun:
         return done
 
     # ----------------------------------------------------------------------------- checkpoint
-    def save(self) -> None:
-        """One file, everything the rest of the run depends on (see the module docstring)."""
+    def save(self, with_replay: bool = True) -> None:
+        """One file, everything the rest of the run depends on (see the module docstring); the
+        replay memory, the bulk of it, only ``with_replay`` (a resume without it starts with an
+        empty replay memory and new melodies)."""
         agent, extra = self.agent, {}
         if agent.part.resumable:
             extra = {
@@ -155,7 +157,7 @@ class TrainingRun:
                 "rng": self.rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(),
                 "prior_fingerprint": prior_fingerprint(agent.prior),
-                "replay": self.replay.state_dict(),
+                **({"replay": self._replay_state()} if with_replay else {}),
                 "resume": {
                     "env": self.envs.unwrapped.get_state(),
                     "episode_returns": torch.from_numpy(self.episode_returns.copy()),
@@ -171,6 +173,13 @@ class TrainingRun:
         algo = f"rltuner-{self.config.algo}"
         write_agent_info(self.out, algo, **self.info, trained_steps=self.global_step)
 
+    def _replay_state(self) -> dict[str, Any]:
+        """The replay memory's state dict; its size goes to ``agent.replay_size``."""
+        state = self.replay.state_dict()
+        tensors = [value for value in state.values() if torch.is_tensor(value)]
+        self.agent.replay_size = sum(t.numel() * t.element_size() for t in tensors)
+        return state
+
     def _checkpoint_bytes(self) -> int:
         """About how large ``agent.pt`` grows: prior, networks and Adam's moments, the replay
         memory without its cached summaries."""
@@ -178,12 +187,23 @@ class TrainingRun:
         prior = prior_checkpoint(self.agent.prior)["state_dict"].values()
         return 4 * (sum(v.numel() for v in prior) + 4 * networks) + self.replay.nbytes() + 2**20
 
-    def _restore_learner(self, checkpoint: dict[str, Any], resumed: dict[str, Any]) -> None:
-        """The optimizer, counters, generators and replay memory of a checkpoint."""
+    def _restore_learner(
+        self, checkpoint: dict[str, Any], resumed: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The optimizer, counters, generators and replay memory of a checkpoint; the state of
+        the pieces in progress to restore (none where the replay memory was not saved)."""
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.global_step, self.agent.updates = int(checkpoint["step"]), int(checkpoint["updates"])
         self.rng.bit_generator.state = checkpoint["rng"]
         torch.set_rng_state(checkpoint["torch_rng"])
+        if resumed and "replay" not in checkpoint:
+            _warn(
+                f"{self.out / CHECKPOINT}: a periodic checkpoint, written without the replay "
+                "memory (--checkpoint-replay keeps it there): resumed at step "
+                f"{self.global_step} with an empty replay memory and new melodies, not exactly "
+                "the run it would have been"
+            )
+            return {}
         replay = dict(checkpoint.get("replay", {}))
         if "rows" in resumed:  # written before the replay kept its own slots
             replay["slots"] = resumed["rows"]
@@ -195,6 +215,7 @@ class TrainingRun:
                 "melodies in progress: resumed, but not exactly the run it would have been"
                 + ("" if len(self.replay) else " (and with an empty replay memory)")
             )
+        return resumed
 
     def _restore_pieces(self, resumed: dict[str, Any]) -> None:
         """The pieces in progress and the counters: where the run stopped."""
@@ -232,7 +253,9 @@ class Callback:
 
 
 class ProgressBar(Callback):
-    """A tqdm bar of the environment steps, with the loss and mean Q."""
+    """A tqdm bar of the environment steps, with the loss and mean Q. The run steps its
+    ``num_envs`` environments together, so it ends up to ``num_envs - 1`` steps past
+    ``config.steps``: the bar's total becomes that count at the end (100%, never past)."""
 
     def on_training_start(self, run: TrainingRun) -> None:
         from tqdm.auto import tqdm
@@ -240,6 +263,8 @@ class ProgressBar(Callback):
         self.bar = tqdm(total=run.config.steps, initial=run.global_step, unit="step")
 
     def on_step(self, run: TrainingRun, updates: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        if run.global_step > self.bar.total:  # the last vector step: its whole batch counts
+            self.bar.total = run.global_step
         self.bar.update(run.global_step - self.bar.n)
         for index, (loss, mean_q) in enumerate(updates, run.agent.updates - len(updates) + 1):
             if index % 100 == 1:  # the first, then every 100th
@@ -307,15 +332,18 @@ class Evaluation(Callback):
 
 
 class Checkpoints(Callback):
-    """A checkpoint every ``checkpoint_interval`` steps and at the end."""
+    """A checkpoint every ``checkpoint_interval`` steps (with the replay memory only with
+    ``checkpoint_replay``) and at the end (with it: ``--resume`` goes on exactly); the last
+    one's size is ``agent.checkpoint_size``, its replay memory's ``agent.replay_size``."""
 
     def on_step(self, run: TrainingRun, updates: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         if run.global_step >= run.next_checkpoint:
             run.next_checkpoint += run.config.checkpoint_interval
-            run.save()
+            run.save(with_replay=run.config.checkpoint_replay)
 
     def on_training_end(self, run: TrainingRun) -> None:
         run.save()
+        run.agent.checkpoint_size = (run.out / CHECKPOINT).stat().st_size
 
 
 def default_callbacks(out: Path, progress: bool, log: bool) -> list[Callback]:

@@ -235,24 +235,33 @@ class MelodyReplay:
     def nbytes(self) -> int:
         return self.tokens.nbytes + self.rewards.nbytes + self.log_probs.nbytes
 
+    def _rows_in_use(self) -> int:
+        """Rows ``0..n-1`` hold every melody so far (all rows once the memory went round); the
+        others are as new."""
+        last_filled = int(np.flatnonzero(self.filled).max(initial=-1))
+        return max(self.next_row, last_filled + 1, int(self.slots.max(initial=-1)) + 1)
+
     def state_dict(self) -> dict[str, Any]:
-        """Everything but the summaries, which :meth:`load_state_dict` recomputes."""
+        """Everything but the summaries, which :meth:`load_state_dict` recomputes; the rows in
+        use only (a short run's checkpoint holds its own melodies, not the whole capacity)."""
+        used = self._rows_in_use()
         return {
-            "tokens": torch.from_numpy(self.tokens.copy()),
-            "rewards": torch.from_numpy(self.rewards.copy()),
-            "filled": torch.from_numpy(self.filled.copy()),
-            "primers": torch.from_numpy(self.primers.copy()),
-            "log_probs": torch.from_numpy(self.log_probs.copy()),
+            "tokens": torch.from_numpy(self.tokens[:used].copy()),
+            "rewards": torch.from_numpy(self.rewards[:used].copy()),
+            "filled": torch.from_numpy(self.filled[:used].copy()),
+            "primers": torch.from_numpy(self.primers[:used].copy()),
+            "log_probs": torch.from_numpy(self.log_probs[:used].copy()),
             "next_row": self.next_row,
             "slots": self.slots.tolist(),
         }
 
     def load_state_dict(self, state: dict[str, Any], prior: Any, device: torch.device) -> None:
-        self.tokens[:] = state["tokens"].numpy()
-        self.rewards[:] = state["rewards"].numpy()
-        self.filled[:] = state["filled"].numpy()
-        self.primers[:] = state["primers"].numpy()
-        self.log_probs[:] = state["log_probs"].numpy()
+        used = len(state["filled"])  # the rows after them are as new
+        self.tokens[:used] = state["tokens"].numpy()
+        self.rewards[:used] = state["rewards"].numpy()
+        self.filled[:used] = state["filled"].numpy()
+        self.primers[:used] = state["primers"].numpy()
+        self.log_probs[:used] = state["log_probs"].numpy()
         self.next_row = int(state["next_row"])
         if "slots" in state:
             self.slots = np.array(state["slots"], np.int64)

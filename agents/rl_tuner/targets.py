@@ -1,4 +1,4 @@
-"""The RL Tuner's targets, exploration and gradient step (``spec/melody-rules.md``).
+"""The RL Tuner's targets, exploration and gradient step (``docs/spec/melody-rules.md``).
 
 Q: ``r + γ max_a' Q⁻(s', a')`` (or double DQN, the online network's argmax valued by the target
 network); Ψ: ``r + γ logsumexp_a' Ψ⁻(s', a')``; G: the environment gives the rules-only reward

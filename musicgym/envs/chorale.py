@@ -80,7 +80,7 @@ class ChoraleBatch:
         pitch_axis: ``(lowest MIDI pitch, N)``: the prior's, or the actions' without one.
         resolution: frames per quarter note (the prior's).
         history: frames the observation shows.
-        invalid_action: ``"raise"``, or ``"end"`` to end the time step instead.
+        invalid_action: ``"end"`` to end the time step instead (with a penalty), or ``"raise"``.
         device: where the prior's tensors live.
         prior_weight: the weight of the prior's ``log p`` in the reward.
     """
@@ -95,7 +95,7 @@ class ChoraleBatch:
         pitch_axis: tuple[int, int],
         resolution: int,
         history: int,
-        invalid_action: str = "raise",
+        invalid_action: str = "end",
         device: str | torch.device = "cpu",
         prior_weight: float = 1.0,
     ) -> None:
@@ -322,13 +322,11 @@ class ChoraleBatch:
         return "\n".join(lines)
 
     def render_rgb(self, i: int) -> np.ndarray:
-        """The composition as a four-voice piano roll (voices coloured, bass to soprano)."""
+        """The composition as a four-voice piano roll (voices coloured, bass to soprano), of the
+        whole chorale's length from the first step on (the frames to come silent)."""
         from musicgym.music.pianoroll import piano_roll_rgb  # matplotlib only when rendering
 
-        piece = self.note_state(i)
-        if not piece.num_steps:  # one silent step for an empty chorale
-            piece = NoteState.empty(1, self.lowest_pitch, self.num_pitches, self.resolution)
-        return piano_roll_rgb(piece, voices=True)
+        return piano_roll_rgb(self.note_state(i), voices=True, steps=self.length)
 
 
 # ------------------------------------------------------------------------------ environments
@@ -472,8 +470,8 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
     this time step, struck or held, or ends the time step; a time step takes as many actions as
     it has notes, plus one. So the frozen prior's ``log p(a | s)`` of every action is exact and
     normalised, and the decisions of a time step add up to the prior's log-likelihood of its
-    frame. The four-part-writing rules (``spec/chorale-rules.md``) judge each frame when its time
-    step ends, so an agent learns to write Bach-like four-part harmony while staying close to
+    frame. The four-part-writing rules (``docs/spec/chorale-rules.md``) judge each frame when its
+    time step ends, so an agent learns to write Bach-like four-part harmony while staying close to
     what the prior finds likely.
 
     ## Action Space
@@ -489,9 +487,11 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
 
     Only pitches above the last one written in this time step are valid ("end" always is):
     ``info["action_mask"]`` and :meth:`action_masks` give the valid actions (sb3-contrib's
-    ``MaskablePPO`` reads the latter); an invalid action raises ``EnvArgumentError`` (or, with
-    ``invalid_action="end"``, for agents that cannot mask, ends the time step instead with the
-    reward part ``"invalid_action"`` of ``-INVALID_ACTION_PENALTY``).
+    ``MaskablePPO`` reads the latter). An invalid action plays as "end" (it ends the time step)
+    with the reward part ``"invalid_action"`` of ``-INVALID_ACTION_PENALTY``, so that any RL code,
+    masking or not, runs on the default env (SB3's ``check_env`` passes).
+    ``invalid_action="raise"`` makes an invalid action raise ``EnvArgumentError`` instead (for
+    debugging an agent that should mask).
 
     ## Observation Space
 
@@ -552,7 +552,7 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
     ```python
     gym.make("ChoraleComposition-v0", bars=4, key="C major", prior="bach16", rules="chorale",
              c=0.5, primer=None, render_mode=None, device="cpu", history=8,
-             invalid_action="raise", observation="plain", prior_weight=1.0)
+             invalid_action="end", observation="plain", prior_weight=1.0)
     ```
 
     The defaults are :data:`musicgym.config.CHORALE_DEFAULTS`.
@@ -572,7 +572,8 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
       reset and step) or ``"rgb_array"`` (a four-voice piano roll, voices coloured).
     * ``device``: where the prior runs.
     * ``history``: frames shown in the observation.
-    * ``invalid_action``: ``"raise"``, or ``"end"`` (see Action Space).
+    * ``invalid_action``: ``"end"`` (play an invalid action as "end", with a penalty) or
+      ``"raise"`` (see Action Space).
     * ``observation``: ``"plain"`` or ``"prior"`` (see Observation Space; it needs a prior).
     * ``prior_weight``: the weight of ``log p(a | s)`` in the reward (0: the rules alone, the
       prior still observed).
@@ -580,7 +581,9 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
     ## Version History
 
     * v0: initial version; ``observation="prior"`` and ``prior_weight`` added later (the
-      defaults give the same numbers as before).
+      defaults give the same numbers as before). Since 0.1.0 the default ``invalid_action`` is
+      ``"end"`` (it was ``"raise"``; an agent that masks sees no difference), and ``rgb_array``
+      frames keep one size for the whole episode.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": RENDER_MODES, "render_fps": 16}
@@ -596,7 +599,7 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
         render_mode: str | None = None,
         device: str | torch.device = "cpu",
         history: int = HISTORY,
-        invalid_action: str = "raise",
+        invalid_action: str = "end",
         observation: str = "plain",
         prior_weight: float = 1.0,
     ) -> None:
@@ -634,7 +637,7 @@ class ChoraleCompositionVectorEnv(_Chorales, BatchedVectorEnv):
         render_mode: str | None = None,
         device: str | torch.device = "cpu",
         history: int = HISTORY,
-        invalid_action: str = "raise",
+        invalid_action: str = "end",
         observation: str = "plain",
         prior_weight: float = 1.0,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,

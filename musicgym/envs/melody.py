@@ -33,7 +33,7 @@ from musicgym.envs.batched import (
     shown_log_probs,
 )
 from musicgym.envs.stepper import TokenStepper, check_prior_range
-from musicgym.errors import EnvArgumentError
+from musicgym.errors import CheckpointError, EnvArgumentError
 from musicgym.music.keys import Key, pitch_name
 from musicgym.music.tokens import (
     NO_EVENT,
@@ -44,7 +44,7 @@ from musicgym.music.tokens import (
     tokens_to_note_state,
     validate_tokens,
 )
-from musicgym.prior import MelodyPrior, resolve_prior
+from musicgym.prior import MelodyPrior, checkpoint_path, resolve_prior
 from musicgym.rules import RuleContext, RulesArgument, resolve_rules, rule_rewards
 
 STEPS_PER_BAR = 16
@@ -278,11 +278,12 @@ class MelodyBatch:
         return (f"[{primer}] " if primer else "") + " ".join(words)
 
     def render_rgb(self, i: int) -> np.ndarray:
-        """The composition as a piano roll image (``musicgym.music.pianoroll.piano_roll_rgb``)."""
+        """The composition as a piano roll image (``musicgym.music.pianoroll.piano_roll_rgb``),
+        of the whole melody's length from the first step on (the steps to come silent)."""
         from musicgym.music.pianoroll import piano_roll_rgb  # matplotlib only when rendering
 
         tokens = self.compositions[i] or [NO_EVENT]  # one silent step for an empty melody
-        return piano_roll_rgb(tokens_to_note_state(tokens))
+        return piano_roll_rgb(tokens_to_note_state(tokens), steps=self.length)
 
 
 def _check_length_c_history(length: int, c: float, history: int | None) -> int:
@@ -315,7 +316,8 @@ def _check_action(action: Any, what: str = "action") -> int:
 
 class _PriorLoader:
     """Turns the ``prior`` argument into a loaded prior on first use (so ``gym.make`` stays cheap
-    and a shipped checkpoint is read only when an episode starts)."""
+    and a shipped checkpoint is read only when an episode starts); a name that is not shipped or
+    a missing file fails at once, at ``gym.make``, without reading the weights."""
 
     def __init__(self, prior: PriorArgument, device: str | torch.device) -> None:
         if prior is not None and not isinstance(prior, (str, os.PathLike, MelodyPrior)):
@@ -325,6 +327,8 @@ class _PriorLoader:
             )
         if isinstance(prior, MelodyPrior):
             check_prior_range(prior)
+        elif prior is not None and not checkpoint_path(prior).is_file():
+            raise CheckpointError(f"{checkpoint_path(prior)}: no such checkpoint file")
         self.argument, self.device = prior, device
         self.attached = prior is None  # a rules-only env has nothing to attach
 
@@ -420,8 +424,9 @@ class MusicCompositionEnv(_Melodies, BatchedEnv):
 
     The RL Tuner task of Jaques et al. (2017): an agent writes a melody of ``length`` tokens (two
     4/4 bars of 16th notes by default). Each action is a melody token; the reward is the frozen
-    prior's log-probability of the action plus music-theory rules (``spec/melody-rules.md``), so
-    an agent learns to follow the rules while staying close to what the prior finds likely.
+    prior's log-probability of the action plus music-theory rules
+    (``docs/spec/melody-rules.md``), so an agent learns to follow the rules while staying
+    close to what the prior finds likely.
 
     ## Action Space
 
@@ -510,14 +515,15 @@ class MusicCompositionEnv(_Melodies, BatchedEnv):
     * ``prior``: a shipped prior name, a checkpoint path, a loaded ``MelodyPrior`` (its pitch range
       must cover MIDI 48..83, moved into C first for a key-normalised prior: the melody in any
       ``key`` is transposed into C major / A minor before such a prior scores it), or ``None``
-      for a rules-only env. Names and paths load on the first reset.
+      for a rules-only env. Names and paths load on the first reset; a name that is not shipped
+      or a missing file fails at once, when the env is made.
     * ``rules``: a preset name, rule names, a dict name -> weight, or rule objects
       (:func:`musicgym.rules.resolve_rules`).
     * ``c``: divisor of the rule rewards (0.5 in both papers).
     * ``primer``: see Starting State; per episode with ``reset(options={"primer": ...})``.
     * ``render_mode``: ``"ansi"`` (the melody as text), ``"human"`` (that text printed after
-      every reset and step) or ``"rgb_array"`` (a piano roll; wrap it in gymnasium's
-      ``HumanRendering`` for a pygame window).
+      every reset and step) or ``"rgb_array"`` (a piano roll of the whole melody's length, one
+      size for the episode; wrap it in gymnasium's ``HumanRendering`` for a pygame window).
     * ``device``: where the prior runs.
     * ``history``: tokens shown in the observation (default ``length``).
     * ``observation``: ``"plain"`` or ``"prior"`` (see Observation Space; it needs a prior, and
@@ -530,7 +536,9 @@ class MusicCompositionEnv(_Melodies, BatchedEnv):
     * v0: initial version. The default prior is ``melody16c`` (key-normalised Essen melodies;
       it was ``bach16`` before the RL Tuner's benchmark chose it); pass ``prior="bach16"`` for
       the earlier rewards. The ``observation="prior"`` mode and ``prior_weight`` were added
-      later; the defaults give the same numbers as before.
+      later; the defaults give the same numbers as before. Since 0.1.0 ``rgb_array`` frames
+      keep one size for the whole episode, and a ``prior`` that is not there fails at
+      ``gym.make``.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": RENDER_MODES, "render_fps": 8}

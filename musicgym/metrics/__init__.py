@@ -11,8 +11,11 @@ from musicgym.metrics.chorale import STATISTICS as CHORALE_STATISTICS
 from musicgym.metrics.chorale import chorale_contributions, evaluate_chorales
 from musicgym.metrics.confidence import (
     CONFIDENCE,
+    NOT_AVAILABLE,
+    NOT_AVAILABLE_NOTE,
     T_QUANTILES,
     bootstrap_intervals,
+    format_statistic,
     ratio_of_sums,
     t_interval,
     t_quantile,
@@ -41,6 +44,8 @@ __all__ = [
     "INTERVAL_CLIP",
     "KL_PSEUDO_COUNT",
     "NOTE_LENGTH_CLIP",
+    "NOT_AVAILABLE",
+    "NOT_AVAILABLE_NOTE",
     "PUBLISHED",
     "STATISTICS",
     "STATISTIC_SCALES",
@@ -50,6 +55,7 @@ __all__ = [
     "distinct_ngrams",
     "evaluate_chorales",
     "evaluate_melodies",
+    "format_statistic",
     "interval_histogram",
     "kl_divergence",
     "note_length_histogram",

@@ -99,3 +99,17 @@ def bootstrap_intervals(
         low, high = np.percentile(finite, [tail, 100 - tail]) if finite.size else (math.nan,) * 2
         intervals[name] = (float(low), float(high))
     return intervals
+
+
+NOT_AVAILABLE = "n/a"
+"""What a table prints for a statistic that is NaN: it had nothing to count in these pieces."""
+NOT_AVAILABLE_NOTE = (
+    "n/a: nothing to count in these pieces (e.g. leaps resolved without a leap); "
+    "more or longer pieces give it a value"
+)
+
+
+def format_statistic(value: float, spec: str = ".2f", width: int = 0) -> str:
+    """``value`` in ``spec``, right-aligned in ``width``; :data:`NOT_AVAILABLE` for NaN."""
+    text = NOT_AVAILABLE if math.isnan(value) else format(value, spec)
+    return f"{text:>{width}}"

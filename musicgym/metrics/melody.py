@@ -1,8 +1,8 @@
 """Evaluation statistics of token melodies.
 
-Every statistic follows its definition in ``spec/melody-rules.md`` ("Evaluation statistics") and
-counts with the tests of :mod:`musicgym.music.melody` (the ones the melody rules reward with), at
-every step of finished melodies.
+Every statistic follows its definition in ``docs/spec/melody-rules.md`` ("Evaluation
+statistics") and counts with the tests of :mod:`musicgym.music.melody` (the ones the melody
+rules reward with), at every step of finished melodies.
 
 Where the original RL Tuner evaluation code differs: its "in-key third" interval test can never be
 true (a known defect); none of our statistics uses it, and the reward rule that needs the test

@@ -1,5 +1,5 @@
 """Four-part harmony: a frame's voices (:class:`Sonority`) and the tests of
-``spec/chorale-rules.md`` on one frame or on a frame and the one before it (parallels, hidden
+``docs/spec/chorale-rules.md`` on one frame or on a frame and the one before it (parallels, hidden
 perfects, crossing, spacing, ranges, leaps, chords and notes in key, the cadence), the soprano as
 melody tokens, and the key of a piece.
 

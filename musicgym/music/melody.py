@@ -1,6 +1,6 @@
-"""A token melody's shape, as the RL Tuner judges it (``spec/melody-rules.md``): key membership,
-the tonic, excessive repetition, autocorrelation, motifs and their repeats, leaps and their
-resolution, unique extremes.
+"""A token melody's shape, as the RL Tuner judges it (``docs/spec/melody-rules.md``): key
+membership, the tonic, excessive repetition, autocorrelation, motifs and their repeats, leaps
+and their resolution, unique extremes.
 
 The tests on a melody are written once here: :mod:`musicgym.rules.melody` calls them for the
 reward at one step, and :mod:`musicgym.metrics.melody` at every step of finished melodies, so a

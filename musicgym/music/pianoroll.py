@@ -63,6 +63,7 @@ def piano_roll_rgb(
     pitch_px: int = 4,
     beats_per_bar: int = 4,
     voices: bool = False,
+    steps: int | None = None,
 ) -> np.ndarray:
     """The piano roll as an ``(N * pitch_px, T * step_px, 3)`` uint8 image, highest pitch on top.
 
@@ -73,9 +74,15 @@ def piano_roll_rgb(
         beats_per_bar: beats between bar lines.
         voices: colour each note by its voice (:func:`voice_indices`, :data:`VOICE_COLOURS`): a
             four-voice roll of a chorale.
+        steps: draw this many time steps, ``T`` (default: the piece's), the ones after the
+            piece silent: an environment's frames keep one size while its piece grows.
     """
     if step_px < 1 or pitch_px < 1 or beats_per_bar < 1:
         raise ValueError("step_px, pitch_px and beats_per_bar must be >= 1")
+    if steps is not None and steps > note_state.num_steps:
+        silence = np.zeros((steps - note_state.num_steps, note_state.num_pitches, 2), np.uint8)
+        matrix = np.concatenate([note_state.matrix, silence])
+        note_state = NoteState(matrix, note_state.lowest_pitch, note_state.resolution)
     steps, pitches = note_state.num_steps, note_state.num_pitches
     if steps > MAX_ROLL_STEPS:
         raise NoteStateError(

@@ -8,8 +8,9 @@ and a call on that context that returns a float. The melody environment judges e
 An environment adds ``weight * rule(context) / c`` for every rule, and refuses a rule of the other
 context. Rules come from three places, looked up in this order by :func:`get_rule`:
 
-1. the built-in rules (:data:`BUILTIN_RULES`: ``spec/melody-rules.md``, ``spec/chorale-rules.md``
-   and the melody rules on a chorale's soprano line, ``soprano_<name>``);
+1. the built-in rules (:data:`BUILTIN_RULES`: ``docs/spec/melody-rules.md``,
+   ``docs/spec/chorale-rules.md`` and the melody rules on a chorale's soprano line,
+   ``soprano_<name>``);
 2. rules registered at run time with :func:`register_rule`;
 3. third-party rules in the entry-point group ``musicgym.rules``, e.g. in a ``pyproject.toml``::
 

@@ -1,4 +1,4 @@
-"""The four-part-writing rules of ``spec/chorale-rules.md``, on
+"""The four-part-writing rules of ``docs/spec/chorale-rules.md``, on
 :class:`~musicgym.rules.base.ChoraleContext`: each is judged when a time step ends, on the frame
 just ended and the one before it, by the tests of :mod:`musicgym.music.harmony` (which the
 chorale statistics count with). The melody rules judge the soprano line as ``soprano_<name>``
@@ -207,7 +207,7 @@ CHORALE_RULES: dict[str, RewardRule] = {
         *(SopranoRule(rule) for rule in MELODY_RULES.values()),
     )
 }
-"""The rules of ``spec/chorale-rules.md`` and the soprano line's melody rules, by name."""
+"""The rules of ``docs/spec/chorale-rules.md`` and the soprano line's melody rules, by name."""
 
 CHORALE: dict[str, float] = {
     "parallel_fifths": 3.0,

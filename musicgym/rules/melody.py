@@ -1,4 +1,4 @@
-"""The melody rules of ``spec/melody-rules.md`` (Jaques et al. 2017's RL Tuner), on
+"""The melody rules of ``docs/spec/melody-rules.md`` (Jaques et al. 2017's RL Tuner), on
 :class:`~musicgym.rules.base.RuleContext`.
 
 The preset ``"jaques2017"`` lists them with the spec's values. The weights are the spec's
@@ -202,7 +202,7 @@ MELODY_RULES: dict[str, RewardRule] = {
         UniqueExtremes(),
     )
 }
-"""The rules of ``spec/melody-rules.md`` by name."""
+"""The rules of ``docs/spec/melody-rules.md`` by name."""
 
 JAQUES2017: dict[str, float] = {  # written out: a new rule never changes the published preset
     "key": 1.0,
@@ -215,4 +215,5 @@ JAQUES2017: dict[str, float] = {  # written out: a new rule never changes the pu
     "leap_resolution": 5.0,
     "unique_extremes": 3.0,
 }
-"""The preset ``"jaques2017"``: Jaques et al. (2017)'s rules and weights, spec/melody-rules.md."""
+"""The preset ``"jaques2017"``: Jaques et al. (2017)'s rules and weights
+(``docs/spec/melody-rules.md``)."""

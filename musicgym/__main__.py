@@ -1,0 +1,7 @@
+"""``python -m musicgym``: the ``musicgym`` command."""
+
+import sys
+
+from musicgym.cli import main
+
+sys.exit(main())
