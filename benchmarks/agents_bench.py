@@ -44,9 +44,9 @@ against its KL to the test melodies, beside the data's own frontier: ``benchmark
 also in ``results.json``'s ``frontier``), ``piano_rolls.png`` (sample pieces of each column)
 and ``midi/COLUMN/*.mid`` (a WAV beside each). ``--jobs N`` runs N agents at a time in worker
 processes, ``--ray [ADDRESS]`` each (agent, seed) as a task on a Ray cluster
-(``benchmarks/ray_runs.py``). A run that fails is reported in a line, left out of the tables (which say over how many runs each column is) and
-listed in ``results.json``'s ``failures`` (agent, seed, error); the command then exits 2 unless
-``--allow-failures``.
+(``benchmarks/ray_runs.py``). A run that fails is reported in a line, left out of the tables
+(which say over how many runs each column is) and listed in ``results.json``'s ``failures``
+(agent, seed, error); the command then exits 2 unless ``--allow-failures``.
 """
 
 from __future__ import annotations
