@@ -177,21 +177,28 @@ def _run_prior(args: argparse.Namespace) -> int:
 
 @bench_command
 def _add_tuner(benchmarks: argparse._SubParsersAction) -> None:
+    from musicgym.config import ENV_DEFAULTS, ENV_ID
+
     parser = benchmarks.add_parser(
         "tuner", help="RL Tuner training env-steps/s against the env alone, in one run"
     )
     parser.add_argument(
-        "--prior", default="melody16c", help="prior, or several comma-separated (default melody16c)"
+        "--prior",
+        default="",
+        help="prior, or several comma-separated (default: the environment's)",
     )
     parser.add_argument("--num-envs", type=int, default=16, help="vector size (default 16)")
     parser.add_argument("--steps", type=int, default=4_000, help="env steps a row (default 4000)")
+    parser.add_argument(
+        "--env", choices=ENV_DEFAULTS, default=ENV_ID, help=f"the environment (default {ENV_ID})"
+    )
     parser.set_defaults(func=_run_tuner)
 
 
 def _run_tuner(args: argparse.Namespace) -> int:
     from musicgym.benchmarks import tuner_bench
 
-    tuner_bench.run(prior_name=args.prior, num_envs=args.num_envs, steps=args.steps)
+    tuner_bench.run(args.prior, num_envs=args.num_envs, steps=args.steps, env=args.env)
     return 0
 
 

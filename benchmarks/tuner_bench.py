@@ -12,9 +12,10 @@ Rows, all on the batched vector env of ``--num-envs`` melodies and one torch thr
   Bi-axial's note axis: the whole network but the time axis), whose update scores 38
   candidates of 64 states.
 
-Ratios: each training row / env alone. The issue's goal is >= 0.5 for the default.
+Ratios: each training row / env alone.
 
     musicgym bench tuner --prior melody16c,note_rnn   # several priors, one run
+    musicgym bench tuner --env ChoraleComposition-v0  # the chorale tuner, prior bach16
 """
 
 from __future__ import annotations
@@ -24,37 +25,47 @@ import time
 
 import numpy as np
 
-from musicgym.music.tokens import NUM_TOKENS
+from musicgym.config import ENV_ID, EnvConfig
+from musicgym.errors import EnvArgumentError
 
 
-def env_steps_per_second(prior, num_envs: int, steps: int, seed: int = 0) -> float:
-    """Env-steps/s of the batched env with the prior, on uniform random actions."""
+def env_steps_per_second(
+    prior, num_envs: int, steps: int, seed: int = 0, env: str = ENV_ID
+) -> float:
+    """Env-steps/s of the batched env ``env`` with the prior, on uniformly random valid actions
+    (the environment's masks)."""
     import gymnasium as gym
 
     import musicgym  # noqa: F401  (registers the environment)
 
     envs = gym.make_vec(
-        "MusicComposition-v0",
-        num_envs=num_envs,
-        vectorization_mode="vector_entry_point",
-        prior=prior,
+        env, num_envs=num_envs, vectorization_mode="vector_entry_point", prior=prior
     )
     envs.reset(seed=seed)
-    actions = np.random.default_rng(seed).integers(0, NUM_TOKENS, (steps // num_envs, num_envs))
-    envs.step(actions[0])  # warm-up
+    rng = np.random.default_rng(seed)
+
+    def random_valid() -> np.ndarray:
+        masks = envs.unwrapped.action_masks()
+        return np.argmax(rng.random(masks.shape) * masks, 1)
+
+    envs.step(random_valid())  # warm-up
+    rows = steps // num_envs
     start = time.perf_counter()
-    for row in actions:
-        envs.step(row)
+    for _ in range(rows):
+        envs.step(random_valid())
     seconds = time.perf_counter() - start
     envs.close()
-    return len(actions) * num_envs / seconds
+    return rows * num_envs / seconds
 
 
-def training_rates(prior, num_envs: int, steps: int, **settings) -> tuple[float, float]:
+def training_rates(
+    prior, num_envs: int, steps: int, env: str = ENV_ID, **settings
+) -> tuple[float, float]:
     """(env-steps/s, gradient steps/s) of an RL Tuner training run of ``steps`` steps."""
     from musicgym.agents.rl_tuner import RLTunerConfig, train
 
     config = RLTunerConfig(
+        env=env,
         steps=steps,
         num_envs=num_envs,
         train_frequency=4,
@@ -72,32 +83,34 @@ def training_rates(prior, num_envs: int, steps: int, **settings) -> tuple[float,
 
 
 def run(
-    prior_name: str = "melody16c", num_envs: int = 16, steps: int = 4_000
+    prior_name: str = "", num_envs: int = 16, steps: int = 4_000, env: str = ENV_ID
 ) -> dict[str, dict[str, float]]:
-    """Time the three rows for each prior of ``prior_name`` (comma-separated: several priors in
-    one run) and print them as a Markdown table with the ratios."""
+    """Time the rows for each prior of ``prior_name`` (comma-separated: several priors in one
+    run; default: the environment's) on ``env`` and print them as a Markdown table with the
+    ratios (a trainable readout only where the environment's tuner has one)."""
     from musicgym.agents.common import load_prior, set_torch_threads
 
     set_torch_threads(1)
-    print(f"{num_envs} envs, 1 torch thread, {steps} env steps a row")
+    print(f"{env}: {num_envs} envs, 1 torch thread, {steps} env steps a row")
     print("| prior | row | env-steps/s | gradient steps/s | / env alone |")
     print("| --- | --- | ---: | ---: | ---: |")
     figures = {}
-    for name in prior_name.split(","):
+    for name in (prior_name or EnvConfig(env=env).prior).split(","):
         prior = load_prior(name)
-        env_rate = env_steps_per_second(prior, num_envs, steps)
-        fast, fast_updates = training_rates(prior, num_envs, steps)
-        readout_steps = max(
-            steps // 8, 512
-        )  # about 20x slower updates: a shorter run tells as much
-        readout, readout_updates = training_rates(
-            prior, num_envs, readout_steps, train_readout=True
-        )
+        env_rate = env_steps_per_second(prior, num_envs, steps, env=env)
+        fast, fast_updates = training_rates(prior, num_envs, steps, env)
         rows = [
-            ("batched env alone (random actions)", env_rate, float("nan")),
+            ("batched env alone (random valid actions)", env_rate, float("nan")),
             ("rltuner-q, 1 update (batch 32) per 4 env steps", fast, fast_updates),
-            ("rltuner-q --train-readout, same", readout, readout_updates),
         ]
+        readout = readout_updates = float("nan")
+        try:  # about 20x slower updates: a shorter run tells as much
+            readout, readout_updates = training_rates(
+                prior, num_envs, max(steps // 8, 512), env, train_readout=True
+            )
+            rows.append(("rltuner-q --train-readout, same", readout, readout_updates))
+        except EnvArgumentError as error:
+            print(f"(no --train-readout row: {error})")
         for label, rate, updates in rows:
             updates_text = "" if np.isnan(updates) else f"{updates:.1f}"
             print(f"| {name} | {label} | {rate:.0f} | {updates_text} | {rate / env_rate:.2f}x |")
@@ -110,8 +123,7 @@ def run(
             "ratio": fast / env_rate,
         }
     for name, figure in figures.items():
-        verdict = "met" if figure["ratio"] >= 0.5 else "not met"
-        print(f"goal on {name}: rltuner-q at >= 0.5x the env alone: {verdict}")
+        print(f"{name}: rltuner-q at {figure['ratio']:.2f}x the env alone")
     return figures
 
 

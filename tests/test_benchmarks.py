@@ -453,3 +453,13 @@ def test_the_datas_frontier_moves_away_from_the_data_as_motifs_densen():
     assert motifs == sorted(motifs) and lengths == sorted(lengths) and lengths[-1] > 0.01
     middle = frontier_at(frontier, (motifs[0] + motifs[1]) / 2, "kl_note_lengths")
     assert lengths[0] < middle < lengths[1]
+
+
+def test_bench_tuner_times_the_chorale_tuner_against_its_env(capsys):
+    from musicgym.benchmarks import tuner_bench
+
+    figures = tuner_bench.run(num_envs=4, steps=320, env="ChoraleComposition-v0")
+    (bach16,) = figures.values()
+    assert bach16["env"] > 0 and bach16["rltuner_q"] > 0 and bach16["rltuner_q_updates"] > 0
+    assert math.isnan(bach16["readout"])  # the chorale tuner has no trainable readout
+    assert "no --train-readout row" in capsys.readouterr().out
