@@ -400,9 +400,15 @@ class BiaxialLSTM(nn.Module, FrameMelodyPrior):
         """
         B, C, N, _ = candidates.shape
         frames = candidates.to(time_out.dtype)
-        if groups is None:
-            groups = SCORE_GROUPS if B * C >= SHARED_SCORING_MIN_CANDIDATES else 0
-        if groups == 0 or (self.training and self.config.dropout > 0):
+        dense = groups == 0 or (self.training and self.config.dropout > 0)
+        if groups is None and not dense:
+            if B * C < SHARED_SCORING_MIN_CANDIDATES:
+                dense = True
+            elif not torch.is_grad_enabled():
+                return self._score_in_waves(time_out, frames, play_only)
+            else:
+                groups = SCORE_GROUPS
+        if dense:
             repeated = time_out.unsqueeze(1).expand(B, C, N, -1).reshape(B * C, N, -1)
             logits = self._note_axis(repeated, frames.reshape(B * C, N, 2))  # (B * C, N, 2)
             return frame_log_likelihood(logits, frames.reshape(B * C, N, 2), play_only).view(B, C)
@@ -454,6 +460,108 @@ class BiaxialLSTM(nn.Module, FrameMelodyPrior):
             x, (h, c) = lstm(x, state)
             final.append((h[0], c[0]))
         return self.head(x), final
+
+    def _wave_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The note axis' weights for :meth:`_score_in_waves`, rebuilt when a weight changes:
+        ``(Z, G)`` on the rows ``[h_0 .. h_{L-1}, bits below]`` (every layer's recurrent and input
+        weights but the time-axis part of layer 0's input), ``(H, G)`` that part, and ``(G,)``
+        the biases. The ``G = 4 sum(H_l)`` gate columns are ``[i | f | o | g]``, each gate
+        ``[layer 0 .. L - 1]``, so one matrix product gives every layer's gates and one
+        element-wise call of each kind updates every layer."""
+        key = tuple((p.data_ptr(), p._version) for p in self.note_lstms.parameters())
+        cached = self.__dict__.get("_wave_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        sizes, time_size = self.config.note_sizes, self.config.time_sizes[-1]
+        total, offsets = sum(sizes), [0, *itertools.accumulate(sizes)]
+        weight = torch.zeros(total + 2, 4 * total, device=self.device)
+        time_weight = torch.zeros(time_size, 4 * total, device=self.device)
+        bias = torch.zeros(4 * total, device=self.device)
+        with torch.no_grad():
+            for layer, lstm in enumerate(self.note_lstms):
+                size, begin = sizes[layer], offsets[layer]
+                w_ih, w_hh = lstm.weight_ih_l0, lstm.weight_hh_l0
+                b = lstm.bias_ih_l0 + lstm.bias_hh_l0
+                for slot, gate in enumerate((0, 1, 3, 2)):  # i f o g of PyTorch's i f g o
+                    rows = slice(gate * size, (gate + 1) * size)
+                    columns = slice(slot * total + begin, slot * total + begin + size)
+                    weight[begin : begin + size, columns] = w_hh[rows].T
+                    bias[columns] = b[rows]
+                    if layer == 0:
+                        time_weight[:, columns] = w_ih[rows, :time_size].T
+                        weight[total:, columns] = w_ih[rows, time_size:].T
+                    else:
+                        below = slice(offsets[layer - 1], begin)
+                        weight[below, columns] = w_ih[rows].T
+        weights = (weight, time_weight, bias)
+        self.__dict__["_wave_cache"] = (key, weights)
+        return weights
+
+    def _score_in_waves(
+        self, time_out: torch.Tensor, frames: torch.Tensor, play_only: bool
+    ) -> torch.Tensor:
+        """:meth:`score_candidates` without autograd, each candidate's note axis run only above
+        its lowest nonzero note ``k`` (below and at ``k`` it is the silent frame's, run once per
+        stream), in one loop over the notes for all candidates and layers:
+
+        * layer 0's input projection of the time-axis output is made once per stream and note,
+          not once per candidate (half of the note axis' arithmetic);
+        * at step ``w`` layer ``l`` reads note ``w - l`` (a wavefront), so every layer's gates
+          come from one matrix product and each element-wise operation runs once per step;
+        * the rows (silent frames first, then the candidates by ``k``) that are active at a step
+          are a prefix: a candidate joins at step ``k + 1`` with a copy of its stream's silent
+          state (every layer's notes ``<= k`` are the silent frame's, recomputed where needed).
+        """
+        B, C, N, _ = frames.shape
+        sizes = self.config.note_sizes
+        total, top_begin, L = sum(sizes), sum(sizes[:-1]), len(sizes)
+        weight, time_weight, bias = self._wave_weights()
+        nonzero = frames.ne(0).any(-1)  # (B, C, N)
+        first = torch.where(nonzero.any(-1), nonzero.int().argmax(-1), N)  # (B, C), N: silent
+        stream, column = torch.nonzero(first < N, as_tuple=True)
+        first_note, order = first[stream, column].sort(stable=True)
+        stream, column = stream[order], column[order]
+        chosen = frames[stream, column]  # (R, N, 2): the candidates that play, by first note
+        rows = B + len(stream)
+        row_stream = torch.cat([torch.arange(B, device=self.device), stream])
+        gate_inputs = torch.addmm(bias, time_out.reshape(B * N, -1), time_weight).view(B, N, -1)
+        gate_inputs = torch.cat([gate_inputs, bias.expand(B, L - 1, -1)], 1)  # past the top note
+        gate_inputs = gate_inputs.transpose(0, 1).contiguous()  # (N + L - 1, B, G)
+        below = frames.new_zeros(N, rows, 2)  # the bits of note n - 1, read at note n
+        below[1:, B:] = chosen[:, :-1].transpose(0, 1)
+        hidden = frames.new_zeros(rows, total + 2)  # [h_0 .. h_{L-1}, bits below]
+        cell = frames.new_zeros(rows, total)
+        top = frames.new_empty(N, rows, sizes[-1])  # the last layer's output at every note
+        steps = N + L - 1
+        active = B + torch.searchsorted(first_note, torch.arange(steps, device=self.device))
+        active = active.tolist()  # rows active at step w: the silent ones and those with k < w
+        for step in range(steps):
+            count = active[step]
+            if step and count > active[step - 1]:
+                joining = slice(active[step - 1], count)
+                hidden[joining] = hidden[row_stream[joining]]
+                cell[joining] = cell[row_stream[joining]]
+            h, c = hidden[:count], cell[:count]
+            if step < N:
+                h[:, total:] = below[step, :count]
+            gates = gate_inputs[step].index_select(0, row_stream[:count]).addmm_(h, weight)
+            sig = gates[:, : 3 * total].sigmoid_()
+            c.mul_(sig[:, total : 2 * total]).addcmul_(sig[:, :total], gates[:, 3 * total :].tanh_())
+            torch.mul(sig[:, 2 * total :], c.tanh(), out=h[:, :total])
+            if step < L - 1:  # the layers above this step's have not begun
+                h[:, sum(sizes[: step + 1]) : total] = 0.0
+                c[:, sum(sizes[: step + 1]) :] = 0.0
+            else:
+                top[step - L + 1, :count] = h[:, top_begin:total]
+        logits = self.head(top)  # (N, rows, 2); garbage where a row is not active
+        silent = logits[:, :B].transpose(0, 1)  # (B, N, 2)
+        scores = frame_log_likelihood(silent, torch.zeros_like(silent), play_only)
+        scores = scores[:, None].expand(B, C).clone()
+        if len(stream):
+            own = torch.arange(N, device=self.device) > first_note[:, None]  # (R, N)
+            logits = torch.where(own[..., None], logits[:, B:].transpose(0, 1), silent[stream])
+            scores[stream, column] = frame_log_likelihood(logits, chosen, play_only)
+        return scores
 
     # ------------------------------------------------------------ note by note (NoteAxisPrior)
     def start_note_axis(self, state: BiaxialState) -> NoteAxis:
