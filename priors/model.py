@@ -545,8 +545,8 @@ class BiaxialLSTM(nn.Module, FrameMelodyPrior):
             if step < N:
                 h[:, total:] = below[step, :count]
             gates = gate_inputs[step].index_select(0, row_stream[:count]).addmm_(h, weight)
-            sig = gates[:, : 3 * total].sigmoid_()
-            c.mul_(sig[:, total : 2 * total]).addcmul_(sig[:, :total], gates[:, 3 * total :].tanh_())
+            sig, candidate = gates[:, : 3 * total].sigmoid_(), gates[:, 3 * total :].tanh_()
+            c.mul_(sig[:, total : 2 * total]).addcmul_(sig[:, :total], candidate)
             torch.mul(sig[:, 2 * total :], c.tanh(), out=h[:, :total])
             if step < L - 1:  # the layers above this step's have not begun
                 h[:, sum(sizes[: step + 1]) : total] = 0.0
