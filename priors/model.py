@@ -493,9 +493,10 @@ class BiaxialLSTM(nn.Module, FrameMelodyPrior):
             return cached[1]
         sizes, time_size = self.config.note_sizes, self.config.time_sizes[-1]
         total, offsets = sum(sizes), [0, *itertools.accumulate(sizes)]
-        weight = torch.zeros(total + 2, 4 * total, device=self.device)
-        time_weight = torch.zeros(time_size, 4 * total, device=self.device)
-        bias = torch.zeros(4 * total, device=self.device)
+        like = self.head.weight  # the weights' device and dtype
+        weight = like.new_zeros(total + 2, 4 * total)
+        time_weight = like.new_zeros(time_size, 4 * total)
+        bias = like.new_zeros(4 * total)
         with torch.no_grad():
             for layer, lstm in enumerate(self.note_lstms):
                 size, begin = sizes[layer], offsets[layer]
