@@ -528,7 +528,7 @@ class MusicCompositionEnv(_Melodies, BatchedEnv):
     * ``threads``: the torch threads the prior's computations use, set around every ``reset``
       and ``step`` and restored after it (the process' own setting holds outside them); ``None``
       leaves torch's setting alone. One is fastest for one env on a shared machine: with torch's
-      default (all cores) and one other busy process, an env ran 2.8x slower.
+      default (every core) and one other busy process, an env ran 2.8x to 30x slower.
 
     ## Version History
 
