@@ -54,7 +54,8 @@ def test_score_frames_of_chorale_like_frames_equal_the_reference(prior):
         notes = torch.rand(B, C, N, generator=generator).argsort(-1) < torch.randint(
             1, 7, (B, C, 1), generator=generator
         )
-        candidates = torch.stack([notes, notes & (torch.rand(B, C, N) < 0.7)], -1).float()
+        articulated = torch.rand(B, C, N, generator=generator) < 0.7
+        candidates = torch.stack([notes, notes & articulated], -1).float()
         candidates[:, 0] = 0.0
         candidates[:, 1, 0], candidates[:, 2, -1] = 1.0, torch.tensor([1.0, 0.0])
         scores = prior.score_frames(state, candidates)
