@@ -15,10 +15,16 @@ uniform random tokens drawn in advance, the same for every row.
 ``musicgym bench env --env ChoraleComposition-v0`` times the chorale env's decisions/s instead
 (:func:`run_chorales`): one env, ``SyncVectorEnv`` and the batched vector env of ``n``, each
 taking uniformly random valid actions (a seeded generator, the same policy in every row).
+
+``python -m musicgym.benchmarks.env_bench threads`` times the thread trap (:func:`run_threads`):
+one ``gym.make("MusicComposition-v0")`` with torch's default thread count and with one, idle and
+beside one busy process that this benchmark starts and stops.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 
@@ -30,6 +36,8 @@ from musicgym.envs.melody import MusicCompositionEnv, MusicCompositionVectorEnv
 from musicgym.prior import MelodyPrior
 
 NUM_CANDIDATES = 38
+DEFAULT_THREADS = torch.get_num_threads()
+"""Torch's own thread count (every core), read before anything here sets it."""
 
 
 def load_bench_prior(name: str = "bach16") -> tuple[MelodyPrior, str]:
@@ -189,5 +197,54 @@ def run_chorales(
     return results
 
 
+def _made_env_rate(env_threads: int | None, torch_threads: int, seconds: float) -> float:
+    """Steps/s of ``gym.make("MusicComposition-v0", threads=env_threads)`` (its default prior)
+    in a process on ``torch_threads`` torch threads."""
+    torch.set_num_threads(torch_threads)
+    env = gym.make("MusicComposition-v0", threads=env_threads)
+    actions = np.random.default_rng(0).integers(0, NUM_CANDIDATES, (256, 1))
+    return _single_env_rate(env, actions, seconds)
+
+
+def run_threads(seconds: float = 3.0, rounds: int = 3) -> dict[str, float]:
+    """The thread trap: one env's steps/s with torch's default threads and ``threads=None`` (the
+    env leaves torch alone), with the default and ``threads=1`` (the env's default: one thread
+    around its prior calls), and in a process set to one thread; idle, then beside one busy
+    process (``python -c "while True: pass"``, started and stopped here). Median of ``rounds``
+    alternating rounds; each row's ratio to the one-thread process in the same condition."""
+    import musicgym  # noqa: F401  (registers the environments)
+
+    rows = {
+        f"torch default ({DEFAULT_THREADS}), threads=None": (None, DEFAULT_THREADS),
+        f"torch default ({DEFAULT_THREADS}), threads=1": (1, DEFAULT_THREADS),
+        "torch.set_num_threads(1), threads=None": (None, 1),
+    }
+    results: dict[str, float] = {}
+    for condition in ("idle", "one busy process"):
+        busy = None
+        if condition != "idle":
+            busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            rates: dict[str, list[float]] = {name: [] for name in rows}
+            for _ in range(rounds):
+                for name, (env_threads, torch_threads) in rows.items():
+                    rates[name].append(_made_env_rate(env_threads, torch_threads, seconds))
+        finally:
+            if busy is not None:
+                busy.kill()
+                busy.wait()
+        one = float(np.median(rates["torch.set_num_threads(1), threads=None"]))
+        print(f"{condition}: MusicComposition-v0 steps/s, median of {rounds} x {seconds:g} s")
+        for name, values in rates.items():
+            rate = float(np.median(values))
+            results[f"{condition}: {name}"] = rate
+            print(f"  {name:<42} {rate:>8.1f}  {rate / one:5.2f}x")
+    torch.set_num_threads(DEFAULT_THREADS)
+    return results
+
+
 if __name__ == "__main__":
-    run()
+    if sys.argv[1:] == ["threads"]:
+        run_threads()
+    else:
+        run()

@@ -214,6 +214,26 @@ def test_vector_env_equals_sync_vector_env_of_the_single_env(prior, autoreset_mo
     assert ended >= count  # autoreset was exercised
 
 
+@pytest.mark.parametrize("vector", [False, True])
+def test_prior_calls_run_on_one_thread_and_leave_the_callers(prior, vector, monkeypatch):
+    """The default ``threads=1``: the note axis runs on one torch thread inside reset and step,
+    and the caller's own count is back after them."""
+    seen = []
+    note_log_probs = prior.note_log_probs
+
+    def counting(*args):
+        seen.append(torch.get_num_threads())
+        return note_log_probs(*args)
+
+    monkeypatch.setattr(prior, "note_log_probs", counting)
+    torch.set_num_threads(2)  # the caller's; the autouse fixture restores its own after
+    env = ChoraleCompositionVectorEnv(2, prior=prior) if vector else make(prior).unwrapped
+    env.reset(seed=0)
+    env.step(np.zeros(2, np.int64) + 12 if vector else 12)
+    assert torch.get_num_threads() == 2
+    assert seen and set(seen) == {1}
+
+
 def test_same_seed_same_episode_and_state_round_trip(prior):
     def episode(env, seed):
         _, info = env.reset(seed=seed)
@@ -306,6 +326,7 @@ def test_bad_input_is_one_line(prior, tmp_path):
         make(prior, rules=["nope"])
     with pytest.raises(RuleError, match="'tonic' judge melody steps"):
         make(prior, rules=["tonic"])
-    for name, value in (("bars", 0), ("c", -1.0), ("history", 0), ("invalid_action", "skip")):
+    bad = [("bars", 0), ("c", -1.0), ("history", 0), ("invalid_action", "skip"), ("threads", 0)]
+    for name, value in bad:
         with pytest.raises(EnvArgumentError, match=f"^{name}: "):
             make(prior, **{name: value})

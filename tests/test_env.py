@@ -408,6 +408,11 @@ def test_vector_bad_actions():
         ({"length": 0}, EnvArgumentError, "length"),
         ({"c": 0}, EnvArgumentError, "c: expected"),
         ({"render_mode": "video"}, EnvArgumentError, "render_mode"),
+        ({"threads": 0}, EnvArgumentError, r"^threads: expected a thread count 1\.\."),
+        ({"threads": -1}, EnvArgumentError, "^threads: "),
+        ({"threads": 10_000}, EnvArgumentError, "^threads: "),
+        ({"threads": 1.0}, EnvArgumentError, "^threads: "),
+        ({"threads": True}, EnvArgumentError, "^threads: "),
     ],
 )
 def test_bad_arguments(kwargs, error, message):
@@ -428,6 +433,28 @@ def test_bad_arguments(kwargs, error, message):
 def test_bad_reset_options(options, message):
     with pytest.raises(EnvArgumentError, match=message):
         make().reset(seed=0, options=options)
+
+
+@pytest.mark.parametrize("vector", [False, True])
+@pytest.mark.parametrize(("threads", "inside"), [(1, 1), (None, 2)])
+def test_prior_calls_run_on_the_envs_threads_and_leave_the_callers(prior, vector, threads, inside):
+    """``threads=1`` (the default): the prior's calls see one torch thread, and the caller's own
+    count is back after every reset and step; ``None`` leaves torch alone."""
+    seen = []
+
+    class Counting(TablePrior):
+        def action_log_probs(self, *args):
+            seen.append(torch.get_num_threads())
+            return super().action_log_probs(*args)
+
+    kwargs = {"prior": Counting(), **({} if threads == 1 else {"threads": threads})}
+    torch.set_num_threads(2)  # the caller's; the autouse fixture restores its own after
+    env = MusicCompositionVectorEnv(2, **kwargs) if vector else MusicCompositionEnv(**kwargs)
+    env.reset(seed=0)
+    assert torch.get_num_threads() == 2
+    env.step(np.array([14, 1]) if vector else 14)
+    assert torch.get_num_threads() == 2
+    assert seen == [inside, inside]
 
 
 def test_with_a_real_biaxial_lstm():

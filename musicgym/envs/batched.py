@@ -18,12 +18,16 @@ SB3's ``MultiInputPolicy``) reads them there instead of running the prior a seco
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
-from typing import Any, Protocol, SupportsFloat
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol, SupportsFloat, TypeVar
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium import spaces
 from gymnasium.error import ResetNeeded
 from gymnasium.utils import seeding
@@ -133,6 +137,53 @@ def check_observation_mode(observation: str, prior: Any) -> str:
     return observation
 
 
+def check_threads(threads: Any) -> int | None:
+    """The ``threads`` argument checked: ``None``, or a thread count 1 .. ``os.cpu_count()``."""
+    if threads is None:
+        return None
+    cores = os.cpu_count() or 1
+    if (
+        isinstance(threads, bool)
+        or not isinstance(threads, (int, np.integer))
+        or not 1 <= threads <= cores
+    ):
+        raise EnvArgumentError(
+            f"threads: expected a thread count 1..{cores} (this machine's cores) or None "
+            f"(torch's own setting), got {threads!r}"
+        )
+    return int(threads)
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block on ``threads`` torch threads and give the caller back its own count after it
+    (``None``: leave torch alone). Setting the count costs about a microsecond: the environments
+    wrap every reset and step in it, so a user's own thread setting holds outside them."""
+    previous = torch.get_num_threads()
+    if threads is None or threads == previous:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def on_env_threads(method: Method) -> Method:
+    """``method`` of an environment run on the environment's ``threads``."""
+
+    @functools.wraps(method)
+    def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with torch_threads(self.threads):
+            return method(self, *args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]
+
+
 def check_prior_weight(prior_weight: Any) -> float:
     if (
         isinstance(prior_weight, bool)
@@ -171,6 +222,8 @@ class _Composing:
     key: Key
     _batch: Any
     observation_mode: str = "plain"
+    threads: int | None = 1
+    """Torch threads of the environment's prior computations (see :func:`torch_threads`)."""
 
     def piece(self, i: int = 0) -> Any:
         """The composition so far (of sub-environment ``i``), as the environment's piece type: a
@@ -219,6 +272,7 @@ class BatchedEnv(_Composing, gym.Env[np.ndarray, np.int64]):
 
     render_mode: str | None
 
+    @on_env_threads
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -232,6 +286,7 @@ class BatchedEnv(_Composing, gym.Env[np.ndarray, np.int64]):
             self.render()
         return self._observed(self._batch.observation(0), 0), self._batch.info(0)
 
+    @on_env_threads
     def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         """Play one action."""
         if self._needs_reset:
@@ -280,6 +335,7 @@ class BatchedEnv(_Composing, gym.Env[np.ndarray, np.int64]):
             "needs_reset": self._needs_reset,
         }
 
+    @on_env_threads
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`get_state`."""
         self.attach_prior()
@@ -352,6 +408,7 @@ class BatchedVectorEnv(_Composing, VectorEnv):
         primers = [self.draw_primer(primer, self._generators[i]) for i in index]
         self._batch.reset(index, primers, [key] * len(index))
 
+    @on_env_threads
     def reset(
         self,
         *,
@@ -392,6 +449,7 @@ class BatchedVectorEnv(_Composing, VectorEnv):
             self.render()
         return self._observations(), infos
 
+    @on_env_threads
     def step(
         self, actions: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
@@ -465,6 +523,7 @@ class BatchedVectorEnv(_Composing, VectorEnv):
             "needs_reset": self._needs_reset,
         }
 
+    @on_env_threads
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`get_state`."""
         self.attach_prior()

@@ -30,6 +30,7 @@ from musicgym.envs.batched import (
     check_observation_mode,
     check_prior_weight,
     check_render_mode,
+    check_threads,
     parse_key,
     prior_observation_space,
     shown_log_probs,
@@ -552,7 +553,7 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
     ```python
     gym.make("ChoraleComposition-v0", bars=4, key="C major", prior="bach16", rules="chorale",
              c=0.5, primer=None, render_mode=None, device="cpu", history=8,
-             invalid_action="end", observation="plain", prior_weight=1.0)
+             invalid_action="end", observation="plain", prior_weight=1.0, threads=1)
     ```
 
     The defaults are :data:`musicgym.config.CHORALE_DEFAULTS`.
@@ -577,11 +578,15 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
     * ``observation``: ``"plain"`` or ``"prior"`` (see Observation Space; it needs a prior).
     * ``prior_weight``: the weight of ``log p(a | s)`` in the reward (0: the rules alone, the
       prior still observed).
+    * ``threads``: the torch threads the prior's computations use, set around every ``reset``
+      and ``step`` and restored after it; ``None`` leaves torch's setting alone (see
+      :class:`~musicgym.envs.melody.MusicCompositionEnv`).
 
     ## Version History
 
     * v0: initial version; ``observation="prior"`` and ``prior_weight`` added later (the
-      defaults give the same numbers as before). Since 0.1.0 the default ``invalid_action`` is
+      defaults give the same numbers as before); ``threads`` added later (default 1;
+      ``threads=None`` is the earlier behaviour). Since 0.1.0 the default ``invalid_action`` is
       ``"end"`` (it was ``"raise"``; an agent that masks sees no difference), and ``rgb_array``
       frames keep one size for the whole episode.
     """
@@ -602,9 +607,11 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
         invalid_action: str = "end",
         observation: str = "plain",
         prior_weight: float = 1.0,
+        threads: int | None = 1,
     ) -> None:
         check_render_mode(render_mode)
         self.render_mode = render_mode
+        self.threads = check_threads(threads)
         arguments = (bars, key, prior, rules, c, primer, device, history, invalid_action)
         self.action_space, self.observation_space = self._setup(
             1, *arguments, observation, prior_weight
@@ -641,8 +648,10 @@ class ChoraleCompositionVectorEnv(_Chorales, BatchedVectorEnv):
         observation: str = "plain",
         prior_weight: float = 1.0,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        threads: int | None = 1,
     ) -> None:
         self._start_vector(num_envs, autoreset_mode, render_mode)
+        self.threads = check_threads(threads)
         arguments = (bars, key, prior, rules, c, primer, device, history, invalid_action)
         single_action, single_observation = self._setup(
             self.num_envs, *arguments, observation, prior_weight
