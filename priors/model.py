@@ -62,9 +62,6 @@ per call, each call going on from the state where the last ended: oneDNN keeps a
 gates for the backward pass, and those of 10 segments x 48 notes x 128 steps outgrow the cache.
 Calls of 8 steps train ~1.2x faster than one call per segment (``bench prior``, 1 thread); 4 or
 16 steps are slower than 8, and so are larger batches."""
-CELL_MAX_ROWS = 256
-"""One time step of at most this many rows (streams x notes) runs as ``torch.lstm_cell`` calls
-instead of ``nn.LSTM``: one env's 48 rows ~1.7x faster; from ~384 rows ``nn.LSTM`` is faster."""
 CHUNK_MIN_ROWS = 16_384
 """Calls of at most this many rows (sequences x steps) run whole: for the small batches of
 incremental scoring the per-call overhead of chunks costs more than the cache saves."""
@@ -362,17 +359,8 @@ class BiaxialLSTM(nn.Module, FrameMelodyPrior):
         steps: torch.Tensor,
     ) -> BiaxialState:
         features = self.input_features(frames.to(self.device)[:, None], steps[:, None])
-        B, _, N, _ = features.shape
-        dropout = self.training and self.config.dropout > 0
-        if B * N > CELL_MAX_ROWS or dropout:
-            time_out, hidden = self._time_axis(features, hidden)  # (B, 1, N, H)
-            return BiaxialState(hidden, time_out[:, 0], steps)
-        x, final = features.reshape(B * N, -1), []
-        for lstm, (h, c) in zip(self.time_lstms, hidden):
-            weights = (lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
-            x, c = torch.lstm_cell(x, (h.reshape(B * N, -1), c.reshape(B * N, -1)), *weights)
-            final.append((x.view(B, N, -1), c.view(B, N, -1)))
-        return BiaxialState(final, x.view(B, N, -1).clone(), steps)  # not aliased to final
+        time_out, hidden = self._time_axis(features, hidden)  # (B, 1, N, H)
+        return BiaxialState(hidden, time_out[:, 0], steps)
 
     def initial_state(self, batch_size: int) -> BiaxialState:
         """State of ``batch_size`` streams before frame 0 (the time axis has read silence)."""
