@@ -134,10 +134,12 @@ def _run_train(args: argparse.Namespace) -> int:
     cls = algorithm.config_class
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     foreign = sorted(
-        f"--{f.name.replace('_', '-')}"
-        for other in config_classes()
-        for f in dataclasses.fields(other)
-        if f.name not in names and hasattr(args, f.name)
+        {
+            f"--{f.name.replace('_', '-')}"
+            for other in config_classes()
+            for f in dataclasses.fields(other)
+            if f.name not in names and f.name != "algo" and hasattr(args, f.name)
+        }
     )
     if foreign:
         raise ArgumentError(f"{', '.join(foreign)}: not options of {args.algo}")

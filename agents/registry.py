@@ -69,6 +69,13 @@ def sb3(algo: str) -> Algorithm:
     )
 
 
+DPO = Algorithm(
+    "musicgym.agents.dpo:DPOConfig",
+    "musicgym.agents.dpo:train",
+    "musicgym.agents.rl_tuner:load_agent",  # its run folder is an RL Tuner's
+)
+
+
 ALGORITHMS: dict[str, Algorithm] = {
     "rltuner-q": rl_tuner("q"),
     "rltuner-psi": rl_tuner("psi"),
@@ -80,6 +87,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     "sb3-recurrentppo": sb3("recurrentppo"),
     "sb3-maskableppo": sb3("maskableppo"),  # masks the invalid actions of ChoraleComposition-v0
     "sb3-ppokl": sb3("ppokl"),  # the prior fine-tuned by PPO with a KL penalty (agents/ppo_kl.py)
+    "dpo": DPO,  # online DPO of the prior on pairs ranked by the env's return (agents/dpo.py)
 }
 """What ``musicgym agent train --algo`` trains, by name."""
 

@@ -338,7 +338,14 @@ SB3_SMALL = {
 @pytest.mark.parametrize("algo", agents.ALGORITHMS)
 def test_every_algorithm_trains_checkpoints_resumes_and_composes(prior, algo, tmp_path):
     family, _, name = algo.partition("-")
-    if family == "rltuner":
+    if family == "dpo":
+        from musicgym.agents.dpo import DPOConfig
+        from musicgym.agents.dpo import train as train_dpo
+
+        train_dpo(DPOConfig(steps=96, pairs=2, epochs=2), tmp_path, prior=prior, progress=False)
+        train_dpo(DPOConfig(steps=192, pairs=2, epochs=2), tmp_path, resume=True, progress=False)
+        assert read_agent_info(tmp_path)["trained_steps"] == 256  # whole rounds of 4 melodies
+    elif family == "rltuner":
         config = RLTunerConfig(algo=name, steps=96, **RL_TUNER_SMALL)
         train_rl_tuner(config, tmp_path, prior=prior, progress=False)
         checkpoint = torch.load(tmp_path / "agent.pt", weights_only=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,32 @@ from musicgym.fileio import file_in, load_checkpoint_file
 from musicgym.prior import prior_checkpoint, prior_from_checkpoint
 
 CHECKPOINT = "agent.pt"
+
+
+@dataclass
+class Episodes:
+    """Pieces an agent played in its environment, their returns and, where recorded, their
+    steps: ``states`` (the states of every step, in order), ``actions`` ``(S,)`` and
+    ``episode`` ``(S,)``, the piece each step belongs to."""
+
+    pieces: list[Any]
+    returns: np.ndarray
+    states: Any = None
+    actions: torch.Tensor | None = None
+    episode: torch.Tensor | None = None
+
+
+def concatenate_states(batches: list[Any], keep: torch.Tensor) -> Any:
+    """One batch of states (a dataclass of tensors) of ``batches`` in order, the rows ``keep``
+    (bool) only."""
+    first = batches[0]
+    values = {}
+    for field in fields(first):
+        parts = [getattr(batch, field.name) for batch in batches]
+        values[field.name] = (
+            None if parts[0] is None else torch.cat(parts)[keep.to(parts[0].device)]
+        )
+    return type(first)(**values)
 
 
 def check_prior_observation(envs: Any) -> None:
@@ -83,23 +109,42 @@ class RLTuner:
         """``n`` pieces composed side by side in the environment: each action the argmax
         (``greedy``) or a sample of the policy's softmax among the valid actions; the
         environment's primers drawn from ``seed`` too."""
+        return self.play(n, seed, greedy).pieces
+
+    @torch.no_grad()
+    def play(self, n: int, seed: int = 0, greedy: bool = False, record: bool = False) -> Episodes:
+        """:meth:`compose`'s ``n`` episodes: their pieces, returns and (``record``) every state
+        and action of them."""
         generator = torch.Generator().manual_seed(seed)
         envs = self.make_envs(n)
         observations, _ = envs.reset(seed=seed)
         pieces: list[Any] = [None] * n
+        returns = np.zeros(n)
+        steps: list[tuple[Any, torch.Tensor, np.ndarray]] = []
         while any(piece is None for piece in pieces):
+            playing = np.array([piece is None for piece in pieces])
             logits, mask = self.act_logits(observations)
             logits = masked_values(logits, mask).cpu()
             if greedy:
                 actions = logits.argmax(1)
             else:
                 actions = torch.multinomial(F.softmax(logits, 1), 1, generator=generator)[:, 0]
-            observations, _, terminations, _, _ = envs.step(actions.numpy())
+            if record:
+                states = self.part.observed_states(observations, self.device)
+                steps.append((states, actions, playing))
+            observations, rewards, terminations, _, _ = envs.step(actions.numpy())
+            returns[playing] += rewards[playing]
             for i in np.flatnonzero(terminations):
                 if pieces[i] is None:
                     pieces[i] = envs.unwrapped.piece(i)
         envs.close()
-        return pieces
+        if not record:
+            return Episodes(pieces, returns)
+        keep = torch.from_numpy(np.concatenate([playing for _, _, playing in steps]))
+        episode = torch.arange(n).repeat(len(steps))[keep]
+        actions = torch.cat([actions for _, actions, _ in steps])[keep]
+        states = concatenate_states([states for states, _, _ in steps], keep)
+        return Episodes(pieces, returns, states, actions.to(self.device), episode.to(self.device))
 
     # ------------------------------------------------------------------------- checkpoints
     def checkpoint(self, **extra: Any) -> dict[str, Any]:

@@ -1,0 +1,220 @@
+"""Direct preference optimisation of the prior on pairs ranked by the environment's return.
+
+Online DPO (Rafailov et al. 2023; NotaGen's CLaMP-DPO, 2025, ranks by a scorer, ours is the
+environment), ``--algo dpo``, in rounds:
+
+1. the current policy plays ``2 * pairs`` pieces in the environment (``observation="prior"``);
+2. piece ``i`` and piece ``i + pairs`` form a pair, the one of the higher return the winner
+   ``y_w`` (ties are left out; a round whose returns are all equal updates nothing, and says so);
+3. ``epochs`` Adam steps on ``-log sigmoid(beta [(log pi(y_w) - log p(y_w)) - (log pi(y_l) -
+   log p(y_l))])``, ``log pi(y)`` the sum of the policy's log-probabilities of the piece's actions
+   and ``p`` the frozen prior (the reference).
+
+The policy is the RL Tuner's network read as logits, ``log p(·|s) + head(φ(s))`` with the head
+starting at zero, so it starts as the prior and a run folder is an RL Tuner's: ``agents.load``
+composes with it (softmax of the logits). A checkpoint at the end of every round (network,
+optimizer, generators, round); ``--resume`` goes on from the last one exactly; SIGINT / SIGTERM
+stop at the end of the round in progress.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from musicgym.agents.common import (
+    RUN_FILES,
+    EnvConfig,
+    RunConfig,
+    load_prior,
+    set_torch_threads,
+    write_agent_info,
+)
+from musicgym.agents.rl_tuner.agent import CHECKPOINT, Episodes, RLTuner
+from musicgym.agents.rl_tuner.config import RLTunerConfig
+from musicgym.agents.rl_tuner.targets import clip_gradients, masked_values
+from musicgym.checks import NON_NEGATIVE, POSITIVE, POSITIVE_INT, check_numbers
+from musicgym.fileio import save_checkpoint_file
+from musicgym.runs import StopSignals, check_resume_settings, claim_run_folder
+
+RESUMABLE = ("steps", "max_minutes", "threads")
+"""The settings ``--resume`` may change (``steps``: how many environment steps to reach)."""
+
+
+@dataclass
+class DPOConfig(RunConfig):
+    """Settings of online DPO (``--steps``: environment steps to play, all rounds together)."""
+
+    pairs: int = 32
+    """Pairs of pieces ranked per round (2 x pairs pieces played)."""
+    beta: float = 0.1
+    """DPO's temperature: how far from the prior a preference may move the policy."""
+    epochs: int = 4
+    """Adam steps on each round's pairs."""
+    learning_rate: float = 1e-3
+    """Learning rate of Adam."""
+    max_grad_norm: float = 5.0
+    """Gradient norm clipping, each parameter tensor alone."""
+    head_size: int = 256
+    """Hidden units of the head above the prior's log p."""
+    context: int = 8
+    """Recent tokens the head reads beside the prior's summary (melodies)."""
+    summary_features: int = 8
+    """Features the head takes from each row of the prior's summary."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        counts = ("pairs", "epochs", "head_size", "context", "summary_features")
+        check_numbers(
+            self,
+            {
+                **{name: POSITIVE_INT for name in counts},
+                "learning_rate": POSITIVE,
+                "beta": NON_NEGATIVE,
+                "max_grad_norm": NON_NEGATIVE,
+            },
+        )
+
+    def tuner_config(self) -> RLTunerConfig:
+        """The RL Tuner settings of the policy's network and environment (its logits: Q)."""
+        environment = {f.name: getattr(self, f.name) for f in fields(EnvConfig)}
+        network = ("head_size", "context", "summary_features", "learning_rate", "max_grad_norm")
+        return RLTunerConfig(
+            **environment,
+            **{name: getattr(self, name) for name in network},
+            algo="q",
+            num_envs=2 * self.pairs,
+            steps=self.steps,
+            threads=self.threads,
+            clip="per-variable",
+        )
+
+
+def log_likelihoods(agent: RLTuner, episodes: Episodes) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log pi(y), log p(y))`` of every piece of ``episodes``: the policy's (with gradients)
+    and the prior's sums over its actions."""
+    states, actions, episode = episodes.states, episodes.actions, episodes.episode
+    logits = masked_values(agent.q_network(states), states.mask)
+    policy = F.log_softmax(logits, 1).gather(1, actions[:, None])[:, 0]
+    prior = states.log_probs.gather(1, actions[:, None])[:, 0]
+    count = len(episodes.pieces)
+    per_piece = torch.zeros(count, device=policy.device)
+    return per_piece.index_add(0, episode, policy), per_piece.index_add(0, episode, prior)
+
+
+def dpo_loss(
+    policy: torch.Tensor, prior: torch.Tensor, returns: np.ndarray, beta: float
+) -> tuple[torch.Tensor | None, dict[str, float]]:
+    """DPO's loss over the pairs ``(i, i + pairs)`` of pieces with their ``policy`` and
+    ``prior`` log-likelihoods, the higher ``returns`` the winner; ``None`` if every pair ties."""
+    pairs = len(returns) // 2
+    first, second = returns[:pairs], returns[pairs : 2 * pairs]
+    ranked = np.flatnonzero(first != second)
+    if not len(ranked):
+        return None, {"ranked_pairs": 0.0}
+    winner = np.where(first[ranked] > second[ranked], ranked, ranked + pairs)
+    loser = np.where(first[ranked] > second[ranked], ranked + pairs, ranked)
+    margin = (policy - prior)[winner] - (policy - prior)[loser]
+    loss = -F.logsigmoid(beta * margin).mean()
+    figures = {
+        "ranked_pairs": float(len(ranked)),
+        "margin": float(margin.mean().detach()),
+        "accuracy": float((margin > 0).float().mean()),
+    }
+    return loss, figures
+
+
+def train(
+    config: DPOConfig,
+    out: str | os.PathLike,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    prior: Any = None,
+    progress: bool = True,
+) -> RLTuner:
+    """Run online DPO rounds until ``config.steps`` environment steps are played, into ``out``
+    (``agent.pt``, an RL Tuner checkpoint, TensorBoard events and ``agent.json``)."""
+    out = Path(out)
+    with (
+        claim_run_folder(out, resume=resume, overwrite=overwrite, run_files=RUN_FILES),
+        StopSignals() as stop,
+    ):
+        set_torch_threads(config.threads)
+        state = {"round": 0, "played": 0}
+        if resume:  # the run's network and prior, its settings checked
+            agent, checkpoint = RLTuner.load(out / CHECKPOINT)
+            check_resume_settings(out, checkpoint.get("dpo_config", {}), config, RESUMABLE)
+            optimizer = torch.optim.Adam(agent.q_network.parameters(), lr=config.learning_rate)
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            state = {"round": int(checkpoint["round"]), "played": int(checkpoint["step"])}
+        else:
+            torch.manual_seed(config.seed)
+            agent = RLTuner(config.tuner_config(), load_prior(prior or config.prior))
+            optimizer = torch.optim.Adam(agent.q_network.parameters(), lr=config.learning_rate)
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out))
+        info = {"env": EnvConfig(**{f.name: getattr(config, f.name) for f in fields(EnvConfig)})}
+        info = {**info, "checkpoint": CHECKPOINT, "config": asdict(agent.config)}
+        while state["played"] < config.steps and not stop.requested:
+            play_round(agent, optimizer, config, state, writer)
+            save_checkpoint_file(
+                agent.checkpoint(
+                    step=state["played"],
+                    round=state["round"],
+                    optimizer=optimizer.state_dict(),
+                    dpo_config=asdict(config),
+                ),
+                out / CHECKPOINT,
+            )
+            write_agent_info(out, "dpo", **info, trained_steps=state["played"])
+            if progress:
+                print(f"dpo round {state['round']}: {state['played']} steps", file=sys.stderr)
+        writer.close()
+        if stop.requested and state["played"] < config.steps:
+            raise stop.stopped_short(state["played"], out / CHECKPOINT)
+    return agent
+
+
+def play_round(
+    agent: RLTuner,
+    optimizer: torch.optim.Optimizer,
+    config: DPOConfig,
+    state: dict[str, int],
+    writer: Any,
+) -> None:
+    """One round: play, rank, ``epochs`` DPO steps; ``state``'s round and steps counted on."""
+    seed = config.seed + 1_000_003 * state["round"]
+    episodes = agent.play(2 * config.pairs, seed=seed, record=True)
+    state["round"] += 1
+    state["played"] += len(episodes.actions)
+    step = state["played"]
+    writer.add_scalar("charts/mean_return", float(episodes.returns.mean()), step)
+    for _ in range(config.epochs):
+        policy, prior = log_likelihoods(agent, episodes)
+        loss, figures = dpo_loss(policy, prior, episodes.returns, config.beta)
+        if loss is None:
+            print(
+                f"musicgym: warning: dpo round {state['round']}: every pair's returns are equal; "
+                "nothing to prefer, no update",
+                file=sys.stderr,
+            )
+            return
+        optimizer.zero_grad()
+        loss.backward()
+        clip_gradients(agent.config, list(agent.q_network.parameters()))
+        optimizer.step()
+    agent.updates += config.epochs
+    writer.add_scalar("losses/dpo_loss", float(loss.detach()), step)
+    for name, value in figures.items():
+        if math.isfinite(value):
+            writer.add_scalar(f"dpo/{name}", value, step)
