@@ -24,7 +24,7 @@ import os
 import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from musicgym.agents.common import (
     RUN_FILES,
+    SESSION_FIELDS,
     EnvConfig,
     RunConfig,
     load_prior,
@@ -44,9 +45,6 @@ from musicgym.agents.rl_tuner.targets import clip_gradients, masked_values
 from musicgym.checks import NON_NEGATIVE, POSITIVE, POSITIVE_INT, check_numbers
 from musicgym.fileio import save_checkpoint_file
 from musicgym.runs import StopSignals, check_resume_settings, claim_run_folder
-
-RESUMABLE = ("steps", "max_minutes", "threads")
-"""The settings ``--resume`` may change (``steps``: how many environment steps to reach)."""
 
 
 @dataclass
@@ -69,6 +67,9 @@ class DPOConfig(RunConfig):
     """Recent tokens the head reads beside the prior's summary (melodies)."""
     summary_features: int = 8
     """Features the head takes from each row of the prior's summary."""
+
+    RESUMABLE: ClassVar[tuple[str, ...]] = SESSION_FIELDS
+    """The settings ``--resume`` may change (``steps``: how many environment steps to reach)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -152,7 +153,7 @@ def train(
         state = {"round": 0, "played": 0}
         if resume:  # the run's network and prior, its settings checked
             agent, checkpoint = RLTuner.load(out / CHECKPOINT)
-            check_resume_settings(out, checkpoint.get("dpo_config", {}), config, RESUMABLE)
+            check_resume_settings(out, checkpoint.get("dpo_config", {}), config, config.RESUMABLE)
             optimizer = torch.optim.Adam(agent.q_network.parameters(), lr=config.learning_rate)
             optimizer.load_state_dict(checkpoint["optimizer"])
             state = {"round": int(checkpoint["round"]), "played": int(checkpoint["step"])}
