@@ -453,6 +453,8 @@ def _train(
         if bar is not None:
             bar.on_training_end()
     run.save(with_replay=True)
+    # what `agent train` says of the last resume point (its replay buffer: for --resume)
+    model.checkpoint_size, model.replay_size = run.checkpoint_size, run.replay_size
     with atomic_output(out / MODEL_FILE) as temporary:
         model.save(temporary)
     (out / REPLAY_FILE).unlink(missing_ok=True)  # an older version's, now in checkpoints/
@@ -540,6 +542,8 @@ class SB3Run:
             verbose=0,
         )
         self.info = {"env": config.env_config(), "model": MODEL_FILE, "config": asdict(config)}
+        self.checkpoint_size = self.replay_size = 0
+        """Bytes of the last resume point, and of its replay buffer."""
 
     def state(self) -> dict[str, Any]:
         """What a resume point holds beside SB3's own save."""
@@ -604,6 +608,8 @@ class SB3Run:
         with atomic_output(folder / f"manifest_{step}_steps.json") as temporary:
             temporary.write_text(json.dumps({"step": step, "files": digests}, indent=1) + "\n")
         _prune_replays(folder)
+        sizes = {role: (folder / name).stat().st_size for role, name in files.items()}
+        self.checkpoint_size, self.replay_size = sum(sizes.values()), sizes.get("replay", 0)
 
 
 def _prune_replays(folder: Path, keep: int = 2) -> None:

@@ -115,11 +115,18 @@ def _as_numpy(value: Any) -> Any:
 
 
 def save_replay(buffer: Any, path: Path) -> None:
-    """An SB3 replay buffer's arrays and position as ``.npz`` (no pickles), atomically."""
+    """An SB3 replay buffer's arrays and position as ``.npz`` (no pickles), atomically: the rows
+    written so far only (and the one after, which holds the last next observation when SB3
+    stores observations once), the rest being the zeros a new buffer has."""
+    rows = buffer.buffer_size if buffer.full else min(buffer.pos + 1, buffer.buffer_size)
     arrays = {name: value for name, value in vars(buffer).items() if isinstance(value, np.ndarray)}
     for name, value in vars(buffer).items():
         if isinstance(value, dict):
             arrays.update({f"{name}/{key}": array for key, array in value.items()})
+    arrays = {
+        name: array[:rows] if array.ndim and len(array) == buffer.buffer_size else array
+        for name, array in arrays.items()
+    }
     arrays["pos/"] = np.array(buffer.pos)
     arrays["full/"] = np.array(buffer.full)
     with atomic_output(path) as temporary, temporary.open("wb") as file:
@@ -139,9 +146,10 @@ def load_replay(buffer: Any, path: Path) -> None:
                     continue
                 target = getattr(buffer, attribute)
                 target = target[key] if key else target
-                if target.shape != value.shape or target.dtype != value.dtype:
+                fits = target.shape[1:] == value.shape[1:] and len(value) <= len(target)
+                if not fits or target.dtype != value.dtype:
                     raise ValueError(f"{name} is {value.dtype}{value.shape}")
-                target[...] = value
+                target[: len(value)] = value
     except (OSError, ValueError, KeyError, AttributeError, TypeError) as error:
         first = (str(error).splitlines() or [type(error).__name__])[0]
         raise CheckpointError(f"{path}: not the replay buffer of this run ({first})") from None
