@@ -463,3 +463,13 @@ def test_bench_tuner_times_the_chorale_tuner_against_its_env(capsys):
     assert bach16["env"] > 0 and bach16["rltuner_q"] > 0 and bach16["rltuner_q_updates"] > 0
     assert math.isnan(bach16["readout"])  # the chorale tuner has no trainable readout
     assert "no --train-readout row" in capsys.readouterr().out
+
+
+def test_the_chorale_demo_runs_again_in_its_folder(tmp_path: Path, capsys) -> None:
+    """A second demo into the same folder uses the finished chorale run (which cannot resume)."""
+    from musicgym.benchmarks.demo import DemoConfig, run
+
+    settings = {"chorale": True, "steps": 64, "pieces": 2, "out": str(tmp_path / "demo")}
+    first = run(DemoConfig(**settings))
+    again = run(DemoConfig(**settings))
+    assert again["tuned"] == first["tuned"]

@@ -135,8 +135,11 @@ def test_rl_tuner_trains_and_composes_chorales(prior, algo, tmp_path):
     again = agent.compose(3, seed=5)
     assert all(a == b for a, b in zip(chorales, again))  # the seed decides
     assert agents.load(tmp_path / "agent.pt").compose(3, seed=5)[2] == chorales[2]
+    finished = train_rl_tuner(config, tmp_path, resume=True, progress=False)  # nothing to do
+    assert finished.compose(3, seed=5)[2] == chorales[2]
+    longer = RLTunerConfig(algo=algo, steps=400, **SMALL)
     with pytest.raises(RunFolderError, match="--resume is not supported"):
-        train_rl_tuner(config, tmp_path, resume=True, progress=False)
+        train_rl_tuner(longer, tmp_path, resume=True, progress=False)
 
 
 @pytest.mark.parametrize(

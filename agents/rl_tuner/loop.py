@@ -33,6 +33,7 @@ from musicgym.agents.common import (
     check_same_prior,
     load_prior,
     prior_fingerprint,
+    read_agent_info,
     set_torch_threads,
     write_agent_info,
 )
@@ -40,7 +41,7 @@ from musicgym.agents.rl_tuner.agent import CHECKPOINT, RLTuner, check_prior_obse
 from musicgym.agents.rl_tuner.config import RENAMED, RESUMABLE, RLTunerConfig, torch_device
 from musicgym.agents.rl_tuner.parts import Observations, part_class
 from musicgym.agents.rl_tuner.targets import Learner, explore, linear_schedule
-from musicgym.errors import EnvArgumentError, RunFolderError
+from musicgym.errors import CheckpointError, EnvArgumentError, RunFolderError
 from musicgym.fileio import save_checkpoint_file
 from musicgym.prior import prior_checkpoint
 from musicgym.runs import StopSignals, check_output_folder, check_resume_settings, claim_run_folder
@@ -392,18 +393,21 @@ def train(
     """Train an RL Tuner for ``config.steps`` environment steps of ``config.env``; checkpoints,
     TensorBoard events and ``agent.json`` go to ``out``. ``resume`` continues the run of
     ``out/agent.pt`` exactly up to ``config.steps`` (``config`` must be the run's but for
-    :data:`~musicgym.agents.rl_tuner.config.RESUMABLE`; melodies only); ``overwrite`` replaces a
+    :data:`~musicgym.agents.rl_tuner.config.RESUMABLE`; melodies only, a finished chorale run is
+    loaded as it is); ``overwrite`` replaces a
     run there (without either, a folder holding a run is refused). ``prior`` overrides
     ``config.prior`` with a loaded model. SIGINT / SIGTERM write a checkpoint and raise
     :class:`musicgym.errors.Interrupted`."""
     torch_device(config.device)
     resumable = part_class(config.env).resumable
+    out = Path(out)
     if resume and not resumable:
+        if _trained_steps(out) >= config.steps:  # a finished run: nothing to go on with
+            return RLTuner.load(out / CHECKPOINT)[0]
         raise RunFolderError(
             f"{out}: --resume is not supported for {config.env} runs yet; start a new run "
             "(--overwrite replaces this one)"
         )
-    out = Path(out)
     with (
         claim_run_folder(out, resume=resume, overwrite=overwrite, run_files=RUN_FILES),
         StopSignals() as stop,
@@ -440,6 +444,15 @@ def _agent_of_run(
     agent.config = RLTunerConfig(**{**asdict(agent.config), **session})
     check_replay_memory(agent)
     return agent, checkpoint
+
+
+def _trained_steps(out: Path) -> float:
+    """The steps the run in ``out`` reached (its ``agent.json``), 0 where it says none."""
+    try:
+        steps = read_agent_info(out).get("trained_steps", 0)
+    except CheckpointError:
+        return 0
+    return steps if isinstance(steps, (int, float)) else 0
 
 
 def check_replay_memory(agent: RLTuner) -> None:
