@@ -37,6 +37,7 @@ from musicgym.agents.common import (
     RunConfig,
     load_prior,
     set_torch_threads,
+    warn,
     write_agent_info,
 )
 from musicgym.agents.rl_tuner.agent import CHECKPOINT, Episodes, RLTuner
@@ -204,10 +205,9 @@ def play_round(
         policy, prior = log_likelihoods(agent, episodes)
         loss, figures = dpo_loss(policy, prior, episodes.returns, config.beta)
         if loss is None:
-            print(
-                f"musicgym: warning: dpo round {state['round']}: every pair's returns are equal; "
-                "nothing to prefer, no update",
-                file=sys.stderr,
+            warn(
+                f"dpo round {state['round']}: every pair's returns are equal; nothing to "
+                "prefer, no update"
             )
             return
         optimizer.zero_grad()

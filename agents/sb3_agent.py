@@ -77,8 +77,8 @@ def playback_kwargs(
     (:mod:`musicgym.agents.ppo_kl`)."""
     kwargs = task_of(env.env).playback_kwargs(env, masked=masked)
     if getattr(algorithm, "observation", "plain") == "prior":
-        observed = env.prior if prior is None else prior
-        kwargs.update(prior=observed, observation="prior", prior_weight=0.0)
+        observing = env.env_kwargs(prior, with_prior=False, observation="prior")
+        kwargs.update({name: observing[name] for name in ("prior", "observation", "prior_weight")})
     return kwargs
 
 

@@ -18,7 +18,6 @@ stop (``musicgym.runs``).
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -35,6 +34,7 @@ from musicgym.agents.common import (
     prior_fingerprint,
     read_agent_info,
     set_torch_threads,
+    warn,
     write_agent_info,
 )
 from musicgym.agents.rl_tuner.agent import CHECKPOINT, RLTuner, check_prior_observation
@@ -198,7 +198,7 @@ class TrainingRun:
         self.rng.bit_generator.state = checkpoint["rng"]
         torch.set_rng_state(checkpoint["torch_rng"])
         if resumed and "replay" not in checkpoint:
-            _warn(
+            warn(
                 f"{self.out / CHECKPOINT}: a periodic checkpoint, written without the replay "
                 "memory (--checkpoint-replay keeps it there): resumed at step "
                 f"{self.global_step} with an empty replay memory and new melodies, not exactly "
@@ -211,7 +211,7 @@ class TrainingRun:
         if replay:
             self.replay.load_state_dict(replay, self.agent.prior, self.agent.device)
         if not resumed:
-            _warn(
+            warn(
                 f"{self.out / CHECKPOINT}: written by an older musicgym without the state of the "
                 "melodies in progress: resumed, but not exactly the run it would have been"
                 + ("" if len(self.replay) else " (and with an empty replay memory)")
@@ -234,7 +234,7 @@ class TrainingRun:
         self.updates_due = int(resumed["updates_due"])
         self.next_eval, self.next_checkpoint = resumed["next_eval"], resumed["next_checkpoint"]
         if self.replay.digest() != resumed.get("summary_digest"):
-            _warn(
+            warn(
                 f"{self.out}: the prior's summaries recomputed for the replay memory differ in "
                 f"the last bits from those computed while acting (device {self.config.device}): "
                 "the resumed run is not bit-identical to an uninterrupted one"
@@ -470,7 +470,3 @@ def check_replay_memory(agent: RLTuner) -> None:
             f"memory (cached prior summaries), more than {MEMORY_SHARE:.0%} of the "
             f"{available / 2**30:.1f} GiB available; lower --buffer-size"
         )
-
-
-def _warn(message: str) -> None:
-    print(f"musicgym: warning: {message}", file=sys.stderr)
