@@ -94,7 +94,7 @@ from musicgym.agents.sb3_state import (
 )
 from musicgym.checks import POSITIVE_INT, check_numbers
 from musicgym.errors import ArgumentError, CheckpointError, EnvArgumentError, RunFolderError
-from musicgym.fileio import atomic_output, file_in, save_checkpoint_file
+from musicgym.fileio import atomic_output, file_in, save_checkpoint_file, write_text
 from musicgym.prior import MelodyPrior
 from musicgym.runs import (
     StopSignals,
@@ -605,8 +605,8 @@ class SB3Run:
             files["replay"] = f"replay_buffer_{step}_steps.npz"
             save_replay(model.replay_buffer, folder / files["replay"])
         digests = {role: [name, sha256(folder / name)] for role, name in files.items()}
-        with atomic_output(folder / f"manifest_{step}_steps.json") as temporary:
-            temporary.write_text(json.dumps({"step": step, "files": digests}, indent=1) + "\n")
+        manifest = json.dumps({"step": step, "files": digests}, indent=1) + "\n"
+        write_text(folder / f"manifest_{step}_steps.json", manifest)
         _prune_replays(folder)
         sizes = {role: (folder / name).stat().st_size for role, name in files.items()}
         self.checkpoint_size, self.replay_size = sum(sizes.values()), sizes.get("replay", 0)

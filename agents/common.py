@@ -18,7 +18,7 @@ import musicgym  # noqa: F401  (registers the environments)
 from musicgym.checks import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, check_numbers
 from musicgym.config import EnvConfig
 from musicgym.errors import CheckpointError, RunFolderError
-from musicgym.fileio import atomic_output
+from musicgym.fileio import write_text
 from musicgym.prior import MelodyPrior, resolve_prior
 
 AGENT_INFO = "agent.json"
@@ -134,8 +134,7 @@ def write_agent_info(folder: str | os.PathLike, algo: str, **info: Any) -> None:
     for key, value in info.items():
         if hasattr(value, "__dataclass_fields__"):
             info[key] = asdict(value)
-    with atomic_output(path) as temporary:
-        temporary.write_text(json.dumps({"algo": algo, **info}, indent=2) + "\n")
+    write_text(path, json.dumps({"algo": algo, **info}, indent=2) + "\n")
 
 
 def read_agent_info(folder: str | os.PathLike) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import numpy as np
 
 from musicgym.config import EnvConfig
 from musicgym.errors import BenchmarkError
-from musicgym.fileio import atomic_output
+from musicgym.fileio import write_text
 from musicgym.metrics import bootstrap_intervals, t_interval
 from musicgym.tasks import Task
 
@@ -145,6 +145,4 @@ def cached(path: Path, settings: dict) -> dict | None:
 
 def save(path: Path, outcome: dict) -> None:
     """Write an outcome as JSON, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(path) as temporary:
-        temporary.write_text(json.dumps(outcome, default=float))
+    write_text(path, json.dumps(outcome, default=float))

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from musicgym.fileio import atomic_output
+from musicgym.fileio import write_text
 
 
 @dataclass(frozen=True)
@@ -138,8 +138,9 @@ def run_jobs(
     out_folder = Path(out)
     out_folder.mkdir(parents=True, exist_ok=True)
     marker = f".musicgym-ray-{uuid.uuid4().hex}"
-    with atomic_output(out_folder / marker) as temporary:
-        temporary.write_text("the folder a bench run on Ray writes into; removed at the end\n")
+    write_text(
+        out_folder / marker, "the folder a bench run on Ray writes into; removed at the end\n"
+    )
     try:
         task = ray.remote(max_retries=0)(_run_job)
         pending = [

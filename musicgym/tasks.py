@@ -193,10 +193,9 @@ class Task(ABC, Generic[Piece]):
 
     def write_json(self, pieces: Sequence[Piece], path: str | os.PathLike) -> None:
         """Write ``pieces`` as a JSON list, atomically."""
-        from musicgym.fileio import atomic_output
+        from musicgym.fileio import write_text
 
-        with atomic_output(Path(path)) as temporary:
-            temporary.write_text(json.dumps([self.to_json(p) for p in pieces]) + "\n")
+        write_text(path, json.dumps([self.to_json(p) for p in pieces]) + "\n")
 
     # -------------------------------------------------------------------- agents in the env
     def masking_kwargs(self, masked: bool) -> dict[str, Any]:

@@ -47,7 +47,7 @@ from musicgym.checks import (
     check_numbers,
 )
 from musicgym.errors import CheckpointError, RunFolderError
-from musicgym.fileio import atomic_output, save_checkpoint_file
+from musicgym.fileio import save_checkpoint_file, write_text
 from musicgym.music.notestate import NoteState
 from musicgym.priors.registry import (
     MODELS,
@@ -600,8 +600,7 @@ def ship_checkpoint(
             for s, m, tr, v in last["history"]
         ],
     }
-    with atomic_output(out.with_suffix(".json")) as temporary:
-        temporary.write_text(json.dumps(card, indent=2) + "\n")
+    write_text(out.with_suffix(".json"), json.dumps(card, indent=2) + "\n")
     return {"test_log_likelihood_per_step": test, "out": str(out)}
 
 
