@@ -80,7 +80,9 @@ def run(
         ``files``, ``notes`` and ``steps`` (as read by us), ``musicgym_s`` and ``pretty_midi_s``
         (best total seconds), ``files_per_s`` of each, and ``speedup`` (pretty_midi time / ours).
     """
-    import pretty_midi
+    from musicgym.music.audio import import_pretty_midi
+
+    pretty_midi = import_pretty_midi()
 
     with tempfile.TemporaryDirectory(prefix="musicgym-bench-midi-") as temporary:
         folder = Path(midi_dir) if midi_dir is not None else Path(temporary)

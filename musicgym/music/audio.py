@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import os
 import sys
 import wave
@@ -125,7 +126,10 @@ class _TimedNotes:
 def _fluidsynth_module() -> Any | None:
     """pyfluidsynth with the FluidSynth library's log silenced, or None when either is missing."""
     try:
-        import fluidsynth
+        # pyfluidsynth prints where it found the library when $CI is set; our stdout is the
+        # command's output (the first line names the run), so its print goes nowhere.
+        with contextlib.redirect_stdout(io.StringIO()):
+            import fluidsynth
     except (ImportError, OSError):  # no pyfluidsynth, or no libfluidsynth for it to load
         return None
     from ctypes import c_int, c_void_p
@@ -142,6 +146,19 @@ def _fluidsynth_module() -> Any | None:
         for level in range(5):  # panic, error, warning, info, debug
             set_log(level, None, None)
     return fluidsynth
+
+
+def import_pretty_midi() -> Any:
+    """pretty_midi, imported after pyfluidsynth (quietly, see :func:`_fluidsynth_module`):
+    pretty_midi imports pyfluidsynth itself, which would print on stdout under $CI.
+
+    Raises:
+        ImportError: pretty_midi is not installed.
+    """
+    _fluidsynth_module()
+    import pretty_midi
+
+    return pretty_midi
 
 
 def fluidsynth_available() -> bool:
@@ -164,7 +181,7 @@ def find_soundfont(soundfont: str | os.PathLike[str] | None = None) -> Path | No
         if Path(candidate).is_file():
             return Path(candidate)
     try:
-        import pretty_midi
+        pretty_midi = import_pretty_midi()
     except ImportError:
         return None
     bundled = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
@@ -311,7 +328,7 @@ def _organ_wave(phase: np.ndarray) -> np.ndarray:
 
 
 def _render_plain(notes: _TimedNotes, sample_rate: int) -> np.ndarray:
-    import pretty_midi
+    pretty_midi = import_pretty_midi()
 
     length = round(notes.seconds * sample_rate)
     instrument = pretty_midi.Instrument(program=0)
