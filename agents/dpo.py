@@ -22,9 +22,10 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -49,15 +50,13 @@ from musicgym.runs import StopSignals, check_resume_settings, claim_run_folder
 
 
 @dataclass
-class DPOConfig(RunConfig):
-    """Settings of online DPO (``--steps``: environment steps to play, all rounds together)."""
+class RoundsConfig(RunConfig):
+    """Settings shared by the fine-tuners that play the prior's pieces in rounds and update on
+    them (DPO here, DPG in :mod:`musicgym.agents.dpg`); ``--steps``: environment steps to play,
+    all rounds together."""
 
-    pairs: int = 32
-    """Pairs of pieces ranked per round (2 x pairs pieces played)."""
-    beta: float = 0.1
-    """DPO's temperature: how far from the prior a preference may move the policy."""
     epochs: int = 4
-    """Adam steps on each round's pairs."""
+    """Adam steps on each round's pieces."""
     learning_rate: float = 1e-3
     """Learning rate of Adam."""
     max_grad_norm: float = 5.0
@@ -69,21 +68,33 @@ class DPOConfig(RunConfig):
     summary_features: int = 8
     """Features the head takes from each row of the prior's summary."""
 
+    ALGO: ClassVar[str] = ""
+    """The ``--algo`` name of the fine-tuner, and the prefix of its checkpoint's settings."""
     RESUMABLE: ClassVar[tuple[str, ...]] = SESSION_FIELDS
     """The settings ``--resume`` may change (``steps``: how many environment steps to reach)."""
+    COUNTS: ClassVar[tuple[str, ...]] = ("epochs", "head_size", "context", "summary_features")
+    """The settings that must be whole numbers >= 1."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        counts = ("pairs", "epochs", "head_size", "context", "summary_features")
         check_numbers(
             self,
             {
-                **{name: POSITIVE_INT for name in counts},
+                **{name: POSITIVE_INT for name in self.COUNTS},
                 "learning_rate": POSITIVE,
-                "beta": NON_NEGATIVE,
                 "max_grad_norm": NON_NEGATIVE,
             },
         )
+
+    @property
+    def pieces_per_round(self) -> int:
+        """Pieces played in each round."""
+        raise NotImplementedError
+
+    def objective(self, agent: RLTuner, episodes: Episodes, state: dict[str, Any]) -> Objective:
+        """The loss of this round's ``episodes`` as a function of the policy's and the prior's
+        log-likelihoods of them (``state``: the run's round, steps and the fine-tuner's own)."""
+        raise NotImplementedError
 
     def tuner_config(self) -> RLTunerConfig:
         """The RL Tuner settings of the policy's network and environment (its logits: Q)."""
@@ -93,40 +104,89 @@ class DPOConfig(RunConfig):
             **environment,
             **{name: getattr(self, name) for name in network},
             algo="q",
-            num_envs=2 * self.pairs,
+            num_envs=self.pieces_per_round,
             steps=self.steps,
             threads=self.threads,
             clip="per-variable",
         )
 
 
-def log_likelihoods(agent: RLTuner, episodes: Episodes) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(log pi(y), log p(y))`` of every piece of ``episodes``: the policy's (with gradients)
-    and the prior's sums over its actions."""
-    states, actions, episode = episodes.states, episodes.actions, episodes.episode
+Figures = dict[str, float | str]
+Objective = Callable[["Likelihoods"], tuple["torch.Tensor | None", Figures]]
+"""A round's loss of the policy's and the prior's :class:`Likelihoods` of its pieces: the loss
+(``None``: nothing to learn from this round, said in its figures' ``"why"``) and figures for
+TensorBoard."""
+
+
+@dataclass
+class DPOConfig(RoundsConfig):
+    """Settings of online DPO."""
+
+    pairs: int = 32
+    """Pairs of pieces ranked per round (2 x pairs pieces played)."""
+    beta: float = 0.1
+    """DPO's temperature: how far from the prior a preference may move the policy."""
+
+    ALGO: ClassVar[str] = "dpo"
+    COUNTS: ClassVar[tuple[str, ...]] = (*RoundsConfig.COUNTS, "pairs")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_numbers(self, {"beta": NON_NEGATIVE})
+
+    @property
+    def pieces_per_round(self) -> int:
+        return 2 * self.pairs
+
+    def objective(self, agent: RLTuner, episodes: Episodes, state: dict[str, Any]) -> Objective:
+        def loss(steps: Likelihoods) -> tuple[torch.Tensor | None, Figures]:
+            policy, prior = steps.per_piece(steps.policy), steps.per_piece(steps.prior)
+            return dpo_loss(policy, prior, episodes.returns, self.beta)
+
+        return loss
+
+
+class Likelihoods(NamedTuple):
+    """The log-likelihoods of every step of a round's pieces: the policy's ``(S,)`` (with
+    gradients) and the prior's ``(S,)``; ``episode`` ``(S,)``, the piece of each step."""
+
+    policy: torch.Tensor
+    prior: torch.Tensor
+    episode: torch.Tensor
+    pieces: int
+
+    def per_piece(self, steps: torch.Tensor) -> torch.Tensor:
+        """``(pieces,)``: the sums of the values of ``steps`` ``(S,)`` over each piece."""
+        return torch.zeros(self.pieces, device=steps.device).index_add(0, self.episode, steps)
+
+
+def log_likelihoods(agent: RLTuner, episodes: Episodes) -> Likelihoods:
+    """The policy's and the prior's log-likelihoods of every action of ``episodes``."""
+    states, actions = episodes.states, episodes.actions
     logits = masked_values(agent.q_network(states), states.mask)
     policy = F.log_softmax(logits, 1).gather(1, actions[:, None])[:, 0]
     prior = states.log_probs.gather(1, actions[:, None])[:, 0]
-    count = len(episodes.pieces)
-    per_piece = torch.zeros(count, device=policy.device)
-    return per_piece.index_add(0, episode, policy), per_piece.index_add(0, episode, prior)
+    return Likelihoods(policy, prior, episodes.episode, len(episodes.pieces))
 
 
 def dpo_loss(
     policy: torch.Tensor, prior: torch.Tensor, returns: np.ndarray, beta: float
-) -> tuple[torch.Tensor | None, dict[str, float]]:
+) -> tuple[torch.Tensor | None, Figures]:
     """DPO's loss over the pairs ``(i, i + pairs)`` of pieces with their ``policy`` and
     ``prior`` log-likelihoods, the higher ``returns`` the winner; ``None`` if every pair ties."""
     pairs = len(returns) // 2
     first, second = returns[:pairs], returns[pairs : 2 * pairs]
     ranked = np.flatnonzero(first != second)
     if not len(ranked):
-        return None, {"ranked_pairs": 0.0}
+        return None, {
+            "ranked_pairs": 0.0,
+            "why": "every pair's returns are equal; nothing to prefer",
+        }
     winner = np.where(first[ranked] > second[ranked], ranked, ranked + pairs)
     loser = np.where(first[ranked] > second[ranked], ranked + pairs, ranked)
     margin = (policy - prior)[winner] - (policy - prior)[loser]
     loss = -F.logsigmoid(beta * margin).mean()
-    figures = {
+    figures: Figures = {
         "ranked_pairs": float(len(ranked)),
         "margin": float(margin.mean().detach()),
         "accuracy": float((margin > 0).float().mean()),
@@ -135,7 +195,7 @@ def dpo_loss(
 
 
 def train(
-    config: DPOConfig,
+    config: RoundsConfig,
     out: str | os.PathLike,
     *,
     resume: bool = False,
@@ -143,21 +203,25 @@ def train(
     prior: Any = None,
     progress: bool = True,
 ) -> RLTuner:
-    """Run online DPO rounds until ``config.steps`` environment steps are played, into ``out``
-    (``agent.pt``, an RL Tuner checkpoint, TensorBoard events and ``agent.json``)."""
+    """Play and update in rounds until ``config.steps`` environment steps are played, into
+    ``out`` (``agent.pt``, an RL Tuner checkpoint, TensorBoard events and ``agent.json``); the
+    fine-tuner is ``config``'s class (:class:`DPOConfig`, or DPG's)."""
     out = Path(out)
+    algo = config.ALGO
     with (
         claim_run_folder(out, resume=resume, overwrite=overwrite, run_files=RUN_FILES),
         StopSignals() as stop,
     ):
         set_torch_threads(config.threads)
-        state = {"round": 0, "played": 0}
-        if resume:  # the run's network and prior, its settings checked
+        state: dict[str, Any] = {"round": 0, "played": 0}
+        if resume:  # the run's network, prior and state, its settings checked
             agent, checkpoint = RLTuner.load(out / CHECKPOINT)
-            check_resume_settings(out, checkpoint.get("dpo_config", {}), config, config.RESUMABLE)
+            saved = checkpoint.get(f"{algo}_config", {})
+            check_resume_settings(out, saved, config, config.RESUMABLE)
             optimizer = torch.optim.Adam(agent.q_network.parameters(), lr=config.learning_rate)
             optimizer.load_state_dict(checkpoint["optimizer"])
-            state = {"round": int(checkpoint["round"]), "played": int(checkpoint["step"])}
+            state = {**checkpoint.get("rounds", {}), "round": int(checkpoint["round"])}
+            state["played"] = int(checkpoint["step"])
         else:
             torch.manual_seed(config.seed)
             agent = RLTuner(config.tuner_config(), load_prior(prior or config.prior))
@@ -169,18 +233,20 @@ def train(
         info = {**info, "checkpoint": CHECKPOINT, "config": asdict(agent.config)}
         while state["played"] < config.steps and not stop.requested:
             play_round(agent, optimizer, config, state, writer)
+            own = {k: v for k, v in state.items() if k not in ("round", "played")}
             save_checkpoint_file(
                 agent.checkpoint(
                     step=state["played"],
                     round=state["round"],
                     optimizer=optimizer.state_dict(),
-                    dpo_config=asdict(config),
+                    rounds=own,
+                    **{f"{algo}_config": asdict(config)},
                 ),
                 out / CHECKPOINT,
             )
-            write_agent_info(out, "dpo", **info, trained_steps=state["played"])
+            write_agent_info(out, algo, **info, trained_steps=state["played"])
             if progress:
-                print(f"dpo round {state['round']}: {state['played']} steps", file=sys.stderr)
+                print(f"{algo} round {state['round']}: {state['played']} steps", file=sys.stderr)
         writer.close()
         if stop.requested and state["played"] < config.steps:
             raise stop.stopped_short(state["played"], out / CHECKPOINT)
@@ -190,32 +256,30 @@ def train(
 def play_round(
     agent: RLTuner,
     optimizer: torch.optim.Optimizer,
-    config: DPOConfig,
-    state: dict[str, int],
+    config: RoundsConfig,
+    state: dict[str, Any],
     writer: Any,
 ) -> None:
-    """One round: play, rank, ``epochs`` DPO steps; ``state``'s round and steps counted on."""
+    """One round: play, ``epochs`` Adam steps on the config's objective; ``state``'s round and
+    steps counted on."""
     seed = config.seed + 1_000_003 * state["round"]
-    episodes = agent.play(2 * config.pairs, seed=seed, record=True)
+    episodes = agent.play(config.pieces_per_round, seed=seed, record=True)
     state["round"] += 1
     state["played"] += len(episodes.actions)
     step = state["played"]
     writer.add_scalar("charts/mean_return", float(episodes.returns.mean()), step)
+    objective = config.objective(agent, episodes, state)
     for _ in range(config.epochs):
-        policy, prior = log_likelihoods(agent, episodes)
-        loss, figures = dpo_loss(policy, prior, episodes.returns, config.beta)
+        loss, figures = objective(log_likelihoods(agent, episodes))
         if loss is None:
-            warn(
-                f"dpo round {state['round']}: every pair's returns are equal; nothing to "
-                "prefer, no update"
-            )
+            warn(f"{config.ALGO} round {state['round']}: {figures['why']}, no update")
             return
         optimizer.zero_grad()
         loss.backward()
         clip_gradients(agent.config, list(agent.q_network.parameters()))
         optimizer.step()
     agent.updates += config.epochs
-    writer.add_scalar("losses/dpo_loss", float(loss.detach()), step)
+    writer.add_scalar(f"losses/{config.ALGO}_loss", float(loss.detach()), step)
     for name, value in figures.items():
-        if math.isfinite(value):
-            writer.add_scalar(f"dpo/{name}", value, step)
+        if isinstance(value, float) and math.isfinite(value):
+            writer.add_scalar(f"{config.ALGO}/{name}", value, step)

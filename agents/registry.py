@@ -76,6 +76,13 @@ DPO = Algorithm(
 )
 
 
+DPG = Algorithm(
+    "musicgym.agents.dpg:DPGConfig",
+    "musicgym.agents.dpo:train",
+    "musicgym.agents.rl_tuner:load_agent",  # its run folder is an RL Tuner's
+)
+
+
 ALGORITHMS: dict[str, Algorithm] = {
     "rltuner-q": rl_tuner("q"),
     "rltuner-psi": rl_tuner("psi"),
@@ -88,6 +95,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     "sb3-maskableppo": sb3("maskableppo"),  # masks the invalid actions of ChoraleComposition-v0
     "sb3-ppokl": sb3("ppokl"),  # the prior fine-tuned by PPO with a KL penalty (agents/ppo_kl.py)
     "dpo": DPO,  # online DPO of the prior on pairs ranked by the env's return (agents/dpo.py)
+    "dpg": DPG,  # DPG toward the prior constrained by the rules (agents/dpg.py)
 }
 """What ``musicgym agent train --algo`` trains, by name."""
 

@@ -1,0 +1,174 @@
+"""Distributional policy gradient toward the prior constrained by the rules, ``--algo dpg``.
+
+The tuned distribution we want is the one nearest the prior (least ``KL(pi || p)``) whose
+pieces meet the rules at given levels, e.g. at least 60% of notes in motifs and no excessive
+repetition: the data's own frontier asks for nothing else. That distribution is
+``P(y) ∝ p(y) exp(sum_k lambda_k g_k(y))`` (Csiszár's I-projection; GDC, Khalifa et al. 2021),
+``g_k`` the piece's share of constraint ``k`` over its target. DPG (Parshakova et al. 2019)
+trains the policy toward ``P`` in rounds:
+
+1. the policy plays ``pieces`` pieces ``y_i`` in the environment (``observation="prior"``);
+2. importance weights ``w_i = softmax_i(log p(y_i) + lambda . g(y_i) - log pi_old(y_i))``;
+3. ``epochs`` Adam steps on ``-sum_i (w_i - 1/n) log pi(y_i)`` (the baseline ``1/n``, GDC++);
+4. each multiplier moves toward meeting its constraint under ``P`` (its mean gap estimated with
+   the weights of step 2), a damped Newton step on the exponential family, ``lambda_k <-
+   lambda_k - rate E_P[g_k] / Var[g_k]``, kept in ``[0, max_multiplier]`` and to at most
+   ``max_tilt`` nats per standard deviation of ``g_k`` a round: the target moves no faster than
+   the policy can follow, and not at all upward while the weights rest on fewer than
+   ``min_effective`` of the pieces (the policy lags behind it).
+
+A constraint met leaves the pieces as the prior makes them: nothing rewards more than asked, so
+the pieces keep the data's character (distinct melodies, note lengths) wherever the rules allow.
+The policy, checkpoints and ``--resume`` are DPO's (:mod:`musicgym.agents.dpo`): the RL Tuner's
+network read as logits ``log p(.|s) + head(phi(s))``, starting as the prior; the multipliers are
+part of the checkpoint.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+import torch
+
+from musicgym.agents.dpo import Figures, Likelihoods, Objective, RoundsConfig, log_likelihoods
+from musicgym.agents.rl_tuner.agent import Episodes, RLTuner
+from musicgym.checks import POSITIVE, check_numbers
+from musicgym.config import ENV_ID
+from musicgym.errors import ArgumentError
+from musicgym.metrics import STATISTICS, statistic_contributions
+
+MELODY_CONSTRAINTS = (
+    "notes_excessively_repeated<=0,notes_not_in_key<=1,melodies_starting_with_tonic>=30,"
+    "leaps_resolved>=92,notes_in_motif>=62"
+)
+"""The default constraints: Jaques et al.'s Q column on the rules (no excessive repetition, at
+most 1% of notes out of key, tonic starts and resolved leaps a little above its 28.8% and
+91.1%) and as many notes in motifs as the densest 30% of the data's windows without an
+excessive repetition (62%; Jaques et al.'s 75.7% is 0.5 nats from the data's note lengths)."""
+_CONSTRAINT = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=)\s*([0-9.eE+-]+)\s*$")
+
+
+class Constraint(NamedTuple):
+    """``statistic`` (a percentage of :data:`musicgym.metrics.STATISTICS`) ``>=`` (``at_least``)
+    or ``<=`` ``target``."""
+
+    statistic: str
+    at_least: bool
+    target: float
+
+    def shares(self, contributions: dict[str, np.ndarray]) -> np.ndarray:
+        """``g(y)`` of each piece: its numerator less ``target`` times its denominator (so the
+        statistic meets the target where the mean of ``g`` is >= 0), negated for ``<=``."""
+        rows = contributions[self.statistic]
+        gap = rows[:, 0] - self.target / 100 * rows[:, 1]
+        return gap if self.at_least else -gap
+
+
+def parse_constraints(text: str) -> tuple[Constraint, ...]:
+    """``"statistic>=target,statistic<=target,..."`` (targets in percent).
+
+    Raises:
+        ArgumentError: one line naming the part that is not a constraint on a percentage.
+    """
+    constraints = []
+    for part in text.split(","):
+        match = _CONSTRAINT.match(part)
+        if match is None:
+            raise ArgumentError(f"constraints: {part.strip()!r} is not STATISTIC>=N or <=N")
+        statistic, sign, target = match.groups()
+        if statistic not in STATISTICS or statistic.startswith("autocorrelation"):
+            raise ArgumentError(
+                f"constraints: {statistic!r} is not a percentage statistic; expected one of "
+                + ", ".join(s for s in STATISTICS if not s.startswith("autocorrelation"))
+            )
+        try:
+            value = float(target)
+        except ValueError:
+            raise ArgumentError(f"constraints: {target!r} is not a number") from None
+        if not 0 <= value <= 100:
+            raise ArgumentError(f"constraints: {statistic} {sign} {target}: expected 0 to 100")
+        constraints.append(Constraint(statistic, sign == ">=", value))
+    return tuple(constraints)
+
+
+@dataclass
+class DPGConfig(RoundsConfig):
+    """Settings of DPG toward the prior constrained by the rules."""
+
+    pieces: int = 64
+    """Pieces played per round."""
+    constraints: str = MELODY_CONSTRAINTS
+    """What the pieces must meet: 'statistic>=N' or 'statistic<=N' (percent), comma-separated."""
+    multiplier_rate: float = 0.5
+    """The damping of each multiplier's Newton step toward meeting its constraint."""
+    max_tilt: float = 0.25
+    """How far a round may move the target: nats per standard deviation of a constraint's gap."""
+    max_multiplier: float = 20.0
+    """The largest multiplier, in nats per unit of a constraint's share."""
+    clip_range: float = 0.2
+    """How far one round may move each step's probability ratio (PPO's clipping)."""
+
+    ALGO: ClassVar[str] = "dpg"
+    COUNTS: ClassVar[tuple[str, ...]] = (*RoundsConfig.COUNTS, "pieces")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        positive = ("multiplier_rate", "max_tilt", "max_multiplier", "clip_range")
+        check_numbers(self, dict.fromkeys(positive, POSITIVE))
+        if self.env != ENV_ID:
+            raise ArgumentError(f"env: dpg constrains melody statistics; {self.env} has none yet")
+        parse_constraints(self.constraints)
+
+    @property
+    def pieces_per_round(self) -> int:
+        return self.pieces
+
+    def objective(self, agent: RLTuner, episodes: Episodes, state: dict[str, Any]) -> Objective:
+        """DPG's loss toward the constrained prior, the multipliers stepped in ``state`` on this
+        round's pieces (used from the next round on)."""
+        constraints = parse_constraints(self.constraints)
+        contributions = statistic_contributions(episodes.pieces, self.key)
+        gaps = np.stack([c.shares(contributions) for c in constraints], 1)  # (n, K)
+        multipliers = np.array([state.get("multipliers", {}).get(c.statistic, 0.0)
+                                for c in constraints])  # fmt: skip
+        with torch.no_grad():
+            before = log_likelihoods(agent, episodes)
+        sampled, prior = before.per_piece(before.policy), before.per_piece(before.prior)
+        reward = torch.as_tensor(gaps @ multipliers, dtype=sampled.dtype)
+        returns = reward - (sampled - prior)  # lambda . g(y) - log(pi(y) / p(y))
+        advantages = (returns - returns.mean()) / (returns.std() + 1e-6)
+        state["multipliers"] = step_multipliers(constraints, multipliers, gaps, self)
+        figures: Figures = {
+            "kl": float((sampled - prior).mean()),
+            "tilt": float(reward.mean()),
+            **{f"multiplier_{c.statistic}": float(m) for c, m in zip(constraints, multipliers)},
+            **{f"gap_{c.statistic}": float(g) for c, g in zip(constraints, gaps.mean(0))},
+        }
+        step_advantages = advantages[before.episode]
+
+        def loss(steps: Likelihoods) -> tuple[torch.Tensor, Figures]:
+            ratio = torch.exp(steps.policy - before.policy)
+            clipped = ratio.clamp(1 - self.clip_range, 1 + self.clip_range)
+            return -torch.min(ratio * step_advantages, clipped * step_advantages).mean(), figures
+
+        return loss
+
+
+def step_multipliers(
+    constraints: tuple[Constraint, ...],
+    multipliers: np.ndarray,
+    gaps: np.ndarray,
+    config: DPGConfig,
+) -> dict[str, float]:
+    """Each multiplier after its bounded, damped Newton step toward a mean gap of 0 (``gaps``
+    ``(n, K)`` of the pieces just played): up where they fall short, down (to 0 at least) where
+    they exceed it."""
+    spread = gaps.std(0)
+    scale = np.where(spread > 1e-6, spread, 1.0)  # a gap that does not vary: its units
+    steps = -config.multiplier_rate * gaps.mean(0) / scale**2
+    bound = config.max_tilt / scale
+    updated = np.clip(multipliers + np.clip(steps, -bound, bound), 0.0, config.max_multiplier)
+    return {c.statistic: float(m) for c, m in zip(constraints, updated)}

@@ -1,0 +1,111 @@
+"""The constrained fine-tuner (musicgym.agents.dpg): constraints parsed and judged per piece, the
+multipliers' bounded steps, a round that raises a short constraint's share, exact resume, bad
+settings in one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from musicgym.agents.dpg import DPGConfig, parse_constraints, step_multipliers
+from musicgym.agents.dpo import log_likelihoods, play_round, train
+from musicgym.agents.rl_tuner import RLTuner
+from musicgym.cli import main
+from musicgym.metrics import statistic_contributions
+from tests.test_agents import tiny_prior
+
+
+class Writer:
+    def add_scalar(self, *args):
+        pass
+
+
+def test_a_constraint_is_met_where_its_mean_gap_is_not_negative():
+    at_least, at_most = parse_constraints("notes_in_motif>=50, notes_not_in_key <= 25")
+    assert at_least.at_least and not at_most.at_least and at_most.target == 25
+    # 8 tokens: C D E F (in key, a motif from the 3rd distinct pitch on), then F# held
+    melodies = [[14, 16, 18, 19, 20, 1, 1, 1], [14, 1, 1, 1, 1, 1, 1, 1]]
+    contributions = statistic_contributions(melodies, "C major")
+    in_motif = contributions["notes_in_motif"][:, 0]  # steps in a motif of each melody
+    np.testing.assert_allclose(at_least.shares(contributions), in_motif - 4)
+    np.testing.assert_allclose(at_most.shares(contributions), [-(1 - 2), -(0 - 2)])
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("notes_in_motif>60", "is not STATISTIC>=N"),
+        ("notes_in_moti>=60", "not a percentage statistic"),
+        ("autocorrelation_lag1<=10", "not a percentage statistic"),
+        ("notes_in_motif>=160", "expected 0 to 100"),
+    ],
+)
+def test_a_bad_constraint_says_which(text, says):
+    with pytest.raises(Exception, match=says):
+        parse_constraints(text)
+
+
+def test_multipliers_step_toward_their_constraint_no_further_than_the_bound():
+    constraints = parse_constraints("notes_in_motif>=50,notes_not_in_key<=10")
+    config = DPGConfig(multiplier_rate=1.0, max_tilt=0.5)
+    gaps = np.array([[-4.0, 1.0], [-2.0, 1.0], [-3.0, 1.0]])  # motif short; key met, no spread
+    stepped = step_multipliers(constraints, np.array([0.0, 0.2]), gaps, config)
+    spread = gaps[:, 0].std()
+    assert stepped["notes_in_motif"] == pytest.approx(0.5 / spread)  # the bound, not 3 / var
+    assert stepped["notes_not_in_key"] == 0.0  # met by 1 a piece: down, never below 0
+    small = step_multipliers(constraints, np.zeros(2), gaps * 0.01, config)
+    assert 0 < small["notes_in_motif"] < 0.5 / (spread * 0.01)
+
+
+def test_a_round_moves_the_policy_toward_pieces_that_meet_a_short_constraint():
+    torch.manual_seed(0)
+    config = DPGConfig(pieces=32, epochs=8, learning_rate=3e-3, length=16,
+                       constraints="notes_not_in_key<=0")  # fmt: skip
+    agent = RLTuner(config.tuner_config(), tiny_prior())
+    episodes = agent.play(32, seed=4, record=True)
+    with torch.no_grad():
+        policy, prior = log_likelihoods(agent, episodes)
+    torch.testing.assert_close(policy, prior, atol=1e-4, rtol=1e-5)  # it starts as the prior
+    state = {"round": 0, "played": 0, "multipliers": {"notes_not_in_key": 2.0}}
+    replay = agent.play  # the round plays these same pieces
+    agent.play = lambda *args, **kwargs: episodes
+    play_round(agent, optimizer := torch.optim.Adam(agent.q_network.parameters(), 3e-3), config,
+               state, Writer())  # fmt: skip
+    agent.play = replay
+    del optimizer
+    with torch.no_grad():
+        after, _ = log_likelihoods(agent, episodes)
+    out_of_key = statistic_contributions(episodes.pieces, "C major")["notes_not_in_key"][:, 0]
+    gained = (after - policy).numpy()
+    assert np.corrcoef(-out_of_key, gained)[0, 1] > 0.5  # the fewer out of key, the more gained
+    assert state["multipliers"]["notes_not_in_key"] > 2.0  # still short: the multiplier grows
+
+
+def test_a_resumed_run_ends_where_the_uninterrupted_one_ends(tmp_path):
+    prior = tiny_prior()
+    settings = {"pieces": 4, "epochs": 2, "length": 16}
+    straight = train(DPGConfig(steps=200, **settings), tmp_path / "a", prior=prior, progress=False)
+    train(DPGConfig(steps=128, **settings), tmp_path / "b", prior=prior, progress=False)
+    resumed = train(DPGConfig(steps=200, **settings), tmp_path / "b", resume=True, progress=False)
+    for name, tensor in straight.q_network.state_dict().items():
+        assert torch.equal(resumed.q_network.state_dict()[name], tensor), name
+    a = torch.load(tmp_path / "a" / "agent.pt", weights_only=True)["rounds"]
+    b = torch.load(tmp_path / "b" / "agent.pt", weights_only=True)["rounds"]
+    assert a == b and a["multipliers"]
+
+
+@pytest.mark.parametrize(
+    ("option", "says"),
+    [
+        ("--pieces=0", "pieces"),
+        ("--max-tilt=0", "--max-tilt"),
+        ("--constraints=notes_in_motif=60", "constraints"),
+        ("--env=ChoraleComposition-v0", "env"),
+    ],
+)
+def test_bad_dpg_settings_are_one_line(tmp_path, capsys, option, says):
+    arguments = ["agent", "train", "--algo", "dpg", "--steps", "64", "--out", str(tmp_path)]
+    assert main([*arguments, option]) == 2
+    error = capsys.readouterr().err.strip()
+    assert says in error and "\n" not in error
