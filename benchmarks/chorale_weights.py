@@ -14,6 +14,14 @@ from musicgym.errors import ArgumentError
 from musicgym.music.harmony import find_key, sonority
 from musicgym.tasks import CHORALE
 
+MIN_DIFFERENCE = 0.5
+"""How much lower than Bach's frame a rule must value a sample for the sample to break it. The
+spec's rules count whole violations (differences of 1 or more), so for them it changes nothing;
+a profile rule (:class:`~musicgym.rules.chorale.ProfileRule`) in Bach's own states, whose profile
+is already near Bach's, values most samples only a little lower than Bach's frame, and the gap per
+unit of so small a difference would ask for a weight that buys nothing where it matters. Half a
+nat is about one note of a pitch class the piece plays 1.65 times as often as Bach."""
+
 
 def rule_weight_evidence(
     prior_name: str = CHORALE_DEFAULTS.prior,
@@ -23,13 +31,17 @@ def rule_weight_evidence(
     c: float = CHORALE_DEFAULTS.c,
     rules: str = CHORALE_DEFAULTS.rules,
     ending_bars: int = 1,
+    min_difference: float = MIN_DIFFERENCE,
 ) -> dict[str, dict[str, float]]:
     """What each rule of ``rules`` (a preset name or rule names, default ``"chorale"``) must
     outweigh: in every state of Bach's test chorales (the bench's Bach column,
     :func:`~musicgym.benchmarks.agents_bench.reference_data`, teacher-forced), ``samples`` frames
     are drawn from the prior; among those the rule judges worse than Bach's own frame, the most
     likely one's ``log p`` gap to Bach's frame, per unit of the rule's value, is what the prior
-    gains by breaking the rule there. A rule that judges the ending only
+    gains by breaking the rule there (a sample breaks it when the rule values it at least
+    ``min_difference`` below Bach's frame: every sample the rule judges worse for the rules of
+    whole violations, and for the profile rules a difference that matters, see
+    :data:`MIN_DIFFERENCE`). A rule that judges the ending only
     (:attr:`~musicgym.rules.chorale.ChoraleRule.judges_ending`) is measured on endings instead:
     from ``ending_bars`` bars before each chorale's end, ``samples`` endings are drawn frame by
     frame, and the gap is the most likely worse ending's ``log p`` less that of Bach's ending. A
@@ -72,7 +84,7 @@ def rule_weight_evidence(
                 bach_value, best = rule(context), None
                 for k, chord in enumerate(others):
                     value = rule(ChoraleContext(tuple(chords), chord, length, key, resolution))
-                    if value < bach_value:
+                    if value <= bach_value - min_difference:
                         gap = (scores[k + 1] - scores[0]) / (bach_value - value)
                         best = gap if best is None else max(best, gap)
                 if best is not None:
@@ -93,7 +105,7 @@ def rule_weight_evidence(
                 sampled = (*before, *ending)
                 context = ChoraleContext(sampled[:-1], sampled[-1], length, key, resolution)
                 value = rule(context)
-                if value < bach_value:
+                if value <= bach_value - min_difference:
                     gap = (log_p - bach_ending_log_p) / (bach_value - value)
                     best = gap if best is None else max(best, gap)
             if best is not None:

@@ -336,10 +336,19 @@ CHORALE_CHARACTER: dict[str, float] = {
     "four_voices": 4.0,
     "large_leap": 3.0,
     "doubled_leading_tone": 2.5,
-    "cadence": 10.0,
+    "cadence": 13.0,
     "soprano_leap_resolution": 2.0,
-    "perfect_cadence": 10.0,
-    "harmonic_rhythm": 1.0,
-    "pitch_class_profile": 1.0,
-    "chord_profile": 1.0,
+    "perfect_cadence": 12.0,
+    "harmonic_rhythm": 5.5,
+    "pitch_class_profile": 4.0,
+    "chord_profile": 4.0,
 }
+"""The preset ``"chorale_character"``: :data:`CHORALE`'s rules and weights, less
+``chord_in_key``, which only punishes the chromatic chords Bach writes on a quarter of his beats
+(``chord_profile`` asks for his share of them instead), with the cadence's weight measured, and
+the rules that ask for Bach's character: ``perfect_cadence`` and the profile rules. The new
+weights are measured as :data:`CHORALE`'s were, ``c`` times the 90th percentile of what the prior
+gains by breaking the rule where Bach obeys it, rounded up to a half (``musicgym bench chorales
+--weights --rules chorale_character``): the cadence rules on endings of a bar sampled from the
+prior, the profile rules where a sample lies at least half a nat further from Bach's profile than
+Bach's frame. ``benchmarks/RESULTS.md`` ("Chorales: Bach's character") gives the measurements."""
