@@ -20,7 +20,8 @@ spec's rules count whole violations (differences of 1 or more), so for them it c
 a profile rule (:class:`~musicgym.rules.chorale.ProfileRule`) in Bach's own states, whose profile
 is already near Bach's, values most samples only a little lower than Bach's frame, and the gap per
 unit of so small a difference would ask for a weight that buys nothing where it matters. Half a
-nat is about one note of a pitch class the piece plays 1.65 times as often as Bach."""
+nat is about what a note costs, near the piece's end, of a pitch class the piece plays 1.65
+times as often as Bach."""
 
 
 def rule_weight_evidence(

@@ -62,6 +62,8 @@ VOICE_RANGES: dict[str, tuple[int, int]] = {
 INNER_RANGE = (VOICE_RANGES["tenor"][0], VOICE_RANGES["alto"][1])
 """The range of a middle voice of a frame that does not hold four voices (tenor or alto)."""
 FOUR_VOICES = 4
+BEATS_PER_BAR = 4
+"""Quarter-note beats in a 4/4 bar."""
 PERFECT_INTERVALS = {0: "octave", 7: "fifth"}
 """Interval classes (semitones mod 12) of the perfect consonances the parallel rules watch."""
 MAX_SPACING = 12
@@ -288,14 +290,14 @@ class Profile:
         name: the profile's name.
         categories: the categories, in the order of the counts.
         frame_categories: the categories frame ``t`` adds.
-        items_per_bar: about how many items a bar of four voices adds (the pseudo-counts
-            :func:`profile_divergence` starts from: a bar of Bach).
+        every_note: whether it counts every sounding note of every frame (else one item per
+            beat).
     """
 
     name: str
     categories: tuple[str, ...]
     frame_categories: FrameCategories
-    items_per_bar: int
+    every_note: bool = False
 
     def counts(self, chords: Sequence[Sonority], key: Key, resolution: int) -> np.ndarray:
         """``(K,)``: the categories of every frame of ``chords``."""
@@ -303,6 +305,10 @@ class Profile:
             c for t in range(len(chords)) for c in self.frame_categories(chords, t, key, resolution)
         ]
         return np.bincount(np.asarray(found, dtype=np.int64), minlength=len(self.categories))
+
+    def items_per_beat(self, resolution: int) -> int:
+        """About how many items a beat of four voices adds at ``resolution`` frames per beat."""
+        return FOUR_VOICES * resolution if self.every_note else 1
 
 
 def _degrees(chords: Sequence[Sonority], t: int, key: Key, resolution: int) -> list[int]:
@@ -332,10 +338,10 @@ PROFILES: dict[str, Profile] = {
             "pitch_classes",
             tuple(f"tonic + {k}" for k in range(12)),
             _degrees,
-            items_per_bar=64,
+            every_note=True,
         ),
-        Profile("chord_kinds", CHORD_KINDS, _chord_kind_on_beat, items_per_bar=4),
-        Profile("harmonic_rhythm", HARMONIC_MOTIONS, _motion_on_beat, items_per_bar=4),
+        Profile("chord_kinds", CHORD_KINDS, _chord_kind_on_beat),
+        Profile("harmonic_rhythm", HARMONIC_MOTIONS, _motion_on_beat),
     )
 }
 """The profiles by name: ``pitch_classes``, every sounding note of every frame by its semitones
@@ -369,16 +375,14 @@ In major, 5.4% of the notes lie outside the scale; 25% of the beats are not a ch
 def profile_divergence(
     counts: np.ndarray, reference: Sequence[float], pseudo_counts: float
 ) -> float:
-    """``(n + a) KL(P || Q)`` in nats: how far the counts ``(K,)`` of ``n`` items lie from the
-    reference shares ``Q`` (positive), with ``P`` the counts plus ``a = pseudo_counts`` items
-    drawn in the reference's shares. The counts' log-likelihood ratio of their own shares to
-    Bach's (half the G-test's statistic); 0 for no items, and adding an item of category ``k``
-    changes it by about ``log(P_k / Q_k)``: less where the piece has less of ``k`` than Bach."""
+    """``KL(P || Q)`` in nats: how far the counts ``(K,)`` lie from the reference shares ``Q``
+    (positive, normalised here), with ``P`` the shares of the counts plus ``pseudo_counts`` items
+    drawn in the reference's shares (0 for no items, and for counts in the reference's shares)."""
     reference = np.asarray(reference, dtype=float)
     reference = reference / reference.sum()
     smoothed = np.asarray(counts, dtype=float) + pseudo_counts * reference
     shares = smoothed / smoothed.sum()
-    return float((smoothed * np.log(shares / reference)).sum())
+    return float((shares * np.log(shares / reference)).sum())
 
 
 # -------------------------------------------------------------------------- one frame's voices

@@ -29,6 +29,7 @@ import numpy as np
 from musicgym.errors import RuleError
 from musicgym.music.harmony import (
     BACH_PROFILES,
+    BEATS_PER_BAR,
     FOUR_VOICES,
     PROFILES,
     Profile,
@@ -217,11 +218,15 @@ class ProfileRule(ChoraleRule):
     """How far a frame moves the piece's running profile (a
     :class:`~musicgym.music.harmony.Profile`: its counts over the frames so far) towards a
     reference's shares in the key's mode, Bach's by default
-    (:data:`~musicgym.music.harmony.BACH_PROFILES`): the drop of
-    :func:`~musicgym.music.harmony.profile_divergence` that the frame's items make, starting from
-    a bar's worth of pseudo-counts in the reference's shares. An item of a category the piece
-    has less of than the reference earns about ``log(Q_k / P_k)`` nats, one it has more of costs
-    that much; a piece's rewards add up to minus its final divergence, 0 for Bach's shares.
+    (:data:`~musicgym.music.harmony.BACH_PROFILES`): the drop of the
+    :func:`~musicgym.music.harmony.profile_divergence` of the counts (starting from a bar's worth
+    of items in the reference's shares) that the frame's items make, times the items a finished
+    chorale holds (``N``: :meth:`~musicgym.music.harmony.Profile.items_per_beat` times its
+    beats). A chorale's rewards add up to ``-N KL(P || Q)`` of its final shares ``P``, the
+    log-likelihood ratio of ``N`` items in its shares against the reference's: 0 for the
+    reference's shares, whatever the number of notes played, so that neither silence nor held
+    chords can avoid it. An item of a category the piece has less of than the reference earns
+    about ``(N / n) log(Q_k / P_k)`` nats after ``n`` items; one it has more of costs that.
 
     Args:
         name: the rule's name.
@@ -260,10 +265,12 @@ class ProfileRule(ChoraleRule):
             return 0.0
         before = self.profile.counts(context.composition, key, resolution)
         after = before + np.bincount(added, minlength=len(before))
-        reference, pseudo_counts = self.reference[key.mode], self.profile.items_per_bar
-        return profile_divergence(before, reference, pseudo_counts) - profile_divergence(
+        per_beat = self.profile.items_per_beat(resolution)
+        reference, pseudo_counts = self.reference[key.mode], per_beat * BEATS_PER_BAR
+        drop = profile_divergence(before, reference, pseudo_counts) - profile_divergence(
             after, reference, pseudo_counts
         )
+        return per_beat * (context.length // resolution) * drop
 
 
 class SopranoRule(ChoraleRule):
