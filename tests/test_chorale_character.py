@@ -228,8 +228,8 @@ def test_a_profile_rules_rewards_add_up_to_minus_the_final_divergence():
     total = sum(judge(rule, chords[: t + 1], len(chords)) for t in range(len(chords)))
     counts = PROFILES["chord_kinds"].counts(chords, C_MAJOR, 4)
     assert counts.tolist() == [4, 1, 1]
-    # six beats of one item each; pseudo-counts of a bar, four beats
-    expected = -6 * profile_divergence(counts, REFERENCE["major"], 4)
+    # six beats of one item each, and as many pseudo-counts
+    expected = -6 * profile_divergence(counts, REFERENCE["major"], 6)
     assert total == pytest.approx(expected)
     assert total < 0  # four diatonic beats of six where the reference has three
 
@@ -310,7 +310,7 @@ def test_the_envs_profile_rewards_are_those_of_its_chorale_recomputed():
         counts = rule.profile.counts(chords, C_MAJOR, 4)
         per_beat = 16 if rule.profile.every_note else 1  # four voices in four frames
         reference = BACH_PROFILES[rule.profile.name]["major"]
-        divergence = profile_divergence(counts, reference, 4 * per_beat)
+        divergence = profile_divergence(counts, reference, 4 * per_beat)  # a chorale's worth
         assert totals[name] == pytest.approx(-weight * 4 * per_beat * divergence / c)
 
 

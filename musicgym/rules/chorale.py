@@ -29,7 +29,6 @@ import numpy as np
 from musicgym.errors import RuleError
 from musicgym.music.harmony import (
     BACH_PROFILES,
-    BEATS_PER_BAR,
     FOUR_VOICES,
     PROFILES,
     Profile,
@@ -219,14 +218,15 @@ class ProfileRule(ChoraleRule):
     :class:`~musicgym.music.harmony.Profile`: its counts over the frames so far) towards a
     reference's shares in the key's mode, Bach's by default
     (:data:`~musicgym.music.harmony.BACH_PROFILES`): the drop of the
-    :func:`~musicgym.music.harmony.profile_divergence` of the counts (starting from a bar's worth
-    of items in the reference's shares) that the frame's items make, times the items a finished
-    chorale holds (``N``: :meth:`~musicgym.music.harmony.Profile.items_per_beat` times its
-    beats). A chorale's rewards add up to ``-N KL(P || Q)`` of its final shares ``P``, the
-    log-likelihood ratio of ``N`` items in its shares against the reference's: 0 for the
-    reference's shares, whatever the number of notes played, so that neither silence nor held
-    chords can avoid it. An item of a category the piece has less of than the reference earns
-    about ``(N / n) log(Q_k / P_k)`` nats after ``n`` items; one it has more of costs that.
+    :func:`~musicgym.music.harmony.profile_divergence` of the counts that the frame's items make,
+    times the items a finished chorale holds (``N``:
+    :meth:`~musicgym.music.harmony.Profile.items_per_beat` times its beats). The counts start from
+    ``N`` pseudo-items in the reference's shares (a chorale's worth, so that an item's reward stays
+    within about ``|log(Q_k / P_k)|`` from the first frame on), and a chorale's rewards add up to
+    ``-N KL(P || Q)`` of its final smoothed shares ``P``: 0 for the reference's shares, whatever
+    the number of notes played, so that neither silence nor held chords avoid it. An item of a
+    category the piece has less of than the reference earns up to about ``log(Q_k / P_k)`` nats;
+    one it has more of costs that.
 
     Args:
         name: the rule's name.
@@ -265,12 +265,12 @@ class ProfileRule(ChoraleRule):
             return 0.0
         before = self.profile.counts(context.composition, key, resolution)
         after = before + np.bincount(added, minlength=len(before))
-        per_beat = self.profile.items_per_beat(resolution)
-        reference, pseudo_counts = self.reference[key.mode], per_beat * BEATS_PER_BAR
-        drop = profile_divergence(before, reference, pseudo_counts) - profile_divergence(
-            after, reference, pseudo_counts
+        items = self.profile.items_per_beat(resolution) * (context.length // resolution)
+        reference = self.reference[key.mode]
+        drop = profile_divergence(before, reference, items) - profile_divergence(
+            after, reference, items
         )
-        return per_beat * (context.length // resolution) * drop
+        return items * drop
 
 
 class SopranoRule(ChoraleRule):
@@ -346,9 +346,9 @@ CHORALE_CHARACTER: dict[str, float] = {
     "cadence": 13.0,
     "soprano_leap_resolution": 2.0,
     "perfect_cadence": 12.0,
-    "harmonic_rhythm": 5.5,
-    "pitch_class_profile": 4.0,
-    "chord_profile": 4.0,
+    "harmonic_rhythm": 3.5,
+    "pitch_class_profile": 3.5,
+    "chord_profile": 3.5,
 }
 """The preset ``"chorale_character"``: :data:`CHORALE`'s rules and weights, less
 ``chord_in_key``, which only punishes the chromatic chords Bach writes on a quarter of his beats
