@@ -346,9 +346,9 @@ CHORALE_CHARACTER: dict[str, float] = {
     "cadence": 13.0,
     "soprano_leap_resolution": 2.0,
     "perfect_cadence": 12.0,
-    "harmonic_rhythm": 3.5,
-    "pitch_class_profile": 3.5,
-    "chord_profile": 3.5,
+    "harmonic_rhythm": 4.5,
+    "pitch_class_profile": 4.5,
+    "chord_profile": 7.0,
 }
 """The preset ``"chorale_character"``: :data:`CHORALE`'s rules and weights, less
 ``chord_in_key``, which only punishes the chromatic chords Bach writes on a quarter of his beats
