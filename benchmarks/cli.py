@@ -308,17 +308,32 @@ def _add_chorales(benchmarks: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--weights",
         action="store_true",
-        help="print the measurements behind the 'chorale' preset's weights instead",
+        help="print the measurements behind the weights of the --rules preset (default "
+        "'chorale') instead",
+    )
+    parser.add_argument(
+        "--profiles",
+        action="store_true",
+        help="print Bach's profiles (the training chorales' shares that the profile rules "
+        "ask for) instead",
     )
     parser.set_defaults(func=_run_chorales)
 
 
 def _run_chorales(args: argparse.Namespace) -> int:
+    from musicgym.tasks import CHORALE
+
+    prior = args.prior or CHORALE.defaults.prior
     if args.weights:
         from musicgym.benchmarks.chorale_weights import rule_weight_evidence
-        from musicgym.tasks import CHORALE
 
-        rule_weight_evidence(args.prior or CHORALE.defaults.prior, args.bars, c=args.c)
+        rules = args.rules or CHORALE.defaults.rules
+        rule_weight_evidence(prior, args.bars, c=args.c, rules=rules)
+        return 0
+    if args.profiles:
+        from musicgym.benchmarks.chorale_weights import bach_profiles
+
+        bach_profiles(prior)
         return 0
     return _run_agents(args)
 

@@ -29,13 +29,11 @@ import torch
 from musicgym.envs.stepper import from_tensor_tree, tensor_tree
 from musicgym.errors import CheckpointError, EnvArgumentError, MidiError
 from musicgym.metrics.chorale import evaluate_chorales
-from musicgym.music.harmony import VOICE_RANGES
+from musicgym.music.harmony import BEATS_PER_BAR, VOICE_RANGES
 from musicgym.music.keys import pitch_name
 from musicgym.music.notestate import NoteState
 from musicgym.prior import MelodyPrior, NoteAxisPrior, resolve_prior
 
-BEATS_PER_BAR = 4
-"""Quarter-note beats in a 4/4 bar."""
 PITCH_AXIS = (36, 48)
 """``(lowest MIDI pitch, pitches)`` of the action axis of an env without a prior: the shipped
 chorale prior's, MIDI 36..83."""

@@ -18,14 +18,18 @@ import numpy as np
 from musicgym.metrics.confidence import ratio_of_sums
 from musicgym.music.harmony import (
     FOUR_VOICES,
+    PROFILES,
     Sonority,
     authentic_cadence,
+    beat_before,
     chord_in_key,
     find_key,
+    harmonic_motion,
     hidden_perfect,
     notes_not_in_key,
     out_of_range,
     parallel_perfects,
+    perfect_authentic_cadence,
     sonorities,
     spacing_violation,
     voice_overlap,
@@ -47,11 +51,15 @@ STATISTICS: dict[str, str] = {
     "pitch_class_entropy": "pitch-class entropy (bits)",
     "mean_voices": "mean number of voices",
     "struck_frames": "frames where a note is struck (%)",
+    "chord_changes": "beats that strike a new chord (%)",
+    "perfect_cadence": "pieces ending V-I, an authentic cadence from the dominant (%)",
 }
 """The statistics :func:`evaluate_chorales` returns, with their labels: the spec's list (the
 share of distinct pieces is :func:`distinct_pieces`, the mean log p per frame is the prior's) and,
-beyond it, ``struck_frames``, the harmonic rhythm a rule-follower can give up (holding one valid
-chord for bars breaks no rule)."""
+beyond it, the character a rule-follower can give up: ``struck_frames`` and ``chord_changes``,
+the harmonic rhythm (holding one valid chord for bars breaks no rule), and ``perfect_cadence``,
+the final tonic approached from the dominant in root position
+(:func:`~musicgym.music.harmony.perfect_authentic_cadence`)."""
 
 STATISTIC_SCALES: dict[str, float] = {
     name: 1.0 if name in ("pitch_class_entropy", "mean_voices") else 100.0 for name in STATISTICS
@@ -78,7 +86,9 @@ def piece_contributions(
 
     Transitions count pairs of consecutive frames that both hold two voices or more; spacing
     counts frames of three voices or more; the notes are every frame's sounding notes; beats are
-    the frames at multiples of ``resolution``; the cadence is judged on the last frame.
+    the frames at multiples of ``resolution`` (a chord change compares a beat with the beat
+    before, :func:`~musicgym.music.harmony.harmonic_motion`; the first beat counts as one); the
+    cadences are judged on the last frame and the chord before the final one.
     """
     rows = {name: [0.0, 0.0] for name in STATISTICS}
 
@@ -106,8 +116,11 @@ def piece_contributions(
         add("struck_frames", any(chord.struck))
         if t % resolution == 0:
             add("beats_in_key", chord_in_key(chord, key))
+            motion = harmonic_motion(beat_before(chords, t, resolution), chord)
+            add("chord_changes", motion == "new chord")
     if chords:
         add("authentic_cadence", authentic_cadence(chords[-1], key))
+        add("perfect_cadence", perfect_authentic_cadence(chords, key))
     if counts.any():
         add("pitch_class_entropy", _entropy_bits(counts))
     return {name: (numerator, denominator) for name, (numerator, denominator) in rows.items()}
@@ -168,3 +181,32 @@ def distinct_pieces(pieces: Sequence[NoteState]) -> float:
         return math.nan
     distinct = {(p.lowest_pitch, p.matrix.shape, p.matrix.tobytes()) for p in pieces}
     return 100.0 * len(distinct) / len(pieces)
+
+
+def profile_shares(
+    pieces: Sequence[NoteState], keys: KeysArgument = None
+) -> dict[str, dict[str, tuple[float, ...]]]:
+    """Each profile of :data:`~musicgym.music.harmony.PROFILES` over ``pieces``: profile name ->
+    mode -> the share of each category, each piece counted in its key (:func:`piece_keys`);
+    what :data:`~musicgym.music.harmony.BACH_PROFILES` holds for Bach's chorales (a mode without
+    pieces is left out).
+
+    Raises:
+        ValueError: no pieces.
+    """
+    if not len(pieces):
+        raise ValueError("pieces: need at least one piece")
+    totals: dict[str, dict[str, np.ndarray]] = {name: {} for name in PROFILES}
+    for piece, key in zip(pieces, piece_keys(pieces, keys)):
+        chords = sonorities(piece)
+        for name, profile in PROFILES.items():
+            counts = profile.counts(chords, key, piece.resolution)
+            totals[name][key.mode] = totals[name].get(key.mode, 0) + counts
+    return {
+        name: {
+            mode: tuple((counts / counts.sum()).tolist())
+            for mode, counts in modes.items()
+            if counts.sum()
+        }
+        for name, modes in totals.items()
+    }

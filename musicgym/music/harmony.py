@@ -1,7 +1,9 @@
 """Four-part harmony: a frame's voices (:class:`Sonority`) and the tests of
 ``docs/spec/chorale-rules.md`` on one frame or on a frame and the one before it (parallels, hidden
-perfects, crossing, spacing, ranges, leaps, chords and notes in key, the cadence), the soprano as
-melody tokens, and the key of a piece.
+perfects, crossing, spacing, ranges, leaps, chords and notes in key, the cadence), the character
+of a chorale beyond the rules (chord qualities, harmonic rhythm, the dominant before the final
+tonic, and the profiles of its frames that Bach's chorales are measured by), the soprano as melody
+tokens, and the key of a piece.
 
 The tests are written once here: :mod:`musicgym.rules.chorale` calls them when a time step ends,
 and :mod:`musicgym.metrics.chorale` on every frame of finished pieces, so a reward and its
@@ -19,6 +21,12 @@ Choices the spec leaves open, made here once:
   (in minor: of the natural and of the harmonic minor scale), complete or without their fifth.
 * **The cadence's tonic triad** may lack its fifth, and in minor may have a major third (the
   Picardy third Bach ends most minor chorales with).
+* **A chord's quality** is that of the triad or seventh chord its pitch classes are, on any root,
+  complete or without its fifth (two pitch classes a third apart are a triad without its fifth).
+* **Harmonic rhythm** is judged beat by beat: a beat strikes a new chord (its pitch classes differ
+  from the previous beat's), strikes the same chord again, or strikes nothing (held or silent).
+* **The final chord** is the run of last frames with the last frame's pitch classes; the frame
+  before it is the chord that approaches it.
 * **The key of a piece** is given, or found by :func:`find_key`: music21's Krumhansl-Kessler key
   profiles correlated with the piece's pitch classes weighted by the frames they sound in (what
   music21's own key analysis does with a score).
@@ -26,7 +34,8 @@ Choices the spec leaves open, made here once:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from itertools import combinations, pairwise
 from typing import NamedTuple
@@ -53,6 +62,8 @@ VOICE_RANGES: dict[str, tuple[int, int]] = {
 INNER_RANGE = (VOICE_RANGES["tenor"][0], VOICE_RANGES["alto"][1])
 """The range of a middle voice of a frame that does not hold four voices (tenor or alto)."""
 FOUR_VOICES = 4
+BEATS_PER_BAR = 4
+"""Quarter-note beats in a 4/4 bar."""
 PERFECT_INTERVALS = {0: "octave", 7: "fifth"}
 """Interval classes (semitones mod 12) of the perfect consonances the parallel rules watch."""
 MAX_SPACING = 12
@@ -161,6 +172,217 @@ def authentic_cadence(chord: Sonority, key: Key) -> bool:
     classes = pitch_classes(chord)
     triad_thirds = {(key.tonic + t) % 12 for t in thirds} & classes
     return len(triad_thirds) == 1 and classes <= {key.tonic, (key.tonic + 7) % 12, *triad_thirds}
+
+
+# ------------------------------------------------------------- chord qualities and the cadence
+CHORD_QUALITIES: dict[str, tuple[int, ...]] = {
+    "major": (0, 4, 7),
+    "minor": (0, 3, 7),
+    "diminished": (0, 3, 6),
+    "augmented": (0, 4, 8),
+    "dominant seventh": (0, 4, 7, 10),
+    "major seventh": (0, 4, 7, 11),
+    "minor seventh": (0, 3, 7, 10),
+    "half-diminished seventh": (0, 3, 6, 10),
+    "diminished seventh": (0, 3, 6, 9),
+}
+"""The triads and seventh chords by quality: semitones above the root (root, third, fifth,
+seventh)."""
+
+
+@lru_cache(maxsize=1)
+def _qualities_of_pitch_class_sets() -> dict[frozenset[int], str]:
+    """Every chord of :data:`CHORD_QUALITIES` on every root, complete or without its fifth; the
+    first quality listed names a set two qualities share (a third alone: major or minor)."""
+    qualities: dict[frozenset[int], str] = {}
+    for quality, intervals in CHORD_QUALITIES.items():
+        without_fifth = intervals[:2] + intervals[3:]
+        for root in range(12):
+            for chord in (intervals, without_fifth):
+                qualities.setdefault(frozenset((root + i) % 12 for i in chord), quality)
+    return qualities
+
+
+def chord_quality(chord: Sonority) -> str | None:
+    """The quality (:data:`CHORD_QUALITIES`) of the triad or seventh chord the frame's pitch
+    classes are, complete or without its fifth; ``None`` for any other set (one pitch class, an
+    open fifth, a chord with a suspension or passing note, silence)."""
+    return _qualities_of_pitch_class_sets().get(pitch_classes(chord))
+
+
+def dominant_in_root_position(chord: Sonority, key: Key) -> bool:
+    """The dominant in the bass and the leading tone sounding: V or V7 in root position (other
+    notes may sound beside them: a suspension, an anticipation of the tonic)."""
+    return (
+        bool(chord.pitches)
+        and chord.bass % 12 == key.dominant
+        and (leading_tone(key) in pitch_classes(chord))
+    )
+
+
+def final_approach(chords: Sequence[Sonority]) -> Sonority | None:
+    """The frame before the final chord (the last frames that have the last frame's pitch
+    classes); ``None`` when every frame has them."""
+    if not chords:
+        return None
+    final = pitch_classes(chords[-1])
+    for chord in reversed(chords[:-1]):
+        if pitch_classes(chord) != final:
+            return chord
+    return None
+
+
+def perfect_authentic_cadence(chords: Sequence[Sonority], key: Key) -> bool:
+    """The piece ends on an authentic cadence (:func:`authentic_cadence` of its last frame)
+    approached from the dominant in root position (:func:`dominant_in_root_position` of
+    :func:`final_approach`): V(7)-I with the tonic in the soprano at the end."""
+    if not chords or not authentic_cadence(chords[-1], key):
+        return False
+    approach = final_approach(chords)
+    return approach is not None and dominant_in_root_position(approach, key)
+
+
+# ------------------------------------------------------------------------- harmonic rhythm
+HARMONIC_MOTIONS = ("new chord", "same chord", "held")
+"""What a beat does (:func:`harmonic_motion`)."""
+
+
+def harmonic_motion(previous_beat: Sonority | None, beat: Sonority) -> str:
+    """One of :data:`HARMONIC_MOTIONS`: ``"held"`` when no note is struck on the beat (held or
+    silent), ``"same chord"`` when it strikes the pitch classes of the beat before, else ``"new
+    chord"`` (the first beat of a piece strikes a new one)."""
+    if not any(beat.struck):
+        return "held"
+    if previous_beat is not None and pitch_classes(previous_beat) == pitch_classes(beat):
+        return "same chord"
+    return "new chord"
+
+
+def beat_before(chords: Sequence[Sonority], t: int, resolution: int) -> Sonority | None:
+    """The frame one beat before frame ``t`` (``None`` in the first beat)."""
+    return chords[t - resolution] if t >= resolution else None
+
+
+# --------------------------------------------------------------------------------- profiles
+CHORD_KINDS = ("diatonic", "chromatic", "no chord")
+"""What a beat's chord is: a chord of the key (:func:`chord_in_key`), another triad or seventh
+chord (:func:`chord_quality`: a secondary dominant, a borrowed chord), or no such chord."""
+
+
+def chord_kind(chord: Sonority, key: Key) -> str:
+    """One of :data:`CHORD_KINDS`."""
+    if chord_in_key(chord, key):
+        return "diatonic"
+    return "no chord" if chord_quality(chord) is None else "chromatic"
+
+
+FrameCategories = Callable[[Sequence[Sonority], int, Key, int], Sequence[int]]
+"""``(chords, t, key, resolution) -> category indices``: what frame ``t`` of ``chords`` adds to a
+profile (one index per item it counts; none for a frame it does not count)."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A distribution over categories of a chorale's frames, counted frame by frame, that a piece
+    can be compared with Bach's by (:data:`BACH_PROFILES`, :func:`profile_divergence`).
+
+    Args:
+        name: the profile's name.
+        categories: the categories, in the order of the counts.
+        frame_categories: the categories frame ``t`` adds.
+        every_note: whether it counts every sounding note of every frame (else one item per
+            beat).
+    """
+
+    name: str
+    categories: tuple[str, ...]
+    frame_categories: FrameCategories
+    every_note: bool = False
+
+    def counts(self, chords: Sequence[Sonority], key: Key, resolution: int) -> np.ndarray:
+        """``(K,)``: the categories of every frame of ``chords``."""
+        found = [
+            c for t in range(len(chords)) for c in self.frame_categories(chords, t, key, resolution)
+        ]
+        return np.bincount(np.asarray(found, dtype=np.int64), minlength=len(self.categories))
+
+    def items_per_beat(self, resolution: int) -> int:
+        """About how many items a beat of four voices adds at ``resolution`` frames per beat."""
+        return FOUR_VOICES * resolution if self.every_note else 1
+
+
+def _degrees(chords: Sequence[Sonority], t: int, key: Key, resolution: int) -> list[int]:
+    return [(p - key.tonic) % 12 for p in chords[t].pitches]
+
+
+def _sounding_beat(chords: Sequence[Sonority], t: int, resolution: int) -> bool:
+    return t % resolution == 0 and bool(chords[t].pitches)
+
+
+def _chord_kind_on_beat(chords: Sequence[Sonority], t: int, key: Key, resolution: int) -> list[int]:
+    if not _sounding_beat(chords, t, resolution):
+        return []
+    return [CHORD_KINDS.index(chord_kind(chords[t], key))]
+
+
+def _motion_on_beat(chords: Sequence[Sonority], t: int, key: Key, resolution: int) -> list[int]:
+    if not _sounding_beat(chords, t, resolution):
+        return []
+    return [HARMONIC_MOTIONS.index(harmonic_motion(beat_before(chords, t, resolution), chords[t]))]
+
+
+PROFILES: dict[str, Profile] = {
+    profile.name: profile
+    for profile in (
+        Profile(
+            "pitch_classes",
+            tuple(f"tonic + {k}" for k in range(12)),
+            _degrees,
+            every_note=True,
+        ),
+        Profile("chord_kinds", CHORD_KINDS, _chord_kind_on_beat),
+        Profile("harmonic_rhythm", HARMONIC_MOTIONS, _motion_on_beat),
+    )
+}
+"""The profiles by name: ``pitch_classes``, every sounding note of every frame by its semitones
+above the tonic (the chromaticism of :func:`notes_not_in_key`'s statistic and of the pitch-class
+entropy, as a distribution); ``chord_kinds``, every sounding beat's :func:`chord_kind`; and
+``harmonic_rhythm``, every sounding beat's :func:`harmonic_motion`. Silent frames add nothing
+(the corpus pads every pickup to a bar of silence)."""
+
+BACH_PROFILES: dict[str, dict[str, tuple[float, ...]]] = {
+    "pitch_classes": {
+        "major": (
+            0.2068, 0.0074, 0.1238, 0.0033, 0.1354, 0.1034, 0.0129, 0.189, 0.0082, 0.1161, 0.0224,
+            0.0714,
+        ),
+        "minor": (
+            0.1955, 0.0093, 0.1007, 0.132, 0.023, 0.1203, 0.0056, 0.1915, 0.0701, 0.0197, 0.0946,
+            0.0377,
+        ),
+    },
+    "chord_kinds": {"major": (0.7469, 0.1509, 0.1022), "minor": (0.7327, 0.1768, 0.0906)},
+    "harmonic_rhythm": {"major": (0.8238, 0.0959, 0.0803), "minor": (0.8326, 0.0959, 0.0715)},
+}  # fmt: skip
+"""Bach's profiles: profile name -> mode -> the share of each category, over the 297 chorales of
+the training split of ``bach-chorales`` (music21's corpus at 16th notes, the data of the prior
+``bach16``), each piece in the key :func:`find_key` finds, rounded to 4 places: ``musicgym bench
+chorales --profiles`` measures and prints them (:func:`musicgym.metrics.chorale.profile_shares`).
+In major, 5.4% of the notes lie outside the scale; 25% of the beats are not a chord of the key;
+82% of the beats strike a new chord."""
+
+
+def profile_divergence(
+    counts: np.ndarray, reference: Sequence[float], pseudo_counts: float
+) -> float:
+    """``KL(P || Q)`` in nats: how far the counts ``(K,)`` lie from the reference shares ``Q``
+    (positive, normalised here), with ``P`` the shares of the counts plus ``pseudo_counts`` items
+    drawn in the reference's shares (0 for no items, and for counts in the reference's shares)."""
+    reference = np.asarray(reference, dtype=float)
+    reference = reference / reference.sum()
+    smoothed = np.asarray(counts, dtype=float) + pseudo_counts * reference
+    shares = smoothed / smoothed.sum()
+    return float((shares * np.log(shares / reference)).sum())
 
 
 # -------------------------------------------------------------------------- one frame's voices

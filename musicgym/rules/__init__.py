@@ -19,8 +19,9 @@ context. Rules come from three places, looked up in this order by :func:`get_rul
 
    (a chorale rule sets ``context = ChoraleContext``).
 
-:data:`PRESETS` names rule sets: ``"jaques2017"`` (the melody rules with Jaques et al.'s weights)
-and ``"chorale"`` (the four-part-writing rules).
+:data:`PRESETS` names rule sets: ``"jaques2017"`` (the melody rules with Jaques et al.'s weights),
+``"chorale"`` (the four-part-writing rules) and ``"chorale_character"`` (those and the rules that
+ask for Bach's character: harmonic rhythm, chromaticism as a profile, the final V-I).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from importlib.metadata import entry_points
 
 from musicgym.errors import RuleError
 from musicgym.rules.base import ChoraleContext, FunctionRule, RewardRule, RuleContext, WeightedRule
-from musicgym.rules.chorale import CHORALE, CHORALE_RULES, SopranoRule
+from musicgym.rules.chorale import CHORALE, CHORALE_CHARACTER, CHORALE_RULES, SopranoRule
 from musicgym.rules.melody import JAQUES2017, MELODY_RULES
 
 ENTRY_POINT_GROUP = "musicgym.rules"
@@ -39,7 +40,11 @@ ENTRY_POINT_GROUP = "musicgym.rules"
 BUILTIN_RULES: dict[str, RewardRule] = {**MELODY_RULES, **CHORALE_RULES}
 """The built-in rules by name: the melody rules, the chorale rules and the soprano rules."""
 
-PRESETS: dict[str, dict[str, float]] = {"jaques2017": JAQUES2017, "chorale": CHORALE}
+PRESETS: dict[str, dict[str, float]] = {
+    "jaques2017": JAQUES2017,
+    "chorale": CHORALE,
+    "chorale_character": CHORALE_CHARACTER,
+}
 """Named rule sets: preset name -> {rule name: weight}."""
 
 _registered: dict[str, RewardRule] = {}

@@ -9,14 +9,29 @@ otherwise, except ``cadence``, which returns +1 for the final authentic cadence.
 the preset ``"chorale"`` (:data:`CHORALE`) are chosen so that each rule can outweigh the prior's
 log p where Bach obeys it; ``benchmarks/RESULTS.md`` ("Chorales: rule weights") gives the
 measurements behind them.
+
+Beyond the spec, rules that ask for Bach's character and not only for the absence of errors:
+``perfect_cadence`` (+1 for a final V-I) and the profile rules (:class:`ProfileRule`:
+``harmonic_rhythm``, ``pitch_class_profile``, ``chord_profile``), which reward a frame by how far
+it moves the piece's running profile towards Bach's: positive for what the piece has less of than
+Bach, negative for what it has more of. The preset ``"chorale_character"``
+(:data:`CHORALE_CHARACTER`) adds them to the spec's rules.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
+import numpy as np
+
+from musicgym.errors import RuleError
 from musicgym.music.harmony import (
+    BACH_PROFILES,
     FOUR_VOICES,
+    PROFILES,
+    Profile,
     authentic_cadence,
     chord_in_key,
     doubled_leading_tone,
@@ -25,6 +40,8 @@ from musicgym.music.harmony import (
     notes_not_in_key,
     out_of_range,
     parallel_perfects,
+    perfect_authentic_cadence,
+    profile_divergence,
     spacing_violation,
     voice_overlap,
 )
@@ -36,6 +53,9 @@ class ChoraleRule(RewardRule):
     """A rule judged when a chorale's time step ends."""
 
     context: ClassVar[type] = ChoraleContext
+    judges_ending: ClassVar[bool] = False
+    """Whether the rule judges the chorale's last frame only (its weight is then measured on
+    sampled endings, not on single frames: ``musicgym bench chorales --weights``)."""
 
 
 class ParallelFifths(ChoraleRule):
@@ -171,9 +191,86 @@ class Cadence(ChoraleRule):
 
     name = "cadence"
     default_weight = 10.0
+    judges_ending = True
 
     def __call__(self, context: ChoraleContext) -> float:
         return float(context.is_last and authentic_cadence(context.sonority, context.key))
+
+
+class PerfectCadence(ChoraleRule):
+    """+1 when the chorale ends on an authentic cadence approached from the dominant in root
+    position (V or V7 with the leading tone, then the tonic triad with the tonic in bass and
+    soprano: :func:`~musicgym.music.harmony.perfect_authentic_cadence`)."""
+
+    name = "perfect_cadence"
+    default_weight = 10.0
+    judges_ending = True
+
+    def __call__(self, context: ChoraleContext) -> float:
+        if not context.is_last:
+            return 0.0
+        chords = (*context.composition, context.sonority)
+        return float(perfect_authentic_cadence(chords, context.key))
+
+
+class ProfileRule(ChoraleRule):
+    """How far a frame moves the piece's running profile (a
+    :class:`~musicgym.music.harmony.Profile`: its counts over the frames so far) towards a
+    reference's shares in the key's mode, Bach's by default
+    (:data:`~musicgym.music.harmony.BACH_PROFILES`): the drop of the
+    :func:`~musicgym.music.harmony.profile_divergence` of the counts that the frame's items make,
+    times the items a finished chorale holds (``N``:
+    :meth:`~musicgym.music.harmony.Profile.items_per_beat` times its beats). The counts start from
+    ``N`` pseudo-items in the reference's shares (a chorale's worth, so that an item's reward stays
+    within about ``|log(Q_k / P_k)|`` from the first frame on), and a chorale's rewards add up to
+    ``-N KL(P || Q)`` of its final smoothed shares ``P``: 0 for the reference's shares, whatever
+    the number of notes played, so that neither silence nor held chords avoid it. An item of a
+    category the piece has less of than the reference earns up to about ``log(Q_k / P_k)`` nats;
+    one it has more of costs that.
+
+    Args:
+        name: the rule's name.
+        profile: what is counted.
+        reference: mode -> the share of each category (default: Bach's for ``profile``).
+        default_weight: the weight a list of rule names gives it.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        profile: Profile,
+        reference: Mapping[str, Sequence[float]] | None = None,
+        default_weight: float = 1.0,
+    ) -> None:
+        reference = BACH_PROFILES[profile.name] if reference is None else reference
+        for mode in ("major", "minor"):
+            shares = reference.get(mode)
+            if shares is None or len(shares) != len(profile.categories):
+                raise RuleError(
+                    f"rule {name}: the reference needs {len(profile.categories)} shares in "
+                    f"major and in minor ({', '.join(profile.categories)}); got {reference!r}"
+                )
+            if not all(math.isfinite(share) and share > 0 for share in shares):
+                raise RuleError(f"rule {name}: every {mode} share must be > 0; got {shares!r}")
+        self.name = name  # type: ignore[misc]
+        self.default_weight = default_weight  # type: ignore[misc]
+        self.profile = profile
+        self.reference = {mode: tuple(reference[mode]) for mode in ("major", "minor")}
+
+    def __call__(self, context: ChoraleContext) -> float:
+        chords = (*context.composition, context.sonority)
+        key, resolution = context.key, context.resolution
+        added = self.profile.frame_categories(chords, context.step, key, resolution)
+        if not added:
+            return 0.0
+        before = self.profile.counts(context.composition, key, resolution)
+        after = before + np.bincount(added, minlength=len(before))
+        items = self.profile.items_per_beat(resolution) * (context.length // resolution)
+        reference = self.reference[key.mode]
+        drop = profile_divergence(before, reference, items) - profile_divergence(
+            after, reference, items
+        )
+        return items * drop
 
 
 class SopranoRule(ChoraleRule):
@@ -204,10 +301,15 @@ CHORALE_RULES: dict[str, RewardRule] = {
         ChordInKey(),
         NotesInKey(),
         Cadence(),
+        PerfectCadence(),
+        ProfileRule("harmonic_rhythm", PROFILES["harmonic_rhythm"]),
+        ProfileRule("pitch_class_profile", PROFILES["pitch_classes"]),
+        ProfileRule("chord_profile", PROFILES["chord_kinds"]),
         *(SopranoRule(rule) for rule in MELODY_RULES.values()),
     )
 }
-"""The rules of ``docs/spec/chorale-rules.md`` and the soprano line's melody rules, by name."""
+"""The rules of ``docs/spec/chorale-rules.md``, the character rules (``perfect_cadence`` and the
+profile rules) and the soprano line's melody rules, by name."""
 
 CHORALE: dict[str, float] = {
     "parallel_fifths": 3.0,
@@ -230,3 +332,30 @@ reward a melody's motifs or punish the held notes of a chorale), with their weig
 rounded up to a half (``musicgym bench chorales --weights``; the cadence, which the prior's
 samples hardly ever reach, by the reasoning of RESULTS.md). ``notes_in_key`` is left out: on top
 of ``chord_in_key`` it drove the tuned chorales' chromatic notes far below Bach's 5%."""
+
+CHORALE_CHARACTER: dict[str, float] = {
+    "parallel_fifths": 3.0,
+    "parallel_octaves": 3.0,
+    "hidden_perfects": 2.5,
+    "voice_crossing": 2.0,
+    "spacing": 2.0,
+    "voice_range": 2.0,
+    "four_voices": 4.0,
+    "large_leap": 3.0,
+    "doubled_leading_tone": 2.5,
+    "cadence": 13.0,
+    "soprano_leap_resolution": 2.0,
+    "perfect_cadence": 12.0,
+    "harmonic_rhythm": 4.5,
+    "pitch_class_profile": 4.5,
+    "chord_profile": 7.0,
+}
+"""The preset ``"chorale_character"``: :data:`CHORALE`'s rules and weights, less
+``chord_in_key``, which only punishes the chromatic chords Bach writes on a quarter of his beats
+(``chord_profile`` asks for his share of them instead), with the cadence's weight measured, and
+the rules that ask for Bach's character: ``perfect_cadence`` and the profile rules. The new
+weights are measured as :data:`CHORALE`'s were, ``c`` times the 90th percentile of what the prior
+gains by breaking the rule where Bach obeys it, rounded up to a half (``musicgym bench chorales
+--weights --rules chorale_character``): the cadence rules on endings of a bar sampled from the
+prior, the profile rules where a sample lies at least half a nat further from Bach's profile than
+Bach's frame. ``benchmarks/RESULTS.md`` ("Chorales: Bach's character") gives the measurements."""
