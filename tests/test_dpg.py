@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from musicgym.agents.dpg import DPGConfig, parse_constraints, step_multipliers
-from musicgym.agents.dpo import log_likelihoods, play_round, train
+from musicgym.agents.dpo import play_round, train
 from musicgym.agents.rl_tuner import RLTuner
 from musicgym.cli import main
 from musicgym.metrics import statistic_contributions
 from tests.test_agents import tiny_prior
+from tests.test_dpo import piece_likelihoods
 
 
 class Writer:
@@ -65,7 +66,7 @@ def test_a_round_moves_the_policy_toward_pieces_that_meet_a_short_constraint():
     agent = RLTuner(config.tuner_config(), tiny_prior())
     episodes = agent.play(32, seed=4, record=True)
     with torch.no_grad():
-        policy, prior = log_likelihoods(agent, episodes)
+        policy, prior = piece_likelihoods(agent, episodes)
     torch.testing.assert_close(policy, prior, atol=1e-4, rtol=1e-5)  # it starts as the prior
     state = {"round": 0, "played": 0, "multipliers": {"notes_not_in_key": 2.0}}
     replay = agent.play  # the round plays these same pieces
@@ -75,7 +76,7 @@ def test_a_round_moves_the_policy_toward_pieces_that_meet_a_short_constraint():
     agent.play = replay
     del optimizer
     with torch.no_grad():
-        after, _ = log_likelihoods(agent, episodes)
+        after, _ = piece_likelihoods(agent, episodes)
     out_of_key = statistic_contributions(episodes.pieces, "C major")["notes_not_in_key"][:, 0]
     gained = (after - policy).numpy()
     assert np.corrcoef(-out_of_key, gained)[0, 1] > 0.5  # the fewer out of key, the more gained

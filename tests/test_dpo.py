@@ -16,6 +16,12 @@ from musicgym.cli import main
 from tests.test_agents import tiny_prior
 
 
+def piece_likelihoods(agent, episodes):
+    """``(log pi(y), log p(y))`` of each piece of ``episodes``."""
+    steps = log_likelihoods(agent, episodes)
+    return steps.per_piece(steps.policy), steps.per_piece(steps.prior)
+
+
 def test_the_loss_against_hand_computed_values():
     policy = torch.tensor([-1.0, -2.0, -3.0, -2.0])
     prior = torch.tensor([-1.5, -1.5, -1.5, -1.5])
@@ -33,7 +39,7 @@ def test_the_policy_starts_as_the_prior_and_a_round_moves_it_toward_the_winners(
     agent = RLTuner(config.tuner_config(), tiny_prior())
     episodes = agent.play(16, seed=4, record=True)
     with torch.no_grad():
-        policy, prior = log_likelihoods(agent, episodes)
+        policy, prior = piece_likelihoods(agent, episodes)
     torch.testing.assert_close(policy, prior, atol=1e-4, rtol=1e-5)
     before, _ = dpo_loss(policy, prior, episodes.returns, config.beta)
     optimizer = torch.optim.Adam(agent.q_network.parameters(), lr=config.learning_rate)
@@ -47,7 +53,7 @@ def test_the_policy_starts_as_the_prior_and_a_round_moves_it_toward_the_winners(
     agent.play = lambda *args, **kwargs: episodes
     play_round(agent, optimizer, config, {"round": 0, "played": 0}, Writer())
     agent.play = replay
-    policy, prior = log_likelihoods(agent, episodes)
+    policy, prior = piece_likelihoods(agent, episodes)
     after, figures = dpo_loss(policy, prior, episodes.returns, config.beta)
     assert float(after.detach()) < float(before) and figures["accuracy"] > 0.5
 
