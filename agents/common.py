@@ -91,6 +91,18 @@ def load_prior(prior: str | os.PathLike | MelodyPrior) -> MelodyPrior:
     return model
 
 
+def training_reference(config: EnvConfig) -> dict[str, Any] | None:
+    """The data's histograms a run logs its pieces' KL to, where the prior's model card records
+    them (a run never converts the data)."""
+    from musicgym.errors import MusicgymError
+    from musicgym.priors.registry import test_histograms
+
+    try:
+        return test_histograms(config, convert=False)
+    except (MusicgymError, OSError):
+        return None
+
+
 def make_vector_env(
     config: EnvConfig,
     prior: MelodyPrior | None,

@@ -32,13 +32,14 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from musicgym.agents.dpo import Figures, Likelihoods, Objective, RoundsConfig, log_likelihoods
 from musicgym.agents.rl_tuner.agent import Episodes, RLTuner
 from musicgym.checks import POSITIVE, check_numbers
 from musicgym.config import ENV_ID
 from musicgym.errors import ArgumentError
-from musicgym.metrics import STATISTICS, statistic_contributions
+from musicgym.metrics import STATISTICS, step_contributions
 
 MELODY_CONSTRAINTS = (
     "notes_excessively_repeated<=0,notes_not_in_key<=1,melodies_starting_with_tonic>=30,"
@@ -60,10 +61,12 @@ class Constraint(NamedTuple):
     target: float
 
     def shares(self, contributions: dict[str, np.ndarray]) -> np.ndarray:
-        """``g(y)`` of each piece: its numerator less ``target`` times its denominator (so the
-        statistic meets the target where the mean of ``g`` is >= 0), negated for ``<=``."""
+        """``g`` of each piece (or step) of :func:`~musicgym.metrics.statistic_contributions` (or
+        :func:`~musicgym.metrics.step_contributions`): its numerator less ``target`` times its
+        denominator (the statistic meets the target where the mean of ``g`` is >= 0), negated for
+        ``<=``."""
         rows = contributions[self.statistic]
-        gap = rows[:, 0] - self.target / 100 * rows[:, 1]
+        gap = rows[..., 0] - self.target / 100 * rows[..., 1]
         return gap if self.at_least else -gap
 
 
@@ -130,31 +133,41 @@ class DPGConfig(RoundsConfig):
         """DPG's loss toward the constrained prior, the multipliers stepped in ``state`` on this
         round's pieces (used from the next round on)."""
         constraints = parse_constraints(self.constraints)
-        contributions = statistic_contributions(episodes.pieces, self.key)
-        gaps = np.stack([c.shares(contributions) for c in constraints], 1)  # (n, K)
+        contributions = step_contributions(episodes.pieces, self.key)  # (n, L, 2) each
+        step_gaps = np.stack([c.shares(contributions) for c in constraints], -1)  # (n, L, K)
+        gaps = step_gaps.sum(1)  # (n, K)
         multipliers = np.array([state.get("multipliers", {}).get(c.statistic, 0.0)
                                 for c in constraints])  # fmt: skip
         with torch.no_grad():
             before = log_likelihoods(agent, episodes)
-        sampled, prior = before.per_piece(before.policy), before.per_piece(before.prior)
-        reward = torch.as_tensor(gaps @ multipliers, dtype=sampled.dtype)
-        returns = reward - (sampled - prior)  # lambda . g(y) - log(pi(y) / p(y))
-        advantages = (returns - returns.mean()) / (returns.std() + 1e-6)
+        time = step_times(before.episode, before.pieces)
+        log_ratio = torch.zeros(step_gaps.shape[:2], dtype=before.policy.dtype)
+        log_ratio[before.episode, time] = before.policy - before.prior
+        rewards = torch.as_tensor(step_gaps @ multipliers, dtype=log_ratio.dtype) - log_ratio
+        to_go = rewards.flip(1).cumsum(1).flip(1)  # (n, L): what each step still earns
+        advantages = to_go - to_go.mean(0)  # the baseline: the round's mean at the same step
+        advantages = (advantages / (advantages.std() + 1e-6))[before.episode, time]
         state["multipliers"] = step_multipliers(constraints, multipliers, gaps, self)
         figures: Figures = {
-            "kl": float((sampled - prior).mean()),
-            "tilt": float(reward.mean()),
+            "kl": float(log_ratio.sum(1).mean()),
+            "tilt": float((gaps @ multipliers).mean()),
             **{f"multiplier_{c.statistic}": float(m) for c, m in zip(constraints, multipliers)},
             **{f"gap_{c.statistic}": float(g) for c, g in zip(constraints, gaps.mean(0))},
         }
-        step_advantages = advantages[before.episode]
 
         def loss(steps: Likelihoods) -> tuple[torch.Tensor, Figures]:
             ratio = torch.exp(steps.policy - before.policy)
             clipped = ratio.clamp(1 - self.clip_range, 1 + self.clip_range)
-            return -torch.min(ratio * step_advantages, clipped * step_advantages).mean(), figures
+            return -torch.min(ratio * advantages, clipped * advantages).mean(), figures
 
         return loss
+
+
+def step_times(episode: torch.Tensor, pieces: int) -> torch.Tensor:
+    """The step of each row within its piece, the rows of each piece in order (``episode``: the
+    piece of each row)."""
+    seen = F.one_hot(episode, pieces).cumsum(0)
+    return seen.gather(1, episode[:, None])[:, 0] - 1
 
 
 def step_multipliers(

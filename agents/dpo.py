@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -38,6 +39,7 @@ from musicgym.agents.common import (
     RunConfig,
     load_prior,
     set_torch_threads,
+    training_reference,
     warn,
     write_agent_info,
 )
@@ -47,6 +49,7 @@ from musicgym.agents.rl_tuner.targets import clip_gradients, masked_values
 from musicgym.checks import NON_NEGATIVE, POSITIVE, POSITIVE_INT, check_numbers
 from musicgym.fileio import save_checkpoint_file
 from musicgym.runs import StopSignals, check_resume_settings, claim_run_folder
+from musicgym.tasks import task_of
 
 
 @dataclass
@@ -231,8 +234,10 @@ def train(
         writer = SummaryWriter(str(out))
         info = {"env": EnvConfig(**{f.name: getattr(config, f.name) for f in fields(EnvConfig)})}
         info = {**info, "checkpoint": CHECKPOINT, "config": asdict(agent.config)}
-        while state["played"] < config.steps and not stop.requested:
-            play_round(agent, optimizer, config, state, writer)
+        deadline = time.time() + 60 * config.max_minutes if config.max_minutes > 0 else math.inf
+        reference = training_reference(config)
+        while state["played"] < config.steps and not stop.requested and time.time() < deadline:
+            play_round(agent, optimizer, config, state, writer, reference)
             own = {k: v for k, v in state.items() if k not in ("round", "played")}
             save_checkpoint_file(
                 agent.checkpoint(
@@ -259,15 +264,20 @@ def play_round(
     config: RoundsConfig,
     state: dict[str, Any],
     writer: Any,
+    reference: dict[str, np.ndarray] | None = None,
 ) -> None:
     """One round: play, ``epochs`` Adam steps on the config's objective; ``state``'s round and
-    steps counted on."""
+    steps counted on; the statistics and character of the round's pieces under ``music/`` in
+    TensorBoard (``reference``: the data's histograms, for the KL to them)."""
     seed = config.seed + 1_000_003 * state["round"]
     episodes = agent.play(config.pieces_per_round, seed=seed, record=True)
     state["round"] += 1
     state["played"] += len(episodes.actions)
     step = state["played"]
     writer.add_scalar("charts/mean_return", float(episodes.returns.mean()), step)
+    task = task_of(config.env)
+    for name, value in task.statistics(None, episodes.pieces, config.key, reference).items():
+        writer.add_scalar(f"music/{name}", value, step)
     objective = config.objective(agent, episodes, state)
     for _ in range(config.epochs):
         loss, figures = objective(log_likelihoods(agent, episodes))

@@ -315,28 +315,16 @@ def reference_data(config: AgentsBenchConfig) -> tuple[str, list[Any]] | None:
     where the checkpoint records no dataset (and the task has none of its own) or it cannot be
     loaded or cut."""
     from musicgym.errors import MusicgymError
-    from musicgym.priors.data import load_dataset
-    from musicgym.priors.registry import read_checkpoint
+    from musicgym.priors.registry import test_pieces
 
     task = config.task
-    data = read_checkpoint(config.prior).get("data") or {}
-    name = data.get("name", task.dataset)
-    if name is None:
-        print(f"prior {config.prior}: its checkpoint names no dataset; no {task.data_column}")
-        return None
-    print(f"{task.data_column}: the test split of {name} (a new pitch range converts once)")
+    print(
+        f"{task.data_column}: the test split of the prior's data (a new pitch range converts once)"
+    )
     try:
-        dataset = load_dataset(
-            name,
-            resolution=data.get("resolution"),
-            lowest_pitch=data.get("lowest_pitch"),
-            num_pitches=data.get("num_pitches"),
-            key_normalise=bool(data.get("key_normalised", False)),
-            progress=True,
-        )
-        return name, task.reference_pieces(dataset, env_config(config))
+        return test_pieces(env_config(config), progress=True)
     except (MusicgymError, OSError) as error:
-        print(f"{name}: {error}; no {task.data_column}")
+        print(f"{error}; no {task.data_column}")
         return None
 
 

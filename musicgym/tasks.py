@@ -104,9 +104,15 @@ class Task(ABC, Generic[Piece]):
     # ---------------------------------------------------------------------------- statistics
     @abstractmethod
     def statistics(
-        self, prior: Any, pieces: Sequence[Piece], key: str | None = None
+        self,
+        prior: Any,
+        pieces: Sequence[Piece],
+        key: str | None = None,
+        reference: dict[str, np.ndarray] | None = None,
     ) -> dict[str, float]:
-        """The environment's statistics of ``pieces`` and, with a loaded ``prior``, their mean
+        """The environment's statistics of ``pieces``, the measures of their character (the set's
+        :meth:`set_measures`, and those relative to the data given its summed histograms
+        ``reference``, :meth:`reference_histograms`) and, with a loaded ``prior``, their mean
         log-likelihood under it (``key``: the key they are judged in; ``None``: the task's
         default, C major for melodies, the key each chorale is in)."""
 
@@ -273,17 +279,30 @@ class MelodyTask(Task[Melody]):
     """Tokens in a 4/4 bar: the test melodies' windows start on bar lines."""
 
     def statistics(
-        self, prior: Any, pieces: Sequence[Melody], key: str | None = None
+        self,
+        prior: Any,
+        pieces: Sequence[Melody],
+        key: str | None = None,
+        reference: dict[str, np.ndarray] | None = None,
     ) -> dict[str, float]:
-        """:func:`musicgym.metrics.evaluate_melodies` and, with a prior, ``log_p``, the mean
-        ``log p(a|s)`` of the tokens (:func:`musicgym.envs.stepper.melody_statistics`)."""
+        """:func:`musicgym.metrics.evaluate_melodies`, the character (distinct melodies and
+        4-grams, ``pitch_class_entropy`` and, given ``reference``, each ``kl_*`` to the data)
+        and, with a prior, ``log_p``, the mean ``log p(a|s)`` of the tokens
+        (:func:`musicgym.envs.stepper.melody_statistics`)."""
         from musicgym.envs.stepper import melody_statistics
-        from musicgym.metrics import evaluate_melodies
+        from musicgym.metrics import evaluate_melodies, kl_divergence
 
         key = key or DEFAULTS.key
         if prior is None:
-            return evaluate_melodies(pieces, key)
-        return melody_statistics(prior, pieces, key)
+            statistics = evaluate_melodies(pieces, key)
+        else:
+            statistics = melody_statistics(prior, pieces, key)
+        statistics.update(self.set_measures(pieces))
+        sums = self.reference_histograms(pieces)
+        statistics["pitch_class_entropy"] = float(entropy_bits(sums["pitch_classes"]))
+        for name in HISTOGRAMS if reference is not None else ():
+            statistics[f"kl_{name}"] = float(kl_divergence(sums[name], reference[name]))
+        return statistics
 
     def contributions(
         self, prior: Any, pieces: Sequence[Melody], config: EnvConfig
@@ -439,13 +458,18 @@ class ChoraleTask(Task[NoteState]):
     )
 
     def statistics(
-        self, prior: Any, pieces: Sequence[NoteState], key: str | None = None
+        self,
+        prior: Any,
+        pieces: Sequence[NoteState],
+        key: str | None = None,
+        reference: dict[str, np.ndarray] | None = None,
     ) -> dict[str, float]:
-        """:func:`musicgym.envs.chorale.chorale_statistics`: each piece judged in ``key``, or
-        in the key it is in (``None``); with a prior, ``log_p_per_frame``."""
+        """:func:`musicgym.envs.chorale.chorale_statistics` (Bach's character is in its
+        statistics: no ``reference`` needed): each piece judged in ``key``, or in the key it is
+        in (``None``); the distinct chorales; with a prior, ``log_p_per_frame``."""
         from musicgym.envs.decisions import chorale_statistics
 
-        return chorale_statistics(prior, pieces, key)
+        return {**chorale_statistics(prior, pieces, key), **self.set_measures(pieces)}
 
     def contributions(
         self, prior: Any, pieces: Sequence[NoteState], config: EnvConfig

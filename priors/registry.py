@@ -15,11 +15,13 @@ adds (optimizer, step, data description, ...). The shipped ones are in ``priors/
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -113,3 +115,97 @@ def save_checkpoint(
     }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint_file(checkpoint, path)
+
+
+def test_pieces(config: Any, progress: bool = False) -> tuple[str, list[Any]]:
+    """``(dataset name, pieces)``: the test split of the data the prior of ``config`` (an
+    :class:`~musicgym.config.EnvConfig`) was trained on (its checkpoint's ``"data"``, with its
+    pitch range and key normalisation), cut as the environment composes
+    (:meth:`musicgym.tasks.Task.reference_pieces`); the data character is measured against.
+
+    Raises:
+        MusicgymError: the checkpoint names no dataset (and the task has none of its own), or
+            it cannot be loaded or cut; OSError: its files cannot be read.
+    """
+    from musicgym.errors import MusicgymError
+    from musicgym.priors.data import load_dataset
+    from musicgym.tasks import task_of
+
+    task = task_of(config.env)
+    data = read_checkpoint(config.prior).get("data") or {}
+    name = data.get("name", task.dataset)
+    if name is None:
+        raise MusicgymError(f"prior {config.prior}: its checkpoint names no dataset")
+    dataset = load_dataset(
+        name,
+        resolution=data.get("resolution"),
+        lowest_pitch=data.get("lowest_pitch"),
+        num_pitches=data.get("num_pitches"),
+        key_normalise=bool(data.get("key_normalised", False)),
+        progress=progress,
+    )
+    return name, task.reference_pieces(dataset, config)
+
+
+TEST_HISTOGRAMS = "test_histograms"
+"""The model card's entry of its test pieces' summed histograms, by window (``"32 tokens"``)."""
+
+
+def test_histograms(config: Any, convert: bool = True) -> dict[str, np.ndarray] | None:
+    """The summed histograms (:meth:`musicgym.tasks.Task.reference_histograms`) of
+    :func:`test_pieces` of ``config``'s prior: from the shipped model card where it records them
+    for ``config``'s windows, else (``convert``) from the data, converting it once (minutes for
+    Essen; cached). ``None`` where the task has no such histograms, or they are not recorded and
+    ``convert`` is false.
+
+    Raises:
+        MusicgymError, OSError: as :func:`test_pieces`.
+    """
+    from musicgym.tasks import task_of
+
+    task = task_of(config.env)
+    window = _window(config)
+    if window is None:
+        return None
+    card = _model_card(config.prior)
+    recorded = card.get(TEST_HISTOGRAMS, {}).get(window)
+    if isinstance(recorded, dict):
+        return {name: np.asarray(counts, dtype=float) for name, counts in recorded.items()}
+    if not convert:
+        return None
+    return task.reference_histograms(test_pieces(config)[1])
+
+
+def record_test_histograms(config: Any) -> Path:
+    """Write :func:`test_histograms` of ``config``'s shipped prior (converted from the data) into
+    its model card, so that the demo and training read them without converting the data:
+    ``python -c "from musicgym.config import EnvConfig; from musicgym.priors.registry import
+    record_test_histograms as r; r(EnvConfig(prior='melody16c'))"``."""
+    from musicgym.fileio import write_text
+    from musicgym.tasks import task_of
+
+    path = checkpoint_path(config.prior).with_suffix(".json")
+    card = _model_card(config.prior)
+    histograms = task_of(config.env).reference_histograms(test_pieces(config)[1])
+    entry = {name: counts.tolist() for name, counts in (histograms or {}).items()}
+    card.setdefault(TEST_HISTOGRAMS, {})[_window(config)] = entry
+    write_text(path, json.dumps(card, indent=2) + "\n")
+    return path
+
+
+def _window(config: Any) -> str | None:
+    from musicgym.config import ENV_DEFAULTS, ENV_ID
+
+    size = ENV_DEFAULTS[config.env].size
+    return f"{getattr(config, size)} tokens" if config.env == ENV_ID else None
+
+
+def _model_card(prior: str | os.PathLike) -> dict[str, Any]:
+    """The model card beside a prior's checkpoint (``{}`` where there is none or it is not a
+    JSON object)."""
+    path = checkpoint_path(prior).with_suffix(".json")
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return card if isinstance(card, dict) else {}

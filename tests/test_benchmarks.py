@@ -279,6 +279,9 @@ def test_demo_writes_its_folder_and_prints_the_table(tmp_path: Path, capsys) -> 
     assert (out / "run" / "agent.pt").is_file()
     printed = capsys.readouterr().out
     assert "notes not in key" in printed and "Jaques Q" in printed
+    character = ("distinct_melodies", "pitch_class_entropy", "kl_note_lengths")
+    assert all(name in table["tuned"] for name in character)  # melody16c's card has the data's
+    assert "KL to the test melodies: note lengths" in printed
     assert len(list((out / "tuned").glob("*.wav"))) == 2  # a WAV beside each MIDI file
     page = (out / "index.html").read_text()
     assert page.count("<audio ") == 4 and "<h2>prior</h2>" in page and "<h2>tuned</h2>" in page

@@ -229,3 +229,23 @@ def test_key_normalised_corpus_is_in_c(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert onsets[black].sum() < 0.12 * onsets.sum()
     with pytest.raises(DatasetError, match="key signatures"):
         load_dataset(str(tmp_path), key_normalise=True)
+
+
+def test_the_data_histograms_come_from_the_model_card_without_converting(monkeypatch):
+    """melody16c's card records its test windows' histograms for 32 tokens: read without the
+    data; another window is converted, or None where converting is not allowed."""
+    from musicgym.config import EnvConfig
+    from musicgym.metrics import HISTOGRAMS
+    from musicgym.priors import data as data_module
+    from musicgym.priors.registry import test_histograms
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("the data was converted")
+
+    monkeypatch.setattr(data_module, "load_dataset", no_conversion)
+    histograms = test_histograms(EnvConfig(prior="melody16c"))
+    assert set(histograms) == set(HISTOGRAMS)
+    assert all(counts.sum() > 1000 for counts in histograms.values())
+    assert test_histograms(EnvConfig(prior="melody16c", length=16), convert=False) is None
+    with pytest.raises(AssertionError, match="converted"):
+        test_histograms(EnvConfig(prior="melody16c", length=16))

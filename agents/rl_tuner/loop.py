@@ -34,6 +34,7 @@ from musicgym.agents.common import (
     prior_fingerprint,
     read_agent_info,
     set_torch_threads,
+    training_reference,
     warn,
     write_agent_info,
 )
@@ -316,6 +317,7 @@ class Evaluation(Callback):
 
     def __init__(self, tensorboard: TensorBoard | None) -> None:
         self.tensorboard = tensorboard
+        self.reference: tuple[dict[str, Any] | None] | None = None  # read at the first one
 
     def on_step(self, run: TrainingRun, updates: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         config = run.config
@@ -327,7 +329,10 @@ class Evaluation(Callback):
         agent, writer, step = run.agent, self.tensorboard.writer, run.global_step
         composed = agent.compose(config.eval_melodies, seed=config.seed)
         task = task_of(config.env)
-        for name, value in task.statistics(agent.prior, composed, config.key).items():
+        if self.reference is None:
+            self.reference = (training_reference(config),)
+        statistics = task.statistics(agent.prior, composed, config.key, self.reference[0])
+        for name, value in statistics.items():
             writer.add_scalar(f"music/{name}", value, step)
         task.log_compositions(writer, composed, step)
 

@@ -35,6 +35,7 @@ from musicgym.metrics.melody import (
     note_length_histogram,
     pitch_class_histogram,
     statistic_contributions,
+    step_contributions,
 )
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "pitch_class_histogram",
     "ratio_of_sums",
     "statistic_contributions",
+    "step_contributions",
     "t_interval",
     "t_quantile",
 ]

@@ -112,7 +112,22 @@ def statistic_contributions(
     Per-step statistics count the melody's qualifying steps over its tokens (NOTE_OFF and NO_EVENT
     count); per-melody ones 0 or 1 over 1; an autocorrelation is its value over 1, or 0 over 0 for
     a melody whose tokens do not vary (NaN); ``leaps_resolved`` counts resolved leaps over resolved
-    plus doubled ones.
+    plus doubled ones. Each is the sum over the steps of :func:`step_contributions`.
+
+    Raises:
+        ValueError: no melodies, or only empty ones.
+    """
+    return {name: rows.sum(1) for name, rows in step_contributions(melodies, key).items()}
+
+
+def step_contributions(
+    melodies: Iterable[Sequence[int]], key: str | Key = "C major"
+) -> dict[str, np.ndarray]:
+    """What each step of each melody adds to every statistic of :data:`STATISTICS`: ``(M, L,
+    2)`` per statistic (``L`` the longest melody; a shorter one's missing steps add nothing),
+    the step at which each count becomes known: a per-step statistic at its step, the tonic
+    start at the first, a leap's outcome where it is resolved or doubled, the autocorrelations
+    and the unique extremes at the last step.
 
     Raises:
         ValueError: no melodies, or only empty ones.
@@ -124,31 +139,31 @@ def statistic_contributions(
     if not any(melodies):
         raise ValueError("melodies: every melody is empty")
     in_key, tonic = in_key_tokens(key), tonic_token(key)
-
-    rows: dict[str, list[tuple[float, float]]] = {name: [] for name in STATISTICS}
-    for melody in melodies:
-        repeated = not_in_key = in_motif = in_repeated_motif = 0
+    length = max(map(len, melodies))
+    rows = {name: np.zeros((len(melodies), length, 2)) for name in STATISTICS}
+    for i, melody in enumerate(melodies):
+        if not melody:
+            continue
         for t, token in enumerate(melody):
-            repeated += is_excessive_repetition(melody[:t], token)
-            not_in_key += token not in in_key
-            if motif_notes(melody[: t + 1]):
-                in_motif += 1
-                in_repeated_motif += repeats_motif(melody[: t + 1])
-        outcomes = leap_outcomes(melody)
-        resolved, doubled = outcomes.count(LEAP_RESOLVED), outcomes.count(LEAP_DOUBLED)
-        steps = len(melody)
-        rows["notes_excessively_repeated"].append((repeated, steps))
+            rows["notes_excessively_repeated"][i, t] = (
+                is_excessive_repetition(melody[:t], token),
+                1,
+            )
+            rows["notes_not_in_key"][i, t] = (token not in in_key, 1)
+            in_motif = bool(motif_notes(melody[: t + 1]))
+            rows["notes_in_motif"][i, t] = (in_motif, 1)
+            rows["notes_in_repeated_motif"][i, t] = (in_motif and repeats_motif(melody[: t + 1]), 1)
+        for t, outcome in enumerate(leap_outcomes(melody)):
+            if outcome in (LEAP_RESOLVED, LEAP_DOUBLED):
+                rows["leaps_resolved"][i, t] = (outcome == LEAP_RESOLVED, 1)
+        last = len(melody) - 1
         for lag, value in zip(AUTOCORRELATION_LAGS, autocorrelations(melody), strict=True):
             defined = not math.isnan(value)
-            rows[f"autocorrelation_lag{lag}"].append((value if defined else 0.0, defined))
-        rows["notes_not_in_key"].append((not_in_key, steps))
-        rows["melodies_starting_with_tonic"].append((bool(melody) and melody[0] == tonic, 1))
-        rows["leaps_resolved"].append((resolved, resolved + doubled))
-        rows["unique_max_note"].append((has_unique_max(melody), 1))
-        rows["unique_min_note"].append((has_unique_min(melody), 1))
-        rows["notes_in_motif"].append((in_motif, steps))
-        rows["notes_in_repeated_motif"].append((in_repeated_motif, steps))
-    return {name: np.array(rows[name], dtype=float) for name in STATISTICS}
+            rows[f"autocorrelation_lag{lag}"][i, last] = (value if defined else 0.0, defined)
+        rows["melodies_starting_with_tonic"][i, 0] = (melody[0] == tonic, 1)
+        rows["unique_max_note"][i, last] = (has_unique_max(melody), 1)
+        rows["unique_min_note"][i, last] = (has_unique_min(melody), 1)
+    return rows
 
 
 def evaluate_melodies(
