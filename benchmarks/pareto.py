@@ -104,3 +104,54 @@ def _number(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
+
+
+BUDGET_MEASURES = (
+    "notes_in_motif",
+    "theory_reward",
+    "distinct_melodies",
+    "notes_in_repeated_motif",
+    "kl_note_lengths",
+    "kl_intervals",
+)
+"""What the budget picture shows against the training steps: the rules, then the character."""
+
+
+def plot_budget(reports: Sequence[dict[str, Any]], path: Path) -> None:
+    """Each agent's :data:`BUDGET_MEASURES` against its training steps, one point per seed and
+    ``bench agents`` report (``results.json``) of ``reports``, with the data column's value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(BUDGET_MEASURES), figsize=(3.3 * len(BUDGET_MEASURES), 3))
+    for ax, measure in zip(axes, BUDGET_MEASURES):
+        agents: dict[str, list[tuple[float, float]]] = {}
+        for report in reports:
+            for name, runs in report.get("results", {}).items():
+                for run in runs:
+                    point = (_number(run.get("trained_steps")), _number(run.get(measure)))
+                    agents.setdefault(name, []).append(point)
+            data = (report.get("data_column") or {}).get("column")
+            cell = report.get("table", {}).get(data, {}).get(measure) if data else None
+            if cell:
+                ax.axhline(cell["mean"], color="0.5", linestyle="--", linewidth=0.8)
+        for name, points in agents.items():
+            ax.scatter(*zip(*sorted(points)), s=14, label=name)
+        ax.set_xscale("log")
+        ax.set_xlabel("training steps", fontsize=8)
+        ax.set_title(measure.replace("_", " "), fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=6, title="-- the data", title_fontsize=6)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+if __name__ == "__main__":  # python -m musicgym.benchmarks.pareto OUT.png results.json ...
+    import json
+    import sys
+
+    plot_budget([json.loads(Path(p).read_text()) for p in sys.argv[2:]], Path(sys.argv[1]))

@@ -458,6 +458,36 @@ def test_the_datas_frontier_moves_away_from_the_data_as_motifs_densen():
     assert lengths[0] < middle < lengths[1]
 
 
+def test_the_budget_picture_draws_every_seed_of_every_report(tmp_path: Path, monkeypatch):
+    """One point per run and report, against its steps; the data column as a line."""
+    import matplotlib.axes
+
+    from musicgym.benchmarks.pareto import BUDGET_MEASURES, plot_budget
+
+    def report(steps: float, seeds: int) -> dict:
+        runs = [{m: 1.0 + seed for m in BUDGET_MEASURES} | {"trained_steps": steps}
+                for seed in range(seeds)]  # fmt: skip
+        data = {m: {"mean": 0.5} for m in BUDGET_MEASURES}
+        return {
+            "results": {"dpg": runs},
+            "data_column": {"column": "data"},
+            "table": {"data": data},
+        }
+
+    drawn, lines = [], []
+    scatter, axhline = matplotlib.axes.Axes.scatter, matplotlib.axes.Axes.axhline
+    monkeypatch.setattr(
+        matplotlib.axes.Axes,
+        "scatter",
+        lambda ax, x, y, **k: drawn.append(len(x)) or scatter(ax, x, y, **k),
+    )
+    monkeypatch.setattr(matplotlib.axes.Axes, "axhline",
+                        lambda ax, y, **k: lines.append(y) or axhline(ax, y, **k))  # fmt: skip
+    plot_budget([report(5e4, 3), report(1e6, 1)], tmp_path / "budget.png")
+    assert drawn == [4] * len(BUDGET_MEASURES) and set(lines) == {0.5}
+    assert (tmp_path / "budget.png").stat().st_size > 1000
+
+
 def test_bench_tuner_times_the_chorale_tuner_against_its_env(capsys):
     from musicgym.benchmarks import tuner_bench
 
