@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from musicgym.agents.dpo import Figures, Likelihoods, Objective, RoundsConfig, log_likelihoods
 from musicgym.agents.rl_tuner.agent import Episodes, RLTuner
-from musicgym.checks import POSITIVE, check_numbers
+from musicgym.checks import NON_NEGATIVE, POSITIVE, check_numbers
 from musicgym.config import ENV_ID
 from musicgym.errors import ArgumentError
 from musicgym.metrics import STATISTICS, step_contributions
@@ -108,12 +108,18 @@ class DPGConfig(RoundsConfig):
     """Pieces played per round."""
     constraints: str = MELODY_CONSTRAINTS
     """What the pieces must meet: 'statistic>=N' or 'statistic<=N' (percent), comma-separated."""
-    multiplier_rate: float = 0.2
+    multiplier_rate: float = 0.5
     """The damping of each multiplier's Newton step toward meeting its constraint."""
-    max_tilt: float = 0.15
+    max_tilt: float = 0.3
     """How far a round may move the target: nats per standard deviation of a constraint's gap."""
     max_multiplier: float = 20.0
     """The largest multiplier, in nats per unit of a constraint's share."""
+    multiplier_decay: float = 0.1
+    """The integral's steps (and their bound) shrink as 1 / sqrt(1 + decay x round): the
+    multipliers settle."""
+    proportional_gain: float = 1.0
+    """The weight of each round's own gap in its multiplier (the controller's P; the Newton
+    step's rate is its I)."""
     clip_range: float = 0.2
     """How far one round may move each step's probability ratio (PPO's clipping)."""
 
@@ -123,7 +129,13 @@ class DPGConfig(RoundsConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         positive = ("multiplier_rate", "max_tilt", "max_multiplier", "clip_range")
-        check_numbers(self, dict.fromkeys(positive, POSITIVE))
+        check_numbers(
+            self,
+            {
+                **dict.fromkeys(positive, POSITIVE),
+                **dict.fromkeys(("proportional_gain", "multiplier_decay"), NON_NEGATIVE),
+            },
+        )
         if self.env != ENV_ID:
             raise ArgumentError(f"env: dpg constrains melody statistics; {self.env} has none yet")
         parse_constraints(self.constraints)
@@ -146,11 +158,17 @@ class DPGConfig(RoundsConfig):
         time = step_times(before.episode, before.pieces)
         log_ratio = torch.zeros(step_gaps.shape[:2], dtype=before.policy.dtype)
         log_ratio[before.episode, time] = before.policy - before.prior
-        rewards = torch.as_tensor(step_gaps @ multipliers, dtype=log_ratio.dtype) - log_ratio
+        tilt = torch.as_tensor(step_gaps @ multipliers, dtype=log_ratio.dtype)
+        rewards = tilt - log_ratio
         to_go = rewards.flip(1).cumsum(1).flip(1)  # (n, L): what each step still earns
         advantages = to_go - to_go.mean(0)  # the baseline: the round's mean at the same step
         advantages = (advantages / (advantages.std() + 1e-6))[before.episode, time]
-        state["multipliers"] = step_multipliers(constraints, multipliers, gaps, self)
+        integrals = np.array([state.get("integrals", {}).get(c.statistic, 0.0)
+                              for c in constraints])  # fmt: skip
+        settle = 1 / np.sqrt(1 + self.multiplier_decay * state["round"])
+        state["integrals"], state["multipliers"] = step_multipliers(
+            constraints, integrals, gaps, self, settle
+        )
         figures: Figures = {
             "kl": float(log_ratio.sum(1).mean()),
             "tilt": float((gaps @ multipliers).mean()),
@@ -175,16 +193,25 @@ def step_times(episode: torch.Tensor, pieces: int) -> torch.Tensor:
 
 def step_multipliers(
     constraints: tuple[Constraint, ...],
-    multipliers: np.ndarray,
+    integrals: np.ndarray,
     gaps: np.ndarray,
     config: DPGConfig,
-) -> dict[str, float]:
-    """Each multiplier after its bounded, damped Newton step toward a mean gap of 0 (``gaps``
-    ``(n, K)`` of the pieces just played): up where they fall short, down (to 0 at least) where
-    they exceed it."""
+    settle: float = 1.0,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """``(integrals, multipliers)`` after a round with ``gaps`` ``(n, K)``: each integral after
+    its bounded, damped Newton step toward a mean gap of 0 (up where the pieces fall short, down
+    to 0 at least where they exceed it), and each multiplier that integral plus the proportional
+    term of this round's gap (a PI controller, as PID Lagrangian methods damp the multipliers'
+    swings in constrained RL; Stooke et al. 2020); ``settle`` scales the integral's step."""
     spread = gaps.std(0)
     scale = np.where(spread > 1e-6, spread, 1.0)  # a gap that does not vary: its units
-    steps = -config.multiplier_rate * gaps.mean(0) / scale**2
-    bound = config.max_tilt / scale
-    updated = np.clip(multipliers + np.clip(steps, -bound, bound), 0.0, config.max_multiplier)
-    return {c.statistic: float(m) for c, m in zip(constraints, updated)}
+    newton = -gaps.mean(0) / scale**2
+    bound = settle * config.max_tilt / scale
+    step = np.clip(settle * config.multiplier_rate * newton, -bound, bound)
+    limit = config.max_multiplier
+    integrals = np.clip(integrals + step, 0.0, limit)
+    multipliers = np.clip(integrals + config.proportional_gain * newton, 0.0, limit)
+    return tuple(  # type: ignore[return-value]
+        {c.statistic: float(v) for c, v in zip(constraints, values)}
+        for values in (integrals, multipliers)
+    )

@@ -51,12 +51,24 @@ def test_multipliers_step_toward_their_constraint_no_further_than_the_bound():
     constraints = parse_constraints("notes_in_motif>=50,notes_not_in_key<=10")
     config = DPGConfig(multiplier_rate=1.0, max_tilt=0.5)
     gaps = np.array([[-4.0, 1.0], [-2.0, 1.0], [-3.0, 1.0]])  # motif short; key met, no spread
-    stepped = step_multipliers(constraints, np.array([0.0, 0.2]), gaps, config)
+    integrals, multipliers = step_multipliers(constraints, np.array([0.0, 0.2]), gaps, config)
     spread = gaps[:, 0].std()
-    assert stepped["notes_in_motif"] == pytest.approx(0.5 / spread)  # the bound, not 3 / var
-    assert stepped["notes_not_in_key"] == 0.0  # met by 1 a piece: down, never below 0
-    small = step_multipliers(constraints, np.zeros(2), gaps * 0.01, config)
+    assert integrals["notes_in_motif"] == pytest.approx(0.5 / spread)  # the bound, not 3 / var
+    assert integrals["notes_not_in_key"] == 0.0  # met by 1 a piece: down, never below 0
+    assert multipliers == integrals  # no proportional term by default
+    small, _ = step_multipliers(constraints, np.zeros(2), gaps * 0.01, config)
     assert 0 < small["notes_in_motif"] < 0.5 / (spread * 0.01)
+
+
+def test_the_proportional_term_answers_this_rounds_gap_alone():
+    constraints = parse_constraints("melodies_starting_with_tonic>=50")
+    config = DPGConfig(multiplier_rate=0.1, proportional_gain=2.0, max_tilt=10.0)
+    above = np.array([[0.5], [0.5], [-0.5]])  # two of three start on the tonic: above 50%
+    integrals, multipliers = step_multipliers(constraints, np.array([1.0]), above, config)
+    newton = -above.mean() / above.var()
+    assert integrals["melodies_starting_with_tonic"] == pytest.approx(1.0 + 0.1 * newton)
+    expected = max(0.0, integrals["melodies_starting_with_tonic"] + 2.0 * newton)
+    assert multipliers["melodies_starting_with_tonic"] == pytest.approx(expected)
 
 
 def test_a_round_moves_the_policy_toward_pieces_that_meet_a_short_constraint():
@@ -68,7 +80,8 @@ def test_a_round_moves_the_policy_toward_pieces_that_meet_a_short_constraint():
     with torch.no_grad():
         policy, prior = piece_likelihoods(agent, episodes)
     torch.testing.assert_close(policy, prior, atol=1e-4, rtol=1e-5)  # it starts as the prior
-    state = {"round": 0, "played": 0, "multipliers": {"notes_not_in_key": 2.0}}
+    multiplier = {"notes_not_in_key": 2.0}
+    state = {"round": 0, "played": 0, "multipliers": multiplier, "integrals": multiplier}
     replay = agent.play  # the round plays these same pieces
     agent.play = lambda *args, **kwargs: episodes
     play_round(agent, optimizer := torch.optim.Adam(agent.q_network.parameters(), 3e-3), config,
@@ -80,7 +93,7 @@ def test_a_round_moves_the_policy_toward_pieces_that_meet_a_short_constraint():
     out_of_key = statistic_contributions(episodes.pieces, "C major")["notes_not_in_key"][:, 0]
     gained = (after - policy).numpy()
     assert np.corrcoef(-out_of_key, gained)[0, 1] > 0.5  # the fewer out of key, the more gained
-    assert state["multipliers"]["notes_not_in_key"] > 2.0  # still short: the multiplier grows
+    assert state["integrals"]["notes_not_in_key"] > 2.0  # still short: the multiplier grows
 
 
 def test_a_resumed_run_ends_where_the_uninterrupted_one_ends(tmp_path):
