@@ -49,13 +49,13 @@ def test_a_bad_constraint_says_which(text, says):
 
 def test_multipliers_step_toward_their_constraint_no_further_than_the_bound():
     constraints = parse_constraints("notes_in_motif>=50,notes_not_in_key<=10")
-    config = DPGConfig(multiplier_rate=1.0, max_tilt=0.5)
+    config = DPGConfig(multiplier_rate=1.0, max_tilt=0.5, proportional_gain=0.0)
     gaps = np.array([[-4.0, 1.0], [-2.0, 1.0], [-3.0, 1.0]])  # motif short; key met, no spread
     integrals, multipliers = step_multipliers(constraints, np.array([0.0, 0.2]), gaps, config)
     spread = gaps[:, 0].std()
     assert integrals["notes_in_motif"] == pytest.approx(0.5 / spread)  # the bound, not 3 / var
     assert integrals["notes_not_in_key"] == 0.0  # met by 1 a piece: down, never below 0
-    assert multipliers == integrals  # no proportional term by default
+    assert multipliers == integrals  # no proportional term
     small, _ = step_multipliers(constraints, np.zeros(2), gaps * 0.01, config)
     assert 0 < small["notes_in_motif"] < 0.5 / (spread * 0.01)
 
