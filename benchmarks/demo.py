@@ -1,8 +1,8 @@
 """``musicgym demo``: the whole system in a few minutes, on the embedded default.
 
-It loads the shipped melody prior (``melody16``, the Bi-axial LSTM trained on the Essen folk
-melodies, which the RL Tuner tunes better than the Bach prior: ``benchmarks/RESULTS.md``),
-samples melodies from it, tunes it briefly with the RL Tuner (``rltuner-q``) on
+It loads the shipped melody prior (``melody16c``, the Bi-axial LSTM trained on the Essen folk
+melodies in C), samples melodies from it, tunes it briefly with the recommended tuner (``dpg``:
+the rules at given levels, the data's character kept; ``benchmarks/RESULTS.md`` "Character") on
 ``MusicComposition-v0``, composes with the tuned agent, and writes a folder::
 
     musicgym-demo/
@@ -13,7 +13,8 @@ samples melodies from it, tunes it briefly with the RL Tuner (``rltuner-q``) on
         statistics.json           the table below, as numbers
         run/                      the training run (TensorBoard logs, checkpoint)
 
-and prints the spec's statistics of both, beside Jaques et al.'s Q column, and the gallery's path
+and prints the spec's statistics and the character measures of both (the KL to the data from
+the prior's model card), beside Jaques et al.'s Q column, and the gallery's path
 (open it in a browser: prior and tuned melodies side by side, each playable). It plays and
 downloads nothing.
 
