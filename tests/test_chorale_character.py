@@ -27,17 +27,10 @@ from musicgym.music.harmony import (
     profile_divergence,
     sonorities,
 )
-from musicgym.music.keys import Key
 from musicgym.music.notestate import NoteState
 from musicgym.rules import BUILTIN_RULES, PRESETS, ChoraleContext, resolve_rules
 from musicgym.rules.chorale import CHORALE, ProfileRule
-
-C_MAJOR, A_MINOR = Key(0, "major"), Key(9, "minor")
-
-
-def chord(*pitches: int, held: tuple[int, ...] = ()) -> Sonority:
-    ordered = tuple(sorted(pitches))
-    return Sonority(ordered, tuple(p not in held for p in ordered))
+from tests.test_chorale_rules import A_MINOR, C_MAJOR, chord
 
 
 def hold(frame: Sonority) -> Sonority:

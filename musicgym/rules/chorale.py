@@ -334,17 +334,8 @@ samples hardly ever reach, by the reasoning of RESULTS.md). ``notes_in_key`` is 
 of ``chord_in_key`` it drove the tuned chorales' chromatic notes far below Bach's 5%."""
 
 CHORALE_CHARACTER: dict[str, float] = {
-    "parallel_fifths": 3.0,
-    "parallel_octaves": 3.0,
-    "hidden_perfects": 2.5,
-    "voice_crossing": 2.0,
-    "spacing": 2.0,
-    "voice_range": 2.0,
-    "four_voices": 4.0,
-    "large_leap": 3.0,
-    "doubled_leading_tone": 2.5,
+    **{rule: weight for rule, weight in CHORALE.items() if rule != "chord_in_key"},
     "cadence": 13.0,
-    "soprano_leap_resolution": 2.0,
     "perfect_cadence": 12.0,
     "harmonic_rhythm": 4.5,
     "pitch_class_profile": 4.5,
