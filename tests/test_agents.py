@@ -338,12 +338,13 @@ SB3_SMALL = {
 @pytest.mark.parametrize("algo", agents.ALGORITHMS)
 def test_every_algorithm_trains_checkpoints_resumes_and_composes(prior, algo, tmp_path):
     family, _, name = algo.partition("-")
-    if family == "dpo":
-        from musicgym.agents.dpo import DPOConfig
-        from musicgym.agents.dpo import train as train_dpo
+    if family in ("dpo", "dpg"):  # the fine-tuners that play rounds of pieces
+        from musicgym.agents.dpo import train as train_rounds
 
-        train_dpo(DPOConfig(steps=96, pairs=2, epochs=2), tmp_path, prior=prior, progress=False)
-        train_dpo(DPOConfig(steps=192, pairs=2, epochs=2), tmp_path, resume=True, progress=False)
+        config = agents.ALGORITHMS[algo].config_class
+        small = {"pairs": 2} if family == "dpo" else {"pieces": 4}
+        train_rounds(config(steps=96, epochs=2, **small), tmp_path, prior=prior, progress=False)
+        train_rounds(config(steps=192, epochs=2, **small), tmp_path, resume=True, progress=False)
         assert read_agent_info(tmp_path)["trained_steps"] == 256  # whole rounds of 4 melodies
     elif family == "rltuner":
         config = RLTunerConfig(algo=name, steps=96, **RL_TUNER_SMALL)
