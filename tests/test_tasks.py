@@ -14,10 +14,10 @@ from musicgym.config import CHORALE_DEFAULTS, DEFAULTS, EnvConfig
 from musicgym.envs.decisions import chorale_statistics
 from musicgym.envs.stepper import melody_statistics
 from musicgym.errors import EnvArgumentError
-from musicgym.metrics import evaluate_chorales, evaluate_melodies
+from musicgym.metrics import HISTOGRAMS, evaluate_chorales, evaluate_melodies
 from musicgym.music.midi import read_midi
 from musicgym.priors.model import BiaxialConfig, BiaxialLSTM
-from musicgym.tasks import CHORALE, MELODY, TASKS, Task, task_of
+from musicgym.tasks import CHORALE, MELODY, TASKS, Task, entropy_bits, task_of
 
 SMALL = {DEFAULTS.env: {"length": 16}, CHORALE_DEFAULTS.env: {"bars": 1}}
 
@@ -69,15 +69,26 @@ def test_reference_agents_are_reproducible_by_seed(task: Task, prior) -> None:
     assert all(task.note_state(p).num_steps == steps for p in [*sampled, *randoms])
 
 
-def test_statistics_are_todays_functions(prior) -> None:
+def test_statistics_are_todays_functions_and_the_character(prior) -> None:
+    """The spec's statistics as the functions give them, and the character of the set: its
+    distinct shares, its pitch-class entropy and, given the data's histograms, the KL to them."""
     melodies = MELODY.sample_random(6, seed=2, config=small(MELODY))
-    assert MELODY.statistics(prior, melodies) == melody_statistics(prior, melodies)
-    assert MELODY.statistics(prior, melodies, "G major") == melody_statistics(
-        prior, melodies, "G major"
-    )
-    assert MELODY.statistics(None, melodies) == evaluate_melodies(melodies, DEFAULTS.key)
+    character = {**MELODY.set_measures(melodies), "pitch_class_entropy": pytest.approx(
+        float(entropy_bits(MELODY.reference_histograms(melodies)["pitch_classes"])))}  # fmt: skip
+    assert MELODY.statistics(prior, melodies) == {**melody_statistics(prior, melodies), **character}
+    assert MELODY.statistics(prior, melodies, "G major") == {
+        **melody_statistics(prior, melodies, "G major"),
+        **character,
+    }
+    plain = MELODY.statistics(None, melodies)
+    assert plain == {**evaluate_melodies(melodies, DEFAULTS.key), **character}
+    itself = MELODY.statistics(None, melodies, reference=MELODY.reference_histograms(melodies))
+    assert all(itself[f"kl_{name}"] == pytest.approx(0.0) for name in HISTOGRAMS)
+    other = MELODY.reference_histograms(MELODY.sample_random(6, seed=3, config=small(MELODY)))
+    assert MELODY.statistics(None, melodies, reference=other)["kl_intervals"] > 0.01
     chorales = CHORALE.sample_prior(prior, 4, seed=2, config=small(CHORALE))
-    assert _nan_equal(CHORALE.statistics(prior, chorales), chorale_statistics(prior, chorales))
+    expected = {**chorale_statistics(prior, chorales), **CHORALE.set_measures(chorales)}
+    assert _nan_equal(CHORALE.statistics(prior, chorales), expected)
     assert _nan_equal(CHORALE.statistics(None, chorales), evaluate_chorales(chorales))
     assert set(CHORALE.statistics(prior, chorales)) <= set(CHORALE.labels)
     assert set(MELODY.statistics(prior, melodies)) <= set(MELODY.labels)
