@@ -215,11 +215,14 @@ def _demo(folder: Path) -> Gallery:
     return Gallery(folder, "demo", agents, overview if overview.is_file() else None, task)
 
 
-def _compose(folder: Path, name: str, task: Task[Any]) -> Gallery:
+def _compose(
+    folder: Path, name: str, task: Task[Any], reference: dict[str, Any] | None = None
+) -> Gallery:
     path = folder / task.pieces_file
     try:
         pieces = [task.from_json(value) for value in _read_json(path)]
-        statistics = {k: Statistic(v) for k, v in task.statistics(None, pieces).items()}
+        measured = task.statistics(None, pieces, reference=reference)
+        statistics = {k: Statistic(v) for k, v in measured.items()}
     except (TypeError, ValueError, KeyError, MusicgymError) as error:
         raise GalleryError(f"{path}: not a list of {task.plural} ({error})") from None
     return Gallery(folder, "compose", [Agent(name, statistics, _midi_files(folder))], task=task)
@@ -228,7 +231,7 @@ def _compose(folder: Path, name: str, task: Task[Any]) -> Gallery:
 def _agent_run(folder: Path) -> Gallery:
     """Compose :data:`RUN_PIECES` pieces with a trained agent into ``folder/gallery/``."""
     from musicgym import agents
-    from musicgym.agents.common import read_agent_info
+    from musicgym.agents.common import read_agent_info, training_reference
 
     pieces = folder / "gallery"
     agent = agents.load(folder)
@@ -241,7 +244,7 @@ def _agent_run(folder: Path) -> Gallery:
     except OSError as error:
         raise GalleryError(describe_os_error(error, pieces)) from None
     name = str(read_agent_info(folder).get("algo", folder.name))
-    gallery = _compose(pieces, name, task)
+    gallery = _compose(pieces, name, task, training_reference(agent.config))
     return Gallery(folder, "agent run", gallery.agents, task=task)
 
 
