@@ -28,21 +28,29 @@ KL_MEASURES = tuple(f"kl_{name}" for name in HISTOGRAMS)
 
 
 def data_frontier(
-    windows: Sequence[Sequence[int]], key: str, fractions: Sequence[float] = FRACTIONS
+    windows: Sequence[Sequence[int]],
+    key: str,
+    fractions: Sequence[float] = FRACTIONS,
+    without: Sequence[str] = (),
 ) -> list[dict[str, float]]:
     """For each ``fraction``: the densest-in-motifs ``fraction`` of ``windows`` (test melodies),
     their ``notes_in_motif`` (%, a ratio of sums) and each ``kl_*`` of their summed histograms to
-    those of all windows (nats)."""
-    in_motif = statistic_contributions(windows, key)["notes_in_motif"]  # (M, 2): notes, of
+    those of all windows (nats). ``without``: statistics (e.g. ``"notes_excessively_repeated"``)
+    whose windows with any count of them are left out before the fractions are taken."""
+    contributions = statistic_contributions(windows, key)
+    in_motif = contributions["notes_in_motif"]  # (M, 2): notes, of
     shares = in_motif[:, 0] / np.maximum(in_motif[:, 1], 1)
-    order = np.argsort(-shares, kind="stable")
+    kept = np.ones(len(windows), dtype=bool)
+    for statistic in without:
+        kept &= contributions[statistic][:, 0] == 0
+    order = np.flatnonzero(kept)[np.argsort(-shares[kept], kind="stable")]
     histograms = {
         name: np.stack([h(w) for w in windows]).astype(float) for name, h in HISTOGRAMS.items()
     }
     everything = {name: counts.sum(0) for name, counts in histograms.items()}
     frontier = []
     for fraction in fractions:
-        chosen = order[: max(1, round(fraction * len(windows)))]
+        chosen = order[: max(1, round(fraction * len(order)))]
         sums = in_motif[chosen].sum(0)
         point = {"fraction": fraction, "notes_in_motif": float(100 * sums[0] / max(sums[1], 1))}
         for name, counts in histograms.items():

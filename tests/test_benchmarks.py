@@ -456,6 +456,13 @@ def test_the_datas_frontier_moves_away_from_the_data_as_motifs_densen():
     assert motifs == sorted(motifs) and lengths == sorted(lengths) and lengths[-1] > 0.01
     middle = frontier_at(frontier, (motifs[0] + motifs[1]) / 2, "kl_note_lengths")
     assert lengths[0] < middle < lengths[1]
+    held = [[14] + [1] * 31 for _ in range(10)]  # one note held: excessively repeated
+    clean = data_frontier(
+        windows + held, "C major", (1.0,), without=("notes_excessively_repeated",)
+    )
+    everything = data_frontier(windows + held, "C major", (1.0,))
+    assert clean[0]["notes_in_motif"] > everything[0]["notes_in_motif"]  # the held ones left out
+    assert clean[0]["kl_note_lengths"] > 0 == everything[0]["kl_note_lengths"]
 
 
 def test_the_budget_picture_draws_every_seed_of_every_report(tmp_path: Path, monkeypatch):
