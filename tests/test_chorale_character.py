@@ -27,23 +27,14 @@ from musicgym.music.harmony import (
     profile_divergence,
     sonorities,
 )
-from musicgym.music.notestate import NoteState
 from musicgym.rules import BUILTIN_RULES, PRESETS, ChoraleContext, resolve_rules
 from musicgym.rules.chorale import CHORALE, ProfileRule
-from tests.test_chorale_rules import A_MINOR, C_MAJOR, chord
+from tests.test_chorale_rules import A_MINOR, C_MAJOR, chord, piece
 
 
 def hold(frame: Sonority) -> Sonority:
     """``frame`` held on into the next frame (nothing struck)."""
     return chord(*frame.pitches, held=frame.pitches)
-
-
-def piece(*chords: Sonority, lowest: int = 36, count: int = 48) -> NoteState:
-    matrix = np.zeros((len(chords), count, 2), np.uint8)
-    for t, frame in enumerate(chords):
-        for pitch, struck in zip(frame.pitches, frame.struck):
-            matrix[t, pitch - lowest] = (1, int(struck))
-    return NoteState(matrix, lowest)
 
 
 def beat(frame: Sonority, resolution: int = 4) -> list[Sonority]:
