@@ -13,10 +13,13 @@ gradient, the constraints' Lagrange multipliers stepped between rounds):
    adds to each constraint (:func:`musicgym.metrics.step_contributions`); its advantage is what
    it and the later steps earn, less the round's mean at the same step, over their spread;
 3. ``epochs`` Adam steps on PPO's clipped objective of those advantages (``clip_range``);
-4. each multiplier takes a damped Newton step toward meeting its constraint on the pieces just
-   played, ``lambda_k <- lambda_k - rate E[g_k] / Var[g_k]``, kept in ``[0, max_multiplier]`` and
-   to at most ``max_tilt`` nats per standard deviation of ``g_k`` a round (the target moves no
-   faster than the policy can follow).
+4. each multiplier is a PI controller of its constraint's mean gap on the pieces just played
+   (PID Lagrangian methods, Stooke et al. 2020): its integral takes a damped Newton step
+   ``-rate E[g_k] / Var[g_k]`` on the exponential family, at most ``max_tilt`` nats per standard
+   deviation of ``g_k`` (the target moves no faster than the policy can follow) and shrinking as
+   ``1 / sqrt(1 + multiplier_decay round)`` (the multipliers settle); the proportional term adds
+   ``proportional_gain`` times this round's Newton step, unbounded; both kept in
+   ``[0, max_multiplier]``.
 
 A constraint met stops pulling: nothing rewards more than asked, so the pieces keep the data's
 character (distinct melodies, note lengths, intervals) wherever the rules allow. The name: the
