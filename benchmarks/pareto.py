@@ -127,7 +127,8 @@ BUDGET_MEASURES = (
 
 def plot_budget(reports: Sequence[dict[str, Any]], path: Path) -> None:
     """Each agent's :data:`BUDGET_MEASURES` against its training steps, one point per seed and
-    ``bench agents`` report (``results.json``) of ``reports``, with the data column's value."""
+    ``bench agents`` report (``results.json``) of ``reports``, an agent on each prior in a colour
+    of its own, with the data column's value."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,10 +138,13 @@ def plot_budget(reports: Sequence[dict[str, Any]], path: Path) -> None:
     for ax, measure in zip(axes, BUDGET_MEASURES):
         agents: dict[str, list[tuple[float, float]]] = {}
         for report in reports:
+            prior = (report.get("config") or {}).get("prior")
             for name, runs in report.get("results", {}).items():
+                label = f"{name} ({prior})" if prior else name
                 for run in runs:
                     point = (_number(run.get("trained_steps")), _number(run.get(measure)))
-                    agents.setdefault(name, []).append(point)
+                    if not math.isnan(point[0]):  # the prior and the data: no steps
+                        agents.setdefault(label, []).append(point)
             data = (report.get("data_column") or {}).get("column")
             cell = report.get("table", {}).get(data, {}).get(measure) if data else None
             if cell:
