@@ -14,7 +14,10 @@ The policy is the RL Tuner's network read as logits, ``log p(·|s) + head(φ(s))
 starting at zero, so it starts as the prior and a run folder is an RL Tuner's: ``agents.load``
 composes with it (softmax of the logits). A checkpoint at the end of every round (network,
 optimizer, generators, round); ``--resume`` goes on from the last one exactly; SIGINT / SIGTERM
-stop at the end of the round in progress.
+stop at the end of the round in progress, ``--max-minutes`` after it. The rounds
+(:class:`RoundsConfig`, :func:`train`, :func:`play_round`) serve every fine-tuner that plays the
+prior's pieces in rounds: a subclass says how many pieces a round plays and its loss (``dpg`` is
+the other).
 """
 
 from __future__ import annotations
