@@ -123,3 +123,15 @@ def test_bad_dpg_settings_are_one_line(tmp_path, capsys, option, says):
     assert main([*arguments, option]) == 2
     error = capsys.readouterr().err.strip()
     assert says in error and "\n" not in error
+
+
+def test_a_round_where_every_step_earns_alike_never_makes_a_nan():
+    """At the start (the policy is the prior, every multiplier 0) every step earns 0 but for the
+    float noise of log(pi/p): no NaN or infinity in the policy or the multipliers."""
+    config = DPGConfig(pieces=8, epochs=2, length=16)
+    agent = RLTuner(config.tuner_config(), tiny_prior())
+    optimizer = torch.optim.Adam(agent.q_network.parameters(), 1e-3)
+    state = {"round": 0, "played": 0}
+    play_round(agent, optimizer, config, state, Writer())
+    assert all(torch.isfinite(t).all() for t in agent.q_network.state_dict().values())
+    assert all(np.isfinite(v) for v in state["multipliers"].values())
