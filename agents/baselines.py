@@ -68,6 +68,7 @@ from musicgym.agents.common import (
     load_prior,
     prior_fingerprint,
     set_torch_threads,
+    training_reference,
     warn,
     write_agent_info,
 )
@@ -301,7 +302,8 @@ class MusicStatisticsCallback(BaseCallback):
         task = task_of(self.env.env)
         agent = SB3Agent(self.model, self.env, self.prior)
         pieces = agent.compose(self.melodies, seed=self.env.seed)
-        statistics = task.statistics(self.prior, pieces, self.env.key)
+        reference = training_reference(self.env)  # the KL to the data, where the card has it
+        statistics = task.statistics(self.prior, pieces, self.env.key, reference)
         for name, value in statistics.items():
             self.logger.record(f"music/{name}", value)
         self.logger.dump(self.num_timesteps)

@@ -204,7 +204,10 @@ def _compose(args: argparse.Namespace) -> int:
         for i, piece in enumerate(pieces):
             task.write_piano_roll(piece, args.out / f"{word}_{i:03d}.png", f"{word} {i}")
     print(f"{len(pieces)} {task.plural} in {args.out}")
-    _print_statistics(task, task.statistics(None, pieces))
+    from musicgym.agents.common import training_reference
+
+    reference = training_reference(agent.config)  # the KL to the data, where the card has it
+    _print_statistics(task, task.statistics(None, pieces, reference=reference))
     return 0
 
 
@@ -212,7 +215,8 @@ def _print_statistics(task: Any, statistics: dict[str, float]) -> None:
     """One line per statistic; "n/a" where one had nothing to count, and a line saying why."""
     from musicgym.metrics import NOT_AVAILABLE_NOTE, format_statistic
 
+    width = max(len(task.labels[name]) for name in statistics)
     for name, value in statistics.items():
-        print(f"  {task.labels[name]:<42} {format_statistic(value, '.2f', 8)}")
+        print(f"  {task.labels[name]:<{width}} {format_statistic(value, '.2f', 8)}")
     if any(math.isnan(value) for value in statistics.values()):
         print(f"  ({NOT_AVAILABLE_NOTE})")
