@@ -24,6 +24,7 @@ from musicgym.metrics import (
     pitch_class_histogram,
     ratio_of_sums,
     statistic_contributions,
+    step_contributions,
     t_interval,
     t_quantile,
 )
@@ -239,3 +240,15 @@ def test_bootstrap_resamples_ratios_as_ratios_of_sums():
     assert bounds["share"] == pytest.approx(tuple(np.percentile(shares, [2.5, 97.5])))
     point = 100 * rows[:, 0].sum() / rows[:, 1].sum()
     assert bounds["share"][0] < point < bounds["share"][1]
+
+
+def test_an_empty_melody_counts_as_a_melody_and_adds_no_steps():
+    """Per-melody statistics count it (not on the tonic, one extreme of nothing); per-step ones
+    get nothing from it; the steps' sums are the melodies' rows."""
+    rows = statistic_contributions([[14, 1, 16], []])
+    for name in ("melodies_starting_with_tonic", "unique_max_note", "unique_min_note"):
+        assert rows[name][1, 1] == 1 and rows[name][0].tolist() == [1, 1], name
+    assert rows["notes_not_in_key"][1].tolist() == [0, 0]
+    steps = step_contributions([[14, 1, 16], []])
+    assert all(steps[name].shape == (2, 3, 2) for name in steps)
+    assert all((steps[name].sum(1) == rows[name]).all() for name in rows)

@@ -142,8 +142,6 @@ def step_contributions(
     length = max(map(len, melodies))
     rows = {name: np.zeros((len(melodies), length, 2)) for name in STATISTICS}
     for i, melody in enumerate(melodies):
-        if not melody:
-            continue
         for t, token in enumerate(melody):
             rows["notes_excessively_repeated"][i, t] = (
                 is_excessive_repetition(melody[:t], token),
@@ -156,11 +154,11 @@ def step_contributions(
         for t, outcome in enumerate(leap_outcomes(melody)):
             if outcome in (LEAP_RESOLVED, LEAP_DOUBLED):
                 rows["leaps_resolved"][i, t] = (outcome == LEAP_RESOLVED, 1)
-        last = len(melody) - 1
+        last = max(len(melody) - 1, 0)  # an empty melody still counts as a melody
         for lag, value in zip(AUTOCORRELATION_LAGS, autocorrelations(melody), strict=True):
             defined = not math.isnan(value)
             rows[f"autocorrelation_lag{lag}"][i, last] = (value if defined else 0.0, defined)
-        rows["melodies_starting_with_tonic"][i, 0] = (melody[0] == tonic, 1)
+        rows["melodies_starting_with_tonic"][i, 0] = (bool(melody) and melody[0] == tonic, 1)
         rows["unique_max_note"][i, last] = (has_unique_max(melody), 1)
         rows["unique_min_note"][i, last] = (has_unique_min(melody), 1)
     return rows
