@@ -286,6 +286,7 @@ class MusicStatisticsCallback(BaseCallback):
         self.env, self.interval, self.melodies, self.prior = env, interval, melodies, prior
         self.listen = listen
         self.next_evaluation = interval
+        self.reference = training_reference(env)  # the KL to the data, where the card has it
 
     def _on_training_start(self) -> None:
         self.next_evaluation = max(
@@ -302,8 +303,7 @@ class MusicStatisticsCallback(BaseCallback):
         task = task_of(self.env.env)
         agent = SB3Agent(self.model, self.env, self.prior)
         pieces = agent.compose(self.melodies, seed=self.env.seed)
-        reference = training_reference(self.env)  # the KL to the data, where the card has it
-        statistics = task.statistics(self.prior, pieces, self.env.key, reference)
+        statistics = task.statistics(self.prior, pieces, self.env.key, self.reference)
         for name, value in statistics.items():
             self.logger.record(f"music/{name}", value)
         self.logger.dump(self.num_timesteps)

@@ -317,7 +317,11 @@ class Evaluation(Callback):
 
     def __init__(self, tensorboard: TensorBoard | None) -> None:
         self.tensorboard = tensorboard
-        self.reference: tuple[dict[str, Any] | None] | None = None  # read at the first one
+        self.reference: dict[str, Any] | None = None
+
+    def on_training_start(self, run: TrainingRun) -> None:
+        if self.tensorboard is not None:  # the KL to the data, where the prior's card has it
+            self.reference = training_reference(run.config)
 
     def on_step(self, run: TrainingRun, updates: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         config = run.config
@@ -329,9 +333,7 @@ class Evaluation(Callback):
         agent, writer, step = run.agent, self.tensorboard.writer, run.global_step
         composed = agent.compose(config.eval_melodies, seed=config.seed)
         task = task_of(config.env)
-        if self.reference is None:
-            self.reference = (training_reference(config),)
-        statistics = task.statistics(agent.prior, composed, config.key, self.reference[0])
+        statistics = task.statistics(agent.prior, composed, config.key, self.reference)
         for name, value in statistics.items():
             writer.add_scalar(f"music/{name}", value, step)
         task.log_compositions(writer, composed, step)
