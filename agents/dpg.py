@@ -154,8 +154,7 @@ class DPGConfig(RoundsConfig):
         contributions = step_contributions(episodes.pieces, self.key)  # (n, L, 2) each
         step_gaps = np.stack([c.shares(contributions) for c in constraints], -1)  # (n, L, K)
         gaps = step_gaps.sum(1)  # (n, K)
-        multipliers = np.array([state.get("multipliers", {}).get(c.statistic, 0.0)
-                                for c in constraints])  # fmt: skip
+        multipliers = of_statistics(constraints, state.get("multipliers", {}))
         with torch.no_grad():
             before = log_likelihoods(agent, episodes)
         time = step_times(before.episode, before.pieces)
@@ -166,8 +165,7 @@ class DPGConfig(RoundsConfig):
         to_go = rewards.flip(1).cumsum(1).flip(1)  # (n, L): what each step still earns
         advantages = to_go - to_go.mean(0)  # the baseline: the round's mean at the same step
         advantages = (advantages / (advantages.std() + 1e-6))[before.episode, time]
-        integrals = np.array([state.get("integrals", {}).get(c.statistic, 0.0)
-                              for c in constraints])  # fmt: skip
+        integrals = of_statistics(constraints, state.get("integrals", {}))
         settle = 1 / np.sqrt(1 + self.multiplier_decay * state["round"])
         state["integrals"], state["multipliers"] = step_multipliers(
             constraints, integrals, gaps, self, settle
@@ -214,7 +212,14 @@ def step_multipliers(
     limit = config.max_multiplier
     integrals = np.clip(integrals + step, 0.0, limit)
     multipliers = np.clip(integrals + config.proportional_gain * newton, 0.0, limit)
-    return tuple(  # type: ignore[return-value]
-        {c.statistic: float(v) for c, v in zip(constraints, values)}
-        for values in (integrals, multipliers)
-    )
+    return by_statistic(constraints, integrals), by_statistic(constraints, multipliers)
+
+
+def by_statistic(constraints: tuple[Constraint, ...], values: np.ndarray) -> dict[str, float]:
+    """``values`` ``(K,)`` by the statistic of each constraint (as ``state`` keeps them)."""
+    return {c.statistic: float(v) for c, v in zip(constraints, values)}
+
+
+def of_statistics(constraints: tuple[Constraint, ...], saved: dict[str, float]) -> np.ndarray:
+    """:func:`by_statistic`'s inverse: ``(K,)``, 0 for a constraint ``saved`` lacks (a new run)."""
+    return np.array([saved.get(c.statistic, 0.0) for c in constraints])
