@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from musicgym.agents.dpg import DPGConfig, parse_constraints, step_multipliers
-from musicgym.agents.dpo import play_round, train
+from musicgym.agents.dpo import play_round
 from musicgym.agents.rl_tuner import RLTuner
 from musicgym.cli import main
 from musicgym.metrics import statistic_contributions
 from tests.test_agents import tiny_prior
-from tests.test_dpo import piece_likelihoods
+from tests.test_dpo import piece_likelihoods, resumed_equals_straight
 
 
 class Writer:
@@ -97,15 +97,7 @@ def test_a_round_moves_the_policy_toward_pieces_that_meet_a_short_constraint():
 
 
 def test_a_resumed_run_ends_where_the_uninterrupted_one_ends(tmp_path):
-    prior = tiny_prior()
-    settings = {"pieces": 4, "epochs": 2, "length": 16}
-    straight = train(DPGConfig(steps=200, **settings), tmp_path / "a", prior=prior, progress=False)
-    train(DPGConfig(steps=128, **settings), tmp_path / "b", prior=prior, progress=False)
-    resumed = train(DPGConfig(steps=200, **settings), tmp_path / "b", resume=True, progress=False)
-    for name, tensor in straight.q_network.state_dict().items():
-        assert torch.equal(resumed.q_network.state_dict()[name], tensor), name
-    a = torch.load(tmp_path / "a" / "agent.pt", weights_only=True)["rounds"]
-    b = torch.load(tmp_path / "b" / "agent.pt", weights_only=True)["rounds"]
+    a, b = resumed_equals_straight(DPGConfig, 128, 200, tmp_path, pieces=4, epochs=2, length=16)
     assert a == b and a["multipliers"]
 
 

@@ -58,14 +58,22 @@ def test_the_policy_starts_as_the_prior_and_a_round_moves_it_toward_the_winners(
     assert float(after.detach()) < float(before) and figures["accuracy"] > 0.5
 
 
-def test_a_resumed_run_ends_where_the_uninterrupted_one_ends(tmp_path):
+def resumed_equals_straight(config: type, stop: int, steps: int, tmp_path, **settings) -> tuple:
+    """A run of ``steps`` straight and one stopped at ``stop`` then resumed end with equal
+    weights (asserted); their checkpoints' round states, for the caller's own checks."""
     prior = tiny_prior()
-    settings = {"pairs": 2, "epochs": 2, "length": 16}
-    straight = train(DPOConfig(steps=100, **settings), tmp_path / "a", prior=prior, progress=False)
-    train(DPOConfig(steps=64, **settings), tmp_path / "b", prior=prior, progress=False)
-    resumed = train(DPOConfig(steps=100, **settings), tmp_path / "b", resume=True, progress=False)
+    straight = train(config(steps=steps, **settings), tmp_path / "a", prior=prior, progress=False)
+    train(config(steps=stop, **settings), tmp_path / "b", prior=prior, progress=False)
+    resumed = train(config(steps=steps, **settings), tmp_path / "b", resume=True, progress=False)
     for name, tensor in straight.q_network.state_dict().items():
         assert torch.equal(resumed.q_network.state_dict()[name], tensor), name
+    return tuple(
+        torch.load(tmp_path / run / "agent.pt", weights_only=True)["rounds"] for run in "ab"
+    )
+
+
+def test_a_resumed_run_ends_where_the_uninterrupted_one_ends(tmp_path):
+    resumed_equals_straight(DPOConfig, 64, 100, tmp_path, pairs=2, epochs=2, length=16)
 
 
 @pytest.mark.parametrize(("option", "says"), [("--pairs=0", "pairs"), ("--beta=-1", "beta")])
