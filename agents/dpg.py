@@ -19,7 +19,17 @@ gradient, the constraints' Lagrange multipliers stepped between rounds):
    deviation of ``g_k`` (the target moves no faster than the policy can follow) and shrinking as
    ``1 / sqrt(1 + multiplier_decay round)`` (the multipliers settle); the proportional term adds
    ``proportional_gain`` times this round's Newton step, unbounded; both kept in
-   ``[0, max_multiplier]``.
+   ``[0, max_multiplier]``. ``Var[g_k]`` is remembered over rounds (``variance_memory``): one
+   round's variance of a rare event, a doubled leap, is near 0 when it did not happen, and a
+   Newton step divided by it throws the multiplier to 0.
+
+Two rules hinge on what the recent tokens do not show: a leap is pending from many steps ago,
+and a note is repeated excessively after a count of up to seven. So the policy is told, for each
+action, whether it resolves the pending leap, doubles it or repeats excessively
+(:func:`~musicgym.music.melody.action_outcomes`, ``rule_features``), and its logit is tilted by
+these outcomes exactly as the target tilts them at that step (:func:`outcome_tilts` of the
+multipliers, set before each round, not learned); the head learns the rest, what an action
+brings later.
 
 A constraint met stops pulling: nothing rewards more than asked, so the pieces keep the data's
 character (distinct melodies, note lengths, intervals) wherever the rules allow. The name: the
@@ -41,10 +51,11 @@ import torch.nn.functional as F
 
 from musicgym.agents.dpo import Figures, Likelihoods, Objective, RoundsConfig, log_likelihoods
 from musicgym.agents.rl_tuner.agent import Episodes, RLTuner
-from musicgym.checks import NON_NEGATIVE, POSITIVE, check_numbers
+from musicgym.checks import FRACTION, NON_NEGATIVE, POSITIVE, check_numbers
 from musicgym.config import ENV_ID
 from musicgym.errors import ArgumentError
 from musicgym.metrics import STATISTICS, step_contributions
+from musicgym.music.melody import RULE_OUTCOMES
 
 MELODY_CONSTRAINTS = (
     "notes_excessively_repeated<=0,notes_not_in_key<=0.7,melodies_starting_with_tonic>=35,"
@@ -109,6 +120,10 @@ class DPGConfig(RoundsConfig):
 
     pieces: int = 64
     """Pieces played per round."""
+    rule_features: bool = True
+    """Tilt each action's logit by its rule outcomes (resolves or doubles the pending leap,
+    repeats excessively) as the target does, by the multipliers: the pending leap lies beyond the
+    recent tokens, and a rare excessive repetition is hard to learn away."""
     constraints: str = MELODY_CONSTRAINTS
     """What the pieces must meet: 'statistic>=N' or 'statistic<=N' (percent), comma-separated."""
     multiplier_rate: float = 0.5
@@ -120,6 +135,10 @@ class DPGConfig(RoundsConfig):
     multiplier_decay: float = 0.1
     """The integral's steps (and their bound) shrink as 1 / sqrt(1 + decay x round): the
     multipliers settle."""
+    variance_memory: float = 0.9
+    """The weight of the earlier rounds in each constraint's variance (an exponential moving
+    average): one round's variance of a rare event (a doubled leap) swings with whether it
+    happened, and the Newton step with it."""
     proportional_gain: float = 1.0
     """The weight of each round's own gap in its multiplier (the controller's P; the Newton
     step's rate is its I)."""
@@ -137,6 +156,7 @@ class DPGConfig(RoundsConfig):
             {
                 **dict.fromkeys(positive, POSITIVE),
                 **dict.fromkeys(("proportional_gain", "multiplier_decay"), NON_NEGATIVE),
+                "variance_memory": FRACTION,
             },
         )
         if self.env != ENV_ID:
@@ -146,6 +166,18 @@ class DPGConfig(RoundsConfig):
     @property
     def pieces_per_round(self) -> int:
         return self.pieces
+
+    def start_round(self, agent: RLTuner, state: dict[str, Any]) -> None:
+        """With ``rule_features``: the policy's weights of the rule outcomes are the target's
+        tilts of them (:func:`outcome_tilts`) at the multipliers so far, not learned."""
+        weights = agent.q_network.rule_weights
+        if weights is None:
+            return
+        constraints = parse_constraints(self.constraints)
+        multipliers = of_statistics(constraints, state.get("multipliers", {}))
+        with torch.no_grad():
+            tilts = torch.as_tensor(outcome_tilts(constraints, multipliers), dtype=weights.dtype)
+            weights.requires_grad_(False).copy_(tilts)
 
     def objective(self, agent: RLTuner, episodes: Episodes, state: dict[str, Any]) -> Objective:
         """DPG's loss toward the constrained prior, the multipliers stepped in ``state`` on this
@@ -166,9 +198,14 @@ class DPGConfig(RoundsConfig):
         advantages = to_go - to_go.mean(0)  # the baseline: the round's mean at the same step
         advantages = (advantages / (advantages.std() + 1e-6))[before.episode, time]
         integrals = of_statistics(constraints, state.get("integrals", {}))
+        variances = gaps.var(0)
+        if "variances" in state:  # the rounds before, remembered
+            remembered = of_statistics(constraints, state["variances"])
+            variances = self.variance_memory * remembered + (1 - self.variance_memory) * variances
+        state["variances"] = by_statistic(constraints, variances)
         settle = 1 / np.sqrt(1 + self.multiplier_decay * state["round"])
         state["integrals"], state["multipliers"] = step_multipliers(
-            constraints, integrals, gaps, self, settle
+            constraints, integrals, gaps.mean(0), variances, self, settle
         )
         figures: Figures = {
             "kl": float(log_ratio.sum(1).mean()),
@@ -185,6 +222,28 @@ class DPGConfig(RoundsConfig):
         return loss
 
 
+OUTCOME_COUNTS: dict[str, tuple[str, tuple[float, float]]] = {
+    "resolves_leap": ("leaps_resolved", (1.0, 1.0)),
+    "doubles_leap": ("leaps_resolved", (0.0, 1.0)),
+    "excessive_repetition": ("notes_excessively_repeated", (1.0, 0.0)),
+}
+"""The statistic each of :data:`~musicgym.music.melody.RULE_OUTCOMES` counts in, and what the
+outcome adds to its numerator and denominator at its step beyond what any action adds."""
+
+
+def outcome_tilts(constraints: tuple[Constraint, ...], multipliers: np.ndarray) -> np.ndarray:
+    """``(len(RULE_OUTCOMES),)``: how far the target ``p(y) exp(lambda . g(y))`` tilts an action
+    that has each rule outcome, in nats: the multipliers times what the outcome adds to their
+    constraints' gaps."""
+    tilts = np.zeros(len(RULE_OUTCOMES))
+    for i, outcome in enumerate(RULE_OUTCOMES):
+        statistic, counts = OUTCOME_COUNTS[outcome]
+        for constraint, multiplier in zip(constraints, multipliers):
+            if constraint.statistic == statistic:
+                tilts[i] += multiplier * constraint.shares({statistic: np.array(counts)})
+    return tilts
+
+
 def step_times(episode: torch.Tensor, pieces: int) -> torch.Tensor:
     """The step of each row within its piece, the rows of each piece in order (``episode``: the
     piece of each row)."""
@@ -195,18 +254,20 @@ def step_times(episode: torch.Tensor, pieces: int) -> torch.Tensor:
 def step_multipliers(
     constraints: tuple[Constraint, ...],
     integrals: np.ndarray,
-    gaps: np.ndarray,
+    mean_gaps: np.ndarray,
+    variances: np.ndarray,
     config: DPGConfig,
     settle: float = 1.0,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """``(integrals, multipliers)`` after a round with ``gaps`` ``(n, K)``: each integral after
-    its bounded, damped Newton step toward a mean gap of 0 (up where the pieces fall short, down
-    to 0 at least where they exceed it), and each multiplier that integral plus the proportional
-    term of this round's gap (a PI controller, as PID Lagrangian methods damp the multipliers'
-    swings in constrained RL; Stooke et al. 2020); ``settle`` scales the integral's step."""
-    spread = gaps.std(0)
+    """``(integrals, multipliers)`` after a round whose pieces' gaps have means ``mean_gaps`` and
+    (remembered) ``variances`` ``(K,)``: each integral after its bounded, damped Newton step
+    toward a mean gap of 0 (up where the pieces fall short, down to 0 at least where they exceed
+    it), and each multiplier that integral plus the proportional term of this round's gap (a PI
+    controller, as PID Lagrangian methods damp the multipliers' swings in constrained RL; Stooke
+    et al. 2020); ``settle`` scales the integral's step."""
+    spread = np.sqrt(variances)
     scale = np.where(spread > 1e-6, spread, 1.0)  # a gap that does not vary: its units
-    newton = -gaps.mean(0) / scale**2
+    newton = -mean_gaps / scale**2
     bound = settle * config.max_tilt / scale
     step = np.clip(settle * config.multiplier_rate * newton, -bound, bound)
     limit = config.max_multiplier

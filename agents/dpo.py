@@ -48,7 +48,7 @@ from musicgym.agents.common import (
 )
 from musicgym.agents.rl_tuner.agent import CHECKPOINT, Episodes, RLTuner
 from musicgym.agents.rl_tuner.config import RLTunerConfig
-from musicgym.agents.rl_tuner.targets import clip_gradients, masked_values
+from musicgym.agents.rl_tuner.targets import clip_gradients, make_optimizer, masked_values
 from musicgym.checks import NON_NEGATIVE, POSITIVE, POSITIVE_INT, check_numbers
 from musicgym.fileio import save_checkpoint_file
 from musicgym.runs import StopSignals, check_resume_settings, claim_run_folder
@@ -73,6 +73,11 @@ class RoundsConfig(RunConfig):
     """Recent tokens the head reads beside the prior's summary (melodies)."""
     summary_features: int = 8
     """Features the head takes from each row of the prior's summary."""
+    rule_features: bool = False
+    """Melodies: each action's rule outcomes (resolves or doubles the pending leap, repeats
+    excessively) weighed into its logit, a learned weight each."""
+    rule_learning_rate: float = 0.05
+    """Learning rate of the rule outcomes' weights (nats: they must move several)."""
 
     ALGO: ClassVar[str] = ""
     """The ``--algo`` name of the fine-tuner, and the prefix of its checkpoint's settings."""
@@ -88,6 +93,7 @@ class RoundsConfig(RunConfig):
             {
                 **{name: POSITIVE_INT for name in self.COUNTS},
                 "learning_rate": POSITIVE,
+                "rule_learning_rate": POSITIVE,
                 "max_grad_norm": NON_NEGATIVE,
             },
         )
@@ -97,6 +103,10 @@ class RoundsConfig(RunConfig):
         """Pieces played in each round."""
         raise NotImplementedError
 
+    def start_round(self, agent: RLTuner, state: dict[str, Any]) -> None:
+        """Set what the fine-tuner fixes in the policy before a round is played (DPG: the tilt of
+        each action's rule outcomes); nothing by default."""
+
     def objective(self, agent: RLTuner, episodes: Episodes, state: dict[str, Any]) -> Objective:
         """The loss of this round's ``episodes`` as a function of the policy's and the prior's
         log-likelihoods of them (``state``: the run's round, steps and the fine-tuner's own)."""
@@ -105,7 +115,8 @@ class RoundsConfig(RunConfig):
     def tuner_config(self) -> RLTunerConfig:
         """The RL Tuner settings of the policy's network and environment (its logits: Q)."""
         environment = {f.name: getattr(self, f.name) for f in fields(EnvConfig)}
-        network = ("head_size", "context", "summary_features", "learning_rate", "max_grad_norm")
+        network = ("head_size", "context", "summary_features", "rule_features")
+        network += ("learning_rate", "rule_learning_rate", "max_grad_norm")
         return RLTunerConfig(
             **environment,
             **{name: getattr(self, name) for name in network},
@@ -224,14 +235,15 @@ def train(
             agent, checkpoint = RLTuner.load(out / CHECKPOINT)
             saved = checkpoint.get(f"{algo}_config", {})
             check_resume_settings(out, saved, config, config.RESUMABLE)
-            optimizer = torch.optim.Adam(agent.q_network.parameters(), lr=config.learning_rate)
-            optimizer.load_state_dict(checkpoint["optimizer"])
             state = {**checkpoint.get("rounds", {}), "round": int(checkpoint["round"])}
             state["played"] = int(checkpoint["step"])
         else:
             torch.manual_seed(config.seed)
             agent = RLTuner(config.tuner_config(), load_prior(prior or config.prior))
-            optimizer = torch.optim.Adam(agent.q_network.parameters(), lr=config.learning_rate)
+        config.start_round(agent, state)  # before the optimizer: what it sets is not learned
+        optimizer = make_optimizer(agent.config, agent.q_network)
+        if resume:
+            optimizer.load_state_dict(checkpoint["optimizer"])
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out))
@@ -273,6 +285,7 @@ def play_round(
     steps counted on; the statistics and character of the round's pieces under ``music/`` in
     TensorBoard (``reference``: the data's histograms, for the KL to them)."""
     seed = config.seed + 1_000_003 * state["round"]
+    config.start_round(agent, state)
     episodes = agent.play(config.pieces_per_round, seed=seed, record=True)
     state["round"] += 1
     state["played"] += len(episodes.actions)

@@ -19,10 +19,11 @@ from musicgym.agents.rl_tuner import train as train_rl_tuner
 from musicgym.agents.rl_tuner.loop import check_replay_memory
 from musicgym.agents.rl_tuner.melody import MelodyReplay, recent_tokens
 from musicgym.agents.rl_tuner.network import soft_update
+from musicgym.agents.rl_tuner.targets import make_optimizer
 from musicgym.envs.stepper import melody_log_probs, melody_summaries, sounding_before
 from musicgym.errors import CheckpointError, EnvArgumentError
 from musicgym.music.keys import Key
-from musicgym.music.melody import in_key_tokens
+from musicgym.music.melody import action_outcomes, in_key_tokens
 from musicgym.prior_frames import token_frames
 from musicgym.priors.model import BiaxialConfig, BiaxialLSTM
 from musicgym.priors.registry import save_checkpoint
@@ -160,6 +161,30 @@ def test_fitting_one_state_action_target_changes_the_greedy_action(prior, algo):
     assert int(agent.act_logits(observations)[0][0].argmax()) == action, steps
     other = observed(agent, [20, 1, 1, 5, 9])  # another state keeps most of its order
     assert int(agent.act_logits(other)[0][0].argmax()) != action or algo == "g"
+
+
+def test_rule_outcomes_read_alike_acting_and_learning(prior):
+    """With ``rule_features``, each state's rule outcomes are those of its whole composition
+    (the primer left out), whether decoded from the observation or read from the replay; the
+    weights start at 0 (the prior) and learn at their own rate."""
+    config = RLTunerConfig(
+        rule_features=True, primer="random_note", length=16, rule_learning_rate=0.2
+    )
+    agent = RLTuner(config, prior)
+    episodes = agent.play(3, seed=5, record=True)
+    replay = MelodyReplay(64, 16, prior.summary_shape, 8, 3, 0.5, "C major", rule_features=True)
+    replay.tokens[:3] = np.array(episodes.pieces)
+    for i, piece in enumerate(episodes.pieces):
+        observed_outcomes = episodes.states.outcomes[episodes.episode == i]
+        stored = replay.states(np.full(16, i), np.arange(16), agent.device).outcomes
+        expected = torch.tensor([action_outcomes(piece[:t]) for t in range(16)]).float()
+        assert torch.equal(observed_outcomes, expected) and torch.equal(stored, expected)
+    assert episodes.states.outcomes[:, :, 1].any()  # a doubled leap was on offer somewhere
+    states = one_state(agent, [14, 1, 16])
+    torch.testing.assert_close(agent.q_network(states), states.log_probs)
+    groups = make_optimizer(config, agent.q_network).param_groups
+    assert [group["lr"] for group in groups] == [config.learning_rate, 0.2]
+    assert groups[1]["params"] == [agent.q_network.rule_weights]
 
 
 def test_recent_tokens_pad_before_the_start():

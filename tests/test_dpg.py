@@ -8,11 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from musicgym.agents.dpg import DPGConfig, parse_constraints, step_multipliers
+from musicgym.agents.dpg import (
+    OUTCOME_COUNTS,
+    DPGConfig,
+    outcome_tilts,
+    parse_constraints,
+    step_multipliers,
+)
 from musicgym.agents.dpo import play_round
 from musicgym.agents.rl_tuner import RLTuner
+from musicgym.agents.rl_tuner.targets import make_optimizer
 from musicgym.cli import main
 from musicgym.metrics import statistic_contributions
+from musicgym.music.melody import RULE_OUTCOMES
 from tests.test_agents import tiny_prior
 from tests.test_dpo import piece_likelihoods, resumed_equals_straight
 
@@ -47,16 +55,21 @@ def test_a_bad_constraint_says_which(text, says):
         parse_constraints(text)
 
 
+def step(constraints, integrals, gaps, config):
+    """:func:`step_multipliers` after a round of pieces with ``gaps``, its own variance alone."""
+    return step_multipliers(constraints, integrals, gaps.mean(0), gaps.var(0), config)
+
+
 def test_multipliers_step_toward_their_constraint_no_further_than_the_bound():
     constraints = parse_constraints("notes_in_motif>=50,notes_not_in_key<=10")
     config = DPGConfig(multiplier_rate=1.0, max_tilt=0.5, proportional_gain=0.0)
     gaps = np.array([[-4.0, 1.0], [-2.0, 1.0], [-3.0, 1.0]])  # motif short; key met, no spread
-    integrals, multipliers = step_multipliers(constraints, np.array([0.0, 0.2]), gaps, config)
+    integrals, multipliers = step(constraints, np.array([0.0, 0.2]), gaps, config)
     spread = gaps[:, 0].std()
     assert integrals["notes_in_motif"] == pytest.approx(0.5 / spread)  # the bound, not 3 / var
     assert integrals["notes_not_in_key"] == 0.0  # met by 1 a piece: down, never below 0
     assert multipliers == integrals  # no proportional term
-    small, _ = step_multipliers(constraints, np.zeros(2), gaps * 0.01, config)
+    small, _ = step(constraints, np.zeros(2), gaps * 0.01, config)
     assert 0 < small["notes_in_motif"] < 0.5 / (spread * 0.01)
 
 
@@ -64,11 +77,26 @@ def test_the_proportional_term_answers_this_rounds_gap_alone():
     constraints = parse_constraints("melodies_starting_with_tonic>=50")
     config = DPGConfig(multiplier_rate=0.1, proportional_gain=2.0, max_tilt=10.0)
     above = np.array([[0.5], [0.5], [-0.5]])  # two of three start on the tonic: above 50%
-    integrals, multipliers = step_multipliers(constraints, np.array([1.0]), above, config)
+    integrals, multipliers = step(constraints, np.array([1.0]), above, config)
     newton = -above.mean() / above.var()
     assert integrals["melodies_starting_with_tonic"] == pytest.approx(1.0 + 0.1 * newton)
     expected = max(0.0, integrals["melodies_starting_with_tonic"] + 2.0 * newton)
     assert multipliers["melodies_starting_with_tonic"] == pytest.approx(expected)
+
+
+def test_the_policy_tilts_each_rule_outcome_as_the_target_does():
+    constraints = parse_constraints("leaps_resolved>=96,notes_excessively_repeated<=0")
+    assert list(OUTCOME_COUNTS) == list(RULE_OUTCOMES)
+    tilts = outcome_tilts(constraints, np.array([2.0, 5.0]))
+    np.testing.assert_allclose(tilts, [2 * (1 - 0.96), 2 * -0.96, -5.0])  # resolve, double, repeat
+    config = DPGConfig(length=16, constraints="leaps_resolved>=96,notes_excessively_repeated<=0")
+    agent = RLTuner(config.tuner_config(), tiny_prior())
+    config.start_round(agent, {"multipliers": {"leaps_resolved": 2.0}})
+    weights = agent.q_network.rule_weights
+    torch.testing.assert_close(weights, torch.tensor([0.08, -1.92, 0.0]))
+    assert not weights.requires_grad  # set from the multipliers, not learned
+    optimizer = make_optimizer(agent.config, agent.q_network)
+    assert all(p is not weights for group in optimizer.param_groups for p in group["params"])
 
 
 def test_a_round_moves_the_policy_toward_pieces_that_meet_a_short_constraint():
@@ -82,6 +110,7 @@ def test_a_round_moves_the_policy_toward_pieces_that_meet_a_short_constraint():
     torch.testing.assert_close(policy, prior, atol=1e-4, rtol=1e-5)  # it starts as the prior
     multiplier = {"notes_not_in_key": 2.0}
     state = {"round": 0, "played": 0, "multipliers": multiplier, "integrals": multiplier}
+    state["variances"] = {"notes_not_in_key": 5.0}  # the rounds before
     replay = agent.play  # the round plays these same pieces
     agent.play = lambda *args, **kwargs: episodes
     play_round(agent, optimizer := torch.optim.Adam(agent.q_network.parameters(), 3e-3), config,
@@ -94,6 +123,8 @@ def test_a_round_moves_the_policy_toward_pieces_that_meet_a_short_constraint():
     gained = (after - policy).numpy()
     assert np.corrcoef(-out_of_key, gained)[0, 1] > 0.5  # the fewer out of key, the more gained
     assert state["integrals"]["notes_not_in_key"] > 2.0  # still short: the multiplier grows
+    remembered = 0.9 * 5.0 + 0.1 * out_of_key.var()  # config.variance_memory = 0.9
+    assert state["variances"]["notes_not_in_key"] == pytest.approx(remembered)
 
 
 def test_a_resumed_run_ends_where_the_uninterrupted_one_ends(tmp_path):

@@ -28,7 +28,13 @@ from musicgym.metrics import (
     t_interval,
     t_quantile,
 )
-from musicgym.music.melody import autocorrelation, leap_outcome, leap_outcomes
+from musicgym.music.melody import (
+    action_outcomes,
+    autocorrelation,
+    is_excessive_repetition,
+    leap_outcome,
+    leap_outcomes,
+)
 from musicgym.music.tokens import TokenError
 
 M1 = [14, 16, 18, 1, 21, 1, 1, 0]  # in key, starts on the tonic, a motif at its end, no leap
@@ -121,6 +127,28 @@ def test_cached_leap_outcome_agrees_with_a_full_replay():
     assert any(-1 in leap_outcomes(m) for m in melodies) and any(
         1 in leap_outcomes(m) for m in melodies
     )
+
+
+def test_action_outcomes_say_which_actions_resolve_or_double_the_pending_leap():
+    composition = [14, 23, 23, 23, 23, 23]  # C4 up a sixth to A4 (a leap pending), A4 x 5
+    outcomes = action_outcomes(composition)
+    which = [[a for a, outcome in enumerate(outcomes) if outcome[i]] for i in range(3)]
+    # nothing resolves yet (a leap back down this soon does not count); another leap up doubles
+    # it; a sixth A4 in a row is excessive
+    assert which == [[], list(range(30, 38)), [23]]
+    for action in range(38):  # every outcome is the rules' own judgement
+        leap = leap_outcome(composition, action)
+        assert outcomes[action] == (
+            leap == 1,
+            leap == -1,
+            is_excessive_repetition(composition, action),
+        )
+    stepped_down = [14, 23, 21, 19, 18, 16, 1, 1]  # down by steps to E4, held
+    resolves = [a for a, outcome in enumerate(action_outcomes(stepped_down)) if outcome[0]]
+    assert resolves == list(range(10, 15))  # a step back to C4 or below
+    held_on = [*stepped_down, 1]  # 7 steps since the leap: a leap down now resolves it too
+    resolves = [a for a, outcome in enumerate(action_outcomes(held_on)) if outcome[0]]
+    assert resolves == list(range(2, 15))
 
 
 def test_contributions_sum_to_the_statistics():

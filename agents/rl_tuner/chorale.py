@@ -54,6 +54,7 @@ class ChoraleStates:
     mask: torch.Tensor
     """``(M, 2N + 1)`` bool: the valid actions."""
     sounding = None
+    outcomes = None
 
 
 class ChoralePart:
@@ -61,10 +62,12 @@ class ChoralePart:
 
     model_tag = "rl-tuner-chorale"
     resumable = False
+    rule_outcomes = 0
 
     def __init__(self, prior: NoteAxisPrior, config: RLTunerConfig) -> None:
-        if config.train_readout:
-            raise EnvArgumentError("train_readout: only on MusicComposition-v0")
+        for name in ("train_readout", "rule_features"):
+            if getattr(config, name):
+                raise EnvArgumentError(f"{name}: only on MusicComposition-v0")
         self.prior, self.config = prior, config
         self.num_pitches = N = prior.num_pitches
         self.steps_per_bar = BEATS_PER_BAR * prior.resolution

@@ -85,6 +85,13 @@ class RLTunerConfig(RunConfig):
     summary_features: int = 8
     """Features the per-state term takes from each row of the prior's summary (one linear map,
     tied across rows: the Bi-axial LSTM's pitches)."""
+    rule_features: bool = False
+    """Melodies: add to each action's value a learned weight of each of its rule outcomes (it
+    resolves the pending leap, doubles it, is an excessive repetition), which the recent tokens
+    cannot show (a leap many steps ago) or show only by counting."""
+    rule_learning_rate: float = 0.05
+    """Learning rate of the rule outcomes' weights: Adam moves a weight by about this much a
+    step, and a weight must reach several nats."""
     train_readout: bool = False
     """Fine-tune a copy of the prior's weights above its summary too (q, psi; the Bi-axial's
     note axis: about 20x slower updates)."""
@@ -114,6 +121,7 @@ class RLTunerConfig(RunConfig):
                 "learning_starts": NON_NEGATIVE_INT,
                 "gamma": FRACTION,
                 "learning_rate": POSITIVE,
+                "rule_learning_rate": POSITIVE,
                 "eta": {"above": 0, "high": 1},
                 "max_grad_norm": NON_NEGATIVE,
                 "start_e": FRACTION,

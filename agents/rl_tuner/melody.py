@@ -3,6 +3,9 @@
 **Features.** Beside the prior's summary, the Q-network reads the step (one-hot) and the last
 ``context`` tokens (one-hot each, the primer's included, none before the start), decoded from the
 environment's plain observation while acting and from the stored melodies while learning.
+With ``rule_features``, it also reads what each action would do to the rules that remember more
+than the recent tokens show (:func:`~musicgym.music.melody.action_outcomes`: resolve or double
+the pending leap, repeat a note excessively), computed from the whole composition.
 
 **The replay memory** keeps melodies row by row (tokens, rewards, and every state's cached summary
 and ``log p``, read from the ``"prior"`` observation); a transition is a (row, step) pair and
@@ -26,6 +29,7 @@ from musicgym.agents.rl_tuner.parts import Observations, Transitions, tensor
 from musicgym.envs.melody import STEPS_PER_BAR
 from musicgym.envs.stepper import melody_summaries, sounding_before
 from musicgym.errors import EnvArgumentError
+from musicgym.music.melody import RULE_OUTCOMES, action_outcomes
 from musicgym.music.tokens import NUM_TOKENS
 from musicgym.prior import MelodyPrior
 
@@ -45,8 +49,17 @@ class MelodyStates:
     """``(M,)``: tokens composed so far."""
     sounding: torch.Tensor | None = None
     """``(M,)``: the sounding note's token, -1 for none (only for a trainable readout)."""
+    outcomes: torch.Tensor | None = None
+    """``(M, 38, 3)``: each action's :func:`~musicgym.music.melody.action_outcomes` (only with
+    ``rule_features``)."""
     mask = None
     """Every token is valid."""
+
+
+def rule_outcomes(compositions: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """``(M, 38, 3)``: :func:`~musicgym.music.melody.action_outcomes` of each composition."""
+    outcomes = [action_outcomes(composition.tolist()) for composition in compositions]
+    return torch.tensor(outcomes, dtype=torch.float32, device=device)
 
 
 def recent_tokens(tokens: torch.Tensor, steps: torch.Tensor, context: int) -> torch.Tensor:
@@ -75,6 +88,7 @@ class MelodyPart:
         self.prior, self.config = prior, config
         self.length, self.context = config.length, config.context
         self.feature_size = config.length + config.context * NUM_TOKENS
+        self.rule_outcomes = len(RULE_OUTCOMES) if config.rule_features else 0
 
     def extra_features(self, states: MelodyStates) -> torch.Tensor:
         """The step (one-hot) and the recent tokens (one-hot each), flattened."""
@@ -91,15 +105,19 @@ class MelodyPart:
         window = np.where(recent.any(2), recent.argmax(2), -1)[:, ::-1]  # oldest first
         window = np.concatenate([np.full((M, self.context), -1), window], 1)
         steps = np.rint(plain[:, -1].astype(np.float64) * self.length).astype(np.int64)
-        sounding = None
+        sounding = outcomes = None
         if self.config.train_readout:
             sounding = sounding_before(torch.from_numpy(window.copy()))[:, -1].to(device)
+        if self.rule_outcomes:  # the composition: the last `step` tokens (history >= length)
+            played = [row[len(row) - step :] for row, step in zip(window, steps)]
+            outcomes = rule_outcomes(played, device)
         return MelodyStates(
             summary=tensor(observations["prior_summary"], device),
             log_probs=tensor(observations["prior_log_probs"], device),
             context=tensor(window[:, -self.context :].copy(), device),
             step=tensor(steps, device),
             sounding=sounding,
+            outcomes=outcomes,
         )
 
     def make_replay(self, capacity: int, num_envs: int) -> MelodyReplay:
@@ -113,6 +131,7 @@ class MelodyPart:
             key=self.config.key,
             primed=self.config.primer == "random_note",
             readout=self.config.train_readout,
+            rule_features=bool(self.rule_outcomes),
         )
 
     def replay_bytes(self, capacity: int) -> int:
@@ -142,9 +161,11 @@ class MelodyReplay:
         key: str,
         primed: bool = False,
         readout: bool = False,
+        rule_features: bool = False,
     ) -> None:
         self.rows, self.length, self.context = max(1, capacity // length), length, context
         self.gamma, self.key, self.primed, self.readout = gamma, key, primed, readout
+        self.rule_features = rule_features
         self.tokens = np.full((self.rows, length), -1, np.int8)
         self.rewards = np.zeros((self.rows, length), np.float32)
         self.filled = np.zeros(self.rows, np.int64)
@@ -206,15 +227,19 @@ class MelodyReplay:
         played = np.concatenate([self.primers[rows, None], self.tokens[rows]], 1)
         tokens = torch.from_numpy(played.astype(np.int64))  # the primer token first
         steps_t = torch.from_numpy(steps)
-        sounding = None
+        sounding = outcomes = None
         if self.readout:
             sounding = sounding_before(tokens).gather(1, steps_t[:, None] + 1)[:, 0].to(device)
+        if self.rule_features:
+            played = [self.tokens[row, :step] for row, step in zip(rows, steps)]
+            outcomes = rule_outcomes(played, device)
         return MelodyStates(
             summary=tensor(self.summaries[rows, steps], device),
             log_probs=tensor(self.log_probs[rows, steps], device),
             context=recent_tokens(tokens, steps_t + 1, self.context).to(device),
             step=steps_t.to(device),
             sounding=sounding,
+            outcomes=outcomes,
         )
 
     def sample(

@@ -7,6 +7,8 @@ independently. ``φ(s)`` is the prior's summary ``(K, H)`` (each row's ``H`` val
 ``summary_features`` by one linear map tied across rows: the Bi-axial LSTM's pitches) beside the
 environment's own features of the state (``TunerPart.extra_features`` of
 :mod:`musicgym.agents.rl_tuner.parts`).
+``--rule-features`` adds ``outcomes(s, ·) . w`` to the head's term: each action's rule outcomes
+(it resolves or doubles the pending leap, repeats excessively) weighed by one learned weight each.
 ``--train-readout`` also fine-tunes a copy of the prior's weights above its summary in place of
 the frozen ``log p``.
 """
@@ -42,6 +44,9 @@ class QNetwork(nn.Module):
         )
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
+        self.rule_weights: nn.Parameter | None = None
+        if part.rule_outcomes:  # nats per rule outcome of an action, starting at 0
+            self.rule_weights = nn.Parameter(torch.zeros(part.rule_outcomes))
         self.readout: Any = None
         if config.train_readout:
             for capability in ("summary_log_probs", "readout_parameters"):
@@ -67,6 +72,8 @@ class QNetwork(nn.Module):
     def forward(self, states: States) -> torch.Tensor:
         """Values ``(M, A)``."""
         term = self.head(self.features(states))
+        if self.rule_weights is not None:
+            term = term + states.outcomes @ self.rule_weights
         if self.readout is not None:
             transpose = torch.full_like(states.sounding, self.transpose)
             base = self.readout.summary_log_probs(

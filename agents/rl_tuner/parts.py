@@ -34,6 +34,8 @@ class States(Protocol):
     sounding: torch.Tensor
     """``(M,)``: what a trainable readout needs beside the summary (melodies: the sounding
     note)."""
+    outcomes: torch.Tensor | None
+    """``(M, A, rule_outcomes)``: what each action does to the rules, or ``None``."""
 
 
 @dataclass
@@ -101,6 +103,8 @@ class TunerPart(Protocol):
     """Features :meth:`extra_features` gives per state."""
     resumable: bool
     """Whether its runs resume exactly (its replay checkpoints)."""
+    rule_outcomes: int
+    """The rule outcomes its states give per action (``rule_features``; 0: none)."""
 
     def extra_features(self, states: Any) -> torch.Tensor:
         """``(M, feature_size)``: the environment's features of ``states`` (beside the prior's

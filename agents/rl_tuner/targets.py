@@ -100,11 +100,15 @@ def explore(
 
 def make_optimizer(config: RLTunerConfig, network: nn.Module) -> torch.optim.Optimizer:
     """Adam (one fused call over the tensors: the same numbers as the loop over them) or
-    Adadelta."""
-    params = [p for p in network.parameters() if p.requires_grad]
+    Adadelta; the rule outcomes' weights (``--rule-features``) at ``rule_learning_rate``."""
+    rules = getattr(network, "rule_weights", None)
+    params = [p for p in network.parameters() if p.requires_grad and p is not rules]
+    groups = [{"params": params}]
+    if rules is not None and rules.requires_grad:  # (DPG sets them instead)
+        groups.append({"params": [rules], "lr": config.rule_learning_rate})
     if config.optimizer == "adadelta":
-        return torch.optim.Adadelta(params, lr=config.learning_rate, foreach=True)
-    return torch.optim.Adam(params, lr=config.learning_rate, foreach=True)
+        return torch.optim.Adadelta(groups, lr=config.learning_rate, foreach=True)
+    return torch.optim.Adam(groups, lr=config.learning_rate, foreach=True)
 
 
 def clip_gradients(config: RLTunerConfig, params: list[torch.Tensor]) -> None:

@@ -193,6 +193,12 @@ def leap_outcome(composition: Sequence[int], action: int) -> int:
     """The leap outcome of ``action`` after ``composition``: the last of
     ``leap_outcomes([*composition, action])``, computed from a cached tracker of the composition
     when a step before asked for it (environments ask step after step)."""
+    return copy.copy(_tracker_after(composition)).step(action)
+
+
+def _tracker_after(composition: Sequence[int]) -> LeapTracker:
+    """The tracker fed ``composition`` (cached; do not step it), built from the cached tracker of
+    the composition less its last token where there is one."""
     key = tuple(composition)
     tracker = _trackers.get(key)
     if tracker is None:
@@ -207,7 +213,24 @@ def leap_outcome(composition: Sequence[int], action: int) -> int:
         if len(_trackers) >= _MAX_CACHED_TRACKERS:
             _trackers.clear()
         _trackers[key] = tracker
-    return copy.copy(tracker).step(action)
+    return tracker
+
+
+RULE_OUTCOMES = ("resolves_leap", "doubles_leap", "excessive_repetition")
+"""What :func:`action_outcomes` tells of each action: the rules whose judgement rests on memory
+beyond the last few tokens (a pending leap) or on counting them (a repetition)."""
+
+
+def action_outcomes(composition: Sequence[int]) -> list[tuple[bool, bool, bool]]:
+    """For every token (``NUM_TOKENS``) as the action after ``composition``: whether it resolves
+    the pending leap, doubles it, and is an excessive repetition (:data:`RULE_OUTCOMES`)."""
+    tracker = _tracker_after(composition)
+    outcomes = []
+    for action in range(NUM_TOKENS):
+        leap = copy.copy(tracker).step(action)
+        repetition = is_excessive_repetition(composition, action)
+        outcomes.append((leap == LEAP_RESOLVED, leap == LEAP_DOUBLED, repetition))
+    return outcomes
 
 
 def leap_outcomes(tokens: Iterable[int]) -> list[int]:
