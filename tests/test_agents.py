@@ -17,7 +17,7 @@ from musicgym.agents.common import read_agent_info
 from musicgym.agents.rl_tuner import RLTuner, RLTunerConfig, td_target
 from musicgym.agents.rl_tuner import train as train_rl_tuner
 from musicgym.agents.rl_tuner.loop import check_replay_memory
-from musicgym.agents.rl_tuner.melody import MelodyReplay, recent_tokens
+from musicgym.agents.rl_tuner.melody import MelodyPart, MelodyReplay, MelodyStates, recent_tokens
 from musicgym.agents.rl_tuner.network import soft_update
 from musicgym.envs.stepper import melody_log_probs, melody_summaries, sounding_before
 from musicgym.errors import CheckpointError, EnvArgumentError
@@ -163,9 +163,21 @@ def test_fitting_one_state_action_target_changes_the_greedy_action(prior, algo):
 
 
 def test_recent_tokens_pad_before_the_start():
-    tokens = torch.tensor([[5, 6, 7, 8, -1], [9, 10, -1, -1, -1]])
-    got = recent_tokens(tokens, torch.tensor([3, 0]), 3)
-    assert got.tolist() == [[5, 6, 7], [-1, -1, -1]]
+    tokens = np.array([[5, 6, 7, 8, -1], [9, 10, -1, -1, -1], [9, 10, -1, -1, -1]])
+    primers = np.array([-1, -1, 20])
+    got = recent_tokens(tokens, primers, np.array([3, 0, 1]), 3)
+    assert got.tolist() == [[5, 6, 7], [-1, -1, -1], [-1, 20, 9]]  # the primer before step 0
+
+
+def test_melody_features_are_one_hots_of_the_step_and_recent_tokens(prior):
+    part = MelodyPart(prior, RLTunerConfig(length=8, context=3))
+    context = torch.tensor([[-1, -1, 5], [0, 37, 2]])
+    states = MelodyStates(None, None, context=context, step=torch.tensor([0, 8]))  # type: ignore
+    features = part.extra_features(states)
+    expected = torch.zeros(2, 8 + 3 * 38)
+    expected[0, [0, 8 + 2 * 38 + 5]] = 1.0  # step 0; only the last token played
+    expected[1, [7, 8 + 0, 8 + 38 + 37, 8 + 2 * 38 + 2]] = 1.0  # step 8 reads as the last
+    assert torch.equal(features, expected)
 
 
 @pytest.mark.parametrize(
