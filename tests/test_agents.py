@@ -17,9 +17,9 @@ from musicgym.agents.common import read_agent_info
 from musicgym.agents.rl_tuner import RLTuner, RLTunerConfig, td_target
 from musicgym.agents.rl_tuner import train as train_rl_tuner
 from musicgym.agents.rl_tuner.loop import check_replay_memory
-from musicgym.agents.rl_tuner.melody import MelodyReplay, recent_tokens
+from musicgym.agents.rl_tuner.melody import MelodyPart, MelodyReplay, MelodyStates, recent_tokens
 from musicgym.agents.rl_tuner.network import soft_update
-from musicgym.agents.rl_tuner.targets import make_optimizer
+from musicgym.agents.rl_tuner.targets import clip_gradients, make_optimizer
 from musicgym.envs.stepper import melody_log_probs, melody_summaries, sounding_before
 from musicgym.errors import CheckpointError, EnvArgumentError
 from musicgym.music.keys import Key
@@ -188,9 +188,35 @@ def test_rule_outcomes_read_alike_acting_and_learning(prior):
 
 
 def test_recent_tokens_pad_before_the_start():
-    tokens = torch.tensor([[5, 6, 7, 8, -1], [9, 10, -1, -1, -1]])
-    got = recent_tokens(tokens, torch.tensor([3, 0]), 3)
-    assert got.tolist() == [[5, 6, 7], [-1, -1, -1]]
+    tokens = np.array([[5, 6, 7, 8, -1], [9, 10, -1, -1, -1], [9, 10, -1, -1, -1]])
+    primers = np.array([-1, -1, 20])
+    got = recent_tokens(tokens, primers, np.array([3, 0, 1]), 3)
+    assert got.tolist() == [[5, 6, 7], [-1, -1, -1], [-1, 20, 9]]  # the primer before step 0
+
+
+def test_melody_features_are_one_hots_of_the_step_and_recent_tokens(prior):
+    part = MelodyPart(prior, RLTunerConfig(length=8, context=3))
+    context = torch.tensor([[-1, -1, 5], [0, 37, 2]])
+    states = MelodyStates(None, None, context=context, step=torch.tensor([0, 8]))  # type: ignore
+    features = part.extra_features(states)
+    expected = torch.zeros(2, 8 + 3 * 38)
+    expected[0, [0, 8 + 2 * 38 + 5]] = 1.0  # step 0; only the last token played
+    expected[1, [7, 8 + 0, 8 + 38 + 37, 8 + 2 * 38 + 2]] = 1.0  # step 8 reads as the last
+    assert torch.equal(features, expected)
+
+
+@pytest.mark.parametrize("clip", ["per-variable", "global"])
+def test_gradients_are_clipped_per_variable_or_together(clip):
+    params = [torch.zeros(3, requires_grad=True), torch.zeros(2, requires_grad=True)]
+    params[0].grad, params[1].grad = torch.tensor([3.0, 4.0, 0.0]), torch.tensor([0.3, 0.4])
+    clip_gradients(RLTunerConfig(max_grad_norm=1.0, clip=clip), params)
+    if clip == "per-variable":  # norms 5 and 0.5: the first scaled to 1, the second kept
+        expected = [[3 / (5 + 1e-6), 4 / (5 + 1e-6), 0.0], [0.3, 0.4]]
+    else:  # the global norm sqrt(25.25) scales both
+        norm = math.sqrt(25.25)
+        expected = [[3 / norm, 4 / norm, 0.0], [0.3 / norm, 0.4 / norm]]
+    for param, values in zip(params, expected):
+        torch.testing.assert_close(param.grad, torch.tensor(values))
 
 
 @pytest.mark.parametrize(

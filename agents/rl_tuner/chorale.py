@@ -147,11 +147,11 @@ class ChoraleReplay:
 
     def _add_frames(self, slots: np.ndarray, observations: Observations) -> None:
         """Keep the summaries of the frames that the environments ``slots`` start."""
-        for i in slots:
-            summary = observations["prior_summary"][i].astype(np.float16)
-            self.summaries[self.frames_written % self.frame_capacity] = summary
-            self.frames[i] = self.frames_written
-            self.frames_written += 1
+        frames = self.frames_written + np.arange(len(slots))
+        summaries = observations["prior_summary"][slots].astype(np.float16)
+        self.summaries[frames % self.frame_capacity] = summaries
+        self.frames[slots] = frames
+        self.frames_written += len(slots)
 
     def _record(self, observations: Observations) -> dict[str, np.ndarray]:
         """One side of every environment's transition: its frame index, decided bits (packed),

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from musicgym.agents.rl_tuner.config import RLTunerConfig
 from musicgym.agents.rl_tuner.parts import Observations, Transitions, tensor
@@ -62,13 +61,16 @@ def rule_outcomes(compositions: list[np.ndarray], device: torch.device) -> torch
     return torch.tensor(outcomes, dtype=torch.float32, device=device)
 
 
-def recent_tokens(tokens: torch.Tensor, steps: torch.Tensor, context: int) -> torch.Tensor:
-    """``(M, K)``: of each melody ``tokens[m]`` ``(L,)``, the ``K = context`` tokens before
-    ``steps[m]``, oldest first, -1 before the start."""
-    offsets = torch.arange(-context, 0, device=tokens.device)
-    positions = steps[:, None] + offsets  # (M, K)
-    picked = tokens.gather(1, positions.clamp(min=0))
-    return torch.where(positions >= 0, picked, torch.full_like(picked, -1))
+def recent_tokens(
+    tokens: np.ndarray, primers: np.ndarray, steps: np.ndarray, context: int
+) -> np.ndarray:
+    """``(M, K)``: of each melody ``tokens[m]`` ``(L,)`` played after the primer token
+    ``primers[m]`` (-1 for none), the ``K = context`` tokens before ``steps[m]``, oldest first,
+    the primer's included, -1 before the start."""
+    positions = steps[:, None] + np.arange(-context, 0)  # (M, K)
+    picked = np.take_along_axis(tokens, np.maximum(positions, 0), 1)
+    before = np.where(positions == -1, primers[:, None], -1)
+    return np.where(positions >= 0, picked, before)
 
 
 class MelodyPart:
@@ -91,10 +93,14 @@ class MelodyPart:
         self.rule_outcomes = len(RULE_OUTCOMES) if config.rule_features else 0
 
     def extra_features(self, states: MelodyStates) -> torch.Tensor:
-        """The step (one-hot) and the recent tokens (one-hot each), flattened."""
-        recent = F.one_hot(states.context + 1, NUM_TOKENS + 1)[..., 1:]  # -1 reads all zeros
-        step = F.one_hot(states.step.clamp(max=self.length - 1), self.length)
-        return torch.cat([step.float(), recent.flatten(1).float()], 1)
+        """The step (one-hot) and the recent tokens (one-hot each, -1 all zeros), flattened:
+        the ones set in one scatter, a token -1 into a spare last column, then dropped."""
+        M, size = len(states.step), self.feature_size
+        offsets = torch.arange(self.length, size, NUM_TOKENS, device=states.context.device)
+        recent = torch.where(states.context >= 0, states.context + offsets, size)  # (M, C)
+        step = states.step.clamp(max=self.length - 1)[:, None]
+        features = torch.zeros(M, size + 1, device=recent.device)
+        return features.scatter_(1, torch.cat([step, recent], 1), 1.0)[:, :size]
 
     def observed_states(self, observations: Observations, device: torch.device) -> MelodyStates:
         """The states the environment shows: its plain observation decoded (the recent tokens,
@@ -224,20 +230,20 @@ class MelodyReplay:
         """The cached states before step ``steps[j]`` of ``rows[j]`` (``steps`` may be
         ``length``: a terminal state, read as the last one; its value is never used)."""
         steps = np.minimum(steps, self.length - 1)
-        played = np.concatenate([self.primers[rows, None], self.tokens[rows]], 1)
-        tokens = torch.from_numpy(played.astype(np.int64))  # the primer token first
-        steps_t = torch.from_numpy(steps)
+        tokens, primers = self.tokens[rows], self.primers[rows]
+        context = recent_tokens(tokens, primers, steps, self.context)
         sounding = outcomes = None
         if self.readout:
-            sounding = sounding_before(tokens).gather(1, steps_t[:, None] + 1)[:, 0].to(device)
+            played = np.concatenate([primers[:, None], tokens], 1).astype(np.int64)
+            sounding = sounding_before(torch.from_numpy(played))[np.arange(len(rows)), steps + 1]
+            sounding = sounding.to(device)
         if self.rule_features:
-            played = [self.tokens[row, :step] for row, step in zip(rows, steps)]
-            outcomes = rule_outcomes(played, device)
+            outcomes = rule_outcomes([row[:step] for row, step in zip(tokens, steps)], device)
         return MelodyStates(
             summary=tensor(self.summaries[rows, steps], device),
             log_probs=tensor(self.log_probs[rows, steps], device),
-            context=recent_tokens(tokens, steps_t + 1, self.context).to(device),
-            step=steps_t.to(device),
+            context=tensor(context.astype(np.int64), device),
+            step=tensor(steps, device),
             sounding=sounding,
             outcomes=outcomes,
         )

@@ -112,17 +112,18 @@ def make_optimizer(config: RLTunerConfig, network: nn.Module) -> torch.optim.Opt
 
 
 def clip_gradients(config: RLTunerConfig, params: list[torch.Tensor]) -> None:
-    """Clip by norm, each parameter tensor alone (Magenta) or all together: as
-    ``clip_grad_norm_`` does, in one fused call over the tensors."""
+    """Clip the gradients of ``params`` by norm, all together (``clip_grad_norm_``) or each
+    parameter tensor alone (Magenta's per-variable clipping: ``clip_grad_norm_``'s formula per
+    tensor, in fused calls over the tensors)."""
     if config.max_grad_norm <= 0:
         return
-    grads = [p.grad for p in params if p.grad is not None]
     if config.clip == "global":
-        nn.utils.clip_grad_norm_(grads, config.max_grad_norm)
+        nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         return
-    norms = torch._foreach_norm(grads)
-    scales = [(config.max_grad_norm / (norm + 1e-6)).clamp(max=1.0) for norm in norms]
-    torch._foreach_mul_(grads, scales)
+    grads = [p.grad for p in params if p.grad is not None]
+    norms = torch.stack(torch._foreach_norm(grads))  # (P,): one norm per parameter tensor
+    scales = (config.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+    torch._foreach_mul_(grads, scales.unbind())
 
 
 def transition_loss(
