@@ -13,23 +13,23 @@ gradient, the constraints' Lagrange multipliers stepped between rounds):
    adds to each constraint (:func:`musicgym.metrics.step_contributions`); its advantage is what
    it and the later steps earn, less the round's mean at the same step, over their spread;
 3. ``epochs`` Adam steps on PPO's clipped objective of those advantages (``clip_range``);
-4. each multiplier is a PI controller of its constraint's mean gap on the pieces just played
-   (PID Lagrangian methods, Stooke et al. 2020): its integral takes a damped Newton step
-   ``-rate E[g_k] / Var[g_k]`` on the exponential family, at most ``max_tilt`` nats per standard
-   deviation of ``g_k`` (the target moves no faster than the policy can follow) and shrinking as
-   ``1 / sqrt(1 + multiplier_decay round)`` (the multipliers settle); the proportional term adds
-   ``proportional_gain`` times this round's Newton step, unbounded; both kept in
-   ``[0, max_multiplier]``. ``Var[g_k]`` is remembered over rounds (``variance_memory``): one
-   round's variance of a rare event, a doubled leap, is near 0 when it did not happen, and a
-   Newton step divided by it throws the multiplier to 0.
+4. each multiplier integrates its constraint's mean gap on the pieces just played (dual ascent,
+   as PID Lagrangian methods control it in constrained RL, Stooke et al. 2020): a damped Newton
+   step ``-rate E[g_k] / Var[g_k]`` on the exponential family, at most ``max_tilt`` nats per
+   standard deviation of ``g_k`` (the target moves no faster than the policy can follow) and
+   shrinking as ``1 / sqrt(1 + multiplier_decay round)`` (the multipliers settle), kept in
+   ``[0, max_multiplier]``; ``proportional_gain`` adds a proportional term (0 by default).
+   ``Var[g_k]`` is remembered over rounds (``variance_memory``): one round's variance of a rare
+   event, a doubled leap, is near 0 when it did not happen, and a Newton step divided by it
+   throws the multiplier to 0.
 
-Two rules hinge on what the recent tokens do not show: a leap is pending from many steps ago,
-and a note is repeated excessively after a count of up to seven. So the policy is told, for each
-action, whether it resolves the pending leap, doubles it or repeats excessively
-(:func:`~musicgym.music.melody.action_outcomes`, ``rule_features``), and its logit is tilted by
-these outcomes exactly as the target tilts them at that step (:func:`outcome_tilts` of the
-multipliers, set before each round, not learned); the head learns the rest, what an action
-brings later.
+The policy is told what each action adds at once to the constraints' statistics: whether it
+resolves or doubles the pending leap, repeats a note excessively, starts on the tonic, leaves the
+key, makes a motif or repeats one (:func:`~musicgym.music.melody.action_outcomes`,
+``rule_features``; the pending leap lies beyond the recent tokens, and a repetition is a count of
+up to seven). Its logit is tilted by these outcomes exactly as the target tilts them at that
+step (:func:`outcome_tilts` of the multipliers, set before each round, not learned), so the
+policy answers the multipliers at once and the head learns only what an action brings later.
 
 A constraint met stops pulling: nothing rewards more than asked, so the pieces keep the data's
 character (distinct melodies, note lengths, intervals) wherever the rules allow. The name: the
@@ -120,10 +120,14 @@ class DPGConfig(RoundsConfig):
 
     pieces: int = 64
     """Pieces played per round."""
+    learning_rate_decay: float = 0.1
+    """Each round's learning rates are the first ones times 1 / sqrt(1 + decay x round): the
+    policy settles with its multipliers (one round's step moved the notes in motifs by several
+    points measured, so the last round decided where a run ended)."""
     rule_features: bool = True
-    """Tilt each action's logit by its rule outcomes (resolves or doubles the pending leap,
-    repeats excessively) as the target does, by the multipliers: the pending leap lies beyond the
-    recent tokens, and a rare excessive repetition is hard to learn away."""
+    """Tilt each action's logit by what it adds at once to the constraints (its rule outcomes:
+    resolves or doubles the pending leap, repeats excessively, starts on the tonic, leaves the
+    key, makes a motif or repeats one) as the target does, by the multipliers."""
     constraints: str = MELODY_CONSTRAINTS
     """What the pieces must meet: 'statistic>=N' or 'statistic<=N' (percent), comma-separated."""
     multiplier_rate: float = 0.5
@@ -135,13 +139,15 @@ class DPGConfig(RoundsConfig):
     multiplier_decay: float = 0.1
     """The integral's steps (and their bound) shrink as 1 / sqrt(1 + decay x round): the
     multipliers settle."""
-    variance_memory: float = 0.9
+    variance_memory: float = 0.7
     """The weight of the earlier rounds in each constraint's variance (an exponential moving
     average): one round's variance of a rare event (a doubled leap) swings with whether it
-    happened, and the Newton step with it."""
-    proportional_gain: float = 1.0
+    happened, and the Newton step with it; the memory also forgets the prior's large early
+    variances within a few rounds."""
+    proportional_gain: float = 0.0
     """The weight of each round's own gap in its multiplier (the controller's P; the Newton
-    step's rate is its I)."""
+    step's rate is its I). 0: with ``rule_features`` the policy answers a multiplier at once,
+    and a P term throws it between its bounds (tonic starts went 100%, 4%, 100%, ... measured)."""
     clip_range: float = 0.2
     """How far one round may move each step's probability ratio (PPO's clipping)."""
 
@@ -226,6 +232,10 @@ OUTCOME_COUNTS: dict[str, tuple[str, tuple[float, float]]] = {
     "resolves_leap": ("leaps_resolved", (1.0, 1.0)),
     "doubles_leap": ("leaps_resolved", (0.0, 1.0)),
     "excessive_repetition": ("notes_excessively_repeated", (1.0, 0.0)),
+    "starts_on_tonic": ("melodies_starting_with_tonic", (1.0, 0.0)),
+    "not_in_key": ("notes_not_in_key", (1.0, 0.0)),
+    "in_motif": ("notes_in_motif", (1.0, 0.0)),
+    "in_repeated_motif": ("notes_in_repeated_motif", (1.0, 0.0)),
 }
 """The statistic each of :data:`~musicgym.music.melody.RULE_OUTCOMES` counts in, and what the
 outcome adds to its numerator and denominator at its step beyond what any action adds."""

@@ -73,9 +73,13 @@ class RoundsConfig(RunConfig):
     """Recent tokens the head reads beside the prior's summary (melodies)."""
     summary_features: int = 8
     """Features the head takes from each row of the prior's summary."""
+    learning_rate_decay: float = 0.0
+    """Each round's learning rates are the first ones times 1 / sqrt(1 + decay x round): the
+    policy settles (0: constant)."""
     rule_features: bool = False
     """Melodies: each action's rule outcomes (resolves or doubles the pending leap, repeats
-    excessively) weighed into its logit, a learned weight each."""
+    excessively, starts on the tonic, leaves the key, makes a motif or repeats one) weighed into
+    its logit, a learned weight each."""
     rule_learning_rate: float = 0.05
     """Learning rate of the rule outcomes' weights (nats: they must move several)."""
 
@@ -95,6 +99,7 @@ class RoundsConfig(RunConfig):
                 "learning_rate": POSITIVE,
                 "rule_learning_rate": POSITIVE,
                 "max_grad_norm": NON_NEGATIVE,
+                "learning_rate_decay": NON_NEGATIVE,
             },
         )
 
@@ -295,6 +300,9 @@ def play_round(
     for name, value in task.statistics(None, episodes.pieces, config.key, reference).items():
         writer.add_scalar(f"music/{name}", value, step)
     objective = config.objective(agent, episodes, state)
+    settle = 1 / math.sqrt(1 + config.learning_rate_decay * (state["round"] - 1))
+    for group in optimizer.param_groups:  # the first rates are kept in the optimizer's state
+        group["lr"] = settle * group.setdefault("initial_lr", group["lr"])
     for _ in range(config.epochs):
         loss, figures = objective(log_likelihoods(agent, episodes))
         if loss is None:

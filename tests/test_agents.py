@@ -177,7 +177,8 @@ def test_rule_outcomes_read_alike_acting_and_learning(prior):
     for i, piece in enumerate(episodes.pieces):
         observed_outcomes = episodes.states.outcomes[episodes.episode == i]
         stored = replay.states(np.full(16, i), np.arange(16), agent.device).outcomes
-        expected = torch.tensor([action_outcomes(piece[:t]) for t in range(16)]).float()
+        expected = [action_outcomes(piece[:t], Key.parse("C major")) for t in range(16)]
+        expected = torch.tensor(expected).float()
         assert torch.equal(observed_outcomes, expected) and torch.equal(stored, expected)
     assert episodes.states.outcomes[:, :, 1].any()  # a doubled leap was on offer somewhere
     states = one_state(agent, [14, 1, 16])

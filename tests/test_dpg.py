@@ -88,12 +88,13 @@ def test_the_policy_tilts_each_rule_outcome_as_the_target_does():
     constraints = parse_constraints("leaps_resolved>=96,notes_excessively_repeated<=0")
     assert list(OUTCOME_COUNTS) == list(RULE_OUTCOMES)
     tilts = outcome_tilts(constraints, np.array([2.0, 5.0]))
-    np.testing.assert_allclose(tilts, [2 * (1 - 0.96), 2 * -0.96, -5.0])  # resolve, double, repeat
+    # resolve, double, repeat excessively; the other outcomes are not constrained here
+    np.testing.assert_allclose(tilts, [2 * (1 - 0.96), 2 * -0.96, -5.0, 0, 0, 0, 0])
     config = DPGConfig(length=16, constraints="leaps_resolved>=96,notes_excessively_repeated<=0")
     agent = RLTuner(config.tuner_config(), tiny_prior())
     config.start_round(agent, {"multipliers": {"leaps_resolved": 2.0}})
     weights = agent.q_network.rule_weights
-    torch.testing.assert_close(weights, torch.tensor([0.08, -1.92, 0.0]))
+    torch.testing.assert_close(weights, torch.tensor([0.08, -1.92, 0, 0, 0, 0, 0]))
     assert not weights.requires_grad  # set from the multipliers, not learned
     optimizer = make_optimizer(agent.config, agent.q_network)
     assert all(p is not weights for group in optimizer.param_groups for p in group["params"])
@@ -123,7 +124,8 @@ def test_a_round_moves_the_policy_toward_pieces_that_meet_a_short_constraint():
     gained = (after - policy).numpy()
     assert np.corrcoef(-out_of_key, gained)[0, 1] > 0.5  # the fewer out of key, the more gained
     assert state["integrals"]["notes_not_in_key"] > 2.0  # still short: the multiplier grows
-    remembered = 0.9 * 5.0 + 0.1 * out_of_key.var()  # config.variance_memory = 0.9
+    memory = config.variance_memory
+    remembered = memory * 5.0 + (1 - memory) * out_of_key.var()
     assert state["variances"]["notes_not_in_key"] == pytest.approx(remembered)
 
 

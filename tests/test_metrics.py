@@ -28,10 +28,11 @@ from musicgym.metrics import (
     t_interval,
     t_quantile,
 )
+from musicgym.music.keys import Key
 from musicgym.music.melody import (
+    RULE_OUTCOMES,
     action_outcomes,
     autocorrelation,
-    is_excessive_repetition,
     leap_outcome,
     leap_outcomes,
 )
@@ -129,26 +130,51 @@ def test_cached_leap_outcome_agrees_with_a_full_replay():
     )
 
 
+C_MAJOR = Key.parse("C major")
+
+
 def test_action_outcomes_say_which_actions_resolve_or_double_the_pending_leap():
     composition = [14, 23, 23, 23, 23, 23]  # C4 up a sixth to A4 (a leap pending), A4 x 5
-    outcomes = action_outcomes(composition)
+    outcomes = action_outcomes(composition, C_MAJOR)
     which = [[a for a, outcome in enumerate(outcomes) if outcome[i]] for i in range(3)]
     # nothing resolves yet (a leap back down this soon does not count); another leap up doubles
     # it; a sixth A4 in a row is excessive
     assert which == [[], list(range(30, 38)), [23]]
-    for action in range(38):  # every outcome is the rules' own judgement
-        leap = leap_outcome(composition, action)
-        assert outcomes[action] == (
-            leap == 1,
-            leap == -1,
-            is_excessive_repetition(composition, action),
-        )
     stepped_down = [14, 23, 21, 19, 18, 16, 1, 1]  # down by steps to E4, held
-    resolves = [a for a, outcome in enumerate(action_outcomes(stepped_down)) if outcome[0]]
+    resolves = [a for a, outcome in enumerate(action_outcomes(stepped_down, C_MAJOR)) if outcome[0]]
     assert resolves == list(range(10, 15))  # a step back to C4 or below
     held_on = [*stepped_down, 1]  # 7 steps since the leap: a leap down now resolves it too
-    resolves = [a for a, outcome in enumerate(action_outcomes(held_on)) if outcome[0]]
+    resolves = [a for a, outcome in enumerate(action_outcomes(held_on, C_MAJOR)) if outcome[0]]
     assert resolves == list(range(2, 15))
+
+
+@pytest.mark.parametrize("key", ["C major", "A minor"])
+def test_action_outcomes_are_what_each_step_adds_to_the_statistics(key):
+    """Each token of random melodies, judged as an action after the tokens before it, has the
+    outcomes that :func:`step_contributions` counts at its step."""
+    rng = np.random.default_rng(1)
+    melodies = [rng.choice([0, 1, 1, 14, 16, 18, 21, 28, 35], size=24).tolist() for _ in range(6)]
+    melodies += [[14, 16, 18, 19, 21, 1, 0, 1] * 3]  # motifs, repeated
+    melodies += [[14] * 8, [23] * 6 + [15, 1, 1, 1, 1, 1, 1]]  # tonics (C, A), repeated, C#
+    contributions = step_contributions(melodies, key)
+    counted_by = {  # the statistic whose numerator each outcome after the leap's adds to
+        "excessive_repetition": "notes_excessively_repeated",
+        "starts_on_tonic": "melodies_starting_with_tonic",
+        "not_in_key": "notes_not_in_key",
+        "in_motif": "notes_in_motif",
+        "in_repeated_motif": "notes_in_repeated_motif",
+    }
+    assert list(counted_by) == list(RULE_OUTCOMES[2:])
+    seen = np.zeros(len(RULE_OUTCOMES))
+    for i, melody in enumerate(melodies):
+        for t, token in enumerate(melody):
+            outcomes = action_outcomes(melody[:t], Key.parse(key))[token]
+            seen += outcomes
+            resolved, leaps = contributions["leaps_resolved"][i, t]
+            assert outcomes[:2] == (resolved == 1, leaps == 1 and resolved == 0)
+            for name, outcome in zip(RULE_OUTCOMES[2:], outcomes[2:]):
+                assert outcome == bool(contributions[counted_by[name]][i, t, 0]), (name, i, t)
+    assert seen.all()  # every outcome happened somewhere
 
 
 def test_contributions_sum_to_the_statistics():

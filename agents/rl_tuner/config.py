@@ -86,9 +86,10 @@ class RLTunerConfig(RunConfig):
     """Features the per-state term takes from each row of the prior's summary (one linear map,
     tied across rows: the Bi-axial LSTM's pitches)."""
     rule_features: bool = False
-    """Melodies: add to each action's value a learned weight of each of its rule outcomes (it
-    resolves the pending leap, doubles it, is an excessive repetition), which the recent tokens
-    cannot show (a leap many steps ago) or show only by counting."""
+    """Melodies: add to each action's value a learned weight of each of its rule outcomes
+    (resolves or doubles the pending leap, repeats excessively, starts on the tonic, leaves the
+    key, makes a motif or repeats one), some of which the recent tokens cannot show (a leap many
+    steps ago) or show only by counting."""
     rule_learning_rate: float = 0.05
     """Learning rate of the rule outcomes' weights: Adam moves a weight by about this much a
     step, and a weight must reach several nats."""

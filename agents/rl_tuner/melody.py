@@ -3,9 +3,10 @@
 **Features.** Beside the prior's summary, the Q-network reads the step (one-hot) and the last
 ``context`` tokens (one-hot each, the primer's included, none before the start), decoded from the
 environment's plain observation while acting and from the stored melodies while learning.
-With ``rule_features``, it also reads what each action would do to the rules that remember more
-than the recent tokens show (:func:`~musicgym.music.melody.action_outcomes`: resolve or double
-the pending leap, repeat a note excessively), computed from the whole composition.
+With ``rule_features``, it also reads what each action adds at once to the rules' statistics
+(:func:`~musicgym.music.melody.action_outcomes`: resolve or double the pending leap, repeat a
+note excessively, start on the tonic, leave the key, make a motif or repeat one), computed from
+the whole composition.
 
 **The replay memory** keeps melodies row by row (tokens, rewards, and every state's cached summary
 and ``log p``, read from the ``"prior"`` observation); a transition is a (row, step) pair and
@@ -28,6 +29,7 @@ from musicgym.agents.rl_tuner.parts import Observations, Transitions, tensor
 from musicgym.envs.melody import STEPS_PER_BAR
 from musicgym.envs.stepper import melody_summaries, sounding_before
 from musicgym.errors import EnvArgumentError
+from musicgym.music.keys import Key
 from musicgym.music.melody import RULE_OUTCOMES, action_outcomes
 from musicgym.music.tokens import NUM_TOKENS
 from musicgym.prior import MelodyPrior
@@ -49,15 +51,15 @@ class MelodyStates:
     sounding: torch.Tensor | None = None
     """``(M,)``: the sounding note's token, -1 for none (only for a trainable readout)."""
     outcomes: torch.Tensor | None = None
-    """``(M, 38, 3)``: each action's :func:`~musicgym.music.melody.action_outcomes` (only with
+    """``(M, 38, R)``: each action's :func:`~musicgym.music.melody.action_outcomes` (only with
     ``rule_features``)."""
     mask = None
     """Every token is valid."""
 
 
-def rule_outcomes(compositions: list[np.ndarray], device: torch.device) -> torch.Tensor:
-    """``(M, 38, 3)``: :func:`~musicgym.music.melody.action_outcomes` of each composition."""
-    outcomes = [action_outcomes(composition.tolist()) for composition in compositions]
+def rule_outcomes(compositions: list[np.ndarray], key: Key, device: torch.device) -> torch.Tensor:
+    """``(M, 38, R)``: :func:`~musicgym.music.melody.action_outcomes` of each composition."""
+    outcomes = [action_outcomes(composition.tolist(), key) for composition in compositions]
     return torch.tensor(outcomes, dtype=torch.float32, device=device)
 
 
@@ -116,7 +118,7 @@ class MelodyPart:
             sounding = sounding_before(torch.from_numpy(window.copy()))[:, -1].to(device)
         if self.rule_outcomes:  # the composition: the last `step` tokens (history >= length)
             played = [row[len(row) - step :] for row, step in zip(window, steps)]
-            outcomes = rule_outcomes(played, device)
+            outcomes = rule_outcomes(played, Key.parse(self.config.key), device)
         return MelodyStates(
             summary=tensor(observations["prior_summary"], device),
             log_probs=tensor(observations["prior_log_probs"], device),
@@ -238,7 +240,8 @@ class MelodyReplay:
             sounding = sounding_before(torch.from_numpy(played))[np.arange(len(rows)), steps + 1]
             sounding = sounding.to(device)
         if self.rule_features:
-            outcomes = rule_outcomes([row[:step] for row, step in zip(tokens, steps)], device)
+            played = [row[:step] for row, step in zip(tokens, steps)]
+            outcomes = rule_outcomes(played, Key.parse(self.key), device)
         return MelodyStates(
             summary=tensor(self.summaries[rows, steps], device),
             log_probs=tensor(self.log_probs[rows, steps], device),

@@ -8,7 +8,8 @@ independently. ``φ(s)`` is the prior's summary ``(K, H)`` (each row's ``H`` val
 environment's own features of the state (``TunerPart.extra_features`` of
 :mod:`musicgym.agents.rl_tuner.parts`).
 ``--rule-features`` adds ``outcomes(s, ·) . w`` to the head's term: each action's rule outcomes
-(it resolves or doubles the pending leap, repeats excessively) weighed by one learned weight each.
+(:data:`~musicgym.music.melody.RULE_OUTCOMES`) weighed by one weight each (learned; DPG sets
+them).
 ``--train-readout`` also fine-tunes a copy of the prior's weights above its summary in place of
 the frozen ``log p``.
 """

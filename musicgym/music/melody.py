@@ -216,20 +216,42 @@ def _tracker_after(composition: Sequence[int]) -> LeapTracker:
     return tracker
 
 
-RULE_OUTCOMES = ("resolves_leap", "doubles_leap", "excessive_repetition")
-"""What :func:`action_outcomes` tells of each action: the rules whose judgement rests on memory
-beyond the last few tokens (a pending leap) or on counting them (a repetition)."""
+RULE_OUTCOMES = (
+    "resolves_leap",
+    "doubles_leap",
+    "excessive_repetition",
+    "starts_on_tonic",
+    "not_in_key",
+    "in_motif",
+    "in_repeated_motif",
+)
+"""What :func:`action_outcomes` tells of each action: what it adds, at its own step, to the
+rules' statistics that count steps (a leap's outcome is counted where it is resolved or
+doubled, the tonic start at the first step)."""
 
 
-def action_outcomes(composition: Sequence[int]) -> list[tuple[bool, bool, bool]]:
-    """For every token (``NUM_TOKENS``) as the action after ``composition``: whether it resolves
-    the pending leap, doubles it, and is an excessive repetition (:data:`RULE_OUTCOMES`)."""
+def action_outcomes(composition: Sequence[int], key: Key) -> list[tuple[bool, ...]]:
+    """For every token (``NUM_TOKENS``) as the action after ``composition`` in ``key``: its
+    :data:`RULE_OUTCOMES`, as the rules judge them (some rest on memory beyond the last few
+    tokens, a pending leap, or on counting them, a repetition)."""
     tracker = _tracker_after(composition)
+    in_key, tonic = in_key_tokens(key), tonic_token(key)
     outcomes = []
     for action in range(NUM_TOKENS):
         leap = copy.copy(tracker).step(action)
-        repetition = is_excessive_repetition(composition, action)
-        outcomes.append((leap == LEAP_RESOLVED, leap == LEAP_DOUBLED, repetition))
+        played = [*composition, action]
+        motif = bool(motif_notes(played))
+        outcomes.append(
+            (
+                leap == LEAP_RESOLVED,
+                leap == LEAP_DOUBLED,
+                is_excessive_repetition(composition, action),
+                not composition and action == tonic,
+                action not in in_key,
+                motif,
+                motif and repeats_motif(played),
+            )
+        )
     return outcomes
 
 
