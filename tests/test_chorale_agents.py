@@ -17,7 +17,7 @@ from musicgym.agents.rl_tuner import RLTuner, RLTunerConfig, explore, td_target
 from musicgym.agents.rl_tuner import train as train_rl_tuner
 from musicgym.agents.rl_tuner.chorale import ChoraleReplay
 from musicgym.envs.decisions import end_action
-from musicgym.errors import RunFolderError
+from musicgym.errors import Interrupted
 from musicgym.music.notestate import NoteState
 from musicgym.priors.model import BiaxialConfig, BiaxialLSTM
 from musicgym.priors.registry import save_checkpoint
@@ -136,10 +136,46 @@ def test_rl_tuner_trains_and_composes_chorales(prior, algo, tmp_path):
     assert all(a == b for a, b in zip(chorales, again))  # the seed decides
     assert agents.load(tmp_path / "agent.pt").compose(3, seed=5)[2] == chorales[2]
     finished = train_rl_tuner(config, tmp_path, resume=True, progress=False)  # nothing to do
-    assert finished.compose(3, seed=5)[2] == chorales[2]
-    longer = RLTunerConfig(algo=algo, steps=400, **SMALL)
-    with pytest.raises(RunFolderError, match="--resume is not supported"):
-        train_rl_tuner(longer, tmp_path, resume=True, progress=False)
+    assert finished.compose(3, seed=5)[2] == chorales[2] and finished.updates == tuner.updates
+
+
+@pytest.mark.parametrize("settings", [{"algo": "q"}, {"algo": "psi", "primer": True}])
+def test_rl_tuner_interrupted_at_a_random_step_resumes_bit_for_bit(
+    prior, settings, tmp_path, capsys
+):
+    """SIGINT at a seeded random step, then ``--resume``: the networks, Adam's moments and the
+    replay (its summaries recomputed from the pieces' notes, checked by its digest) equal an
+    uninterrupted run's. The replay keeps 10 frames and the notes of 4 chorales of 16 frames:
+    both go round."""
+    from musicgym.envs.chorale import ChoraleCompositionVectorEnv
+    from musicgym.music.midi import write_midi
+    from tests.test_reliability import interrupt_at
+
+    if settings.get("primer"):  # a chord struck and held: 4 frames the prior reads first
+        frames = np.zeros((4, prior.num_pitches, 2), np.uint8)
+        frames[:, [12, 16, 19], 0], frames[0, [12, 16, 19], 1] = 1, 1
+        primer = NoteState(frames, prior.lowest_pitch, prior.resolution, "primer")
+        write_midi(primer, tmp_path / "primer.mid")
+        settings = {**settings, "primer": str(tmp_path / "primer.mid")}
+    small = {**SMALL, "num_envs": 2, "buffer_size": 40, "train_frequency": 3}
+    config = RLTunerConfig(steps=800, **settings, **small)
+    straight = train_rl_tuner(config, tmp_path / "a", prior=prior, progress=False)
+    with pytest.MonkeyPatch.context() as patch:
+        stop = int(np.random.default_rng(len(settings)).integers(10, 390))  # of 400 calls
+        interrupt_at(stop, ChoraleCompositionVectorEnv, "step", patch)
+        with pytest.raises(Interrupted, match=r"SIGINT at step \d+: checkpoint written to"):
+            train_rl_tuner(config, tmp_path / "b", prior=prior, progress=False)
+    resumed = train_rl_tuner(config, tmp_path / "b", resume=True, progress=False)
+    assert "warning" not in capsys.readouterr().err  # the summaries recomputed bit for bit
+    a, b = (torch.load(tmp_path / x / "agent.pt", weights_only=True) for x in "ab")
+    for part in ("q_state_dict", "target_state_dict", "replay"):
+        for name, value in a[part].items():
+            assert torch.equal(b[part][name], value) if torch.is_tensor(value) else True, name
+    assert a["replay"]["frames_written"] > 16 * len(a["replay"]["piece_last"])  # went round
+    assert a["resume"]["summary_digest"] == b["resume"]["summary_digest"]
+    for index, moments in a["optimizer"]["state"].items():
+        assert all(torch.equal(b["optimizer"]["state"][index][k], v) for k, v in moments.items())
+    assert resumed.compose(3, seed=5) == straight.compose(3, seed=5)
 
 
 @pytest.mark.parametrize(
