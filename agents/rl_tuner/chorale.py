@@ -291,73 +291,43 @@ class ChoraleReplay:
         )
 
     # ----------------------------------------------------------------------------- checkpoint
-    def _in_use(self) -> tuple[int, int, int]:
-        """The transitions, frame slots and piece rows in use: the others are as new."""
-        pieces = np.union1d(
-            self.frame_pieces[: min(self.frames_written, self.frame_capacity)], self.pieces
-        )
-        return (
-            len(self),
-            min(self.frames_written, self.frame_capacity),
-            int(pieces.max(initial=-1)) + 1,
-        )
-
     def nbytes(self) -> int:
-        sides = sum(values.nbytes for side in self.sides.values() for values in side.values())
-        frames = self.frame_pieces.nbytes + self.frame_steps.nbytes + self.piece_frames.nbytes
-        return sides + self.actions.nbytes + self.rewards.nbytes + self.dones.nbytes + frames
+        return sum(values.nbytes for values, _ in self._arrays().values())
+
+    def _arrays(self) -> dict[str, tuple[np.ndarray, int]]:
+        """Every array a checkpoint keeps (all but the summaries) by name, and its rows in use
+        (the others are as new)."""
+        transitions, frames = len(self), min(self.frames_written, self.frame_capacity)
+        pieces = int(np.union1d(self.frame_pieces[:frames], self.pieces).max()) + 1
+        arrays = {
+            f"{side}_{name}": (values, transitions)
+            for side, kept in self.sides.items()
+            for name, values in kept.items()
+        }
+        arrays |= {name: (getattr(self, name), transitions) for name in ("actions", "rewards")}
+        arrays |= {"dones": (self.dones, transitions)}
+        arrays |= {name: (getattr(self, name), frames) for name in ("frame_pieces", "frame_steps")}
+        arrays |= {name: (getattr(self, name), pieces) for name in ("piece_frames", "piece_last")}
+        arrays |= {name: (getattr(self, name), len(self.frames)) for name in ("frames", "pieces")}
+        arrays |= {"steps": (self.steps, len(self.frames))}
+        return arrays | {f"current_{name}": (v, len(v)) for name, v in self.current.items()}
 
     def state_dict(self) -> dict[str, Any]:
         """Everything but the summaries, which :meth:`load_state_dict` recomputes from the
-        pieces' notes; only what is in use (a short run's checkpoint holds its own transitions,
+        pieces' notes; only the rows in use (a short run's checkpoint holds its own transitions,
         not the whole capacity)."""
-        transitions, frames, pieces = self._in_use()
-        arrays = {
-            **{
-                f"{side}_{name}": values[:transitions]
-                for side, kept in self.sides.items()
-                for name, values in kept.items()
-            },
-            "actions": self.actions[:transitions],
-            "rewards": self.rewards[:transitions],
-            "dones": self.dones[:transitions],
-            "frame_pieces": self.frame_pieces[:frames],
-            "frame_steps": self.frame_steps[:frames],
-            "piece_frames": self.piece_frames[:pieces],
-            "piece_last": self.piece_last[:pieces],
-            **{f"current_{name}": values for name, values in self.current.items()},
-            "frames": self.frames,
-            "pieces": self.pieces,
-            "steps": self.steps,
-        }
-        counters = {"count": self.count, "frames_written": self.frames_written}
-        return {name: torch.from_numpy(values.copy()) for name, values in arrays.items()} | counters
+        arrays = self._arrays().items()
+        saved = {name: torch.from_numpy(values[:used].copy()) for name, (values, used) in arrays}
+        return saved | {"count": self.count, "frames_written": self.frames_written}
 
     def load_state_dict(self, state: dict[str, Any], prior: Any, device: torch.device) -> None:
-        arrays = {name: value.numpy() for name, value in state.items() if torch.is_tensor(value)}
-        for side, kept in self.sides.items():
-            for name, values in kept.items():
-                saved = arrays[f"{side}_{name}"]
-                values[: len(saved)] = saved
-        for name in (
-            "actions",
-            "rewards",
-            "dones",
-            "frame_pieces",
-            "frame_steps",
-            "piece_frames",
-            "piece_last",
-        ):
-            saved = arrays[name]
-            getattr(self, name)[: len(saved)] = saved
         self.current = {
-            name.removeprefix("current_"): values.copy()
-            for name, values in arrays.items()
+            name.removeprefix("current_"): values.numpy().copy()
+            for name, values in state.items()
             if name.startswith("current_")
         }
-        self.frames, self.pieces, self.steps = (
-            arrays[name].copy() for name in ("frames", "pieces", "steps")
-        )
+        for name, (values, _) in self._arrays().items():
+            values[: len(state[name])] = state[name].numpy()
         self.count, self.frames_written = int(state["count"]), int(state["frames_written"])
         self._recompute_summaries(prior, device)
 
@@ -365,26 +335,26 @@ class ChoraleReplay:
     def _recompute_summaries(self, prior: Any, device: torch.device, chunk: int = 256) -> None:
         """Play the primer and the notes of every kept piece through the frozen prior again, as
         the environment played them, and keep the summaries of the kept frames."""
-        kept = np.arange(min(self.frames_written, self.frame_capacity))
+        kept = self.frame_pieces[: min(self.frames_written, self.frame_capacity)]  # by slot
         primer = torch.as_tensor(self.part.primer(), dtype=torch.float32, device=device)
-        N = self.num_pitches
-        pieces = np.unique(self.frame_pieces[kept])
+        pieces, N = np.unique(kept), self.num_pitches
         for begin in range(0, len(pieces), chunk):
-            part = pieces[begin : begin + chunk]
-            slots = kept[np.isin(self.frame_pieces[kept], part)]
-            rows = np.searchsorted(part, self.frame_pieces[slots])  # their piece among `part`
+            batch = pieces[begin : begin + chunk]
+            slots = np.flatnonzero(np.isin(kept, batch))
+            which = np.searchsorted(batch, kept[slots])  # each slot's piece in `batch`
             steps = self.frame_steps[slots]
-            bits = np.unpackbits(self.piece_frames[part], 2)[..., : 2 * N]
+            bits = np.unpackbits(self.piece_frames[batch], 2)[..., : 2 * N]
             notes = torch.as_tensor(
-                bits.reshape(len(part), -1, N, 2), dtype=torch.float32, device=device
+                bits.reshape(len(batch), -1, N, 2), dtype=torch.float32, device=device
             )
-            state = prior.initial_state(len(part))
+            state = prior.initial_state(len(batch))
             for frame in primer:
-                state = prior.advance(state, frame.repeat(len(part), 1, 1))
+                state = prior.advance(state, frame.repeat(len(batch), 1, 1))
             for t in range(int(steps.max()) + 1):
                 now = steps == t
-                summaries = prior.summary(state).to("cpu", torch.float32).numpy()
-                self.summaries[slots[now]] = summaries[rows[now]].astype(np.float16)
+                if now.any():
+                    summaries = prior.summary(state).to("cpu", torch.float32).numpy()
+                    self.summaries[slots[now]] = summaries[which[now]].astype(np.float16)
                 if t < steps.max():
                     state = prior.advance(state, notes[:, t])
 
