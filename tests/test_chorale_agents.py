@@ -127,6 +127,36 @@ def test_replay_keeps_transitions_and_drops_those_whose_frame_is_gone(prior):
     assert not replay._valid(np.array([0])).any() and replay._valid(np.array([1])).all()
 
 
+@pytest.mark.parametrize(("capacity", "num_envs", "ending"), [(4, 3, 0.7), (64, 5, 0.9)])
+def test_replay_checkpoint_recomputes_every_kept_summary(prior, capacity, num_envs, ending):
+    """Random decisions (a frame ends with probability ``ending``) into a replay that keeps
+    ``capacity / 4`` frames, fewer than the environments or a few chorales: every 50 steps its
+    checkpoint, loaded into a new replay, recomputes the summaries bit for bit (the digest)."""
+    config = RLTunerConfig(**{**SMALL, "num_envs": num_envs, "buffer_size": capacity})
+    tuner = RLTuner(config, prior)
+    replay: ChoraleReplay = tuner.part.make_replay(capacity, num_envs)
+    envs, rng = tuner.make_envs(num_envs), np.random.default_rng(capacity)
+    observations, infos = envs.reset(seed=0)
+    replay.begin(observations, infos)
+    resetting = np.zeros(num_envs, bool)
+    for step in range(1, 301):
+        notes = [np.flatnonzero(valid[:-1]) for valid in observations["action_mask"]]
+        actions = np.array(
+            [
+                rng.choice(n) if n.size and rng.random() > ending else 2 * prior.num_pitches
+                for n in notes
+            ]
+        )
+        observations, rewards, terminations, _, infos = envs.step(actions)
+        replay.store(actions, rewards, terminations, ~resetting, observations, infos)
+        resetting = terminations
+        if step % 50 == 0:
+            loaded = tuner.part.make_replay(capacity, num_envs)
+            loaded.load_state_dict(replay.state_dict(), prior, torch.device("cpu"))
+            assert loaded.digest() == replay.digest(), step
+    assert replay.frames_written > 16 * len(replay.piece_last)  # the chorales' rows went round
+
+
 # ------------------------------------------------------------------------------ algorithms
 @pytest.mark.parametrize("algo", ["q", "psi", "g"])
 def test_rl_tuner_trains_and_composes_chorales(prior, algo, tmp_path):
