@@ -135,9 +135,10 @@ class ChoraleReplay:
     in slot ``g % F``, where the newer frames overwrite it. Each kept frame knows its piece (a row
     of ``piece_frames``) and its time step ``t`` there: its summary is the prior's after the
     primer and the piece's frames ``0 .. t - 1``, whose notes ``piece_frames`` keeps (packed) as
-    long as a kept frame or an environment's current frame is of that piece. At most ``F //
-    frames per piece + 2 num_envs`` pieces are: those whose frames all came after the oldest
-    kept one, one per environment begun before it, one per environment still composing.
+    long as a kept frame or an environment's current frame is of that piece. So it keeps at most
+    ``F // piece_length + 2 num_envs`` pieces: those begun and finished since the oldest kept
+    frame (``piece_length`` frames each), and per environment the piece it was composing then
+    and the one it composes now.
     """
 
     def __init__(self, part: ChoralePart, capacity: int, num_envs: int) -> None:
@@ -195,7 +196,7 @@ class ChoraleReplay:
         self.frames_written += len(slots)
         self.steps[slots] += 1
         starting = slots[new]
-        in_use = self.piece_last >= self._oldest_frame()
+        in_use = self.piece_last >= self._oldest_frame()  # a kept frame is of it
         in_use[self.pieces[np.setdiff1d(np.arange(len(self.pieces)), starting)]] = True
         self.pieces[starting] = np.flatnonzero(~in_use)[: len(starting)]
         self.steps[starting], self.piece_frames[self.pieces[starting]] = 0, 0
