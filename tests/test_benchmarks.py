@@ -506,7 +506,7 @@ def test_bench_tuner_times_the_chorale_tuner_against_its_env(capsys):
 
 
 def test_the_chorale_demo_runs_again_in_its_folder(tmp_path: Path, capsys) -> None:
-    """A second demo into the same folder uses the finished chorale run (which cannot resume)."""
+    """A second demo into the same folder uses the finished chorale run."""
     from musicgym.benchmarks.demo import DemoConfig, run
 
     settings = {"chorale": True, "steps": 64, "pieces": 2, "out": str(tmp_path / "demo")}

@@ -17,7 +17,7 @@ from musicgym.agents.rl_tuner import RLTuner, RLTunerConfig, explore, td_target
 from musicgym.agents.rl_tuner import train as train_rl_tuner
 from musicgym.agents.rl_tuner.chorale import ChoraleReplay
 from musicgym.envs.decisions import end_action
-from musicgym.errors import RunFolderError
+from musicgym.errors import Interrupted
 from musicgym.music.notestate import NoteState
 from musicgym.priors.model import BiaxialConfig, BiaxialLSTM
 from musicgym.priors.registry import save_checkpoint
@@ -36,11 +36,16 @@ SMALL = {
 }
 
 
-@pytest.fixture(scope="module")
-def prior() -> BiaxialLSTM:
+def tiny_chorale_prior() -> BiaxialLSTM:
+    """A random Bi-axial LSTM over MIDI 36..83 (the chorale voices' 40..79)."""
     torch.manual_seed(1)
     config = BiaxialConfig(time_sizes=(12,), note_sizes=(8,), vicinity=4, dropout=0.0)
     return BiaxialLSTM(config).eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def prior() -> BiaxialLSTM:
+    return tiny_chorale_prior()
 
 
 def observed(tuner: RLTuner, decisions: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -122,6 +127,36 @@ def test_replay_keeps_transitions_and_drops_those_whose_frame_is_gone(prior):
     assert not replay._valid(np.array([0])).any() and replay._valid(np.array([1])).all()
 
 
+@pytest.mark.parametrize(("capacity", "num_envs", "ending"), [(4, 3, 0.7), (64, 5, 0.9)])
+def test_replay_checkpoint_recomputes_every_kept_summary(prior, capacity, num_envs, ending):
+    """Random decisions (a frame ends with probability ``ending``) into a replay that keeps
+    ``capacity / 4`` frames, fewer than the environments or a few chorales: every 50 steps its
+    checkpoint, loaded into a new replay, recomputes the summaries bit for bit (the digest)."""
+    config = RLTunerConfig(**{**SMALL, "num_envs": num_envs, "buffer_size": capacity})
+    tuner = RLTuner(config, prior)
+    replay: ChoraleReplay = tuner.part.make_replay(capacity, num_envs)
+    envs, rng = tuner.make_envs(num_envs), np.random.default_rng(capacity)
+    observations, infos = envs.reset(seed=0)
+    replay.begin(observations, infos)
+    resetting = np.zeros(num_envs, bool)
+    for step in range(1, 301):
+        notes = [np.flatnonzero(valid[:-1]) for valid in observations["action_mask"]]
+        actions = np.array(
+            [
+                rng.choice(n) if n.size and rng.random() > ending else 2 * prior.num_pitches
+                for n in notes
+            ]
+        )
+        observations, rewards, terminations, _, infos = envs.step(actions)
+        replay.store(actions, rewards, terminations, ~resetting, observations, infos)
+        resetting = terminations
+        if step % 50 == 0:
+            loaded = tuner.part.make_replay(capacity, num_envs)
+            loaded.load_state_dict(replay.state_dict(), prior, torch.device("cpu"))
+            assert loaded.digest() == replay.digest(), step
+    assert replay.frames_written > 16 * len(replay.piece_last)  # the chorales' rows went round
+
+
 # ------------------------------------------------------------------------------ algorithms
 @pytest.mark.parametrize("algo", ["q", "psi", "g"])
 def test_rl_tuner_trains_and_composes_chorales(prior, algo, tmp_path):
@@ -136,10 +171,47 @@ def test_rl_tuner_trains_and_composes_chorales(prior, algo, tmp_path):
     assert all(a == b for a, b in zip(chorales, again))  # the seed decides
     assert agents.load(tmp_path / "agent.pt").compose(3, seed=5)[2] == chorales[2]
     finished = train_rl_tuner(config, tmp_path, resume=True, progress=False)  # nothing to do
-    assert finished.compose(3, seed=5)[2] == chorales[2]
-    longer = RLTunerConfig(algo=algo, steps=400, **SMALL)
-    with pytest.raises(RunFolderError, match="--resume is not supported"):
-        train_rl_tuner(longer, tmp_path, resume=True, progress=False)
+    assert finished.compose(3, seed=5)[2] == chorales[2] and finished.updates == tuner.updates
+
+
+@pytest.mark.parametrize("settings", [{"algo": "q"}, {"algo": "psi", "primer": True}])
+def test_rl_tuner_interrupted_at_a_random_step_resumes_bit_for_bit(
+    prior, settings, tmp_path, capsys
+):
+    """SIGINT at a seeded random step, then ``--resume``: the networks, Adam's moments and the
+    replay (its summaries recomputed from the pieces' notes, checked by its digest) equal an
+    uninterrupted run's. The replay keeps 10 frames and the notes of 4 chorales of 16 frames:
+    both go round."""
+    from musicgym.envs.chorale import ChoraleCompositionVectorEnv
+    from musicgym.music.midi import write_midi
+    from tests.test_reliability import interrupt_at
+
+    if settings.get("primer"):  # a chord struck and held: 4 frames the prior reads first
+        frames = np.zeros((4, prior.num_pitches, 2), np.uint8)
+        frames[:, [12, 16, 19], 0], frames[0, [12, 16, 19], 1] = 1, 1
+        primer = NoteState(frames, prior.lowest_pitch, prior.resolution, "primer")
+        write_midi(primer, tmp_path / "primer.mid")
+        settings = {**settings, "primer": str(tmp_path / "primer.mid")}
+    small = {**SMALL, "num_envs": 2, "buffer_size": 40, "train_frequency": 3}
+    config = RLTunerConfig(steps=800, **settings, **small)
+    straight = train_rl_tuner(config, tmp_path / "a", prior=prior, progress=False)
+    with pytest.MonkeyPatch.context() as patch:
+        stop = int(np.random.default_rng(len(settings)).integers(10, 390))  # of 400 calls
+        interrupt_at(stop, ChoraleCompositionVectorEnv, "step", patch)
+        with pytest.raises(Interrupted, match=r"SIGINT at step \d+: checkpoint written to"):
+            train_rl_tuner(config, tmp_path / "b", prior=prior, progress=False)
+    resumed = train_rl_tuner(config, tmp_path / "b", resume=True, progress=False)
+    assert "warning" not in capsys.readouterr().err  # the summaries recomputed bit for bit
+    a, b = (torch.load(tmp_path / x / "agent.pt", weights_only=True) for x in "ab")
+    for part in ("q_state_dict", "target_state_dict", "replay"):
+        for name, value in a[part].items():
+            saved = b[part][name]
+            assert torch.equal(saved, value) if torch.is_tensor(value) else saved == value, name
+    assert a["replay"]["frames_written"] > 16 * len(a["replay"]["piece_last"])  # went round
+    assert a["resume"]["summary_digest"] == b["resume"]["summary_digest"]
+    for index, moments in a["optimizer"]["state"].items():
+        assert all(torch.equal(b["optimizer"]["state"][index][k], v) for k, v in moments.items())
+    assert resumed.compose(3, seed=5) == straight.compose(3, seed=5)
 
 
 @pytest.mark.parametrize(

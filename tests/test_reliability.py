@@ -26,6 +26,7 @@ from musicgym.priors.registry import save_checkpoint
 from musicgym.runs import LOCK_FILE, claim_run_folder
 from tests.cli_runner import CLI, wait_for
 from tests.test_agents import RL_TUNER_SMALL, SB3_SMALL, tiny_prior
+from tests.test_chorale_agents import tiny_chorale_prior
 
 TRAIN = ["agent", "train", "--no-progress"]
 SMALL = [
@@ -41,9 +42,11 @@ def cli() -> CLI:
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """A tiny prior checkpoint, a tiny JSB-format dataset, a MIDI file and a plain file."""
+    """A tiny prior checkpoint (and one for chorales), a tiny JSB-format dataset, a MIDI file
+    and a plain file."""
     folder = tmp_path_factory.mktemp("files")
     save_checkpoint(folder / "tiny.pt", tiny_prior())
+    save_checkpoint(folder / "chorale.pt", tiny_chorale_prior())
     rng = np.random.default_rng(0)
     chords = [[60, 64, 67], [62, 65, 69], [59, 62, 67], [60, 64, 67, 72]]
     data = {
@@ -321,6 +324,45 @@ def test_rl_tuner_killed_at_a_random_step_resumes_bit_for_bit(cli, files, tmp_pa
     assert (tmp_path / "a" / "melodies.json").read_text() == (
         tmp_path / "b" / "melodies.json"
     ).read_text()
+
+
+def test_chorale_rl_tuner_killed_at_a_random_step_resumes_bit_for_bit(cli, files, tmp_path):
+    """As for melodies: SIGKILL at a random step of a chorale run, then --resume: the networks,
+    Adam's moments, the replay memory (its summaries recomputed: no warning) and the chorales
+    composed equal an uninterrupted run's."""
+    chorales = ["--env", "ChoraleComposition-v0", "--bars", "1", "--buffer-size", "40"]
+    steps = ["--checkpoint-interval", "32", "--train-frequency", "3", "--checkpoint-replay"]
+    run = [*rl_tuner("straight", files, 224, *chorales, *steps), "--prior", files / "chorale.pt"]
+    assert cli.run(run, tmp_path).code == 0
+    run[run.index("straight")] = "killed"
+    killed = cli.start(run, tmp_path)
+    checkpoints = int(np.random.default_rng().integers(1, 5))
+    wait_for(lambda: read_agent_info_step(tmp_path / "killed") >= 32 * checkpoints)
+    killed.signal(signal.SIGKILL)
+    assert killed.wait().code == 137
+    assert 0 < checkpoint_step(tmp_path / "killed" / "agent.pt") < 224
+    resumed = cli.run([*run, "--resume"], tmp_path)
+    assert resumed.code == 0, resumed.stderr
+    assert "took over the stale lock" in resumed.stderr and "warning" not in resumed.stderr
+    straight = torch.load(tmp_path / "straight" / "agent.pt", weights_only=True)
+    again = torch.load(tmp_path / "killed" / "agent.pt", weights_only=True)
+    for part in ("q_state_dict", "target_state_dict", "replay"):
+        for name, value in straight[part].items():
+            saved = again[part][name]
+            assert torch.equal(saved, value) if torch.is_tensor(value) else saved == value, name
+    for index, moments in straight["optimizer"]["state"].items():
+        assert all(
+            torch.equal(again["optimizer"]["state"][index][k], v) for k, v in moments.items()
+        )
+    assert straight["updates"] == again["updates"] and straight["rng"] == again["rng"]
+    compose = ["agent", "compose", "--n", "2", "--seed", "3", "--agent"]
+    assert cli.run([*compose, "straight", "--out", "a"], tmp_path).code == 0
+    assert cli.run([*compose, "killed", "--out", "b"], tmp_path).code == 0
+    pieces = sorted(path.name for path in (tmp_path / "a").glob("chorale_*.mid"))
+    assert len(pieces) == 2 and all(
+        (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+        for name in pieces
+    )
 
 
 def read_agent_info_step(folder) -> int:

@@ -13,12 +13,16 @@
   state keeps its frame's index into a store of the frames' summaries (float16, one per frame,
   not per decision), its decided notes (bit-packed), its open pitch, its bar position and its
   ``log p``. A frame summary overwritten by newer frames invalidates the old transitions that
-  read it; batches draw among the valid ones. The frame store is not checkpointed (hundreds of
-  MB), so a chorale run does not resume.
+  read it; batches draw among the valid ones. Each kept frame also knows its piece and time step,
+  and the replay keeps the notes of those pieces' frames (bit-packed), so that checkpoints leave
+  the summaries out (hundreds of MB) and ``--resume`` recomputes them with the frozen prior from
+  the primer and the notes (a digest saved with the checkpoint checks them bit for bit), as the
+  melody replay does from its tokens.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +32,7 @@ import torch.nn.functional as F
 
 from musicgym.agents.rl_tuner.config import RLTunerConfig
 from musicgym.agents.rl_tuner.parts import Observations, Transitions, tensor
-from musicgym.envs.decisions import BEATS_PER_BAR, end_action, valid_actions
+from musicgym.envs.decisions import BEATS_PER_BAR, end_action, parse_primer, valid_actions
 from musicgym.errors import EnvArgumentError
 from musicgym.prior import NoteAxisPrior
 
@@ -61,7 +65,7 @@ class ChoralePart:
     """The RL Tuner's part of ``ChoraleComposition-v0`` (see the module docstring)."""
 
     model_tag = "rl-tuner-chorale"
-    resumable = False
+    resumable = True
     rule_outcomes = 0
 
     def __init__(self, prior: NoteAxisPrior, config: RLTunerConfig) -> None:
@@ -72,6 +76,8 @@ class ChoralePart:
         self.num_pitches = N = prior.num_pitches
         self.steps_per_bar = BEATS_PER_BAR * prior.resolution
         self.num_actions = end_action(N) + 1
+        self.piece_length = config.bars * self.steps_per_bar
+        """Frames per chorale."""
         self.feature_size = 2 * N + (N + 1) + self.steps_per_bar
 
     def extra_features(self, states: ChoraleStates) -> torch.Tensor:
@@ -106,22 +112,52 @@ class ChoralePart:
     def replay_bytes(self, capacity: int) -> int:
         (K, H), N = self.prior.summary_shape, self.num_pitches  # type: ignore[attr-defined]
         frames = max(1, capacity // FRAMES_PER_TRANSITION)
-        per_side = 8 * 3 + (2 * N + 7) // 8 + 4 * (2 * N + 1)
-        return frames * 2 * K * H + capacity * (2 * per_side + 13)
+        packed = (2 * N + 7) // 8
+        per_side = 8 * 3 + packed + 4 * (2 * N + 1)
+        pieces = (frames // self.piece_length + 2 * self.config.num_envs) * self.piece_length
+        return frames * (2 * K * H + 16) + capacity * (2 * per_side + 13) + pieces * packed
+
+    def primer(self) -> np.ndarray:
+        """The frames ``(T, N, 2)`` every chorale starts from (the run's ``primer``, read as the
+        environment reads it; ``T = 0`` for none)."""
+        prior, N = self.prior, self.num_pitches
+        frames = parse_primer(
+            self.config.primer or None, prior.lowest_pitch, N, prior.resolution, "primer"
+        )
+        return np.zeros((0, N, 2), np.uint8) if frames is None else frames
 
 
 class ChoraleReplay:
     """Transitions of chorale decisions, and the summaries of their frames (see the module
-    docstring). ``capacity`` transitions, ``capacity / FRAMES_PER_TRANSITION`` frames."""
+    docstring). ``capacity`` transitions, ``F = capacity / FRAMES_PER_TRANSITION`` frames.
+
+    Frames are numbered in the order they start (``frames_written`` so far); frame ``g`` is kept
+    in slot ``g % F``, where the newer frames overwrite it. Each kept frame knows its piece (a row
+    of ``piece_frames``) and its time step ``t`` there: its summary is the prior's after the
+    primer and the piece's frames ``0 .. t - 1``, whose notes ``piece_frames`` keeps (packed) as
+    long as a kept frame or an environment's current frame is of that piece. So it keeps at most
+    ``F // piece_length + 2 num_envs`` pieces: those begun and finished since the oldest kept
+    frame (``piece_length`` frames each), and per environment the piece it was composing then
+    and the one it composes now.
+    """
 
     def __init__(self, part: ChoralePart, capacity: int, num_envs: int) -> None:
         self.part, self.capacity, self.num_pitches = part, capacity, part.num_pitches
         self.gamma = part.config.gamma
-        self.frame_capacity = max(1, capacity // FRAMES_PER_TRANSITION)
+        self.frame_capacity = F = max(1, capacity // FRAMES_PER_TRANSITION)
         summary_shape = part.prior.summary_shape  # type: ignore[attr-defined]
-        self.summaries = np.zeros((self.frame_capacity, *summary_shape), np.float16)
+        self.summaries = np.zeros((F, *summary_shape), np.float16)
+        self.frame_pieces = np.zeros(F, np.int64)
+        """The piece row of the frame in each slot."""
+        self.frame_steps = np.zeros(F, np.int64)
+        """The time step of the frame in each slot, in its piece."""
         self.frames_written = 0
         packed = (2 * self.num_pitches + 7) // 8
+        pieces = F // part.piece_length + 2 * num_envs
+        self.piece_frames = np.zeros((pieces, part.piece_length - 1, packed), np.uint8)
+        """The notes of each frame of each piece (bit-packed) that a later frame follows."""
+        self.piece_last = np.full(pieces, -1, np.int64)
+        """The newest frame of each piece (-1: none); a piece is free once it is no longer kept."""
         self.sides: dict[str, dict[str, np.ndarray]] = {
             side: {
                 "frame": np.zeros(capacity, np.int64),
@@ -138,23 +174,40 @@ class ChoraleReplay:
         self.count = 0
         """Transitions written so far (the oldest are overwritten past ``capacity``)."""
         self.frames = np.zeros(num_envs, np.int64)
-        """Each environment's current frame: its index in the summary store."""
+        """Each environment's current frame (its number)."""
+        self.pieces = np.zeros(num_envs, np.int64)
+        """Each environment's piece row."""
+        self.steps = np.zeros(num_envs, np.int64)
+        """Each environment's current time step in its piece."""
         self.current: dict[str, np.ndarray] = {}
         """The record of each environment's current state."""
 
     def __len__(self) -> int:
         return min(self.count, self.capacity)
 
-    def _add_frames(self, slots: np.ndarray, observations: Observations) -> None:
-        """Keep the summaries of the frames that the environments ``slots`` start."""
+    def _oldest_frame(self) -> int:
+        """The number of the oldest frame whose summary is kept."""
+        return max(0, self.frames_written - self.frame_capacity)
+
+    def _add_frames(self, slots: np.ndarray, observations: Observations, new: np.ndarray) -> None:
+        """Keep the summaries of the frames that the environments ``slots`` start: the next
+        frame of their piece, or the first of a new one where ``new``."""
         frames = self.frames_written + np.arange(len(slots))
-        summaries = observations["prior_summary"][slots].astype(np.float16)
-        self.summaries[frames % self.frame_capacity] = summaries
-        self.frames[slots] = frames
         self.frames_written += len(slots)
+        self.steps[slots] += 1
+        starting = slots[new]
+        in_use = self.piece_last >= self._oldest_frame()  # a kept frame is of it
+        in_use[self.pieces[np.setdiff1d(np.arange(len(self.pieces)), starting)]] = True
+        self.pieces[starting] = np.flatnonzero(~in_use)[: len(starting)]
+        self.steps[starting], self.piece_frames[self.pieces[starting]] = 0, 0
+        kept = frames % self.frame_capacity
+        self.summaries[kept] = observations["prior_summary"][slots].astype(np.float16)
+        self.frame_pieces[kept], self.frame_steps[kept] = self.pieces[slots], self.steps[slots]
+        self.piece_last[self.pieces[slots]] = frames
+        self.frames[slots] = frames
 
     def _record(self, observations: Observations) -> dict[str, np.ndarray]:
-        """One side of every environment's transition: its frame index, decided bits (packed),
+        """One side of every environment's transition: its frame number, decided bits (packed),
         open pitch, bar position and ``log p``."""
         decoded = self.part.decode(observations)
         return {
@@ -166,7 +219,8 @@ class ChoraleReplay:
         }
 
     def begin(self, observations: Observations, infos: dict[str, Any]) -> None:
-        self._add_frames(np.arange(len(self.frames)), observations)
+        everyone = np.arange(len(self.frames))
+        self._add_frames(everyone, observations, np.ones(len(everyone), bool))
         self.current = self._record(observations)
 
     def store(
@@ -181,7 +235,10 @@ class ChoraleReplay:
         rows = np.flatnonzero(stepped)
         before = {name: values[rows] for name, values in self.current.items()}
         ended = stepped & (actions == self.part.num_actions - 1) & ~terminations
-        self._add_frames(np.flatnonzero(ended | ~stepped), next_observations)
+        ending = np.flatnonzero(ended)  # their frame's notes: those decided before "end"
+        self.piece_frames[self.pieces[ending], self.steps[ending]] = self.current["decided"][ending]
+        starting = np.flatnonzero(ended | ~stepped)
+        self._add_frames(starting, next_observations, ~stepped[starting])
         self.current = self._record(next_observations)
         after = {name: values[rows] for name, values in self.current.items()}
         slots = (self.count + np.arange(len(rows))) % self.capacity
@@ -194,7 +251,7 @@ class ChoraleReplay:
 
     def _valid(self, slots: np.ndarray) -> np.ndarray:
         """Whether the frames both sides of ``slots`` read are still kept."""
-        oldest = self.frames_written - self.frame_capacity
+        oldest = self._oldest_frame()
         return (self.sides["state"]["frame"][slots] >= oldest) & (
             self.sides["next"]["frame"][slots] >= oldest
         )
@@ -234,14 +291,75 @@ class ChoraleReplay:
             gamma=torch.where(ends_frame, self.gamma, 1.0),
         )
 
+    # ----------------------------------------------------------------------------- checkpoint
     def nbytes(self) -> int:
-        return 0  # not checkpointed
+        return sum(values.nbytes for values, _ in self._arrays().values())
+
+    def _arrays(self) -> dict[str, tuple[np.ndarray, int]]:
+        """Every array a checkpoint keeps (all but the summaries) by name, and its rows in use
+        (the others are as new)."""
+        transitions, frames = len(self), min(self.frames_written, self.frame_capacity)
+        pieces = int(np.union1d(self.frame_pieces[:frames], self.pieces).max()) + 1
+        arrays = {
+            f"{side}_{name}": (values, transitions)
+            for side, kept in self.sides.items()
+            for name, values in kept.items()
+        }
+        arrays |= {name: (getattr(self, name), transitions) for name in ("actions", "rewards")}
+        arrays |= {"dones": (self.dones, transitions)}
+        arrays |= {name: (getattr(self, name), frames) for name in ("frame_pieces", "frame_steps")}
+        arrays |= {name: (getattr(self, name), pieces) for name in ("piece_frames", "piece_last")}
+        arrays |= {name: (getattr(self, name), len(self.frames)) for name in ("frames", "pieces")}
+        arrays |= {"steps": (self.steps, len(self.frames))}
+        return arrays | {f"current_{name}": (v, len(v)) for name, v in self.current.items()}
 
     def state_dict(self) -> dict[str, Any]:
-        raise NotImplementedError("a chorale run's replay is not checkpointed")
+        """Everything but the summaries, which :meth:`load_state_dict` recomputes from the
+        pieces' notes; only the rows in use (a short run's checkpoint holds its own transitions,
+        not the whole capacity)."""
+        arrays = self._arrays().items()
+        saved = {name: torch.from_numpy(values[:used].copy()) for name, (values, used) in arrays}
+        return saved | {"count": self.count, "frames_written": self.frames_written}
 
     def load_state_dict(self, state: dict[str, Any], prior: Any, device: torch.device) -> None:
-        raise NotImplementedError("a chorale run's replay is not checkpointed")
+        self.current = {
+            name.removeprefix("current_"): values.numpy().copy()
+            for name, values in state.items()
+            if name.startswith("current_")
+        }
+        for name, (values, _) in self._arrays().items():
+            values[: len(state[name])] = state[name].numpy()
+        self.count, self.frames_written = int(state["count"]), int(state["frames_written"])
+        self._recompute_summaries(prior, device)
+
+    @torch.no_grad()
+    def _recompute_summaries(self, prior: Any, device: torch.device, chunk: int = 256) -> None:
+        """Play the primer and the notes of every kept piece through the frozen prior again, as
+        the environment played them, and keep the summaries of the kept frames."""
+        kept = self.frame_pieces[: min(self.frames_written, self.frame_capacity)]  # by slot
+        primer = torch.as_tensor(self.part.primer(), dtype=torch.float32, device=device)
+        pieces, N = np.unique(kept), self.num_pitches
+        for begin in range(0, len(pieces), chunk):
+            batch = pieces[begin : begin + chunk]
+            slots = np.flatnonzero(np.isin(kept, batch))
+            which = np.searchsorted(batch, kept[slots])  # each slot's piece in `batch`
+            steps = self.frame_steps[slots]
+            bits = np.unpackbits(self.piece_frames[batch], 2)[..., : 2 * N]
+            notes = torch.as_tensor(
+                bits.reshape(len(batch), -1, N, 2), dtype=torch.float32, device=device
+            )
+            state = prior.initial_state(len(batch))
+            for frame in primer:
+                state = prior.advance(state, frame.repeat(len(batch), 1, 1))
+            for t in range(int(steps.max()) + 1):
+                now = steps == t
+                if now.any():
+                    summaries = prior.summary(state).to("cpu", torch.float32).numpy()
+                    self.summaries[slots[now]] = summaries[which[now]].astype(np.float16)
+                if t < steps.max():
+                    state = prior.advance(state, notes[:, t])
 
     def digest(self) -> str:
-        return ""
+        """A hash of the kept frames' summaries."""
+        kept = min(self.frames_written, self.frame_capacity)
+        return hashlib.blake2b(self.summaries[:kept].tobytes(), digest_size=16).hexdigest()

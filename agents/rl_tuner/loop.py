@@ -3,8 +3,8 @@
 :class:`TrainingRun` carries what a run keeps from step to step (the environments and their
 current observations, the replay memory, the optimizer, the random generators, the counters) and
 writes it all into one checkpoint, ``agent.pt``, atomically: networks, optimizer, replay memory
-(without the summaries, recomputed from the melodies), the random generators (numpy, torch, every
-sub-environment's), the pieces in progress (the environments' own ``get_state``), the
+(without the prior's summaries, recomputed from the pieces), the random generators (numpy,
+torch, every sub-environment's), the pieces in progress (the environments' own ``get_state``), the
 pending-update counter and the next evaluation and checkpoint steps. ``--resume`` continues bit
 for bit as if the run had not stopped; it refuses other settings, except ``steps`` (which also
 stretches the epsilon schedule, a fraction of it), ``max_minutes``, ``threads``, ``device`` and
@@ -400,9 +400,9 @@ def train(
     """Train an RL Tuner for ``config.steps`` environment steps of ``config.env``; checkpoints,
     TensorBoard events and ``agent.json`` go to ``out``. ``resume`` continues the run of
     ``out/agent.pt`` exactly up to ``config.steps`` (``config`` must be the run's but for
-    :data:`~musicgym.agents.rl_tuner.config.RESUMABLE`; melodies only, a finished chorale run is
-    loaded as it is); ``overwrite`` replaces a
-    run there (without either, a folder holding a run is refused). ``prior`` overrides
+    :data:`~musicgym.agents.rl_tuner.config.RESUMABLE`; a finished run of a part that does not
+    resume is loaded as it is); ``overwrite`` replaces a run there (without either, a folder
+    holding a run is refused). ``prior`` overrides
     ``config.prior`` with a loaded model. SIGINT / SIGTERM write a checkpoint and raise
     :class:`musicgym.errors.Interrupted`."""
     torch_device(config.device)
