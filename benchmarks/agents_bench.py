@@ -63,7 +63,7 @@ from typing import Any, NamedTuple
 from musicgym.agents.registry import ALGORITHMS
 from musicgym.benchmarks.goals import GOALS, RULES_ONLY
 from musicgym.benchmarks.measures import MEASURES_FILE, cached, column_cells, measure, save
-from musicgym.benchmarks.pareto import data_frontier, plot_pareto
+from musicgym.benchmarks.pareto import NOT_REPEATED, data_frontier, plot_pareto
 from musicgym.benchmarks.ray_runs import RunFailure
 from musicgym.benchmarks.report import (
     column_folder,
@@ -405,11 +405,12 @@ def write_report(
     and the MIDI files of the runs' ``outcomes`` (a :class:`RunFailure` is a row of the report's
     ``failures``, and the table says over how many runs each column is); returns the report."""
     task, out = config.task, Path(config.out)
-    histograms, columns, described, frontier = None, {}, None, None
+    histograms, columns, described, frontier, frontier_unrepeated = None, {}, None, None, None
     if reference is not None:
         data, pieces = reference
         if task.frontier:
             frontier = data_frontier(pieces, config.key)
+            frontier_unrepeated = data_frontier(pieces, config.key, without=NOT_REPEATED)
         histograms = task.reference_histograms(pieces)
         columns[task.data_column] = [bench_reference(data, pieces, config)]
         sampled = len(columns[task.data_column][0]["pieces"])
@@ -446,6 +447,7 @@ def write_report(
         },
         "goals": goals.judge(table),
         "frontier": frontier,
+        "frontier_without_repetition": frontier_unrepeated,
     }
     write_text(out / "results.json", json.dumps(report, indent=1, default=float) + "\n")
     write_csv(out / "results.csv", table)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from musicgym.benchmarks.measures import Cell
+from musicgym.benchmarks.pareto import frontier_at
 from musicgym.metrics import PUBLISHED, STATISTICS
 from musicgym.metrics.chorale import STATISTICS as CHORALE_STATISTICS
 from musicgym.tasks import CHORALE, MELODY
@@ -147,6 +148,73 @@ def chorale_goals_text(verdicts: dict[str, dict]) -> str:
             f"{'met' if verdict['log_p_goal_met'] else 'not met'})"
         )
     return "\n".join(lines)
+
+
+class CharacterGoal(NamedTuple):
+    """One of the character issue's goals on a tuned agent's mean ``statistic`` (``label``: as
+    the table shows it)."""
+
+    statistic: str
+    label: str
+    met: Callable[[float, float], bool]
+    """Whether an agent's mean meets it, given the test melodies' mean."""
+
+
+def _at_least_q(statistic: str) -> CharacterGoal:
+    """As good as Jaques et al.'s Q column, read at two decimals (Ψ's and G's precision in the
+    same row: Q's 0.0 excessive repetition counts as under 0.005%)."""
+    published = PUBLISHED[JAQUES_Q_COLUMN][statistic]
+    direction = ">=" if MELODY.better.get(statistic, "higher") == "higher" else "<="
+    return CharacterGoal(
+        statistic,
+        f"{direction} {published} (Q)",
+        lambda ours, _: is_better(statistic, round(ours, 2), published),
+    )
+
+
+CHARACTER_GOALS: tuple[CharacterGoal, ...] = (
+    *(
+        _at_least_q(statistic)
+        for statistic in (
+            "notes_excessively_repeated",
+            "notes_not_in_key",
+            "melodies_starting_with_tonic",
+            "leaps_resolved",
+        )
+    ),
+    CharacterGoal("notes_in_motif", ">= 60", lambda ours, _: ours >= 60),
+    CharacterGoal("distinct_melodies", ">= 90", lambda ours, _: ours >= 90),
+    CharacterGoal("notes_in_repeated_motif", "<= 1", lambda ours, _: ours <= 1),
+    CharacterGoal("pitch_class_entropy", "test ± 0.3", lambda ours, test: abs(ours - test) <= 0.3),
+    CharacterGoal("kl_pitch_classes", "<= 0.1", lambda ours, _: ours <= 0.1),
+    CharacterGoal("kl_intervals", "<= 0.2", lambda ours, _: ours <= 0.2),
+    CharacterGoal("kl_note_lengths", "<= 0.3", lambda ours, _: ours <= 0.3),
+)
+"""The goals of tuned melodies that keep the data's character (issue 20), but the frontier's
+(:func:`frontier_gap`): the rules at least as well as Jaques et al.'s Q, the data's
+character kept."""
+FRONTIER_MARGIN = 0.1
+"""How far above the data's frontier a tuned agent's note lengths may lie (nats)."""
+
+
+def frontier_gap(cells: dict[str, dict], frontier: list[dict[str, float]]) -> float:
+    """How far the agent's KL of note lengths lies above the data's ``frontier`` at its own
+    share of notes in motifs (nats; the cells as ``results.json`` keeps them)."""
+    at = frontier_at(frontier, cells["notes_in_motif"]["mean"], "kl_note_lengths")
+    return cells["kl_note_lengths"]["mean"] - at
+
+
+def character_verdict(
+    cells: dict[str, dict], test: dict[str, dict], frontier: list[dict[str, float]]
+) -> dict[str, bool]:
+    """Each character goal by its statistic (and ``frontier``), met or not by ``cells`` (an
+    agent's table column as ``results.json`` keeps it; ``test``: the test melodies')."""
+    verdict = {
+        goal.statistic: goal.met(cells[goal.statistic]["mean"], test[goal.statistic]["mean"])
+        for goal in CHARACTER_GOALS
+    }
+    verdict["frontier"] = frontier_gap(cells, frontier) <= FRONTIER_MARGIN
+    return verdict
 
 
 class Goals(NamedTuple):

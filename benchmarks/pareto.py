@@ -25,6 +25,9 @@ from musicgym.metrics import HISTOGRAMS, kl_divergence, statistic_contributions
 FRACTIONS = (1.0, 0.5, 0.3, 0.2, 0.14, 0.1, 0.05, 0.03)
 """The densest shares of the test windows the frontier is measured on."""
 KL_MEASURES = tuple(f"kl_{name}" for name in HISTOGRAMS)
+NOT_REPEATED = ("notes_excessively_repeated",)
+"""The frontier of the windows without an excessive repetition (``without`` of
+:func:`data_frontier`): what the goals' real melodies look like once they ask for none."""
 
 
 def data_frontier(

@@ -15,7 +15,8 @@ import pytest
 import musicgym  # noqa: F401  (registers the environment)
 from musicgym.benchmarks import agents_bench, measures
 from musicgym.benchmarks.agents_bench import AgentsBenchConfig
-from musicgym.benchmarks.goals import is_better
+from musicgym.benchmarks.character import character_table
+from musicgym.benchmarks.goals import CHARACTER_GOALS, is_better
 from musicgym.benchmarks.goals import melody_goals as goals
 from musicgym.benchmarks.measures import Cell
 from musicgym.benchmarks.report import markdown_table
@@ -234,6 +235,22 @@ def test_run_writes_tables_pictures_and_midi(tmp_path: Path, fake_test_melodies)
     assert (tmp_path / "piano_rolls.png").stat().st_size > 1000
     assert len(list((tmp_path / "midi" / "random").glob("*.mid"))) == 4
     assert len(list((tmp_path / "midi" / "test-melodies").glob("*.mid"))) == 4  # the data too
+    frontier = saved["frontier_without_repetition"]  # the goals' frontier, and their table
+    assert frontier and all(0 <= point["notes_in_motif"] <= 100 for point in frontier)
+    character = character_table("random", [saved]).splitlines()
+    assert character[0] == f"| measure | goal | {TEST_MELODIES} | prior | random 50k |"
+    assert len([line for line in character if line.startswith("| ")]) == 2 + 11 + 3
+    assert character[-1].startswith("- **random 50k**: ") and "12 goals met" in character[-1]
+
+
+def test_character_goals_read_jaques_q_at_two_decimals() -> None:
+    repetition, in_key, tonic = CHARACTER_GOALS[:3]
+    assert repetition.label == "<= 0.0 (Q)" and tonic.label == ">= 28.8 (Q)"
+    assert repetition.met(0.004, 15.0) and not repetition.met(0.006, 15.0)
+    assert in_key.met(1.0, 0.8) and not in_key.met(1.01, 0.8)
+    assert tonic.met(28.8, 4.0) and not tonic.met(28.79, 4.0)
+    entropy = next(goal for goal in CHARACTER_GOALS if goal.statistic == "pitch_class_entropy")
+    assert entropy.met(2.6, 2.85) and not entropy.met(2.5, 2.85)
 
 
 def test_load_reuses_measures_and_leaves_out_missing_runs(tmp_path: Path, monkeypatch) -> None:
