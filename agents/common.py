@@ -15,7 +15,7 @@ import gymnasium as gym
 import torch
 
 import musicgym  # noqa: F401  (registers the environments)
-from musicgym.checks import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, check_numbers
+from musicgym.checks import NON_NEGATIVE, POSITIVE_INT, THREADS, check_numbers
 from musicgym.config import EnvConfig
 from musicgym.errors import CheckpointError, RunFolderError
 from musicgym.fileio import write_text
@@ -54,7 +54,7 @@ class RunConfig(EnvConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_numbers(
-            self, {"steps": POSITIVE_INT, "max_minutes": NON_NEGATIVE, "threads": NON_NEGATIVE_INT}
+            self, {"steps": POSITIVE_INT, "max_minutes": NON_NEGATIVE, "threads": THREADS}
         )
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from musicgym.arguments import thread_count
+
 BenchAdder = Callable[[argparse._SubParsersAction], None]
 BENCH_COMMANDS: list[BenchAdder] = []
 
@@ -125,7 +127,7 @@ def _add_env(benchmarks: argparse._SubParsersAction) -> None:
         "--num-envs", type=int, nargs="+", default=[8, 64], help="vector sizes (default 8 64)"
     )
     parser.add_argument("--seconds", type=float, default=3.0, help="per row (default 3)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--threads", type=thread_count, default=1, help="torch threads (default 1)")
     parser.add_argument("--prior", default="bach16", help="shipped prior to time (default bach16)")
     parser.add_argument(
         "--env", choices=ENV_DEFAULTS, default=ENV_ID, help=f"the env to time (default {ENV_ID})"
@@ -148,7 +150,7 @@ def _add_prior(benchmarks: argparse._SubParsersAction) -> None:
         "prior",
         help="prior training frames/s beside the matmul limit; JSB test likelihood vs published",
     )
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--threads", type=thread_count, default=1, help="torch threads (default 1)")
     parser.add_argument(
         "--checkpoint",
         default="jsb_quarter",

@@ -11,6 +11,7 @@ import ast
 import dataclasses
 import inspect
 import itertools
+import os
 import textwrap
 import typing
 from collections.abc import Callable, Sequence
@@ -71,6 +72,8 @@ def _number_type(kind: type, check: dict[str, Any]) -> Callable[[str], Any]:
 positive_int = _number_type(int, {"low": 1})
 non_negative_int = _number_type(int, {"low": 0})
 positive_float = _number_type(float, {"above": 0})
+thread_count = _number_type(int, {"low": 1, "high": os.cpu_count() or 1})
+"""Torch threads of a benchmark: 1 up to this machine's cores."""
 
 
 def field_docs(cls: type) -> dict[str, str]:

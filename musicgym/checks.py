@@ -5,6 +5,7 @@ the argument, what it must be, and what it got."""
 from __future__ import annotations
 
 import math
+import os
 from numbers import Integral, Real
 from types import ModuleType
 from typing import Any
@@ -58,6 +59,8 @@ NON_NEGATIVE_INT = {"integer": True, "low": 0}
 POSITIVE = {"above": 0}
 NON_NEGATIVE = {"low": 0}
 FRACTION = {"low": 0, "high": 1}
+THREADS = {"integer": True, "low": 0, "high": os.cpu_count() or 1}
+"""A command's torch threads: 0 (torch's default) up to this machine's cores."""
 
 
 def check_device(name: Any, what: str = "device", error: type[ArgumentError] = ArgumentError):

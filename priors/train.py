@@ -42,6 +42,7 @@ from musicgym.checks import (
     NON_NEGATIVE_INT,
     POSITIVE,
     POSITIVE_INT,
+    THREADS,
     check_device,
     check_number,
     check_numbers,
@@ -154,7 +155,7 @@ class TrainConfig:
                 "max_transpose": {**NON_NEGATIVE_INT, "high": 127},
                 "max_minutes": NON_NEGATIVE,
                 "seed": {**NON_NEGATIVE_INT, "high": 2**63 - 1},
-                "threads": NON_NEGATIVE_INT,
+                "threads": THREADS,
             },
         )
         if self.lowest_pitch + self.num_pitches > 128:
