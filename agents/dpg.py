@@ -147,7 +147,8 @@ class DPGConfig(RoundsConfig):
     proportional_gain: float = 0.0
     """The weight of each round's own gap in its multiplier (the controller's P; the Newton
     step's rate is its I). 0: with ``rule_features`` the policy answers a multiplier at once,
-    and a P term throws it between its bounds (tonic starts went 100%, 4%, 100%, ... measured)."""
+    and a P term throws it between its bounds (measured: all melodies on the tonic, then 4 in
+    100, round after round)."""
     clip_range: float = 0.2
     """How far one round may move each step's probability ratio (PPO's clipping)."""
 
