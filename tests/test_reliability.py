@@ -298,41 +298,16 @@ def test_render_mode_human_prints_the_melody(capsys):
 
 
 # --------------------------------------------------------------- kill, resume, bit for bit
-def test_rl_tuner_killed_at_a_random_step_resumes_bit_for_bit(cli, files, tmp_path):
+@pytest.mark.parametrize("piece", ["melody", "chorale"])
+def test_rl_tuner_killed_at_a_random_step_resumes_bit_for_bit(cli, files, tmp_path, piece):
     """SIGKILL at a random step (after a random number of checkpoints), then --resume: the
-    networks, the replay memory and the melodies composed equal an uninterrupted run's."""
+    networks, Adam's moments, the replay memory (its summaries recomputed: no warning) and the
+    pieces composed equal an uninterrupted run's, for melodies and chorales alike."""
     steps = ["--checkpoint-interval", "32", "--train-frequency", "3", "--checkpoint-replay"]
-    assert cli.run(rl_tuner("straight", files, 224, *steps), tmp_path).code == 0
-    killed = cli.start(rl_tuner("killed", files, 224, *steps), tmp_path)
-    checkpoints = int(np.random.default_rng().integers(1, 5))
-    wait_for(lambda: read_agent_info_step(tmp_path / "killed") >= 32 * checkpoints)
-    killed.signal(signal.SIGKILL)
-    assert killed.wait().code == 137
-    assert 0 < checkpoint_step(tmp_path / "killed" / "agent.pt") < 224
-    resumed = cli.run([*rl_tuner("killed", files, 224, *steps), "--resume"], tmp_path)
-    assert resumed.code == 0, resumed.stderr
-    assert "took over the stale lock" in resumed.stderr and "warning" not in resumed.stderr
-    straight = torch.load(tmp_path / "straight" / "agent.pt", weights_only=True)
-    again = torch.load(tmp_path / "killed" / "agent.pt", weights_only=True)
-    for part in ("q_state_dict", "target_state_dict", "replay"):
-        for name, tensor in straight[part].items():
-            assert torch.equal(again[part][name], tensor) if torch.is_tensor(tensor) else True
-    assert straight["updates"] == again["updates"] and straight["rng"] == again["rng"]
-    compose = ["agent", "compose", "--n", "4", "--seed", "3", "--agent"]
-    assert cli.run([*compose, "straight", "--out", "a"], tmp_path).code == 0
-    assert cli.run([*compose, "killed", "--out", "b"], tmp_path).code == 0
-    assert (tmp_path / "a" / "melodies.json").read_text() == (
-        tmp_path / "b" / "melodies.json"
-    ).read_text()
-
-
-def test_chorale_rl_tuner_killed_at_a_random_step_resumes_bit_for_bit(cli, files, tmp_path):
-    """As for melodies: SIGKILL at a random step of a chorale run, then --resume: the networks,
-    Adam's moments, the replay memory (its summaries recomputed: no warning) and the chorales
-    composed equal an uninterrupted run's."""
-    chorales = ["--env", "ChoraleComposition-v0", "--bars", "1", "--buffer-size", "40"]
-    steps = ["--checkpoint-interval", "32", "--train-frequency", "3", "--checkpoint-replay"]
-    run = [*rl_tuner("straight", files, 224, *chorales, *steps), "--prior", files / "chorale.pt"]
+    if piece == "chorale":
+        chorales = ["--env", "ChoraleComposition-v0", "--bars", "1", "--buffer-size", "40"]
+        steps += [*chorales, "--prior", files / "chorale.pt"]  # the last --prior counts
+    run = rl_tuner("straight", files, 224, *steps)
     assert cli.run(run, tmp_path).code == 0
     run[run.index("straight")] = "killed"
     killed = cli.start(run, tmp_path)
@@ -358,7 +333,7 @@ def test_chorale_rl_tuner_killed_at_a_random_step_resumes_bit_for_bit(cli, files
     compose = ["agent", "compose", "--n", "2", "--seed", "3", "--agent"]
     assert cli.run([*compose, "straight", "--out", "a"], tmp_path).code == 0
     assert cli.run([*compose, "killed", "--out", "b"], tmp_path).code == 0
-    pieces = sorted(path.name for path in (tmp_path / "a").glob("chorale_*.mid"))
+    pieces = sorted(path.name for path in (tmp_path / "a").glob(f"{piece}_*.mid"))
     assert len(pieces) == 2 and all(
         (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
         for name in pieces
