@@ -10,8 +10,8 @@ The goals live in :data:`musicgym.benchmarks.goals.CHARACTER_GOALS`; each report
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,10 +40,9 @@ def character_table(agent: str, reports: Sequence[dict[str, Any]]) -> str:
     with_prior = [report["table"]["prior"] for report in reports if "prior" in report["table"]]
     if with_prior:
         columns["prior"] = with_prior[0]
-    budgets = {}
-    for report in reports:
-        label = f"{agent} {budget_label(report['config']['steps'])}"
-        columns[label] = budgets[label] = report["table"][agent]
+    budgets = [(f"{agent} {budget_label(r['config']['steps'])}", r) for r in reports]
+    for label, report in budgets:
+        columns[label] = report["table"][agent]
     header = ["measure", "goal", *columns]
     lines = ["| " + " | ".join(header) + " |", "| --- | --- |" + " ---: |" * len(columns)]
     rows = [(goal.statistic, goal.label) for goal in CHARACTER_GOALS]
@@ -52,36 +51,33 @@ def character_table(agent: str, reports: Sequence[dict[str, Any]]) -> str:
         cells = [format_cell(Cell(**cells[statistic])) for cells in columns.values()]
         name = MELODY.labels[statistic].replace("|", "\\|")  # log p(a|s)
         lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
-    lines.append("")
-    for report, (label, cells) in zip(reports, budgets.items()):
-        frontier = report["frontier_without_repetition"]
-        gap = frontier_gap(cells, frontier)
-        motif = cells["notes_in_motif"]["mean"]
-        lines.append(
+    gaps, verdicts = [""], [""]
+    for label, report in budgets:
+        cells, frontier = report["table"][agent], report["frontier_without_repetition"]
+        motif, gap = cells["notes_in_motif"]["mean"], frontier_gap(cells, frontier)
+        gaps.append(
             f"- {label}: {motif:.1f}% in motifs, note lengths {gap:+.3f} nats from real melodies "
             "as dense in motifs without an excessive repetition."
         )
-    lines.append("")
-    test = columns[data]
-    for (label, cells), report in zip(budgets.items(), reports):
-        verdict = character_verdict(cells, test, report["frontier_without_repetition"])
-        met = [name for name, ok in verdict.items() if ok]
+        verdict = character_verdict(cells, columns[data], gap)
         missed = [name for name, ok in verdict.items() if not ok]
-        line = f"- **{label}**: {len(met)} of {len(verdict)} goals met"
-        lines.append(line + (f"; not met: {', '.join(missed)}." if missed else "."))
+        line = f"- **{label}**: {len(verdict) - len(missed)} of {len(verdict)} goals met"
+        verdicts.append(line + (f"; not met: {', '.join(missed)}." if missed else "."))
+    lines += gaps + verdicts
     return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``AGENT RESULTS.json...``: print the character table."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) < 2:
-        print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
-        return 2
-    agent, paths = argv[0], [Path(path) for path in argv[1:]]
-    reports = [json.loads(path.read_text()) for path in paths]
+    parser = argparse.ArgumentParser(
+        prog="python -m musicgym.benchmarks.character", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("agent", help="the tuner's column in the reports, e.g. dpg")
+    parser.add_argument("reports", nargs="+", type=Path, help="bench agents' results.json files")
+    args = parser.parse_args(argv)
+    reports = [json.loads(path.read_text()) for path in args.reports]
     reports.sort(key=lambda report: report["config"]["steps"])
-    print(character_table(agent, reports), end="")
+    print(character_table(args.agent, reports), end="")
     return 0
 
 

@@ -205,15 +205,16 @@ def frontier_gap(cells: dict[str, dict], frontier: list[dict[str, float]]) -> fl
 
 
 def character_verdict(
-    cells: dict[str, dict], test: dict[str, dict], frontier: list[dict[str, float]]
+    cells: dict[str, dict], test: dict[str, dict], frontier_gap: float
 ) -> dict[str, bool]:
-    """Each character goal by its statistic (and ``frontier``), met or not by ``cells`` (an
-    agent's table column as ``results.json`` keeps it; ``test``: the test melodies')."""
+    """Each character goal by its statistic (and ``"frontier"``: :func:`frontier_gap` within
+    :data:`FRONTIER_MARGIN`), met or not by ``cells`` (an agent's table column as
+    ``results.json`` keeps it; ``test``: the test melodies')."""
     verdict = {
         goal.statistic: goal.met(cells[goal.statistic]["mean"], test[goal.statistic]["mean"])
         for goal in CHARACTER_GOALS
     }
-    verdict["frontier"] = frontier_gap(cells, frontier) <= FRONTIER_MARGIN
+    verdict["frontier"] = frontier_gap <= FRONTIER_MARGIN
     return verdict
 
 

@@ -11,12 +11,12 @@ import ast
 import dataclasses
 import inspect
 import itertools
-import os
 import textwrap
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from musicgym.checks import CORES
 from musicgym.errors import MusicgymError
 
 EXIT_BAD_INPUT = 2
@@ -72,7 +72,7 @@ def _number_type(kind: type, check: dict[str, Any]) -> Callable[[str], Any]:
 positive_int = _number_type(int, {"low": 1})
 non_negative_int = _number_type(int, {"low": 0})
 positive_float = _number_type(float, {"above": 0})
-thread_count = _number_type(int, {"low": 1, "high": os.cpu_count() or 1})
+thread_count = _number_type(int, {"low": 1, "high": CORES})
 """Torch threads of a benchmark: 1 up to this machine's cores."""
 
 

@@ -59,7 +59,9 @@ NON_NEGATIVE_INT = {"integer": True, "low": 0}
 POSITIVE = {"above": 0}
 NON_NEGATIVE = {"low": 0}
 FRACTION = {"low": 0, "high": 1}
-THREADS = {"integer": True, "low": 0, "high": os.cpu_count() or 1}
+CORES = os.cpu_count() or 1
+"""This machine's CPU cores: the most torch threads anything here may ask for."""
+THREADS = {"integer": True, "low": 0, "high": CORES}
 """A command's torch threads: 0 (torch's default) up to this machine's cores."""
 
 

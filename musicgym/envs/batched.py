@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol, SupportsFloat, TypeVar
@@ -33,6 +32,7 @@ from gymnasium.error import ResetNeeded
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 
+from musicgym.checks import CORES
 from musicgym.errors import EnvArgumentError
 from musicgym.music.keys import Key
 
@@ -138,17 +138,16 @@ def check_observation_mode(observation: str, prior: Any) -> str:
 
 
 def check_threads(threads: Any) -> int | None:
-    """The ``threads`` argument checked: ``None``, or a thread count 1 .. ``os.cpu_count()``."""
+    """The ``threads`` argument checked: ``None``, or a thread count 1 .. :data:`CORES`."""
     if threads is None:
         return None
-    cores = os.cpu_count() or 1
     if (
         isinstance(threads, bool)
         or not isinstance(threads, (int, np.integer))
-        or not 1 <= threads <= cores
+        or not 1 <= threads <= CORES
     ):
         raise EnvArgumentError(
-            f"threads: expected a thread count 1..{cores} (this machine's cores) or None "
+            f"threads: expected a thread count 1..{CORES} (this machine's cores) or None "
             f"(torch's own setting), got {threads!r}"
         )
     return int(threads)
