@@ -270,7 +270,8 @@ def trained_agent(
 
 def bench_agent(name: str, seed: int, config: AgentsBenchConfig) -> dict | None:
     """Train (or load) one agent, compose ``config.pieces`` pieces and measure them:
-    ``{"settings", "measures", "per_piece", "pieces", "minutes"}`` (:func:`measure`), also
+    ``{"settings", "measures", "per_piece", "pieces", "minutes", "cpu_minutes"}`` (training and
+    composing, wall-clock and this process's CPU; :func:`measure`), also
     written to the run folder's ``measures.json``. With ``config.load`` a ``measures.json`` of
     the same settings is reused, and an agent that was never trained gives ``None``."""
     from musicgym import agents
@@ -282,7 +283,7 @@ def bench_agent(name: str, seed: int, config: AgentsBenchConfig) -> dict | None:
     cache = run_dir / MEASURES_FILE
     if config.load and (saved := cached(cache, settings)) is not None:
         return saved
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     trained_steps = math.nan
     if name == "prior":
         agent = agents.PriorAgent(config=env_config(config))
@@ -294,6 +295,7 @@ def bench_agent(name: str, seed: int, config: AgentsBenchConfig) -> dict | None:
             return None
     pieces = agent.compose(config.pieces, seed=1000 + seed)
     minutes = (time.perf_counter() - start) / 60
+    cpu_minutes = (time.process_time() - cpu_start) / 60
     task = config.task
     measured = measure(task, pieces, load_prior(config.prior), env_config(config), trained_steps)
     summary = _summary(task, measured["measures"])
@@ -303,6 +305,7 @@ def bench_agent(name: str, seed: int, config: AgentsBenchConfig) -> dict | None:
         **measured,
         "pieces": [task.to_json(piece) for piece in pieces],
         "minutes": minutes,
+        "cpu_minutes": cpu_minutes,
     }
     save(cache, outcome)
     return outcome
@@ -435,6 +438,11 @@ def write_report(
         "minutes": minutes,
         "training_minutes": {
             f"{name}-seed{seed}": outcome["minutes"]
+            for (name, seed), outcome in zip(tasks, outcomes)
+            if isinstance(outcome, dict)
+        },
+        "training_cpu_minutes": {
+            f"{name}-seed{seed}": outcome.get("cpu_minutes", math.nan)
             for (name, seed), outcome in zip(tasks, outcomes)
             if isinstance(outcome, dict)
         },

@@ -8,11 +8,13 @@ Rows, all on the batched vector env of ``--num-envs`` melodies and one torch thr
   (batch 32) per 4 env steps; its gradient steps/s too. Its environments give it the prior's
   summary and log p (``observation="prior"``), so the prior runs once per step, in the
   environment, and an update runs only the Q-network's MLP over cached states;
+* **rltuner-q --compile**: the same with the learner's loss compiled and Adam fused;
 * **rltuner-q --train-readout**: the same with a trainable copy of the prior's readout (the
   Bi-axial's note axis: the whole network but the time axis), whose update scores 38
   candidates of 64 states.
 
-Ratios: each training row / env alone.
+Ratios: each training row / env alone. A training row's clock starts at its
+:data:`WARMUP_UPDATES`-th gradient step.
 
     musicgym bench tuner --prior melody16c,note_rnn   # several priors, one run
     musicgym bench tuner --env ChoraleComposition-v0  # the chorale tuner, prior bach16
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -58,11 +61,36 @@ def env_steps_per_second(
     return rows * num_envs / seconds
 
 
+WARMUP_UPDATES = 20
+"""Gradient steps a training row takes before its clock starts: the replay's first fill,
+``learning_starts`` and ``--compile``'s compiling are left out of every row alike."""
+
+
 def training_rates(
     prior, num_envs: int, steps: int, env: str = ENV_ID, **settings
 ) -> tuple[float, float]:
-    """(env-steps/s, gradient steps/s) of an RL Tuner training run of ``steps`` steps."""
-    from musicgym.agents.rl_tuner import RLTunerConfig, train
+    """(env-steps/s, gradient steps/s) of an RL Tuner training run of ``steps`` steps, from its
+    :data:`WARMUP_UPDATES`-th gradient step on (from its start in a run too short for them)."""
+    from musicgym.agents.rl_tuner import RLTunerConfig
+    from musicgym.agents.rl_tuner.agent import RLTuner
+    from musicgym.agents.rl_tuner.loop import Callback, TrainingRun, run_loop
+    from musicgym.runs import StopSignals
+
+    class SteadyRates(Callback):
+        def on_training_start(self, run: TrainingRun) -> None:
+            self.start, self.warm = (time.perf_counter(), 0, 0), False
+
+        def on_step(self, run: TrainingRun, updates: list) -> None:
+            if not self.warm and run.agent.updates >= WARMUP_UPDATES:
+                self.start, self.warm = (
+                    (time.perf_counter(), run.global_step, run.agent.updates),
+                    True,
+                )
+
+        def on_training_end(self, run: TrainingRun) -> None:
+            began, step, update = self.start
+            seconds = time.perf_counter() - began
+            self.rates = (run.global_step - step) / seconds, (run.agent.updates - update) / seconds
 
     config = RLTunerConfig(
         env=env,
@@ -76,18 +104,23 @@ def training_rates(
         buffer_size=max(steps, 1_000),
         **settings,
     )
+    rates = SteadyRates()
     with tempfile.TemporaryDirectory() as folder:
-        agent = train(config, folder, prior=prior, progress=False, log=False)
-    seconds = steps / agent.steps_per_second
-    return agent.steps_per_second, agent.updates / seconds
+        run_loop(TrainingRun(RLTuner(config, prior), Path(folder), {}), [rates], StopSignals())
+    return rates.rates
 
 
 def run(
-    prior_name: str = "", num_envs: int = 16, steps: int = 4_000, env: str = ENV_ID
+    prior_name: str = "",
+    num_envs: int = 16,
+    steps: int = 4_000,
+    env: str = ENV_ID,
+    compile: bool = True,
 ) -> dict[str, dict[str, float]]:
     """Time the rows for each prior of ``prior_name`` (comma-separated: several priors in one
     run; default: the environment's) on ``env`` and print them as a Markdown table with the
-    ratios (a trainable readout only where the environment's tuner has one)."""
+    ratios (a trainable readout only where the environment's tuner has one; the ``--compile``
+    row only with ``compile``)."""
     from musicgym.agents.common import load_prior, set_torch_threads
 
     set_torch_threads(1)
@@ -103,6 +136,10 @@ def run(
             ("batched env alone (random valid actions)", env_rate, float("nan")),
             ("rltuner-q, 1 update (batch 32) per 4 env steps", fast, fast_updates),
         ]
+        compiled = compiled_updates = float("nan")
+        if compile:
+            compiled, compiled_updates = training_rates(prior, num_envs, steps, env, compile=True)
+            rows.append(("rltuner-q --compile, same", compiled, compiled_updates))
         readout = readout_updates = float("nan")
         try:  # about 20x slower updates: a shorter run tells as much
             readout, readout_updates = training_rates(
@@ -121,9 +158,13 @@ def run(
             "readout": readout,
             "readout_updates": readout_updates,
             "ratio": fast / env_rate,
+            "rltuner_q_compile": compiled,
+            "rltuner_q_compile_updates": compiled_updates,
+            "ratio_compile": compiled / env_rate,
         }
     for name, figure in figures.items():
-        print(f"{name}: rltuner-q at {figure['ratio']:.2f}x the env alone")
+        compiled = "" if not compile else f", {figure['ratio_compile']:.2f}x with --compile"
+        print(f"{name}: rltuner-q at {figure['ratio']:.2f}x the env alone{compiled}")
     return figures
 
 

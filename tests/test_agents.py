@@ -568,3 +568,35 @@ def test_rltuner_q_learns_the_key_rule(tmp_path):
     print(f"out of key: {before:.3f} before, {after:.3f} after")
     assert before > 0.15
     assert after < before - 0.08 and after < 0.6 * before, (before, after)
+
+
+def test_compiled_learner_takes_the_eager_step(prior, tmp_path):
+    """``--compile``: the compiled loss (forward and backward) and fused Adam move the weights
+    as the eager step does, to float rounding."""
+    import dataclasses
+
+    from musicgym.agents.rl_tuner.loop import TrainingRun
+    from musicgym.agents.rl_tuner.targets import Learner
+
+    config = RLTunerConfig(length=8, num_envs=4, buffer_size=64, steps=64)
+    agent = RLTuner(config, prior)
+    run = TrainingRun(agent, tmp_path, {})
+    observations = run.observations
+    for _ in range(6):
+        actions = run.act(observations)
+        observations, rewards, terminations, infos = run.step(actions)
+        run.store(actions, rewards, terminations, observations, infos)
+    learners = [
+        Learner(copy.deepcopy(agent.q_network), copy.deepcopy(agent.target_network), settings)
+        for settings in (config, dataclasses.replace(config, compile=True))
+    ]
+    assert learners[1].optimizer.defaults["fused"]
+    for _ in range(3):
+        batch = run.replay.sample(8, run.rng, agent.device)
+        (eager_loss, eager_q), (loss, q) = (learner.step(batch) for learner in learners)
+        torch.testing.assert_close(loss, eager_loss)
+        torch.testing.assert_close(q, eager_q)
+    eager, compiled = (learner.q_network.state_dict() for learner in learners)
+    for name, value in eager.items():
+        torch.testing.assert_close(compiled[name], value, rtol=1e-4, atol=1e-6)
+    assert any(not torch.equal(compiled[n], v) for n, v in agent.q_network.state_dict().items())

@@ -96,6 +96,11 @@ class RLTunerConfig(RunConfig):
     train_readout: bool = False
     """Fine-tune a copy of the prior's weights above its summary too (q, psi; the Bi-axial's
     note axis: about 20x slower updates)."""
+    compile: bool = False
+    """Compile the learner's loss (both networks' forward and its backward) with torch.compile
+    and take Adam's step fused: cheaper updates (measured in benchmarks/RESULTS.md), after about
+    a minute of compiling; it needs a C++ compiler. Not bit for bit the numbers of a run without
+    it."""
     device: str = "cpu"
     """Torch device of the networks and the prior (cpu, cuda, cuda:1, ...)."""
     eval_interval: int = 10_000

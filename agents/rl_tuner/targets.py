@@ -10,6 +10,7 @@ actions, its mask leaves them out of every max, logsumexp and choice.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from torch import nn
 from musicgym.agents.rl_tuner.config import RLTunerConfig, Target
 from musicgym.agents.rl_tuner.network import QNetwork, soft_update
 from musicgym.agents.rl_tuner.parts import Transitions
+from musicgym.errors import EnvArgumentError
 
 
 def masked_values(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -99,8 +101,9 @@ def explore(
 
 
 def make_optimizer(config: RLTunerConfig, network: nn.Module) -> torch.optim.Optimizer:
-    """Adam (one fused call over the tensors: the same numbers as the loop over them) or
-    Adadelta; the rule outcomes' weights (``--rule-features``) at ``rule_learning_rate``."""
+    """Adam (one fused call over the tensors: the same numbers as the loop over them; with
+    ``--compile`` one fused kernel, not quite the same numbers) or Adadelta; the rule outcomes'
+    weights (``--rule-features``) at ``rule_learning_rate``."""
     rules = getattr(network, "rule_weights", None)
     params = [p for p in network.parameters() if p.requires_grad and p is not rules]
     groups = [{"params": params}]
@@ -108,7 +111,8 @@ def make_optimizer(config: RLTunerConfig, network: nn.Module) -> torch.optim.Opt
         groups.append({"params": [rules], "lr": config.rule_learning_rate})
     if config.optimizer == "adadelta":
         return torch.optim.Adadelta(groups, lr=config.learning_rate, foreach=True)
-    return torch.optim.Adam(groups, lr=config.learning_rate, foreach=True)
+    fused = {"fused": True} if config.compile else {"foreach": True}
+    return torch.optim.Adam(groups, lr=config.learning_rate, **fused)
 
 
 def clip_gradients(config: RLTunerConfig, params: list[torch.Tensor]) -> None:
@@ -151,18 +155,29 @@ def transition_loss(
 
 
 class Learner:
-    """The online and target networks and the optimizer: one gradient step at a time."""
+    """The online and target networks and the optimizer: one gradient step at a time (the loss
+    compiled with ``--compile``)."""
 
     def __init__(self, q_network: QNetwork, target_network: QNetwork, config: RLTunerConfig):
         self.q_network, self.target_network, self.config = q_network, target_network, config
         self.optimizer = make_optimizer(config, q_network)
         self.online_params = list(q_network.parameters())
         self.target_params = list(target_network.parameters())
+        self.loss = partial(transition_loss, q_network, target_network, config)
+        if config.compile:
+            self.loss = torch.compile(self.loss, dynamic=False)
 
     def step(self, batch: Transitions) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on a batch's TD loss (gradients clipped) and the soft target
         update ``θ⁻ ← (1 - eta) θ⁻ + eta θ``; the loss and the mean Q-value, as tensors."""
-        loss, q_values = transition_loss(self.q_network, self.target_network, self.config, batch)
+        try:
+            loss, q_values = self.loss(batch)
+        except torch._dynamo.exc.BackendCompilerFailed as error:
+            first = str(error).strip().splitlines()[0][:200]
+            raise EnvArgumentError(
+                f"--compile: torch.compile could not compile the learner here ({first}); "
+                "train without --compile"
+            ) from None
         self.optimizer.zero_grad()
         loss.backward()
         clip_gradients(self.config, self.online_params)
