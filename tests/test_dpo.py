@@ -82,3 +82,23 @@ def test_bad_dpo_settings_are_one_line(tmp_path, capsys, option, says):
     assert main([*arguments, option]) == 2
     error = capsys.readouterr().err.strip()
     assert says in error and "\n" not in error
+
+
+def test_dpo_fine_tunes_the_prior_on_chorales(tmp_path):
+    """On ``ChoraleComposition-v0`` the policy starts as the prior among the valid actions (the
+    environment's masks), a round of chorales moves it, and the run composes chorales."""
+    settings = {"env": "ChoraleComposition-v0", "prior": "bach16", "bars": 1, "pairs": 2}
+    config = DPOConfig(**settings, epochs=2, learning_rate=3e-3, steps=1)
+    untrained = RLTuner(config.tuner_config(), "bach16")
+    episodes = untrained.play(2, seed=0, record=True)
+    with torch.no_grad():
+        policy, prior = piece_likelihoods(untrained, episodes)
+    torch.testing.assert_close(policy, prior, atol=1e-4, rtol=1e-5)
+    agent = train(config, tmp_path / "run", progress=False)
+    moved = [
+        not torch.equal(weight, untrained.q_network.state_dict()[name])
+        for name, weight in agent.q_network.state_dict().items()
+    ]
+    assert any(moved)
+    (chorale,) = agent.compose(1, seed=1)
+    assert chorale.matrix.shape[0] == 16  # one bar of 16th-note frames
