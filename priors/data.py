@@ -40,7 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from musicgym.errors import DatasetError, MusicgymError
-from musicgym.music.corpus import score_notes
+from musicgym.music.corpus import cache_dir, score_notes
 from musicgym.music.midi import apply_out_of_range, fit_pitch_range, read_midi_report
 from musicgym.music.notestate import SIXTEENTH_NOTES, NoteState
 from musicgym.music.tokens import (
@@ -249,24 +249,13 @@ def white_key_shift(sharps: int) -> int:
 def key_normalised(piece: NoteState, sharps: int) -> NoteState | None:
     """``piece`` transposed by :func:`white_key_shift` of its signature, or by that shift an
     octave away where only that keeps its notes on the pitch axis; ``None`` if none does."""
-    shift = white_key_shift(sharps)
-    down, up = piece.transposition_room()
-    for candidate in sorted((shift, shift - 12, shift + 12), key=abs):
-        if down <= candidate <= up:
-            return piece.transpose(candidate) if candidate else piece
-    return None
+    shift = piece.fitting_shift(white_key_shift(sharps))
+    if shift is None:
+        return None
+    return piece.transpose(shift) if shift else piece
 
 
 # --- music21 corpus -------------------------------------------------------------------------------
-
-
-def cache_dir() -> Path:
-    """Where conversions are cached: ``$MUSICGYM_CACHE`` or the user cache directory."""
-    if os.environ.get("MUSICGYM_CACHE"):
-        return Path(os.environ["MUSICGYM_CACHE"])
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("musicgym"))
 
 
 def _corpus_paths(kind: str) -> list[str]:
