@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -165,12 +166,13 @@ def _phrased_notes(
     return score_notes(score, resolution), fermata_ends(score, resolution), len(score.parts), meter
 
 
+@lru_cache(maxsize=64)
 def phrased_chorale(
     name: str, resolution: int, lowest_pitch: int, num_pitches: int, what: str = "primer"
 ) -> PhrasedChorale:
-    """The corpus chorale ``name`` with its phrases (parsed now; :func:`corpus_phrases` keeps
-    them all); one line naming ``what`` when there is no such chorale or a note lies outside the
-    pitch axis."""
+    """The corpus chorale ``name`` with its phrases (parsed on first use, then kept: a primer
+    given at every reset is parsed once; :func:`corpus_phrases` reads them all); one line naming
+    ``what`` when there is no such chorale or a note lies outside the pitch axis."""
     try:
         notes, ends, voices, meter = _phrased_notes(f"bach/{name}", resolution)
     except Exception:  # music21 raises its own CorpusException, or others for odd names
