@@ -40,7 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from musicgym.errors import DatasetError, MusicgymError
-from musicgym.music.corpus import cache_dir, score_notes
+from musicgym.music.corpus import cache_dir, key_signature_sharps, score_notes
 from musicgym.music.midi import apply_out_of_range, fit_pitch_range, read_midi_report
 from musicgym.music.notestate import SIXTEENTH_NOTES, NoteState
 from musicgym.music.tokens import (
@@ -266,14 +266,6 @@ def _corpus_paths(kind: str) -> list[str]:
     return [str(p) for p in corpus.getComposer("essenFolksong")]
 
 
-def _key_signature_sharps(score) -> int:
-    """Sharps (flats negative) of a score's first key signature, else of music21's key analysis."""
-    from music21 import key
-
-    signatures = score.recurse().getElementsByClass(key.KeySignature)
-    return int(signatures[0].sharps if signatures else score.analyze("key").sharps)
-
-
 def _convert_corpus_file(
     task: tuple[str, str, int],
 ) -> list[tuple[str, list[tuple[int, int, int]], int]]:
@@ -289,7 +281,7 @@ def _convert_corpus_file(
         name = f"{path}#{i}" if len(scores) > 1 else path
         notes = score_notes(score, resolution)
         if notes:
-            pieces.append((name, notes, _key_signature_sharps(score)))
+            pieces.append((name, notes, key_signature_sharps(score)))
     return pieces
 
 

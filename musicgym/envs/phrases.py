@@ -4,14 +4,17 @@ its chorale before it, so that an ending is rewarded every phrase, not once per 
 Bach's chorales are phrases that end at fermatas with cadences
 (:func:`musicgym.music.corpus.corpus_phrases` finds them). A phrase episode draws a chorale and
 one of its phrases after the first; its primer is the chorale from its start up to the phrase, and
-it composes the phrase's own frames, up to the frame where the fermata's note ends, so the
-end-of-piece rules (``cadence``, ``perfect_cadence``) judge the phrase's end. The chorale is
-transposed into the episode's key (the rules'), whose mode must be its own.
+it composes the phrase's own frames, from where the fermata before it ends to where its own ends
+(no rounding: a phrase that starts on the fourth beat starts there, and the observation's bar
+position says so), so the end-of-piece rules (``cadence``, ``perfect_cadence``) judge the phrase's
+last frame. The chorale is transposed into the episode's key (the rules'), whose mode must be its
+own (:func:`chorale_key`), to the nearest octave that keeps it on the pitch axis.
 
 The chorales drawn are those that fit an episode of the environment: four voices, in 4/4 (the
-environment's bars), and a phrase after the first of at most ``bars`` bars; the phrases drawn are
-those. Of the 371 chorales of music21's corpus, 313 do (166 in major, 147 in minor by
-:func:`~musicgym.music.harmony.find_key`), with 1,637 phrases of 0.75 to 4 bars (median 2).
+environment's bars), a key that its signature and its last bass note agree on, and a phrase after
+the first of at most ``bars`` bars; the phrases drawn are those. Of the 371 chorales of music21's
+corpus, 362 lie on bach16's pitch axis, all with fermatas; with ``bars=4`` 290 of them are drawn
+(157 in major, 133 in minor), with 1,488 phrases of 0.75 to 4 bars (median 2; 969 of exactly 2).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 
 from musicgym.errors import EnvArgumentError
 from musicgym.music.corpus import PhrasedChorale, corpus_phrases, phrased_chorale
-from musicgym.music.harmony import BEATS_PER_BAR, FOUR_VOICES, find_key
+from musicgym.music.harmony import BEATS_PER_BAR, FOUR_VOICES
 from musicgym.music.keys import Key
 
 METER = f"{BEATS_PER_BAR}/4"
@@ -53,6 +56,23 @@ def episode_phrases(chorale: PhrasedChorale, max_length: int) -> list[tuple[int,
     ]
 
 
+SIGNATURE_ENDINGS = {0: "major", 9: "minor", 2: "minor", 7: "major"}
+"""The mode of a chorale by where its last bass note (its tonic) lies above its key signature's
+major tonic: on it (major), a sixth above (the relative minor), a second (a minor key notated
+with one flat fewer, "dorian") or a fifth (a major key with one sharp fewer, "mixolydian")."""
+
+
+def chorale_key(chorale: PhrasedChorale) -> Key | None:
+    """The key of a Bach chorale: its last bass note is the tonic, its key signature tells the
+    mode (:data:`SIGNATURE_ENDINGS`); ``None`` where the two disagree, as in the modal chorales
+    that end on the dominant (a Phrygian ending)."""
+    last = chorale.chorale.matrix[-1, :, 0]
+    tonic = (chorale.chorale.lowest_pitch + int(np.flatnonzero(last)[0])) % 12
+    major = 7 * chorale.sharps % 12  # the signature's major key: 1 sharp G, 1 flat F
+    mode = SIGNATURE_ENDINGS.get((tonic - major) % 12)
+    return None if mode is None else Key(tonic, mode)
+
+
 def semitones_between(source: Key, target: Key) -> int:
     """Semitones in -6..+5 that move ``source``'s tonic onto ``target``'s."""
     return (target.tonic - source.tonic + 6) % 12 - 6
@@ -72,14 +92,16 @@ class PhraseEpisodes:
         self.chorales: list[PhrasedChorale] = []
         self.phrases: list[list[tuple[int, int]]] = []
         """Each chorale's phrases to compose, ``(start, end)`` frames."""
+        self.keys: list[Key] = []
+        """Each chorale's key (:func:`chorale_key`)."""
         for chorale in chorales:
             steps_per_bar = BEATS_PER_BAR * chorale.chorale.resolution
             phrases = episode_phrases(chorale, bars * steps_per_bar)
-            if chorale.voices == FOUR_VOICES and chorale.meter == METER and phrases:
+            key = chorale_key(chorale)
+            if chorale.voices == FOUR_VOICES and chorale.meter == METER and phrases and key:
                 self.chorales.append(chorale)
                 self.phrases.append(phrases)
-        self.keys = [find_key(chorale.chorale) for chorale in self.chorales]
-        """Each chorale's key (:func:`~musicgym.music.harmony.find_key`)."""
+                self.keys.append(key)
         self._candidates: dict[Key, list[tuple[int, int]]] = {}
 
     def candidates(self, key: Key) -> list[tuple[int, int]]:
@@ -102,8 +124,8 @@ class PhraseEpisodes:
         if not self.chorales:
             raise EnvArgumentError(
                 f"phrases: {self.source} has no phrase to compose (a chorale of four voices in "
-                f"{METER} whose fermatas end a phrase of at most {self.bars} bar(s) after its "
-                "first)"
+                f"{METER}, ending in its key, whose fermatas end a phrase of at most "
+                f"{self.bars} bar(s) after its first)"
             )
         modes = sorted({own.mode for own in self.keys})
         if key.mode not in modes:
@@ -129,23 +151,13 @@ class PhraseEpisodes:
         return Opening(primer, end - start, start % steps_per_bar)
 
 
-_corpus_episodes: dict[tuple[int, int], tuple[list[PhrasedChorale], PhraseEpisodes]] = {}
-"""The corpus' phrase episodes made in this process, by its chorales' identity and ``bars`` (the
-chorales kept with them, so that the identity stays theirs): every env of a vector of single
-envs shares one."""
-
-
 def corpus_phrase_episodes(
     bars: int, resolution: int, lowest_pitch: int, num_pitches: int
 ) -> PhraseEpisodes:
     """The phrases of every chorale of music21's corpus (converted once, then cached:
-    :func:`~musicgym.music.corpus.corpus_phrases`); made once per process (finding the
-    chorales' keys takes about a second)."""
+    :func:`~musicgym.music.corpus.corpus_phrases`)."""
     chorales = corpus_phrases(resolution, lowest_pitch, num_pitches)
-    made = (id(chorales), bars)
-    if made not in _corpus_episodes:
-        _corpus_episodes[made] = (chorales, PhraseEpisodes(chorales, bars, "the corpus"))
-    return _corpus_episodes[made][1]
+    return PhraseEpisodes(chorales, bars, "the corpus")
 
 
 def chorale_phrase_episodes(
@@ -167,6 +179,11 @@ def chorale_phrase_episodes(
         raise EnvArgumentError(
             f"{what}: chorale {name!r} marks no fermata, so no phrase of it ends; phrase episodes "
             "end at one"
+        )
+    if chorale_key(chorale) is None:
+        raise EnvArgumentError(
+            f"{what}: chorale {name!r} ends on a chord that is not the tonic of its key signature "
+            "(a modal ending); phrase episodes transpose a chorale into the rules' key by its own"
         )
     episodes = PhraseEpisodes([chorale], bars, f"chorale {name!r}")
     if not episodes.chorales:

@@ -59,6 +59,14 @@ def score_notes(score: Any, resolution: int) -> list[tuple[int, int, int]]:
     return notes
 
 
+def key_signature_sharps(score: Any) -> int:
+    """Sharps (flats negative) of a score's first key signature, else of music21's key analysis."""
+    from music21 import key
+
+    signatures = score.recurse().getElementsByClass(key.KeySignature)
+    return int(signatures[0].sharps if signatures else score.analyze("key").sharps)
+
+
 def fermata_ends(score: Any, resolution: int) -> list[int]:
     """The steps where a score's phrases end: the end of each note under a fermata (followed
     through its ties), in the steps of :func:`score_notes`, ascending. The fermatas of the top
@@ -145,6 +153,8 @@ class PhrasedChorale(NamedTuple):
     """Its parts (four in most chorales; some add instruments)."""
     meter: str
     """Its first time signature, e.g. ``"4/4"``."""
+    sharps: int
+    """Sharps (flats negative) of its key signature (:func:`key_signature_sharps`)."""
 
 
 def _chorale_paths() -> list[str]:
@@ -156,14 +166,21 @@ def _chorale_paths() -> list[str]:
 
 def _phrased_notes(
     path: str, resolution: int
-) -> tuple[list[tuple[int, int, int]], list[int], int, str]:
-    """One chorale's notes, phrase ends, parts and time signature."""
+) -> tuple[list[tuple[int, int, int]], tuple[int, ...], int, str, int]:
+    """One chorale's notes, phrase ends, parts, time signature and key signature."""
     from music21 import corpus
 
     score = corpus.parse(path)
     signatures = score.recurse().getElementsByClass("TimeSignature")
     meter = signatures[0].ratioString if signatures else ""
-    return score_notes(score, resolution), fermata_ends(score, resolution), len(score.parts), meter
+    ends = tuple(fermata_ends(score, resolution))
+    return (
+        score_notes(score, resolution),
+        ends,
+        len(score.parts),
+        meter,
+        key_signature_sharps(score),
+    )
 
 
 @lru_cache(maxsize=64)
@@ -174,13 +191,13 @@ def phrased_chorale(
     given at every reset is parsed once; :func:`corpus_phrases` reads them all); one line naming
     ``what`` when there is no such chorale or a note lies outside the pitch axis."""
     try:
-        notes, ends, voices, meter = _phrased_notes(f"bach/{name}", resolution)
+        notes, *phrasing = _phrased_notes(f"bach/{name}", resolution)
     except Exception:  # music21 raises its own CorpusException, or others for odd names
         raise EnvArgumentError(
             f"{what}: no chorale {name!r} in music21's corpus (e.g. 'chorale:bwv269')"
         ) from None
     chorale = _on_axis(notes, name, resolution, lowest_pitch, num_pitches, what)
-    return PhrasedChorale(name, chorale, tuple(ends), voices, meter)
+    return PhrasedChorale(name, chorale, *phrasing)
 
 
 _loaded: dict[Path, list[PhrasedChorale]] = {}
@@ -211,12 +228,12 @@ def corpus_phrases(
             )
         chorales = []
         for path in paths:
-            notes, ends, voices, meter = _phrased_notes(path, resolution)
+            notes, *phrasing = _phrased_notes(path, resolution)
             pitches = [pitch for pitch, _, _ in notes]
             if notes and lowest_pitch <= min(pitches) and max(pitches) < lowest_pitch + num_pitches:
                 name = path.removeprefix("bach/")
                 chorale = _on_axis(notes, name, resolution, lowest_pitch, num_pitches, "corpus")
-                chorales.append(PhrasedChorale(name, chorale, tuple(ends), voices, meter))
+                chorales.append(PhrasedChorale(name, chorale, *phrasing))
         _write_phrases(cached, chorales)
     _loaded[cached] = chorales
     return chorales
@@ -239,6 +256,7 @@ def _write_phrases(path: Path, chorales: list[PhrasedChorale]) -> None:
                 names=np.array([c.name for c in chorales]),
                 voices=np.array([c.voices for c in chorales]),
                 meters=np.array([c.meter for c in chorales]),
+                sharps=np.array([c.sharps for c in chorales]),
             )
     except OutputError as error:
         print(f"musicgym: note: phrases not cached: {error}", file=sys.stderr)
@@ -248,7 +266,7 @@ def _read_phrases(path: Path, resolution: int, lowest_pitch: int) -> list[Phrase
     with np.load(path) as cache:
         frames, lengths, names = cache["frames"], cache["lengths"], cache["names"]
         phrase_ends, phrases = cache["phrase_ends"], cache["phrases"]
-        voices, meters = cache["voices"], cache["meters"]
+        voices, meters, sharps = cache["voices"], cache["meters"], cache["sharps"]
     bounds = np.concatenate([[0], np.cumsum(lengths)])
     end_bounds = np.concatenate([[0], np.cumsum(phrases)])
     return [
@@ -260,6 +278,7 @@ def _read_phrases(path: Path, resolution: int, lowest_pitch: int) -> list[Phrase
             tuple(int(e) for e in phrase_ends[end_bounds[i] : end_bounds[i + 1]]),
             int(voices[i]),
             str(meters[i]),
+            int(sharps[i]),
         )
         for i in range(len(names))
     ]
