@@ -558,7 +558,8 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
     |                        |           | most recent first, the primer's included (zeros  |
     |                        |           | before the start)                                |
     | position in the bar    | 16        | one-hot of ``t mod 16`` of this frame ``t``      |
-    | progress               | 1         | ``t / (16 bars)``                                |
+    |                        |           | (a phrase: of its frame in the chorale)          |
+    | progress               | 1         | ``t / (16 bars)`` (a phrase: ``t / its length``) |
 
     With ``observation="prior"``, a ``Dict`` of that observation (``"observation"``) and what
     the frozen prior knows of the state (:func:`musicgym.envs.batched.prior_observation_space`):
@@ -592,19 +593,33 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
     ``"chorale:NAME"``, the first bar of a chorale of music21's corpus (e.g.
     ``"chorale:bwv269"``); its notes must lie on the prior's pitch axis, at its resolution.
 
+    With ``phrases=True`` an episode is one of Bach's phrases instead
+    (:mod:`musicgym.envs.phrases`): each reset draws from the env's random generator (seeded by
+    ``reset(seed=...)``) a chorale of music21's corpus (``primer=None``; or the one of
+    ``primer="chorale:NAME"``) and one of its phrases after the first. Its primer is the chorale
+    from its start up to the phrase, transposed into the rules' ``key``, and the episode starts
+    where the phrase does in its bar (often on the fourth beat). The chorales drawn have four
+    voices, are in 4/4, end in the key their signature tells, in the mode of ``key``, and have a
+    phrase after the first of at most ``bars`` bars: with ``bars=4``, 290 chorales (157 in major,
+    152 of which fit the pitch axis in C major; 133 in minor) with 1,488 phrases of 0.75 to 4
+    bars, two bars in two cases of three. The corpus is converted once (about a minute) and
+    cached (:func:`musicgym.music.corpus.corpus_phrases`).
+
     ## Episode End
 
-    The episode terminates when the last frame's time step ends (``16 * bars`` frames). A time
-    step takes at most ``N + 1`` actions, so an episode at most ``16 * bars * (N + 1)``. There is
-    no truncation. ``step`` after the end, or before ``reset``, raises
-    ``gymnasium.error.ResetNeeded``.
+    The episode terminates when the last frame's time step ends (``16 * bars`` frames; with
+    ``phrases=True``, the phrase's frames, up to where its fermata's note ends: the end-of-piece
+    rules, ``cadence`` and ``perfect_cadence``, judge that frame). A time step takes at most
+    ``N + 1`` actions, so an episode at most ``16 * bars * (N + 1)``. There is no truncation.
+    ``step`` after the end, or before ``reset``, raises ``gymnasium.error.ResetNeeded``.
 
     ## Arguments
 
     ```python
     gym.make("ChoraleComposition-v0", bars=4, key="C major", prior="bach16", rules="chorale",
              c=0.5, primer=None, render_mode=None, device="cpu", history=8,
-             invalid_action="end", observation="plain", prior_weight=1.0, threads=1)
+             invalid_action="end", observation="plain", prior_weight=1.0, threads=1,
+             phrases=False)
     ```
 
     The defaults are :data:`musicgym.config.CHORALE_DEFAULTS`.
@@ -632,6 +647,10 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
     * ``threads``: the torch threads the prior's computations use, set around every ``reset``
       and ``step`` and restored after it; ``None`` leaves torch's setting alone (see
       :class:`~musicgym.envs.melody.MusicCompositionEnv`).
+    * ``phrases``: episodes of Bach's phrases (see Starting State), so that an ending is rewarded
+      every two bars or so, not once per chorale: an option for training; evaluate on whole
+      chorales (the agents' ``compose`` and ``bench chorales`` do). ``primer`` is then ``None``
+      or ``"chorale:NAME"``.
 
     ## Version History
 
@@ -639,7 +658,8 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
       defaults give the same numbers as before); ``threads`` added later (default 1;
       ``threads=None`` is the earlier behaviour). Since 0.1.0 the default ``invalid_action`` is
       ``"end"`` (it was ``"raise"``; an agent that masks sees no difference), and ``rgb_array``
-      frames keep one size for the whole episode.
+      frames keep one size for the whole episode. ``phrases`` added later (default ``False``:
+      the same numbers as before).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": RENDER_MODES, "render_fps": 16}
