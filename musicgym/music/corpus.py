@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -234,14 +235,39 @@ def corpus_phrases(
                 name = path.removeprefix("bach/")
                 chorale = _on_axis(notes, name, resolution, lowest_pitch, num_pitches, "corpus")
                 chorales.append(PhrasedChorale(name, chorale, *phrasing))
-        _write_phrases(cached, chorales)
+        write_conversion(
+            cached,
+            [c.chorale for c in chorales],
+            phrase_ends=np.array([e for c in chorales for e in c.phrase_ends], np.int64),
+            phrases=np.array([len(c.phrase_ends) for c in chorales]),
+            voices=np.array([c.voices for c in chorales]),
+            meters=np.array([c.meter for c in chorales]),
+            sharps=np.array([c.sharps for c in chorales]),
+        )
     _loaded[cached] = chorales
     return chorales
 
 
-def _write_phrases(path: Path, chorales: list[PhrasedChorale]) -> None:
-    """Cache a conversion atomically; a cache that cannot be written (read-only, full) is
-    skipped with a note: the next load converts again."""
+def _read_phrases(path: Path, resolution: int, lowest_pitch: int) -> list[PhrasedChorale]:
+    pieces, arrays = read_conversion(path, resolution, lowest_pitch)
+    bounds = np.concatenate([[0], np.cumsum(arrays["phrases"])])
+    return [
+        PhrasedChorale(
+            piece.name.removeprefix("bach/"),
+            piece,
+            tuple(int(end) for end in arrays["phrase_ends"][bounds[i] : bounds[i + 1]]),
+            int(arrays["voices"][i]),
+            str(arrays["meters"][i]),
+            int(arrays["sharps"][i]),
+        )
+        for i, piece in enumerate(pieces)
+    ]
+
+
+def write_conversion(path: Path, pieces: Sequence[NoteState], **arrays: np.ndarray) -> None:
+    """Cache a conversion atomically as an ``.npz``: its pieces' frames, lengths and names, and
+    ``arrays``; a cache that cannot be written (read-only, full) is skipped with a note: the next
+    load converts again."""
     from musicgym.errors import OutputError
     from musicgym.fileio import atomic_output
 
@@ -249,36 +275,25 @@ def _write_phrases(path: Path, chorales: list[PhrasedChorale]) -> None:
         with atomic_output(path) as temporary:
             np.savez_compressed(
                 temporary,
-                frames=np.concatenate([c.chorale.matrix for c in chorales]),
-                lengths=np.array([c.chorale.num_steps for c in chorales]),
-                phrase_ends=np.array([e for c in chorales for e in c.phrase_ends], np.int64),
-                phrases=np.array([len(c.phrase_ends) for c in chorales]),
-                names=np.array([c.name for c in chorales]),
-                voices=np.array([c.voices for c in chorales]),
-                meters=np.array([c.meter for c in chorales]),
-                sharps=np.array([c.sharps for c in chorales]),
+                frames=np.concatenate([p.matrix for p in pieces]),
+                lengths=np.array([p.num_steps for p in pieces]),
+                names=np.array([p.name for p in pieces]),
+                **arrays,
             )
     except OutputError as error:
-        print(f"musicgym: note: phrases not cached: {error}", file=sys.stderr)
+        print(f"musicgym: note: conversion not cached: {error}", file=sys.stderr)
 
 
-def _read_phrases(path: Path, resolution: int, lowest_pitch: int) -> list[PhrasedChorale]:
+def read_conversion(
+    path: Path, resolution: int, lowest_pitch: int
+) -> tuple[list[NoteState], dict[str, np.ndarray]]:
+    """The pieces and the other arrays of a :func:`write_conversion` file."""
     with np.load(path) as cache:
-        frames, lengths, names = cache["frames"], cache["lengths"], cache["names"]
-        phrase_ends, phrases = cache["phrase_ends"], cache["phrases"]
-        voices, meters, sharps = cache["voices"], cache["meters"], cache["sharps"]
+        arrays = dict(cache)
+    frames, lengths, names = (arrays.pop(name) for name in ("frames", "lengths", "names"))
     bounds = np.concatenate([[0], np.cumsum(lengths)])
-    end_bounds = np.concatenate([[0], np.cumsum(phrases)])
-    return [
-        PhrasedChorale(
-            str(names[i]),
-            NoteState(
-                frames[bounds[i] : bounds[i + 1]], lowest_pitch, resolution, f"bach/{names[i]}"
-            ),
-            tuple(int(e) for e in phrase_ends[end_bounds[i] : end_bounds[i + 1]]),
-            int(voices[i]),
-            str(meters[i]),
-            int(sharps[i]),
-        )
-        for i in range(len(names))
+    pieces = [
+        NoteState(frames[a:b], lowest_pitch, resolution, str(name))
+        for a, b, name in zip(bounds[:-1], bounds[1:], names)
     ]
+    return pieces, arrays
