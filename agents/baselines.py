@@ -138,12 +138,16 @@ def init_arguments(algorithm: type) -> set[str]:
     return names
 
 
-def env_kwargs(config: SB3Config | EnvConfig, algorithm: type, prior: Any = None) -> dict:
+def env_kwargs(
+    config: SB3Config | EnvConfig, algorithm: type, prior: Any = None, training: bool = False
+) -> dict:
     """The environment arguments of ``config`` for ``algorithm``: the ``"prior"`` observation
-    (and the prior out of the reward) for an algorithm that reads it (its class says so)."""
+    (and the prior out of the reward) for an algorithm that reads it (its class says so);
+    ``training``: of the environment it learns in (phrase episodes where ``config.phrases``),
+    else of the one it is evaluated in."""
     observation = getattr(algorithm, "observation", "plain")
     with_prior = getattr(algorithm, "prior_in_reward", True)
-    return config.env_kwargs(prior, with_prior, observation)
+    return config.env_kwargs(prior, with_prior, observation, training)
 
 
 POLICIES = {"recurrentppo": "MlpLstmPolicy", "ppokl": "PriorPolicy"}
@@ -428,10 +432,11 @@ def _train(
     set_torch_threads(config.threads)
     prior_model = load_prior(prior if prior is not None else config.prior)
     algorithm = algorithm_class(config.algo)
-    kwargs = env_kwargs(config, algorithm, prior_model)
     maskable = "action_masks" in inspect.signature(algorithm.predict).parameters
-    kwargs.update(task_of(config.env).masking_kwargs(maskable))
+    masking = task_of(config.env).masking_kwargs(maskable)
+    kwargs = {**env_kwargs(config, algorithm, prior_model, training=True), **masking}
     envs = make_vec_env(config.env, n_envs=config.num_envs, seed=config.seed, env_kwargs=kwargs)
+    kwargs = {**env_kwargs(config, algorithm, prior_model), **masking}
     eval_envs = make_vec_env(config.env, n_envs=1, seed=config.seed + 10_000, env_kwargs=kwargs)
     point = resume_point(out) if resume else None
     model = _model_of_run(config, out, point, envs, prior_model)

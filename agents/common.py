@@ -109,14 +109,16 @@ def make_vector_env(
     num_envs: int,
     with_prior: bool = True,
     observation: str = "plain",
+    training: bool = False,
 ) -> gym.vector.VectorEnv:
     """The batched vector env of ``config.env`` (one prior call per step for all ``num_envs``
-    pieces; ``observation``: see :meth:`musicgym.config.EnvConfig.env_kwargs`)."""
+    pieces; ``observation`` and ``training``: see
+    :meth:`musicgym.config.EnvConfig.env_kwargs`)."""
     return gym.make_vec(
         config.env,
         num_envs=num_envs,
         vectorization_mode="vector_entry_point",
-        **config.env_kwargs(prior, with_prior, observation),
+        **config.env_kwargs(prior, with_prior, observation, training),
     )
 
 

@@ -291,7 +291,7 @@ def play_round(
     TensorBoard (``reference``: the data's histograms, for the KL to them)."""
     seed = config.seed + 1_000_003 * state["round"]
     config.start_round(agent, state)
-    episodes = agent.play(config.pieces_per_round, seed=seed, record=True)
+    episodes = agent.play(config.pieces_per_round, seed=seed, record=True, training=True)
     state["round"] += 1
     state["played"] += len(episodes.actions)
     step = state["played"]

@@ -68,7 +68,12 @@ class EnvConfig:
     primer: str = ""
     """What each piece starts from, fed to the prior and never scored: '' (silence); for melodies
     'random_note' (Magenta's: one random token) or a MIDI file (SB3 baselines only); for chorales
-    a MIDI file or 'chorale:NAME', the first bar of a music21 corpus chorale (e.g. bwv269)."""
+    a MIDI file or 'chorale:NAME', the first bar of a music21 corpus chorale (e.g. bwv269); with
+    --phrases '' (any corpus chorale) or 'chorale:NAME' (that chorale's phrases)."""
+    phrases: bool = False
+    """ChoraleComposition-v0: train on Bach's phrases (each primed by its chorale before it,
+    ending at a fermata, at most --bars bars), so that an ending is rewarded every phrase; the
+    agent composes and is evaluated on whole chorales of --bars bars."""
     seed: int = 1
     """Seed of the agent's and the environment's random numbers."""
 
@@ -94,15 +99,22 @@ class EnvConfig:
         except ValueError as error:
             raise EnvArgumentError(f"key: {error}") from None
         resolve_rules(parse_rules(self.rules), defaults.context)
+        if self.phrases and self.env != CHORALE_ENV_ID:
+            raise EnvArgumentError(f"phrases: only {CHORALE_ENV_ID} has phrase episodes")
 
     def env_kwargs(
-        self, prior: Any = None, with_prior: bool = True, observation: str = "plain"
+        self,
+        prior: Any = None,
+        with_prior: bool = True,
+        observation: str = "plain",
+        training: bool = False,
     ) -> dict[str, Any]:
         """Keyword arguments of ``gym.make`` / ``gym.make_vec`` of :attr:`env`: ``prior`` (a
         loaded prior) in place of the name, and no prior in the reward unless ``with_prior`` and
         :attr:`prior_reward`. With ``observation="prior"`` the environment always has the prior
         (an agent reads it from the observation), weighted 0 in the reward where it is left
-        out."""
+        out. ``training``: the environment an agent learns in, of phrase episodes where
+        :attr:`phrases` (else the one it composes and is evaluated in: whole pieces)."""
         use_prior = with_prior and self.prior_reward
         loaded = self.prior if prior is None else prior
         kwargs = {
@@ -114,6 +126,8 @@ class EnvConfig:
         }
         if observation != "plain":
             kwargs.update(prior=loaded, observation=observation, prior_weight=float(use_prior))
+        if training and self.phrases:
+            kwargs["phrases"] = True
         size = ENV_DEFAULTS[self.env].size
         return {size: getattr(self, size), **kwargs}
 

@@ -56,7 +56,8 @@ def _load(args: argparse.Namespace):
 
 
 def _data_list(args: argparse.Namespace) -> int:
-    from musicgym.priors.data import available_datasets, cache_dir
+    from musicgym.music.corpus import cache_dir
+    from musicgym.priors.data import available_datasets
 
     for name, description in available_datasets().items():
         print(f"{name:<20} {description}")

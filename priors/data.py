@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -40,7 +39,13 @@ import numpy as np
 from tqdm import tqdm
 
 from musicgym.errors import DatasetError, MusicgymError
-from musicgym.music.corpus import score_notes
+from musicgym.music.corpus import (
+    cache_dir,
+    key_signature_sharps,
+    read_conversion,
+    score_notes,
+    write_conversion,
+)
 from musicgym.music.midi import apply_out_of_range, fit_pitch_range, read_midi_report
 from musicgym.music.notestate import SIXTEENTH_NOTES, NoteState
 from musicgym.music.tokens import (
@@ -249,24 +254,13 @@ def white_key_shift(sharps: int) -> int:
 def key_normalised(piece: NoteState, sharps: int) -> NoteState | None:
     """``piece`` transposed by :func:`white_key_shift` of its signature, or by that shift an
     octave away where only that keeps its notes on the pitch axis; ``None`` if none does."""
-    shift = white_key_shift(sharps)
-    down, up = piece.transposition_room()
-    for candidate in sorted((shift, shift - 12, shift + 12), key=abs):
-        if down <= candidate <= up:
-            return piece.transpose(candidate) if candidate else piece
-    return None
+    shift = piece.fitting_shift(white_key_shift(sharps))
+    if shift is None:
+        return None
+    return piece.transpose(shift) if shift else piece
 
 
 # --- music21 corpus -------------------------------------------------------------------------------
-
-
-def cache_dir() -> Path:
-    """Where conversions are cached: ``$MUSICGYM_CACHE`` or the user cache directory."""
-    if os.environ.get("MUSICGYM_CACHE"):
-        return Path(os.environ["MUSICGYM_CACHE"])
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("musicgym"))
 
 
 def _corpus_paths(kind: str) -> list[str]:
@@ -275,14 +269,6 @@ def _corpus_paths(kind: str) -> list[str]:
     if kind == "bach-chorales":
         return [str(p) for p in corpus.chorales.Iterator(returnType="filename")]
     return [str(p) for p in corpus.getComposer("essenFolksong")]
-
-
-def _key_signature_sharps(score) -> int:
-    """Sharps (flats negative) of a score's first key signature, else of music21's key analysis."""
-    from music21 import key
-
-    signatures = score.recurse().getElementsByClass(key.KeySignature)
-    return int(signatures[0].sharps if signatures else score.analyze("key").sharps)
 
 
 def _convert_corpus_file(
@@ -300,7 +286,7 @@ def _convert_corpus_file(
         name = f"{path}#{i}" if len(scores) > 1 else path
         notes = score_notes(score, resolution)
         if notes:
-            pieces.append((name, notes, _key_signature_sharps(score)))
+            pieces.append((name, notes, key_signature_sharps(score)))
     return pieces
 
 
@@ -357,40 +343,13 @@ def _convert_corpus(kind, resolution, lowest_pitch, num_pitches, progress):
                     sharps.append(signature)
                 except MusicgymError as error:
                     skipped.append((path, str(error)))
-    _write_cache(cached, pieces, sharps, folded)
+    write_conversion(cached, pieces, sharps=np.array(sharps, np.int64), folded=np.array(folded))
     return pieces, sharps, folded, skipped
 
 
-def _write_cache(path: Path, pieces: list[NoteState], sharps: list[int], folded: int) -> None:
-    """Cache a conversion atomically; a cache that cannot be written (read-only, full) is
-    skipped with a note: the next load converts again."""
-    from musicgym.errors import OutputError
-    from musicgym.fileio import atomic_output
-
-    try:
-        with atomic_output(path) as temporary:
-            np.savez_compressed(
-                temporary,
-                frames=np.concatenate([p.matrix for p in pieces]),
-                lengths=np.array([p.num_steps for p in pieces]),
-                names=np.array([p.name for p in pieces]),
-                sharps=np.array(sharps, np.int64),
-                folded=np.array(folded),
-            )
-    except OutputError as error:
-        print(f"musicgym: note: conversion not cached: {error}", file=sys.stderr)
-
-
 def _read_cache(path: Path, resolution: int, lowest_pitch: int):
-    with np.load(path) as cache:
-        frames, lengths, names = cache["frames"], cache["lengths"], cache["names"]
-        sharps, folded = cache["sharps"], int(cache["folded"])
-    bounds = np.concatenate([[0], np.cumsum(lengths)])
-    pieces = [
-        NoteState(frames[a:b], lowest_pitch, resolution, str(name))
-        for a, b, name in zip(bounds[:-1], bounds[1:], names)
-    ]
-    return pieces, sharps, folded, []
+    pieces, arrays = read_conversion(path, resolution, lowest_pitch)
+    return pieces, arrays["sharps"], int(arrays["folded"]), []
 
 
 # --- MIDI folders ---------------------------------------------------------------------------------

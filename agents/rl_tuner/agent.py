@@ -89,12 +89,15 @@ class RLTuner:
         """The environment id it composes in."""
         return self.config.env
 
-    def make_envs(self, num_envs: int) -> Any:
+    def make_envs(self, num_envs: int, training: bool = False) -> Any:
         """``num_envs`` environments of the run's settings with the ``"prior"`` observation (the
-        rules-only reward for G, which adds ``log p`` itself)."""
+        rules-only reward for G, which adds ``log p`` itself); ``training``: those it learns in
+        (phrase episodes where the run trains on phrases), else those it composes in."""
         config = self.config
         with_prior = config.algo != "g"
-        return make_vector_env(config, self.prior, num_envs, with_prior, observation="prior")
+        return make_vector_env(
+            config, self.prior, num_envs, with_prior, observation="prior", training=training
+        )
 
     @torch.no_grad()
     def act_logits(self, observations: Observations) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -112,11 +115,18 @@ class RLTuner:
         return self.play(n, seed, greedy).pieces
 
     @torch.no_grad()
-    def play(self, n: int, seed: int = 0, greedy: bool = False, record: bool = False) -> Episodes:
+    def play(
+        self,
+        n: int,
+        seed: int = 0,
+        greedy: bool = False,
+        record: bool = False,
+        training: bool = False,
+    ) -> Episodes:
         """:meth:`compose`'s ``n`` episodes: their pieces, returns and (``record``) every state
-        and action of them."""
+        and action of them; ``training``: in the environments it learns in (:meth:`make_envs`)."""
         generator = torch.Generator().manual_seed(seed)
-        envs = self.make_envs(n)
+        envs = self.make_envs(n, training)
         observations, _ = envs.reset(seed=seed)
         pieces: list[Any] = [None] * n
         returns = np.zeros(n)

@@ -107,6 +107,11 @@ class ChoralePart:
         )
 
     def make_replay(self, capacity: int, num_envs: int) -> ChoraleReplay:
+        if self.config.phrases:  # its chorales all start from the run's one primer
+            raise EnvArgumentError(
+                "phrases: the RL Tuner's replay keeps one primer for every chorale, and a phrase "
+                "episode's primer is its own; train on phrases with dpo or sb3-*"
+            )
         return ChoraleReplay(self, capacity, num_envs)
 
     def replay_bytes(self, capacity: int) -> int:

@@ -77,7 +77,7 @@ class TrainingRun:
         }
         write_agent_info(out, f"rltuner-{config.algo}", **self.info, trained_steps=self.global_step)
 
-        self.envs = agent.make_envs(config.num_envs)
+        self.envs = agent.make_envs(config.num_envs, training=True)
         check_prior_observation(self.envs)
         self.observations, infos = self.envs.reset(
             seed=config.seed + (0 if resumed else self.global_step)

@@ -244,8 +244,9 @@ class _Composing:
         """The primer argument checked once (its kind is the environment's)."""
         raise NotImplementedError
 
-    def draw_primer(self, primer: Any, rng: np.random.Generator) -> Any:
-        """One episode's primer from a parsed primer argument, drawing from ``rng`` if needed."""
+    def draw_primer(self, primer: Any, key: Key, rng: np.random.Generator) -> Any:
+        """One episode's primer (in ``key``) from a parsed primer argument, drawing from ``rng``
+        if needed."""
         raise NotImplementedError
 
     def check_actions(self, actions: np.ndarray, active: np.ndarray, what: str) -> np.ndarray:
@@ -279,7 +280,7 @@ class BatchedEnv(_Composing, gym.Env[np.ndarray, np.int64]):
         super().reset(seed=seed)
         primer, key = self._episode_options(options)
         self.attach_prior()
-        self._batch.reset([0], [self.draw_primer(primer, self.np_random)], [key])
+        self._batch.reset([0], [self.draw_primer(primer, key, self.np_random)], [key])
         self._needs_reset = False
         if self.render_mode == "human":
             self.render()
@@ -404,7 +405,7 @@ class BatchedVectorEnv(_Composing, VectorEnv):
         return self._observed(self._batch.observations())
 
     def _reset_slots(self, index: Sequence[int], primer: Any, key: Key) -> None:
-        primers = [self.draw_primer(primer, self._generators[i]) for i in index]
+        primers = [self.draw_primer(primer, key, self._generators[i]) for i in index]
         self._batch.reset(index, primers, [key] * len(index))
 
     @on_env_threads

@@ -48,6 +48,12 @@ from musicgym.envs.decisions import (
     load_note_axis_prior,
     parse_primer,
 )
+from musicgym.envs.phrases import (
+    Opening,
+    PhraseEpisodes,
+    chorale_phrase_episodes,
+    corpus_phrase_episodes,
+)
 from musicgym.errors import EnvArgumentError
 from musicgym.music.harmony import Sonority, sonority, soprano_token, soprano_tokens
 from musicgym.music.keys import Key, pitch_name
@@ -68,7 +74,9 @@ class ChoraleBatch:
     """``B`` chorales composed side by side: their frames, rule rewards and prior scores.
 
     Each chorale is its primer (fed to the prior, shown in the observation, never judged) followed
-    by its composition, ``bars`` 4/4 bars of frames. The decisions go through a
+    by its composition, ``bars`` 4/4 bars of frames (a phrase episode's
+    :class:`~musicgym.envs.phrases.Opening` sets its own length, and where in the bar it starts).
+    The decisions go through a
     :class:`DecisionStepper`; the ``log p`` of every next action of every chorale is computed once
     per step, in one prior call, and cached. The rules judge each frame when its time step ends.
 
@@ -105,7 +113,11 @@ class ChoraleBatch:
         self.lowest_pitch, self.num_pitches = pitch_axis
         self.resolution, self.steps_per_bar = resolution, BEATS_PER_BAR * resolution
         self.length = bars * self.steps_per_bar
-        """Frames per finished chorale."""
+        """Frames per finished chorale (of an episode whose opening sets no other)."""
+        self.lengths = np.full(num_chorales, self.length)
+        """``(B,)``: frames of each chorale's composition, when finished."""
+        self.bar_positions = np.zeros(num_chorales, np.int64)
+        """``(B,)``: where in its bar each composition starts (frames)."""
         self.weighted_rules, self.invalid_action = weighted_rules, invalid_action
         self.prior = prior
         self.stepper = DecisionStepper(self.num_pitches, num_chorales, prior, device)
@@ -130,27 +142,27 @@ class ChoraleBatch:
         return 2 * N + (N + 1) + self.history * 2 * N + self.steps_per_bar + 1
 
     # ------------------------------------------------------------------------------ episodes
-    def reset(
-        self, index: Sequence[int], primers: Sequence[np.ndarray], keys: Sequence[Key]
-    ) -> None:
-        """Start new chorales in the slots ``index``, and score every chorale's next action."""
-        for i, primer, key in zip(index, primers, keys, strict=True):
-            self.primers[i], self.keys[i] = primer, key
+    def reset(self, index: Sequence[int], openings: Sequence[Opening], keys: Sequence[Key]) -> None:
+        """Start new chorales in the slots ``index`` from their openings (primer, length, place
+        in the bar), and score every chorale's next action."""
+        for i, opening, key in zip(index, openings, keys, strict=True):
+            self.primers[i], self.keys[i] = opening.primer, key
+            self.lengths[i], self.bar_positions[i] = opening.length, opening.bar_position
             self.compositions[i], self.sonorities[i], self.sopranos[i] = [], [], []
             self.recent[i] = self._recent_frames(i)
         if len(index):
-            self.stepper.restart(index, primers)
+            self.stepper.restart(index, [opening.primer for opening in openings])
             self._score()
 
     def done(self, i: int) -> bool:
-        return len(self.compositions[i]) >= self.length
+        return len(self.compositions[i]) >= int(self.lengths[i])
 
     def ends(self, actions: np.ndarray, active: np.ndarray) -> np.ndarray:
         """``(B,)``: the ``active`` chorales whose action ends their last frame (an invalid
         action too, under ``invalid_action="end"``)."""
         frames = np.array([len(c) for c in self.compositions])
         ending = self._played(np.asarray(actions, np.int64), active) == end_action(self.num_pitches)
-        return active & ending & (frames + 1 >= self.length)
+        return active & ending & (frames + 1 >= self.lengths)
 
     def _played(self, actions: np.ndarray, active: np.ndarray) -> np.ndarray:
         """The actions as played: an invalid one as "end" (``invalid_action="end"``; with
@@ -200,7 +212,7 @@ class ChoraleBatch:
         context = ChoraleContext(
             tuple(chords),
             chord,
-            self.length,
+            int(self.lengths[i]),
             self.keys[i],
             self.resolution,
             tuple(self.sopranos[i]),
@@ -221,6 +233,8 @@ class ChoraleBatch:
                 for c in self.compositions
             ],
             "keys": [key.name for key in self.keys],
+            "lengths": torch.from_numpy(self.lengths.copy()),
+            "bar_positions": torch.from_numpy(self.bar_positions.copy()),
             "log_probs": torch.from_numpy(self.log_probs.copy()),
             "stepper": self.stepper.state_dict(),
         }
@@ -237,6 +251,12 @@ class ChoraleBatch:
         self.sopranos = [list(soprano_tokens(chords)) for chords in self.sonorities]
         self.recent = np.stack([self._recent_frames(i) for i in range(self.num_chorales)])
         self.keys = [Key.parse(name) for name in state["keys"]]
+        # a state saved before phrase episodes: every chorale of the batch's length, from a bar
+        self.lengths = np.full(self.num_chorales, self.length)
+        self.bar_positions = np.zeros(self.num_chorales, np.int64)
+        if "lengths" in state:
+            self.lengths = state["lengths"].numpy().copy()
+            self.bar_positions = state["bar_positions"].numpy().copy()
         self.log_probs = state["log_probs"].numpy().copy()
         self.stepper.load_state_dict(state["stepper"])
 
@@ -261,9 +281,11 @@ class ChoraleBatch:
             self.stepper.frame.reshape(B, 2 * N),
             np.eye(N + 1, dtype=np.uint8)[self.stepper.next_pitch],
             self.recent.reshape(B, -1),
-            np.eye(self.steps_per_bar, dtype=np.uint8)[positions % self.steps_per_bar],
+            np.eye(self.steps_per_bar, dtype=np.uint8)[
+                (self.bar_positions + positions) % self.steps_per_bar
+            ],
         ]
-        progress = (positions / self.length)[:, None]
+        progress = (positions / self.lengths)[:, None]
         return np.concatenate([*parts, progress], 1).astype(np.float32)
 
     def observation(self, i: int) -> np.ndarray:
@@ -314,8 +336,9 @@ class ChoraleBatch:
             words = [name + ("" if frame[n, 1] else "~") for name, n in zip(names, index)]
             return " ".join(words) or "."
 
+        bar = self.steps_per_bar
         lines = [
-            f"{t:4d}{'|' if t % self.steps_per_bar == 0 else ' '} {notes(frame)}"
+            f"{t:4d}{'|' if (self.bar_positions[i] + t) % bar == 0 else ' '} {notes(frame)}"
             for t, frame in enumerate(self.compositions[i])
         ]
         if not self.done(i):
@@ -327,11 +350,11 @@ class ChoraleBatch:
         whole chorale's length from the first step on (the frames to come silent)."""
         from musicgym.music.pianoroll import piano_roll_rgb  # matplotlib only when rendering
 
-        return piano_roll_rgb(self.note_state(i), voices=True, steps=self.length)
+        return piano_roll_rgb(self.note_state(i), voices=True, steps=int(self.lengths[i]))
 
 
 # ------------------------------------------------------------------------------ environments
-def _check_arguments(bars: Any, c: Any, history: Any, invalid_action: Any) -> None:
+def _check_arguments(bars: Any, c: Any, history: Any, invalid_action: Any, phrases: Any) -> None:
     if isinstance(bars, bool) or not isinstance(bars, (int, np.integer)) or bars < 1:
         raise EnvArgumentError(f"bars: expected a positive integer, got {bars!r}")
     if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c < math.inf:
@@ -342,6 +365,8 @@ def _check_arguments(bars: Any, c: Any, history: Any, invalid_action: Any) -> No
         raise EnvArgumentError(
             f"invalid_action: expected one of {INVALID_ACTIONS}, got {invalid_action!r}"
         )
+    if not isinstance(phrases, (bool, np.bool_)):
+        raise EnvArgumentError(f"phrases: expected True or False, got {phrases!r}")
 
 
 class _Chorales:
@@ -363,14 +388,15 @@ class _Chorales:
         invalid_action: str,
         observation: str,
         prior_weight: float,
+        phrases: bool,
     ) -> tuple[spaces.Discrete, spaces.Space]:
         """Check and keep the arguments, make the batch; the action and observation spaces of
         one chorale."""
-        _check_arguments(bars, c, history, invalid_action)
+        _check_arguments(bars, c, history, invalid_action, phrases)
         check_device(device, error=EnvArgumentError)
         self.observation_mode = check_observation_mode(observation, prior)
         self.prior_weight = check_prior_weight(prior_weight)
-        self.bars, self.c = int(bars), float(c)
+        self.bars, self.c, self.phrases = int(bars), float(c), bool(phrases)
         self.key = parse_key(key)
         self.weighted_rules = resolve_rules(rules, ChoraleContext)
         loaded = load_note_axis_prior(prior, device)
@@ -391,6 +417,8 @@ class _Chorales:
             self.prior_weight,
         )
         self.primer = self.parse_primer(primer)
+        if isinstance(self.primer, PhraseEpisodes):
+            self.primer.check(self.key)
         self.num_pitches, self.lowest_pitch = self._batch.num_pitches, self._batch.lowest_pitch
         actions = self._batch.num_actions
         plain = spaces.Box(0.0, 1.0, (self._batch.observation_size,), np.float32)
@@ -401,14 +429,37 @@ class _Chorales:
         space = prior_observation_space(plain, summary_shape, actions, masked=True)  # type: ignore[arg-type]
         return spaces.Discrete(actions), space
 
-    def parse_primer(self, primer: PrimerArgument, what: str = "primer") -> np.ndarray | None:
+    def parse_primer(
+        self, primer: PrimerArgument, what: str = "primer"
+    ) -> np.ndarray | PhraseEpisodes | None:
+        """The primer's frames, or with ``phrases`` the phrases to draw: of the whole corpus
+        (``None``) or of one chorale (``"chorale:NAME"``)."""
         batch = self._batch
-        return parse_primer(primer, batch.lowest_pitch, batch.num_pitches, batch.resolution, what)
-
-    def draw_primer(self, primer: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+        if not self.phrases:
+            return parse_primer(
+                primer, batch.lowest_pitch, batch.num_pitches, batch.resolution, what
+            )
+        axis = (batch.resolution, batch.lowest_pitch, batch.num_pitches)
         if primer is None:
-            return np.zeros((0, self._batch.num_pitches, 2), np.uint8)
-        return primer
+            return corpus_phrase_episodes(self.bars, *axis)
+        if isinstance(primer, str) and primer.startswith("chorale:"):
+            return chorale_phrase_episodes(primer.removeprefix("chorale:"), self.bars, *axis, what)
+        given = f"a {type(primer).__name__}" if isinstance(primer, NoteState) else repr(primer)
+        raise EnvArgumentError(
+            f"{what}: phrase episodes are primed by the chorale before their phrase: give None "
+            f"(any corpus chorale) or 'chorale:NAME' (that chorale's phrases), not {given}"
+        )
+
+    def draw_primer(
+        self, primer: np.ndarray | PhraseEpisodes | None, key: Key, rng: np.random.Generator
+    ) -> Opening:
+        """The episode's opening: a phrase drawn from ``rng``, or the primer (none: silence)
+        before ``bars`` bars."""
+        if isinstance(primer, PhraseEpisodes):
+            return primer.draw(key, rng)
+        if primer is None:
+            primer = np.zeros((0, self._batch.num_pitches, 2), np.uint8)
+        return Opening(primer, self._batch.length)
 
     def check_actions(self, actions: np.ndarray, active: np.ndarray, what: str) -> np.ndarray:
         """Integers in the action space, and valid where ``active`` unless
@@ -507,7 +558,8 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
     |                        |           | most recent first, the primer's included (zeros  |
     |                        |           | before the start)                                |
     | position in the bar    | 16        | one-hot of ``t mod 16`` of this frame ``t``      |
-    | progress               | 1         | ``t / (16 bars)``                                |
+    |                        |           | (a phrase: of its frame in the chorale)          |
+    | progress               | 1         | ``t / (16 bars)`` (a phrase: ``t / its length``) |
 
     With ``observation="prior"``, a ``Dict`` of that observation (``"observation"``) and what
     the frozen prior knows of the state (:func:`musicgym.envs.batched.prior_observation_space`):
@@ -541,19 +593,33 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
     ``"chorale:NAME"``, the first bar of a chorale of music21's corpus (e.g.
     ``"chorale:bwv269"``); its notes must lie on the prior's pitch axis, at its resolution.
 
+    With ``phrases=True`` an episode is one of Bach's phrases instead
+    (:mod:`musicgym.envs.phrases`): each reset draws from the env's random generator (seeded by
+    ``reset(seed=...)``) a chorale of music21's corpus (``primer=None``; or the one of
+    ``primer="chorale:NAME"``) and one of its phrases after the first. Its primer is the chorale
+    from its start up to the phrase, transposed into the rules' ``key``, and the episode starts
+    where the phrase does in its bar (often on the fourth beat). The chorales drawn have four
+    voices, are in 4/4, end in the key their signature tells, in the mode of ``key``, and have a
+    phrase after the first of at most ``bars`` bars: with ``bars=4``, 290 chorales (157 in major,
+    152 of which fit the pitch axis in C major; 133 in minor) with 1,488 phrases of 0.75 to 4
+    bars, two bars in two cases of three. The corpus is converted once (about a minute) and
+    cached (:func:`musicgym.music.corpus.corpus_phrases`).
+
     ## Episode End
 
-    The episode terminates when the last frame's time step ends (``16 * bars`` frames). A time
-    step takes at most ``N + 1`` actions, so an episode at most ``16 * bars * (N + 1)``. There is
-    no truncation. ``step`` after the end, or before ``reset``, raises
-    ``gymnasium.error.ResetNeeded``.
+    The episode terminates when the last frame's time step ends (``16 * bars`` frames; with
+    ``phrases=True``, the phrase's frames, up to where its fermata's note ends: the end-of-piece
+    rules, ``cadence`` and ``perfect_cadence``, judge that frame). A time step takes at most
+    ``N + 1`` actions, so an episode at most ``16 * bars * (N + 1)``. There is no truncation.
+    ``step`` after the end, or before ``reset``, raises ``gymnasium.error.ResetNeeded``.
 
     ## Arguments
 
     ```python
     gym.make("ChoraleComposition-v0", bars=4, key="C major", prior="bach16", rules="chorale",
              c=0.5, primer=None, render_mode=None, device="cpu", history=8,
-             invalid_action="end", observation="plain", prior_weight=1.0, threads=1)
+             invalid_action="end", observation="plain", prior_weight=1.0, threads=1,
+             phrases=False)
     ```
 
     The defaults are :data:`musicgym.config.CHORALE_DEFAULTS`.
@@ -581,6 +647,10 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
     * ``threads``: the torch threads the prior's computations use, set around every ``reset``
       and ``step`` and restored after it; ``None`` leaves torch's setting alone (see
       :class:`~musicgym.envs.melody.MusicCompositionEnv`).
+    * ``phrases``: episodes of Bach's phrases (see Starting State), so that an ending is rewarded
+      every two bars or so, not once per chorale: an option for training; evaluate on whole
+      chorales (the agents' ``compose`` and ``bench chorales`` do). ``primer`` is then ``None``
+      or ``"chorale:NAME"``.
 
     ## Version History
 
@@ -588,7 +658,8 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
       defaults give the same numbers as before); ``threads`` added later (default 1;
       ``threads=None`` is the earlier behaviour). Since 0.1.0 the default ``invalid_action`` is
       ``"end"`` (it was ``"raise"``; an agent that masks sees no difference), and ``rgb_array``
-      frames keep one size for the whole episode.
+      frames keep one size for the whole episode. ``phrases`` added later (default ``False``:
+      the same numbers as before).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": RENDER_MODES, "render_fps": 16}
@@ -608,13 +679,14 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
         observation: str = "plain",
         prior_weight: float = 1.0,
         threads: int | None = 1,
+        phrases: bool = False,
     ) -> None:
         check_render_mode(render_mode)
         self.render_mode = render_mode
         self.threads = check_threads(threads)
         arguments = (bars, key, prior, rules, c, primer, device, history, invalid_action)
         self.action_space, self.observation_space = self._setup(
-            1, *arguments, observation, prior_weight
+            1, *arguments, observation, prior_weight, phrases
         )
         self._needs_reset = True
 
@@ -649,12 +721,13 @@ class ChoraleCompositionVectorEnv(_Chorales, BatchedVectorEnv):
         prior_weight: float = 1.0,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         threads: int | None = 1,
+        phrases: bool = False,
     ) -> None:
         self._start_vector(num_envs, autoreset_mode, render_mode)
         self.threads = check_threads(threads)
         arguments = (bars, key, prior, rules, c, primer, device, history, invalid_action)
         single_action, single_observation = self._setup(
-            self.num_envs, *arguments, observation, prior_weight
+            self.num_envs, *arguments, observation, prior_weight, phrases
         )
         self.single_action_space, self.single_observation_space = single_action, single_observation
         self.action_space = batch_space(self.single_action_space, self.num_envs)

@@ -352,7 +352,11 @@ class _Melodies:
     _prior_loader: _PriorLoader
 
     parse_primer = staticmethod(parse_primer)
-    draw_primer = staticmethod(draw_primer)
+
+    def draw_primer(
+        self, primer: str | tuple[int, ...] | None, key: Key, rng: np.random.Generator
+    ) -> list[int]:
+        return draw_primer(primer, rng)  # a melody's primer is the same in every key
 
     def check_actions(self, actions: np.ndarray, active: np.ndarray, what: str) -> np.ndarray:
         return _check_actions(actions, what)

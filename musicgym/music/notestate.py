@@ -191,6 +191,14 @@ class NoteState:
             return 0, 0
         return self.lowest_pitch - int(pitches[0]), self.highest_pitch - int(pitches[-1])
 
+    def fitting_shift(self, semitones: int) -> int | None:
+        """Of ``semitones`` and that shift an octave either way, the smallest that keeps every
+        note on the pitch axis (a transposition to a key, to its nearest octave that fits);
+        ``None`` if none does."""
+        down, up = self.transposition_room()
+        candidates = sorted((semitones, semitones - 12, semitones + 12), key=abs)
+        return next((shift for shift in candidates if down <= shift <= up), None)
+
     def top_voice(self) -> NoteState:
         """The melody: at each step only the highest sounding note, struck when it changes pitch,
         when it was struck in the original, or when it starts after silence."""

@@ -127,8 +127,6 @@ def resolve_rules(rules: RulesArgument, context: type | None = None) -> list[Wei
         for item, weight in rules.items():
             if isinstance(weight, bool) or not isinstance(weight, (int, float)):
                 raise RuleError(f"rules: the weight of {item!r} is {weight!r}, not a number")
-            if not math.isfinite(weight):
-                raise RuleError(f"rules: the weight of {item!r} is {weight!r}, not finite")
             weighted.append(WeightedRule(_as_rule(item), float(weight)))
     else:
         try:
@@ -144,6 +142,9 @@ def resolve_rules(rules: RulesArgument, context: type | None = None) -> list[Wei
             else:
                 rule = _as_rule(item)
                 weighted.append(WeightedRule(rule, float(rule.default_weight)))
+    for rule, weight in weighted:  # given, a preset's or a rule's default_weight
+        if not math.isfinite(weight):
+            raise RuleError(f"rules: the weight of {rule.name!r} is {weight!r}, not finite")
     names = [w.rule.name for w in weighted]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
