@@ -36,8 +36,9 @@ bootstrap over its pieces (``--resamples`` resamples, seeded;
 
 It writes into ``--out``: ``runs/AGENT-seedS/`` (the training run and its ``measures.json``: the
 pieces, numbers and per-piece contributions, which ``--load`` reuses), ``results.md`` (the
-published columns beside ours), ``results.json`` (every number of every seed, and the table with
-its intervals' bounds), ``results.csv`` (the table: one row per column and measure, with the
+published columns beside ours), ``results.json`` (every number of every seed, the table with
+its intervals' bounds, each run's wall-clock and CPU minutes and its evaluations during training,
+``curves``), ``results.csv`` (the table: one row per column and measure, with the
 bounds), ``learning_curves.png`` (each measure against environment steps, from the runs'
 TensorBoard logs), for melodies ``pareto.png`` (each run's notes in motif and theory reward
 against its KL to the test melodies, beside the data's own frontier: ``benchmarks/pareto.py``,
@@ -69,6 +70,7 @@ from musicgym.benchmarks.report import (
     column_folder,
     markdown_table,
     plot_learning_curves,
+    read_curves,
     write_csv,
     write_samples,
 )
@@ -446,6 +448,7 @@ def write_report(
             for (name, seed), outcome in zip(tasks, outcomes)
             if isinstance(outcome, dict)
         },
+        "curves": learning_curves(config, tasks, outcomes),
         "runs": {name: len(runs) for name, runs in columns.items()},
         "failures": failures,
         "data_column": described,
@@ -482,6 +485,22 @@ def write_report(
     print(verdict)
     print(f"\nresults, pictures and MIDI files in {out}")
     return report
+
+
+def learning_curves(
+    config: AgentsBenchConfig, tasks: list[tuple[str, int]], outcomes: list[Any]
+) -> dict[str, dict[str, list[list[float]]]]:
+    """Each trained run's evaluations during training, from its TensorBoard logs: ``"AGENT-seedS"
+    -> {measure: [steps, values]}`` (the run's ``eval_melodies`` pieces per point)."""
+    curves = {}
+    for (name, seed), outcome in zip(tasks, outcomes, strict=True):
+        run = run_folder(config, name, seed)
+        if isinstance(outcome, dict) and name not in ("prior", "random") and run.is_dir():
+            read = read_curves(run)
+            curves[f"{name}-seed{seed}"] = {
+                m: [s.tolist(), v.tolist()] for m, (s, v) in read.items()
+            }
+    return curves
 
 
 def _run_on_ray(tasks: list[tuple[str, int]], config: AgentsBenchConfig) -> list[Any]:

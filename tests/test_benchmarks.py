@@ -530,3 +530,18 @@ def test_the_chorale_demo_runs_again_in_its_folder(tmp_path: Path, capsys) -> No
     first = run(DemoConfig(**settings))
     again = run(DemoConfig(**settings))
     assert again["tuned"] == first["tuned"]
+
+
+def test_results_keep_each_trained_runs_learning_curves(tmp_path: Path) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    config = AgentsBenchConfig(agents=("prior", "rltuner-q"), seeds=(0, 1), out=str(tmp_path))
+    run = agents_bench.run_folder(config, "rltuner-q", 1)
+    with SummaryWriter(str(run)) as writer:
+        for step, value in [(20, 60.0), (10, 50.0)]:
+            writer.add_scalar("music/notes_in_motif", value, step)
+        writer.add_scalar("charts/episodic_return", 1.0, 10)  # not an evaluation
+    tasks = [("prior", 0), ("rltuner-q", 0), ("rltuner-q", 1)]
+    outcomes = [{}, agents_bench.RunFailure("no run"), {}]
+    curves = agents_bench.learning_curves(config, tasks, outcomes)
+    assert curves == {"rltuner-q-seed1": {"notes_in_motif": [[10, 20], [50.0, 60.0]]}}
