@@ -130,12 +130,13 @@ def test_a_phrase_episode_is_primed_by_its_chorale_and_ends_at_the_fermata():
         start = len(env.note_state(include_primer=True).matrix)
         end = dict(episode_phrases(bach, 48))[start]
         assert np.array_equal(env.note_state(include_primer=True).matrix, moved[:start])
+        assert info["primer"] == NoteState(moved[:start], 36, 4)  # what an agent replays
         position = observation[-17:-1]  # the bar one-hot: where the phrase starts in its bar
         assert position.argmax() == start % 16 and info["key"] == "C major"
         for t in range(start, end):
             for action in bach_actions(moved[t]):
                 _, _, terminated, _, info = env.step(action)
-        assert terminated and info["frames"] == end - start
+        assert terminated and info["frames"] == end - start and "primer" not in info
         assert np.array_equal(env.note_state().matrix, moved[start:end])
         ending = authentic_cadence(sonority(moved[end - 1], 36), Key())
         assert info["rewards"]["cadence"] == weight / 0.5 * ending
