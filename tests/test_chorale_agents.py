@@ -127,15 +127,33 @@ def test_replay_keeps_transitions_and_drops_those_whose_frame_is_gone(prior):
     assert not replay._valid(np.array([0])).any() and replay._valid(np.array([1])).all()
 
 
-@pytest.mark.parametrize(("capacity", "num_envs", "ending"), [(4, 3, 0.7), (64, 5, 0.9)])
-def test_replay_checkpoint_recomputes_every_kept_summary(prior, capacity, num_envs, ending):
+PHRASES = {"phrases": True, "primer": "chorale:bwv346", "bars": 2}
+"""Training on the phrases of bwv346 (in C major): seven after its first, of 16 to 28 frames
+(shorter than the chorales of two bars composed), primed by 28 to 188 frames."""
+
+
+@pytest.mark.parametrize(
+    ("capacity", "num_envs", "ending", "episodes"),
+    [
+        (4, 3, 0.7, {}),
+        (64, 5, 0.9, {}),
+        (64, 3, 0.9, {"primer": "chorale:bwv269"}),
+        (1600, 5, 0.9, PHRASES),
+    ],
+    ids=["chorales-4", "chorales-64", "primed", "phrases"],
+)
+def test_replay_checkpoint_recomputes_every_kept_summary(
+    prior, capacity, num_envs, ending, episodes
+):
     """Random decisions (a frame ends with probability ``ending``) into a replay that keeps
     ``capacity / 4`` frames, fewer than the environments or a few chorales: every 50 steps its
-    checkpoint, loaded into a new replay, recomputes the summaries bit for bit (the digest)."""
-    config = RLTunerConfig(**{**SMALL, "num_envs": num_envs, "buffer_size": capacity})
+    checkpoint, loaded into a new replay, recomputes the summaries bit for bit (the digest), from
+    each piece's own primer; one saved before the pieces kept their primers (without
+    ``piece_primers``) too, from the run's primer."""
+    config = RLTunerConfig(**{**SMALL, "num_envs": num_envs, "buffer_size": capacity, **episodes})
     tuner = RLTuner(config, prior)
     replay: ChoraleReplay = tuner.part.make_replay(capacity, num_envs)
-    envs, rng = tuner.make_envs(num_envs), np.random.default_rng(capacity)
+    envs, rng = tuner.make_envs(num_envs, training=True), np.random.default_rng(capacity)
     observations, infos = envs.reset(seed=0)
     replay.begin(observations, infos)
     resetting = np.zeros(num_envs, bool)
@@ -151,10 +169,18 @@ def test_replay_checkpoint_recomputes_every_kept_summary(prior, capacity, num_en
         replay.store(actions, rewards, terminations, ~resetting, observations, infos)
         resetting = terminations
         if step % 50 == 0:
-            loaded = tuner.part.make_replay(capacity, num_envs)
-            loaded.load_state_dict(replay.state_dict(), prior, torch.device("cpu"))
-            assert loaded.digest() == replay.digest(), step
+            state = replay.state_dict()
+            older = {k: v for k, v in state.items() if k not in ("piece_primers", "primer_lengths")}
+            for saved in [state] if config.phrases else [state, older]:
+                loaded = tuner.part.make_replay(capacity, num_envs)
+                loaded.load_state_dict(saved, prior, torch.device("cpu"))
+                assert loaded.digest() == replay.digest(), step
     assert replay.frames_written > 16 * len(replay.piece_last)  # the chorales' rows went round
+    lengths = set(replay.primer_lengths[replay.piece_last >= 0].tolist())  # of the rows used
+    if config.phrases:  # each phrase its own primer, and more pieces than whole chorales
+        assert len(lengths) > 3 and len(replay.piece_last) > capacity // 4 // 32 + 2 * num_envs
+    else:
+        assert lengths == {len(tuner.part.primer())}
 
 
 # ------------------------------------------------------------------------------ algorithms
@@ -174,26 +200,30 @@ def test_rl_tuner_trains_and_composes_chorales(prior, algo, tmp_path):
     assert finished.compose(3, seed=5)[2] == chorales[2] and finished.updates == tuner.updates
 
 
-@pytest.mark.parametrize("settings", [{"algo": "q"}, {"algo": "psi", "primer": True}])
+@pytest.mark.parametrize(
+    "settings",
+    [{"algo": "q"}, {"algo": "psi", "primer": True}, {"algo": "q", **PHRASES}],
+    ids=["q", "psi-primed", "q-phrases"],
+)
 def test_rl_tuner_interrupted_at_a_random_step_resumes_bit_for_bit(
     prior, settings, tmp_path, capsys
 ):
     """SIGINT at a seeded random step, then ``--resume``: the networks, Adam's moments and the
-    replay (its summaries recomputed from the pieces' notes, checked by its digest) equal an
-    uninterrupted run's. The replay keeps 10 frames and the notes of 4 chorales of 16 frames:
-    both go round."""
+    replay (its summaries recomputed from the pieces' primers and notes, checked by its digest)
+    equal an uninterrupted run's. The replay keeps 10 frames and the notes of 4 chorales of 16
+    frames (or phrases of bwv346, each with its own primer): both go round."""
     from musicgym.envs.chorale import ChoraleCompositionVectorEnv
     from musicgym.music.midi import write_midi
     from tests.test_reliability import interrupt_at
 
-    if settings.get("primer"):  # a chord struck and held: 4 frames the prior reads first
+    if settings.get("primer") is True:  # a chord struck and held: 4 frames the prior reads first
         frames = np.zeros((4, prior.num_pitches, 2), np.uint8)
         frames[:, [12, 16, 19], 0], frames[0, [12, 16, 19], 1] = 1, 1
         primer = NoteState(frames, prior.lowest_pitch, prior.resolution, "primer")
         write_midi(primer, tmp_path / "primer.mid")
         settings = {**settings, "primer": str(tmp_path / "primer.mid")}
     small = {**SMALL, "num_envs": 2, "buffer_size": 40, "train_frequency": 3}
-    config = RLTunerConfig(steps=800, **settings, **small)
+    config = RLTunerConfig(**{"steps": 800, **small, **settings})
     straight = train_rl_tuner(config, tmp_path / "a", prior=prior, progress=False)
     with pytest.MonkeyPatch.context() as patch:
         stop = int(np.random.default_rng(len(settings)).integers(10, 390))  # of 400 calls
@@ -211,7 +241,11 @@ def test_rl_tuner_interrupted_at_a_random_step_resumes_bit_for_bit(
     assert a["resume"]["summary_digest"] == b["resume"]["summary_digest"]
     for index, moments in a["optimizer"]["state"].items():
         assert all(torch.equal(b["optimizer"]["state"][index][k], v) for k, v in moments.items())
-    assert resumed.compose(3, seed=5) == straight.compose(3, seed=5)
+    chorales = resumed.compose(3, seed=5)
+    assert chorales == straight.compose(3, seed=5)
+    assert all(chorale.num_steps == 16 * config.bars for chorale in chorales)  # whole ones
+    if config.phrases:  # phrases began, each with its primer, before and after the stop
+        assert len(set(a["replay"]["primer_lengths"].tolist())) > 2
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,8 @@ AXIS = (4, 36, 48)
 CHORALE = "bwv347"
 """A four-voice chorale in 4/4 in A major with five phrases after its first: four of two bars and
 the last, its final cadence, of three."""
+MASKABLE_PPO_SMALL = json.dumps({"n_steps": 32, "batch_size": 32, "n_epochs": 1})
+"""``--hyperparameters`` of a short MaskablePPO run."""
 
 
 def phrase_env(**kwargs) -> ChoraleCompositionEnv:
@@ -130,12 +132,13 @@ def test_a_phrase_episode_is_primed_by_its_chorale_and_ends_at_the_fermata():
         start = len(env.note_state(include_primer=True).matrix)
         end = dict(episode_phrases(bach, 48))[start]
         assert np.array_equal(env.note_state(include_primer=True).matrix, moved[:start])
+        assert info["primer"] == NoteState(moved[:start], 36, 4)  # what an agent replays
         position = observation[-17:-1]  # the bar one-hot: where the phrase starts in its bar
         assert position.argmax() == start % 16 and info["key"] == "C major"
         for t in range(start, end):
             for action in bach_actions(moved[t]):
                 _, _, terminated, _, info = env.step(action)
-        assert terminated and info["frames"] == end - start
+        assert terminated and info["frames"] == end - start and "primer" not in info
         assert np.array_equal(env.note_state().matrix, moved[start:end])
         ending = authentic_cadence(sonority(moved[end - 1], 36), Key())
         assert info["rewards"]["cadence"] == weight / 0.5 * ending
@@ -230,18 +233,25 @@ def test_a_phrase_episode_resumes_from_its_state():
 
 
 # ----------------------------------------------------------------------------------- agents
-def test_agents_learn_on_phrases_and_compose_whole_chorales(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("algo", "settings"),
+    [
+        ("sb3-maskableppo", ["--eval-episodes", "1", "--hyperparameters", MASKABLE_PPO_SMALL]),
+        ("rltuner-q", ["--eval-melodies", "1", "--learning-starts", "16", "--head-size", "16"]),
+    ],
+    ids=["sb3-maskableppo", "rltuner-q"],
+)
+def test_agents_learn_on_phrases_and_compose_whole_chorales(tmp_path, capsys, algo, settings):
     """``--phrases`` reaches the training envs only: a run's chorales are of ``--bars`` bars."""
     config = EnvConfig(env=CHORALE_ENV_ID, phrases=True)
     assert "phrases" not in config.env_kwargs() and config.env_kwargs(training=True)["phrases"]
     assert "phrases" not in EnvConfig(env=CHORALE_ENV_ID).env_kwargs(training=True)
     save_checkpoint(tmp_path / "tiny.pt", tiny_chorale_prior())
-    hyperparameters = json.dumps({"n_steps": 32, "batch_size": 32, "n_epochs": 1})
-    arguments = ["agent", "train", "--algo", "sb3-maskableppo", "--env", CHORALE_ENV_ID]
+    arguments = ["agent", "train", "--algo", algo, "--env", CHORALE_ENV_ID]
     arguments += ["--phrases", "--primer", f"chorale:{CHORALE}", "--bars", "3", "--steps", "64"]
-    arguments += ["--num-envs", "2", "--eval-interval", "64", "--eval-episodes", "1"]
+    arguments += ["--num-envs", "2", "--eval-interval", "64", *settings]
     arguments += ["--prior", str(tmp_path / "tiny.pt"), "--out", str(tmp_path / "run")]
-    assert main([*arguments, "--hyperparameters", hyperparameters, "--no-progress"]) == 0
+    assert main([*arguments, "--no-progress"]) == 0
     assert read_agent_info(tmp_path / "run")["env"]["phrases"] is True
     chorales = agents.load(tmp_path / "run").compose(2, seed=0)
     assert [c.num_steps for c in chorales] == [48, 48]  # whole chorales of three bars
@@ -296,11 +306,10 @@ def test_a_nan_weight_or_divisor_is_one_line():
     [
         (["--primer", "chorale:bwv8.6"], "primer: chorale 'bwv8.6' has 5 voices"),
         (["--env", "MusicComposition-v0"], "--phrases: only ChoraleComposition-v0 has phrase"),
-        (["--algo", "rltuner-q"], "phrases: the RL Tuner's replay keeps one primer"),
         (["--c", "nan"], "--c: expected a finite number > 0, got nan"),
         (["--rules", "cadence=nan"], "rules: the weight of 'cadence' is nan, not finite"),
     ],
-    ids=["voices", "melodies", "rl-tuner", "c", "weight"],
+    ids=["voices", "melodies", "c", "weight"],
 )
 def test_bad_phrase_training_is_one_line_and_exit_2(tmp_path, capsys, extra, message):
     save_checkpoint(tmp_path / "tiny.pt", tiny_chorale_prior())

@@ -298,15 +298,19 @@ def test_render_mode_human_prints_the_melody(capsys):
 
 
 # --------------------------------------------------------------- kill, resume, bit for bit
-@pytest.mark.parametrize("piece", ["melody", "chorale"])
+@pytest.mark.parametrize("piece", ["melody", "chorale", "phrases"])
 def test_rl_tuner_killed_at_a_random_step_resumes_bit_for_bit(cli, files, tmp_path, piece):
     """SIGKILL at a random step (after a random number of checkpoints), then --resume: the
     networks, Adam's moments, the replay memory (its summaries recomputed: no warning) and the
-    pieces composed equal an uninterrupted run's, for melodies and chorales alike."""
+    pieces composed equal an uninterrupted run's, for melodies and chorales alike, and for
+    chorales learnt on phrases (of bwv346: 16 to 28 frames, each primed by its own 28 to 188; in
+    one environment, so that several phrases end in 224 decisions)."""
     steps = ["--checkpoint-interval", "32", "--train-frequency", "3", "--checkpoint-replay"]
-    if piece == "chorale":
+    if piece != "melody":
         chorales = ["--env", "ChoraleComposition-v0", "--bars", "1", "--buffer-size", "40"]
         steps += [*chorales, "--prior", files / "chorale.pt"]  # the last --prior counts
+    if piece == "phrases":  # the last --bars and --num-envs count too
+        steps += ["--phrases", "--primer", "chorale:bwv346", "--bars", "2", "--num-envs", "1"]
     run = rl_tuner("straight", files, 224, *steps)
     assert cli.run(run, tmp_path).code == 0
     run[run.index("straight")] = "killed"
@@ -330,10 +334,13 @@ def test_rl_tuner_killed_at_a_random_step_resumes_bit_for_bit(cli, files, tmp_pa
             torch.equal(again["optimizer"]["state"][index][k], v) for k, v in moments.items()
         )
     assert straight["updates"] == again["updates"] and straight["rng"] == again["rng"]
+    if piece == "phrases":  # a phrase ended and the next one, with its own primer, began
+        assert (straight["replay"]["piece_last"] >= 0).sum() > 1
     compose = ["agent", "compose", "--n", "2", "--seed", "3", "--agent"]
     assert cli.run([*compose, "straight", "--out", "a"], tmp_path).code == 0
     assert cli.run([*compose, "killed", "--out", "b"], tmp_path).code == 0
-    pieces = sorted(path.name for path in (tmp_path / "a").glob(f"{piece}_*.mid"))
+    kind = "melody" if piece == "melody" else "chorale"
+    pieces = sorted(path.name for path in (tmp_path / "a").glob(f"{kind}_*.mid"))
     assert len(pieces) == 2 and all(
         (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
         for name in pieces

@@ -14,10 +14,13 @@
   not per decision), its decided notes (bit-packed), its open pitch, its bar position and its
   ``log p``. A frame summary overwritten by newer frames invalidates the old transitions that
   read it; batches draw among the valid ones. Each kept frame also knows its piece and time step,
-  and the replay keeps the notes of those pieces' frames (bit-packed), so that checkpoints leave
-  the summaries out (hundreds of MB) and ``--resume`` recomputes them with the frozen prior from
-  the primer and the notes (a digest saved with the checkpoint checks them bit for bit), as the
-  melody replay does from its tokens.
+  and the replay keeps those pieces' primers (each its own, read from the reset's
+  ``info["primer"]``: with ``--phrases`` its chorale before the phrase) and the notes of their
+  frames (bit-packed), so that checkpoints leave the summaries out (hundreds of MB) and
+  ``--resume`` recomputes them with the frozen prior from each piece's primer and notes (a digest
+  saved with the checkpoint checks them bit for bit), as the melody replay does from its tokens.
+* **Phrases.** With ``--phrases`` the Tuner learns on phrase episodes (of varying lengths, up to
+  ``bars`` bars, each with its own primer) and composes whole chorales.
 """
 
 from __future__ import annotations
@@ -39,6 +42,14 @@ from musicgym.prior import NoteAxisPrior
 FRAMES_PER_TRANSITION = 4
 """The replay keeps one frame summary per this many transitions (a frame of four voices takes
 five decisions)."""
+PHRASE_PRIMER_BARS = 32
+"""Bars a phrase episode's primer (its chorale before the phrase) takes at most, for the replay's
+size estimate: Bach's longest chorale in 4/4 (bwv437) has 32."""
+
+
+def packed_frames(frames: np.ndarray) -> np.ndarray:
+    """``(T, ceil(2 N / 8))``: the frames ``(T, N, 2)`` bit-packed, as the replay keeps notes."""
+    return np.packbits(frames.reshape(len(frames), 2 * frames.shape[1]), 1)
 
 
 @dataclass
@@ -77,7 +88,7 @@ class ChoralePart:
         self.steps_per_bar = BEATS_PER_BAR * prior.resolution
         self.num_actions = end_action(N) + 1
         self.piece_length = config.bars * self.steps_per_bar
-        """Frames per chorale."""
+        """Frames per chorale (a phrase episode's: at most)."""
         self.feature_size = 2 * N + (N + 1) + self.steps_per_bar
 
     def extra_features(self, states: ChoraleStates) -> torch.Tensor:
@@ -107,11 +118,6 @@ class ChoralePart:
         )
 
     def make_replay(self, capacity: int, num_envs: int) -> ChoraleReplay:
-        if self.config.phrases:  # its chorales all start from the run's one primer
-            raise EnvArgumentError(
-                "phrases: the RL Tuner's replay keeps one primer for every chorale, and a phrase "
-                "episode's primer is its own; train on phrases with dpo or sb3-*"
-            )
         return ChoraleReplay(self, capacity, num_envs)
 
     def replay_bytes(self, capacity: int) -> int:
@@ -119,12 +125,18 @@ class ChoralePart:
         frames = max(1, capacity // FRAMES_PER_TRANSITION)
         packed = (2 * N + 7) // 8
         per_side = 8 * 3 + packed + 4 * (2 * N + 1)
-        pieces = (frames // self.piece_length + 2 * self.config.num_envs) * self.piece_length
-        return frames * (2 * K * H + 16) + capacity * (2 * per_side + 13) + pieces * packed
+        if self.config.phrases:  # (the shortest: 3/4 of a bar), primed by up to a chorale
+            shortest, primer = self.steps_per_bar // 2, PHRASE_PRIMER_BARS * self.steps_per_bar
+        else:
+            shortest, primer = self.piece_length, len(self.primer())
+        pieces = frames // shortest + 2 * self.config.num_envs
+        per_piece = (self.piece_length + primer) * packed + 16
+        return frames * (2 * K * H + 16) + capacity * (2 * per_side + 13) + pieces * per_piece
 
     def primer(self) -> np.ndarray:
-        """The frames ``(T, N, 2)`` every chorale starts from (the run's ``primer``, read as the
-        environment reads it; ``T = 0`` for none)."""
+        """The frames ``(T, N, 2)`` the run's chorales start from without ``phrases`` (its
+        ``primer``, read as the environment reads it; ``T = 0`` for none): those of every piece
+        of a replay saved before each piece kept its own."""
         prior, N = self.prior, self.num_pitches
         frames = parse_primer(
             self.config.primer or None, prior.lowest_pitch, N, prior.resolution, "primer"
@@ -139,11 +151,13 @@ class ChoraleReplay:
     Frames are numbered in the order they start (``frames_written`` so far); frame ``g`` is kept
     in slot ``g % F``, where the newer frames overwrite it. Each kept frame knows its piece (a row
     of ``piece_frames``) and its time step ``t`` there: its summary is the prior's after the
-    primer and the piece's frames ``0 .. t - 1``, whose notes ``piece_frames`` keeps (packed) as
-    long as a kept frame or an environment's current frame is of that piece. So it keeps at most
-    ``F // piece_length + 2 num_envs`` pieces: those begun and finished since the oldest kept
-    frame (``piece_length`` frames each), and per environment the piece it was composing then
-    and the one it composes now.
+    piece's primer and its frames ``0 .. t - 1``, which ``piece_primers`` and ``piece_frames``
+    keep (packed) as long as a kept frame or an environment's current frame is of that piece. So
+    it keeps at most ``F // piece_length + 2 num_envs`` whole chorales: those begun and finished
+    since the oldest kept frame (``piece_length`` frames each), and per environment the piece it
+    was composing then and the one it composes now. Phrases are shorter: the replay adds rows of
+    pieces when too few are free, and widens ``piece_primers`` to the longest primer so far. A
+    new piece takes the lowest free row, so the rows in use do not depend on how many there are.
     """
 
     def __init__(self, part: ChoralePart, capacity: int, num_envs: int) -> None:
@@ -163,6 +177,10 @@ class ChoraleReplay:
         """The notes of each frame of each piece (bit-packed) that a later frame follows."""
         self.piece_last = np.full(pieces, -1, np.int64)
         """The newest frame of each piece (-1: none); a piece is free once it is no longer kept."""
+        self.piece_primers = np.zeros((pieces, 0, packed), np.uint8)
+        """The frames each piece was primed with (bit-packed; as many as the longest primer)."""
+        self.primer_lengths = np.zeros(pieces, np.int64)
+        """The frames of each piece's primer."""
         self.sides: dict[str, dict[str, np.ndarray]] = {
             side: {
                 "frame": np.zeros(capacity, np.int64),
@@ -194,22 +212,59 @@ class ChoraleReplay:
         """The number of the oldest frame whose summary is kept."""
         return max(0, self.frames_written - self.frame_capacity)
 
-    def _add_frames(self, slots: np.ndarray, observations: Observations, new: np.ndarray) -> None:
+    def _add_frames(
+        self, slots: np.ndarray, observations: Observations, new: np.ndarray, infos: dict[str, Any]
+    ) -> None:
         """Keep the summaries of the frames that the environments ``slots`` start: the next
-        frame of their piece, or the first of a new one where ``new``."""
+        frame of their piece, or the first of a new one where ``new`` (its primer is the reset's
+        ``infos["primer"]``)."""
         frames = self.frames_written + np.arange(len(slots))
         self.frames_written += len(slots)
         self.steps[slots] += 1
         starting = slots[new]
         in_use = self.piece_last >= self._oldest_frame()  # a kept frame is of it
         in_use[self.pieces[np.setdiff1d(np.arange(len(self.pieces)), starting)]] = True
-        self.pieces[starting] = np.flatnonzero(~in_use)[: len(starting)]
+        self.pieces[starting] = self._free_pieces(in_use, len(starting))
         self.steps[starting], self.piece_frames[self.pieces[starting]] = 0, 0
+        self._keep_primers(self.pieces[starting], [infos["primer"][i].matrix for i in starting])
         kept = frames % self.frame_capacity
         self.summaries[kept] = observations["prior_summary"][slots].astype(np.float16)
         self.frame_pieces[kept], self.frame_steps[kept] = self.pieces[slots], self.steps[slots]
         self.piece_last[self.pieces[slots]] = frames
         self.frames[slots] = frames
+
+    def _free_pieces(self, in_use: np.ndarray, count: int) -> np.ndarray:
+        """The ``count`` lowest rows of pieces not ``in_use``; rows are added where too few are
+        free (phrases shorter than ``piece_length``)."""
+        free = np.flatnonzero(~in_use)
+        missing = count - len(free)
+        if missing > 0:
+            rows = len(in_use)
+            self._add_piece_rows(max(missing, rows // 2))
+            free = np.concatenate([free, rows + np.arange(missing)])
+        return free[:count]
+
+    def _add_piece_rows(self, count: int) -> None:
+        """``count`` more rows of pieces, free."""
+        for name in ("piece_frames", "piece_last", "piece_primers", "primer_lengths"):
+            values, fill = getattr(self, name), -1 if name == "piece_last" else 0
+            added = np.full((count, *values.shape[1:]), fill, values.dtype)
+            setattr(self, name, np.concatenate([values, added]))
+
+    def _keep_primers(self, pieces: np.ndarray, primers: list[np.ndarray]) -> None:
+        """Keep the primer frames ``(T_i, N, 2)`` of the new ``pieces`` (widening every row to
+        the longest primer so far)."""
+        self._widen_primers(max((len(primer) for primer in primers), default=0))
+        self.piece_primers[pieces] = 0
+        for piece, primer in zip(pieces, primers):
+            self.primer_lengths[piece] = len(primer)
+            self.piece_primers[piece, : len(primer)] = packed_frames(primer)
+
+    def _widen_primers(self, frames: int) -> None:
+        """Room for primers of ``frames`` frames in every row of ``piece_primers``."""
+        more = frames - self.piece_primers.shape[1]
+        if more > 0:
+            self.piece_primers = np.pad(self.piece_primers, ((0, 0), (0, more), (0, 0)))
 
     def _record(self, observations: Observations) -> dict[str, np.ndarray]:
         """One side of every environment's transition: its frame number, decided bits (packed),
@@ -217,7 +272,7 @@ class ChoraleReplay:
         decoded = self.part.decode(observations)
         return {
             "frame": self.frames.copy(),
-            "decided": np.packbits(decoded["decided"].reshape(len(self.frames), -1), 1),
+            "decided": packed_frames(decoded["decided"]),
             "next_pitch": decoded["next_pitch"],
             "position": decoded["position"],
             "log_probs": observations["prior_log_probs"],
@@ -225,7 +280,7 @@ class ChoraleReplay:
 
     def begin(self, observations: Observations, infos: dict[str, Any]) -> None:
         everyone = np.arange(len(self.frames))
-        self._add_frames(everyone, observations, np.ones(len(everyone), bool))
+        self._add_frames(everyone, observations, np.ones(len(everyone), bool), infos)
         self.current = self._record(observations)
 
     def store(
@@ -243,7 +298,7 @@ class ChoraleReplay:
         ending = np.flatnonzero(ended)  # their frame's notes: those decided before "end"
         self.piece_frames[self.pieces[ending], self.steps[ending]] = self.current["decided"][ending]
         starting = np.flatnonzero(ended | ~stepped)
-        self._add_frames(starting, next_observations, ~stepped[starting])
+        self._add_frames(starting, next_observations, ~stepped[starting], infos)
         self.current = self._record(next_observations)
         after = {name: values[rows] for name, values in self.current.items()}
         slots = (self.count + np.arange(len(rows))) % self.capacity
@@ -313,7 +368,10 @@ class ChoraleReplay:
         arrays |= {name: (getattr(self, name), transitions) for name in ("actions", "rewards")}
         arrays |= {"dones": (self.dones, transitions)}
         arrays |= {name: (getattr(self, name), frames) for name in ("frame_pieces", "frame_steps")}
-        arrays |= {name: (getattr(self, name), pieces) for name in ("piece_frames", "piece_last")}
+        arrays |= {
+            name: (getattr(self, name), pieces)
+            for name in ("piece_frames", "piece_last", "piece_primers", "primer_lengths")
+        }
         arrays |= {name: (getattr(self, name), len(self.frames)) for name in ("frames", "pieces")}
         arrays |= {"steps": (self.steps, len(self.frames))}
         return arrays | {f"current_{name}": (v, len(v)) for name, v in self.current.items()}
@@ -327,42 +385,65 @@ class ChoraleReplay:
         return saved | {"count": self.count, "frames_written": self.frames_written}
 
     def load_state_dict(self, state: dict[str, Any], prior: Any, device: torch.device) -> None:
+        """Restore a :meth:`state_dict` (one saved before each piece kept its own primer: every
+        piece primed with the run's primer) and recompute the summaries."""
+        if "primer_lengths" not in state:
+            state = state | self._run_primers(len(state["piece_last"]))
         self.current = {
             name.removeprefix("current_"): values.numpy().copy()
             for name, values in state.items()
             if name.startswith("current_")
         }
+        pieces, primer_frames = state["piece_primers"].shape[:2]
+        if pieces > len(self.piece_last):  # the run had added rows
+            self._add_piece_rows(pieces - len(self.piece_last))
+        self._widen_primers(primer_frames)
         for name, (values, _) in self._arrays().items():
-            values[: len(state[name])] = state[name].numpy()
+            saved = state[name].numpy()
+            values[tuple(map(slice, saved.shape))] = saved
         self.count, self.frames_written = int(state["count"]), int(state["frames_written"])
         self._recompute_summaries(prior, device)
 
+    def _run_primers(self, pieces: int) -> dict[str, torch.Tensor]:
+        """``piece_primers`` and ``primer_lengths`` of ``pieces`` pieces, each primed with the
+        run's primer."""
+        primer = self.part.primer()
+        return {
+            "piece_primers": torch.from_numpy(np.repeat(packed_frames(primer)[None], pieces, 0)),
+            "primer_lengths": torch.full((pieces,), len(primer), dtype=torch.int64),
+        }
+
     @torch.no_grad()
     def _recompute_summaries(self, prior: Any, device: torch.device, chunk: int = 256) -> None:
-        """Play the primer and the notes of every kept piece through the frozen prior again, as
-        the environment played them, and keep the summaries of the kept frames."""
+        """Play every kept piece's primer and notes through the frozen prior again, as the
+        environment played them, and keep the summaries of the kept frames."""
         kept = self.frame_pieces[: min(self.frames_written, self.frame_capacity)]  # by slot
-        primer = torch.as_tensor(self.part.primer(), dtype=torch.float32, device=device)
-        pieces, N = np.unique(kept), self.num_pitches
+        pieces = np.unique(kept)
         for begin in range(0, len(pieces), chunk):
             batch = pieces[begin : begin + chunk]
             slots = np.flatnonzero(np.isin(kept, batch))
             which = np.searchsorted(batch, kept[slots])  # each slot's piece in `batch`
-            steps = self.frame_steps[slots]
-            bits = np.unpackbits(self.piece_frames[batch], 2)[..., : 2 * N]
-            notes = torch.as_tensor(
-                bits.reshape(len(batch), -1, N, 2), dtype=torch.float32, device=device
-            )
+            played = self.primer_lengths[kept[slots]] + self.frame_steps[slots]  # frames before
+            frames = self._played_frames(batch)
             state = prior.initial_state(len(batch))
-            for frame in primer:
-                state = prior.advance(state, frame.repeat(len(batch), 1, 1))
-            for t in range(int(steps.max()) + 1):
-                now = steps == t
+            for t in range(int(played.max()) + 1):
+                now = played == t
                 if now.any():
                     summaries = prior.summary(state).to("cpu", torch.float32).numpy()
                     self.summaries[slots[now]] = summaries[which[now]].astype(np.float16)
-                if t < steps.max():
-                    state = prior.advance(state, notes[:, t])
+                if t < played.max():
+                    notes = torch.as_tensor(frames[:, t], dtype=torch.float32, device=device)
+                    state = prior.advance(state, notes)
+
+    def _played_frames(self, pieces: np.ndarray) -> np.ndarray:
+        """``(P, T, N, 2)`` bits: each piece's primer, then its frames (zeros after)."""
+        lengths, (_, frames, packed) = self.primer_lengths[pieces], self.piece_frames.shape
+        played = np.zeros((len(pieces), lengths.max() + frames, packed), np.uint8)
+        for row, (piece, length) in enumerate(zip(pieces, lengths)):
+            played[row, :length] = self.piece_primers[piece, :length]
+            played[row, length : length + frames] = self.piece_frames[piece]
+        N = self.num_pitches
+        return np.unpackbits(played, 2)[..., : 2 * N].reshape(len(pieces), -1, N, 2)
 
     def digest(self) -> str:
         """A hash of the kept frames' summaries."""

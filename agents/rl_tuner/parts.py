@@ -57,7 +57,8 @@ class Replay(Protocol):
     def __len__(self) -> int: ...
 
     def begin(self, observations: Observations, infos: dict[str, Any]) -> None:
-        """The pieces that the environments' reset started."""
+        """The pieces that the environments' reset started (its ``infos`` tell what each piece
+        starts from: ``infos["primer"]``)."""
         ...
 
     def store(
@@ -70,7 +71,8 @@ class Replay(Protocol):
         infos: dict[str, Any],
     ) -> None:
         """One vector step: the ``stepped`` slots played ``actions``; the others were reset by
-        the environments' next-step autoreset (their ``next_observations`` start a piece)."""
+        the environments' next-step autoreset (their ``next_observations`` and ``infos`` start a
+        piece)."""
         ...
 
     def sample(

@@ -74,7 +74,10 @@ class CompositionBatch(Protocol):
         """``(B, ...)``: every slot's observation."""
         ...
 
-    def info(self, i: int, reward_parts: dict[str, float] | None = None) -> dict[str, Any]: ...
+    def info(self, i: int, reward_parts: dict[str, float] | None = None) -> dict[str, Any]:
+        """Slot ``i``'s ``info``: after a step, with its ``reward_parts``; without them, its
+        reset's (the piece has just started)."""
+        ...
 
     def prior_observations(self) -> dict[str, np.ndarray]:
         """``{"prior_summary": (B, K, H), "prior_log_probs": (B, A)}`` (and ``"action_mask"``

@@ -307,8 +307,8 @@ class ChoraleBatch:
         return self.note_state(i)
 
     def info(self, i: int, reward_parts: dict[str, float] | None = None) -> dict[str, Any]:
-        """``info`` of chorale ``i``: its valid actions, frames composed, key and (after a step)
-        reward parts."""
+        """``info`` of chorale ``i``: its valid actions, frames composed, key, and after a step
+        its reward parts, else (a reset's) its primer."""
         info: dict[str, Any] = {
             "action_mask": self.valid_actions()[i].copy(),
             "frames": len(self.compositions[i]),
@@ -316,7 +316,13 @@ class ChoraleBatch:
         }
         if reward_parts is not None:
             info["rewards"] = reward_parts
+        else:
+            info["primer"] = self.primer(i)
         return info
+
+    def primer(self, i: int) -> NoteState:
+        """Chorale ``i``'s primer: the frames fed to the prior before its composition."""
+        return NoteState(self.primers[i], self.lowest_pitch, self.resolution, "primer")
 
     def note_state(self, i: int, include_primer: bool = False) -> NoteState:
         """Chorale ``i``'s frames composed so far (after its primer, if ``include_primer``)."""
@@ -584,7 +590,11 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
       parts are 0 on the other steps. They see the composition only, not the primer.
 
     ``info["rewards"]`` holds every part by name (they sum to the reward); ``info["action_mask"]``
-    the valid actions; ``info["frames"]`` the frames composed; ``info["key"]`` the key.
+    the valid actions; ``info["frames"]`` the frames composed; ``info["key"]`` the key. A reset's
+    ``info["primer"]`` (a vector env's too, where a sub-environment starts over) is the episode's
+    primer as a :class:`~musicgym.music.notestate.NoteState`: the frames the prior was fed before
+    the first decision (with ``phrases=True``, its chorale before the phrase), so that an agent
+    can play the episode through the prior again.
 
     ## Starting State
 
@@ -659,7 +669,7 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
       ``threads=None`` is the earlier behaviour). Since 0.1.0 the default ``invalid_action`` is
       ``"end"`` (it was ``"raise"``; an agent that masks sees no difference), and ``rgb_array``
       frames keep one size for the whole episode. ``phrases`` added later (default ``False``:
-      the same numbers as before).
+      the same numbers as before); then a reset's ``info["primer"]``.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": RENDER_MODES, "render_fps": 16}
