@@ -105,7 +105,7 @@ class PhraseEpisodes:
         self._candidates: dict[Key, list[tuple[int, int]]] = {}
 
     def candidates(self, key: Key) -> list[tuple[int, int]]:
-        """``(chorale, semitones)``: the chorales an episode in ``key`` draws (those in its mode
+        """``(index, semitones)``: the chorales an episode in ``key`` draws (those in its mode
         that fit the pitch axis moved to its tonic) and how far each is transposed (the
         smallest shift that fits: to the tonic's nearest octave)."""
         if key not in self._candidates:
