@@ -4,6 +4,7 @@ compatibility with Gymnasium and Stable-Baselines3, and bad input."""
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -167,6 +168,25 @@ def test_a_prior_that_is_not_there_fails_at_make():
         gym.make(ENV_ID, prior="missing/chorale.pt")
 
 
+def step_alike(
+    batched: Any, sync: Any, infos: dict, rng: np.random.Generator, steps: int, end_bias: float
+) -> int:
+    """Step ``batched`` and ``sync`` (after their reset, whose ``infos`` give the first masks)
+    ``steps`` times with the same random valid actions, asserting the same observations,
+    rewards, terminations and infos; the episodes that ended."""
+    ended = 0
+    for _ in range(steps):
+        actions = np.array([random_valid(m, rng, end_bias) for m in infos["action_mask"]])
+        observations, rewards, terminations, _, infos = batched.step(actions)
+        expected, expected_rewards, expected_terminations, _, expected_infos = sync.step(actions)
+        assert np.array_equal(observations, expected)
+        np.testing.assert_allclose(rewards, expected_rewards, atol=1e-5)
+        assert np.array_equal(terminations, expected_terminations)
+        assert_same_infos(infos, expected_infos)
+        ended += int(terminations.sum())
+    return ended
+
+
 def assert_same_infos(infos: dict, expected: dict) -> None:
     """Vector infos equal, key by key, with their dtypes and ``_key`` masks."""
     assert set(infos) == set(expected)
@@ -201,16 +221,7 @@ def test_vector_env_equals_sync_vector_env_of_the_single_env(prior, autoreset_mo
     expected, expected_infos = sync.reset(seed=5)
     assert np.array_equal(observations, expected)
     assert_same_infos(infos, expected_infos)
-    rng, ended = np.random.default_rng(2), 0
-    for _ in range(150):
-        actions = np.array([random_valid(m, rng, 0.3) for m in infos["action_mask"]])
-        observations, rewards, terminations, _, infos = batched.step(actions)
-        expected, expected_rewards, expected_terminations, _, expected_infos = sync.step(actions)
-        assert np.array_equal(observations, expected)
-        np.testing.assert_allclose(rewards, expected_rewards, atol=1e-5)
-        assert np.array_equal(terminations, expected_terminations)
-        assert_same_infos(infos, expected_infos)
-        ended += terminations.sum()
+    ended = step_alike(batched, sync, infos, np.random.default_rng(2), 150, end_bias=0.3)
     assert ended >= count  # autoreset was exercised
 
 
