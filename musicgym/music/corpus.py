@@ -100,18 +100,8 @@ def corpus_chorale(
 ) -> NoteState:
     """The corpus chorale ``name`` (``"bwv269"``, as music21's ``corpus.parse("bach/NAME")``
     finds it) on the given grid and pitch axis; one line naming ``what`` when there is no such
-    chorale or a note lies outside the axis."""
-    from music21 import corpus
-
-    try:
-        score = corpus.parse(f"bach/{name}")
-    except Exception:  # music21 raises its own CorpusException, or others for odd names
-        raise EnvArgumentError(
-            f"{what}: no chorale {name!r} in music21's corpus (e.g. 'chorale:bwv269')"
-        ) from None
-    return _on_axis(
-        score_notes(score, resolution), name, resolution, lowest_pitch, num_pitches, what
-    )
+    chorale or a note lies outside the axis (:func:`phrased_chorale`'s notes)."""
+    return phrased_chorale(name, resolution, lowest_pitch, num_pitches, what).chorale
 
 
 def _on_axis(
@@ -166,12 +156,9 @@ def _chorale_paths() -> list[str]:
 
 
 def _phrased_notes(
-    path: str, resolution: int
+    score: Any, resolution: int
 ) -> tuple[list[tuple[int, int, int]], tuple[int, ...], int, str, int]:
-    """One chorale's notes, phrase ends, parts, time signature and key signature."""
-    from music21 import corpus
-
-    score = corpus.parse(path)
+    """A chorale's notes, phrase ends, parts, time signature and key signature."""
     signatures = score.recurse().getElementsByClass("TimeSignature")
     meter = signatures[0].ratioString if signatures else ""
     ends = tuple(fermata_ends(score, resolution))
@@ -191,12 +178,15 @@ def phrased_chorale(
     """The corpus chorale ``name`` with its phrases (parsed on first use, then kept: a primer
     given at every reset is parsed once; :func:`corpus_phrases` reads them all); one line naming
     ``what`` when there is no such chorale or a note lies outside the pitch axis."""
+    from music21 import corpus
+
     try:
-        notes, *phrasing = _phrased_notes(f"bach/{name}", resolution)
+        score = corpus.parse(f"bach/{name}")
     except Exception:  # music21 raises its own CorpusException, or others for odd names
         raise EnvArgumentError(
             f"{what}: no chorale {name!r} in music21's corpus (e.g. 'chorale:bwv269')"
         ) from None
+    notes, *phrasing = _phrased_notes(score, resolution)
     chorale = _on_axis(notes, name, resolution, lowest_pitch, num_pitches, what)
     return PhrasedChorale(name, chorale, *phrasing)
 
@@ -227,9 +217,11 @@ def corpus_phrases(
                 f"(about a minute), cached in {cached}",
                 file=sys.stderr,
             )
+        from music21 import corpus
+
         chorales = []
         for path in paths:
-            notes, *phrasing = _phrased_notes(path, resolution)
+            notes, *phrasing = _phrased_notes(corpus.parse(path), resolution)
             pitches = [pitch for pitch, _, _ in notes]
             if notes and lowest_pitch <= min(pitches) and max(pitches) < lowest_pitch + num_pitches:
                 name = path.removeprefix("bach/")
