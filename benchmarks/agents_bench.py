@@ -478,7 +478,9 @@ def write_report(
         name: [task.from_json(p) for p in runs[0]["pieces"][:4]] for name, runs in columns.items()
     }
     write_samples(task, out, samples)
-    plot_learning_curves(task, out / "learning_curves.png", out / "runs", config.agents)
+    plot_learning_curves(
+        task, out / "learning_curves.png", out / "runs", config.agents, report["curves"]
+    )
     if task.frontier:
         plot_pareto(report, frontier, out / "pareto.png")
     print(text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,18 +127,26 @@ def read_curves(run_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     }
 
 
-def plot_learning_curves(task: Task[Any], path: Path, runs: Path, names: Sequence[str]) -> None:
-    """One panel per measure of the task, one line per trained agent (seed 0's run)."""
+def plot_learning_curves(
+    task: Task[Any],
+    path: Path,
+    runs: Path,
+    names: Sequence[str],
+    known: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
+) -> None:
+    """One panel per measure of the task, one line per trained agent (seed 0's run); ``known``:
+    curves already read, by run folder (``"AGENT-seed0"``: measure -> (steps, values)), not read
+    from its logs again."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves = {
-        name: read_curves(runs / f"{name}-seed0")
-        for name in names
-        if (runs / f"{name}-seed0").is_dir()
-    }
+    known, curves = known or {}, {}
+    for name in names:
+        run = f"{name}-seed0"
+        if (runs / run).is_dir():
+            curves[name] = known[run] if run in known else read_curves(runs / run)
     measures = [m for m in task.measures if any(m in c for c in curves.values())]
     if not measures:
         return
