@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import gymnasium as gym
 import numpy as np
@@ -69,16 +70,32 @@ def test_network_starts_as_the_priors_note_axis(prior, algo):
     assert not mask[0, :11].any() and mask[1, 31:48].all()
 
 
-def test_network_reads_the_decided_notes_and_the_bar_position(prior):
-    tuner = RLTuner(RLTunerConfig(**SMALL), prior)
+@pytest.mark.parametrize("piece_position", [True, False])
+def test_network_reads_the_decided_notes_and_the_bar_and_piece_positions(prior, piece_position):
+    tuner = RLTuner(RLTunerConfig(**SMALL, piece_position=piece_position), prior)
     end = 2 * prior.num_pitches
     observations = observed(tuner, [np.array([end, end])] * 5)  # five silent frames
     states = tuner.part.observed_states(observations, tuner.device)
     features = tuner.q_network.features(states)
-    N = prior.num_pitches
-    extra = features[0, -(2 * N + N + 1 + 16) :]
-    assert extra[2 * N] == 1.0  # the open pitch is the lowest
-    assert extra[-16 + 5] == 1.0 and extra[-16:].sum() == 1.0
+    N, frames = prior.num_pitches, 16 if piece_position else 0  # a chorale of one bar
+    extra = features[0, -(2 * N + N + 1 + 16 + frames) :]
+    assert extra.shape == (tuner.part.feature_size,) and extra[2 * N] == 1.0  # lowest pitch open
+    bar, piece = extra[3 * N + 1 : 3 * N + 17], extra[3 * N + 17 :]
+    assert bar[5] == 1.0 and bar.sum() == 1.0
+    assert (piece[5] == 1.0 and piece.sum() == 1.0) if piece_position else not len(piece)
+
+
+def test_place_in_the_piece_is_the_progress_in_its_frames(prior):
+    """Every frame ``t`` of a piece (a phrase) of ``L`` frames, its progress ``t / L`` as the
+    env's float32 observation: its place is ``t`` read in a whole chorale's frames, rounded
+    down, exactly (the last frame of any phrase near the end, the first at 0)."""
+    part = RLTuner(RLTunerConfig(**{**SMALL, "bars": 4}), prior).part
+    for length in range(4, 65):
+        t = np.arange(length)
+        plain = np.zeros((length, 3 * prior.num_pitches + 1 + 16 + 1), np.float32)
+        plain[:, -1] = t / length
+        place = part.decode({"observation": plain})["place"]
+        assert np.array_equal(place, t * 64 // length), length
 
 
 def test_masked_targets_against_hand_computed_values():
@@ -246,6 +263,21 @@ def test_rl_tuner_interrupted_at_a_random_step_resumes_bit_for_bit(
     assert all(chorale.num_steps == 16 * config.bars for chorale in chorales)  # whole ones
     if config.phrases:  # phrases began, each with its primer, before and after the stop
         assert len(set(a["replay"]["primer_lengths"].tolist())) > 2
+
+
+def test_a_run_from_before_the_piece_position_resumes_without_it(prior, tmp_path):
+    """A checkpoint whose settings and replay know nothing of the place in the piece (as saved
+    before it existed) loads and resumes with it off, as the run was trained."""
+    config = RLTunerConfig(steps=200, **SMALL)
+    train_rl_tuner(replace(config, piece_position=False), tmp_path, prior=prior, progress=False)
+    checkpoint = torch.load(tmp_path / "agent.pt", weights_only=True)
+    del checkpoint["config"]["piece_position"]
+    for name in ("state_place", "next_place", "current_place"):
+        del checkpoint["replay"][name]
+    torch.save(checkpoint, tmp_path / "agent.pt")
+    assert not RLTuner.load(tmp_path)[0].config.piece_position
+    resumed = train_rl_tuner(replace(config, steps=400), tmp_path, resume=True, progress=False)
+    assert not resumed.config.piece_position and read_agent_info(tmp_path)["trained_steps"] >= 400
 
 
 @pytest.mark.parametrize(

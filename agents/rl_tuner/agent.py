@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from musicgym.agents.common import load_prior, make_vector_env
-from musicgym.agents.rl_tuner.config import RENAMED, RLTunerConfig, torch_device
+from musicgym.agents.rl_tuner.config import BEFORE, RENAMED, RLTunerConfig, torch_device
 from musicgym.agents.rl_tuner.network import QNetwork
 from musicgym.agents.rl_tuner.parts import Observations, env_of_model_tag, make_part
 from musicgym.agents.rl_tuner.targets import masked_values, policy_logits
@@ -187,7 +187,7 @@ class RLTuner:
         try:
             known = {f.name for f in fields(RLTunerConfig)}
             saved = {RENAMED.get(k, k): v for k, v in checkpoint["config"].items()}
-            settings = {k: v for k, v in saved.items() if k in known}
+            settings = {k: v for k, v in {**BEFORE, **saved}.items() if k in known}
             settings["env"] = env
             if device is not None:
                 settings["device"] = device

@@ -1,8 +1,10 @@
 """The RL Tuner on ``ChoraleComposition-v0``: its features of a decision state and its replay.
 
 * **Features.** A state is a decision inside a frame. Beside the prior's summary of the frames so
-  far, the Q-network reads the notes decided in this frame, the lowest pitch still open (one-hot)
-  and the frame's place in the bar (one-hot), all from the environment's plain observation.
+  far, the Q-network reads the notes decided in this frame, the lowest pitch still open (one-hot),
+  the frame's place in the bar (one-hot) and, with ``piece_position``, its place in the piece
+  (one-hot of the progress ``t / length`` over the piece's frames), all from the environment's
+  plain observation.
 * **Masks.** The invalid actions (pitches at or below the last one written in the frame) are left
   out of the max and the logsumexp of the targets, of the greedy choice and of exploration; the
   ``"prior"`` observation's ``"action_mask"`` gives them.
@@ -11,10 +13,10 @@
   judged when a time step ends, reach back to every decision of their frame.
 * **Replay.** Transitions are kept one by one (a frame takes a varying number of decisions): each
   state keeps its frame's index into a store of the frames' summaries (float16, one per frame,
-  not per decision), its decided notes (bit-packed), its open pitch, its bar position and its
-  ``log p``. A frame summary overwritten by newer frames invalidates the old transitions that
-  read it; batches draw among the valid ones. Each kept frame also knows its piece and time step,
-  and the replay keeps those pieces' primers (each its own, read from the reset's
+  not per decision), its decided notes (bit-packed), its open pitch, its bar and piece positions
+  and its ``log p``. A frame summary overwritten by newer frames invalidates the old transitions
+  that read it; batches draw among the valid ones. Each kept frame also knows its piece and time
+  step, and the replay keeps those pieces' primers (each its own, read from the reset's
   ``info["primer"]``: with ``--phrases`` its chorale before the phrase) and the notes of their
   frames (bit-packed), so that checkpoints leave the summaries out (hundreds of MB) and
   ``--resume`` recomputes them with the frozen prior from each piece's primer and notes (a digest
@@ -66,6 +68,9 @@ class ChoraleStates:
     """``(M,)``: the lowest pitch still open in this frame."""
     position: torch.Tensor
     """``(M,)``: the frame's position in its bar."""
+    place: torch.Tensor
+    """``(M,)``: the frame's place in its piece, ``t / length`` in the piece's frames (a whole
+    chorale's time step ``t``)."""
     mask: torch.Tensor
     """``(M, 2N + 1)`` bool: the valid actions."""
     sounding = None
@@ -90,20 +95,28 @@ class ChoralePart:
         self.piece_length = config.bars * self.steps_per_bar
         """Frames per chorale (a phrase episode's: at most)."""
         self.feature_size = 2 * N + (N + 1) + self.steps_per_bar
+        if config.piece_position:
+            self.feature_size += self.piece_length
 
     def extra_features(self, states: ChoraleStates) -> torch.Tensor:
         open_pitch = F.one_hot(states.next_pitch, self.num_pitches + 1).float()
         position = F.one_hot(states.position % self.steps_per_bar, self.steps_per_bar).float()
-        return torch.cat([states.decided.float().flatten(1), open_pitch, position], 1)
+        features = [states.decided.float().flatten(1), open_pitch, position]
+        if self.config.piece_position:
+            features.append(F.one_hot(states.place, self.piece_length).float())
+        return torch.cat(features, 1)
 
     def decode(self, observations: Observations) -> dict[str, np.ndarray]:
-        """The decided notes ``(M, N, 2)``, open pitches and bar positions of the plain
-        observations (their first ``3N + 1`` values and the bar one-hot before the progress)."""
+        """The decided notes ``(M, N, 2)``, open pitches, bar positions and places in the piece
+        of the plain observations (their first ``3N + 1`` values, the bar one-hot and the
+        progress ``t / length``, read in ``piece_length`` frames)."""
         plain, N, bar = observations["observation"], self.num_pitches, self.steps_per_bar
+        place = np.floor(plain[:, -1].astype(np.float64) * self.piece_length + 1e-3)
         return {
             "decided": plain[:, : 2 * N].reshape(-1, N, 2).astype(np.uint8),
             "next_pitch": plain[:, 2 * N : 3 * N + 1].argmax(1),
             "position": plain[:, -bar - 1 : -1].argmax(1),
+            "place": np.clip(place, 0, self.piece_length - 1).astype(np.int64),
         }
 
     def observed_states(self, observations: Observations, device: torch.device) -> ChoraleStates:
@@ -114,6 +127,7 @@ class ChoralePart:
             decided=tensor(decoded["decided"], device).float(),
             next_pitch=tensor(decoded["next_pitch"], device),
             position=tensor(decoded["position"], device),
+            place=tensor(decoded["place"], device),
             mask=tensor(observations["action_mask"].astype(bool), device),
         )
 
@@ -124,7 +138,7 @@ class ChoralePart:
         (K, H), N = self.prior.summary_shape, self.num_pitches  # type: ignore[attr-defined]
         frames = max(1, capacity // FRAMES_PER_TRANSITION)
         packed = (2 * N + 7) // 8
-        per_side = 8 * 3 + packed + 4 * (2 * N + 1)
+        per_side = 8 * 4 + packed + 4 * (2 * N + 1)
         if self.config.phrases:  # (the shortest: 3/4 of a bar), primed by up to a chorale
             shortest, primer = self.steps_per_bar // 2, PHRASE_PRIMER_BARS * self.steps_per_bar
         else:
@@ -187,6 +201,7 @@ class ChoraleReplay:
                 "decided": np.zeros((capacity, packed), np.uint8),
                 "next_pitch": np.zeros(capacity, np.int64),
                 "position": np.zeros(capacity, np.int64),
+                "place": np.zeros(capacity, np.int64),
                 "log_probs": np.zeros((capacity, part.num_actions), np.float32),
             }
             for side in ("state", "next")
@@ -268,13 +283,14 @@ class ChoraleReplay:
 
     def _record(self, observations: Observations) -> dict[str, np.ndarray]:
         """One side of every environment's transition: its frame number, decided bits (packed),
-        open pitch, bar position and ``log p``."""
+        open pitch, bar and piece positions and ``log p``."""
         decoded = self.part.decode(observations)
         return {
             "frame": self.frames.copy(),
             "decided": packed_frames(decoded["decided"]),
             "next_pitch": decoded["next_pitch"],
             "position": decoded["position"],
+            "place": decoded["place"],
             "log_probs": observations["prior_log_probs"],
         }
 
@@ -327,6 +343,7 @@ class ChoraleReplay:
             decided=tensor(bits.reshape(-1, N, 2), device).float(),
             next_pitch=tensor(kept["next_pitch"][slots], device),
             position=tensor(kept["position"][slots], device),
+            place=tensor(kept["place"][slots], device),
             mask=tensor(valid_actions(kept["next_pitch"][slots], N), device),
         )
 
@@ -386,9 +403,13 @@ class ChoraleReplay:
 
     def load_state_dict(self, state: dict[str, Any], prior: Any, device: torch.device) -> None:
         """Restore a :meth:`state_dict` (one saved before each piece kept its own primer: every
-        piece primed with the run's primer) and recompute the summaries."""
+        piece primed with the run's primer; before the places in the piece: all 0) and
+        recompute the summaries."""
         if "primer_lengths" not in state:
             state = state | self._run_primers(len(state["piece_last"]))
+        if "state_place" not in state:  # saved before piece_position (such a run has it off)
+            sides = ("state", "next", "current")
+            state = state | {f"{s}_place": torch.zeros_like(state[f"{s}_position"]) for s in sides}
         self.current = {
             name.removeprefix("current_"): values.numpy().copy()
             for name, values in state.items()

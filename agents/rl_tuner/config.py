@@ -32,6 +32,8 @@ RESUMABLE = (
 """The settings ``--resume`` may change; the others decide the run and must stay the run's."""
 RENAMED = {"train_note_axis": "train_readout", "pitch_features": "summary_features"}
 """Settings of checkpoints of older versions under their new names."""
+BEFORE = {"piece_position": False}
+"""Settings that checkpoints of older versions lack, as those runs had them."""
 
 
 @dataclass
@@ -85,6 +87,11 @@ class RLTunerConfig(RunConfig):
     summary_features: int = 8
     """Features the per-state term takes from each row of the prior's summary (one linear map,
     tied across rows: the Bi-axial LSTM's pitches)."""
+    piece_position: bool = True
+    """Chorales: the per-state term also reads where in the piece the frame is (one-hot of
+    ``t / length`` over the piece's frames: a whole chorale's time step ``t``), as it reads a
+    melody's step, so that endings are learned where the cadence rules judge them. Runs saved
+    before it existed keep it off."""
     rule_features: bool = False
     """Melodies: add to each action's value a learned weight of each of its rule outcomes
     (resolves or doubles the pending leap, repeats excessively, starts on the tonic, leaves the
