@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import replace
 
 import gymnasium as gym
@@ -149,6 +150,45 @@ PHRASES = {"phrases": True, "primer": "chorale:bwv346", "bars": 2}
 (shorter than the chorales of two bars composed), primed by 28 to 188 frames."""
 
 
+def test_frame_returns_add_the_frames_rewards_to_its_end(prior):
+    """With ``frame_returns`` every kept transition whose frame has ended learns from the sum of
+    its frame's rewards from it to the "end" decision (of its environment, as played) and
+    bootstraps from that decision's next state; the others from their own reward and next
+    state."""
+    num_envs, end = 3, end_action(prior.num_pitches)
+    config = RLTunerConfig(**{**SMALL, "num_envs": num_envs, "frame_returns": True})
+    tuner = RLTuner(config, prior)
+    replay: ChoraleReplay = tuner.part.make_replay(config.buffer_size, num_envs)
+    envs, rng = tuner.make_envs(num_envs), np.random.default_rng(1)
+    observations, infos = envs.reset(seed=0)
+    replay.begin(observations, infos)
+    played, resetting = [], np.zeros(num_envs, bool)  # (number, env, frame, action, reward)
+    for _ in range(150):
+        notes = [np.flatnonzero(valid[:-1]) for valid in observations["action_mask"]]
+        actions = np.array([rng.choice(n) if n.size and rng.random() > 0.4 else end for n in notes])
+        frames, number = replay.current["frame"].copy(), replay.count
+        observations, rewards, terminations, _, infos = envs.step(actions)
+        replay.store(actions, rewards, terminations, ~resetting, observations, infos)
+        for i in np.flatnonzero(~resetting):
+            played.append((number, i, frames[i], actions[i], rewards[i]))
+            number += 1
+        resetting = terminations
+    kept = [move for move in played if move[0] >= replay.count - replay.capacity]
+    numbers = np.array([move[0] for move in kept])
+    returns, after = replay.returns(numbers % replay.capacity)
+    ended = 0
+    for (number, env, frame, *_), value, then in zip(kept, returns, after):
+        rest = [m for m in played if m[1] == env and m[2] == frame and m[0] >= number]
+        finished = [m[0] for m in rest if m[3] == end]
+        if finished and frame >= replay._oldest_frame():
+            ended += 1
+            assert then == finished[0] % replay.capacity
+            assert value == pytest.approx(sum(m[4] for m in rest if m[0] <= finished[0]), abs=1e-4)
+        elif not finished:  # its frame goes on: the next decision
+            assert then == number % replay.capacity and value == replay.rewards[then]
+    assert ended > 100 and ended < len(kept)
+
+
 @pytest.mark.parametrize(
     ("capacity", "num_envs", "ending", "episodes"),
     [
@@ -219,8 +259,13 @@ def test_rl_tuner_trains_and_composes_chorales(prior, algo, tmp_path):
 
 @pytest.mark.parametrize(
     "settings",
-    [{"algo": "q"}, {"algo": "psi", "primer": True}, {"algo": "q", **PHRASES}],
-    ids=["q", "psi-primed", "q-phrases"],
+    [
+        {"algo": "q"},
+        {"algo": "psi", "primer": True},
+        {"algo": "q", **PHRASES},
+        {"algo": "q", "frame_returns": True},
+    ],
+    ids=["q", "psi-primed", "q-phrases", "q-frame-returns"],
 )
 def test_rl_tuner_interrupted_at_a_random_step_resumes_bit_for_bit(
     prior, settings, tmp_path, capsys
@@ -355,3 +400,19 @@ def test_cli_train_and_compose_chorales(prior, tmp_path, capsys):
     assert "parallel fifths" in capsys.readouterr().out
     assert main([*arguments, "--out", str(run), "--env", "Nope-v0"]) == 2
     assert end_action(prior.num_pitches) == 96
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--algo", "rltuner-psi", "--env", CHORALES], "frame-returns: only for algo q"),
+        (["--algo", "rltuner-q", "--prior", "note_rnn"], "frame.returns: only on Chorale"),
+    ],
+)
+def test_frame_returns_elsewhere_is_one_line(options, message, tmp_path, capsys):
+    from musicgym.cli import main
+
+    arguments = ["agent", "train", *options, "--frame-returns", "--steps", "64", "--no-progress"]
+    assert main([*arguments, "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert re.search(message, error) and len(error.splitlines()) == 1

@@ -92,6 +92,11 @@ class RLTunerConfig(RunConfig):
     ``t / length`` over the piece's frames: a whole chorale's time step ``t``), as it reads a
     melody's step, so that endings are learned where the cadence rules judge them. Runs saved
     before it existed keep it off."""
+    frame_returns: bool = False
+    """Chorales, algo q: each decision learns from the rewards to the end of its frame (the
+    frame's later decisions as they were taken, undiscounted, as inside a frame) and the value of
+    the next frame's first state, not from the next decision's value: what the rules judge at a
+    frame's end (the cadence at the last) reaches every decision of the frame in one update."""
     rule_features: bool = False
     """Melodies: add to each action's value a learned weight of each of its rule outcomes
     (resolves or doubles the pending leap, repeats excessively, starts on the tonic, leaves the
@@ -145,6 +150,8 @@ class RLTunerConfig(RunConfig):
         )
         if self.algo not in ("q", "psi", "g"):
             raise ValueError(f"algo: expected q, psi or g, got {self.algo!r}")
+        if self.frame_returns and self.algo != "q":
+            raise ValueError("frame_returns: only for algo q (returns of the actions taken)")
         if self.train_readout and self.algo == "g":
             raise ValueError("train_readout: G-learning adds the frozen prior's log p itself")
 

@@ -89,6 +89,8 @@ class MelodyPart:
             )
         if config.buffer_size < config.length:
             raise EnvArgumentError("buffer_size must hold at least one melody")
+        if config.frame_returns:
+            raise EnvArgumentError("frame_returns: only on ChoraleComposition-v0")
         self.prior, self.config = prior, config
         self.length, self.context = config.length, config.context
         self.feature_size = config.length + config.context * NUM_TOKENS
