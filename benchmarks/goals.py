@@ -90,19 +90,57 @@ def melody_goals_text(verdict: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-def closer_to_bach(agent: dict[str, Cell], prior: dict[str, Cell], bach: dict[str, Cell]) -> list:
-    """The statistics on which ``agent`` is closer to Bach's value than ``prior`` is, and their
-    intervals do not overlap."""
+BACH_LIKE_STATISTICS = tuple(
+    name for name in CHORALE_STATISTICS if name not in ("chord_changes", "perfect_cadence")
+)
+"""The 13 statistics the chorales-like-Bach issue counts: the spec's and the struck frames."""
+
+
+def closer_to_bach(
+    agent: dict[str, Cell],
+    prior: dict[str, Cell],
+    bach: dict[str, Cell],
+    apart: bool = True,
+    statistics: tuple[str, ...] = tuple(CHORALE_STATISTICS),
+) -> list:
+    """The ``statistics`` on which ``agent``'s mean is closer to Bach's than ``prior``'s is, and
+    (``apart``) their intervals do not overlap."""
     won = []
-    for name in CHORALE_STATISTICS:
+    for name in statistics:
         ours, theirs, target = agent[name], prior[name], bach[name].mean
         if any(math.isnan(v) for v in (ours.mean, theirs.mean, target)):
             continue
         closer = abs(ours.mean - target) < abs(theirs.mean - target)
-        apart = ours.low > theirs.high or ours.high < theirs.low
-        if closer and apart:
+        if closer and (not apart or ours.low > theirs.high or ours.high < theirs.low):
             won.append(name)
     return won
+
+
+def inside(cell: Cell, interval: Cell) -> bool:
+    """Whether ``cell``'s mean lies inside ``interval``'s 95% interval."""
+    return interval.low <= cell.mean <= interval.high
+
+
+def bach_like_goals(cells: dict[str, Cell], prior: dict[str, Cell], bach: dict[str, Cell]) -> dict:
+    """One trained column's verdict on the chorales-like-Bach issue's goals."""
+    nearer = closer_to_bach(cells, prior, bach, apart=False, statistics=BACH_LIKE_STATISTICS)
+    apart = closer_to_bach(cells, prior, bach, statistics=BACH_LIKE_STATISTICS)
+    parallels = cells["parallel_fifths"].mean + cells["parallel_octaves"].mean
+    bach_parallels = bach["parallel_fifths"].mean + bach["parallel_octaves"].mean
+    log_p = cells["log_p"]
+    return {
+        "nearer_bach_on_means": nearer,
+        "nearer_goal_met": len(nearer) >= 11,
+        "nearer_bach_intervals_apart": apart,
+        "apart_goal_met": len(apart) >= 8,
+        "struck_frames_goal_met": inside(cells["struck_frames"], bach["struck_frames"]),
+        "entropy_goal_met": inside(cells["pitch_class_entropy"], bach["pitch_class_entropy"]),
+        "cadence_goal_met": cells["authentic_cadence"].mean >= 60.0,
+        "parallels_to_bach": parallels / bach_parallels if bach_parallels else math.inf,
+        "parallels_1_5x_goal_met": parallels <= 1.5 * bach_parallels,
+        "log_p_goal_met": inside(log_p, bach["log_p"])
+        or abs(log_p.mean - bach["log_p"].mean) < abs(prior["log_p"].mean - bach["log_p"].mean),
+    }
 
 
 def chorale_goals(table: Table) -> dict[str, dict]:
@@ -130,6 +168,7 @@ def chorale_goals(table: Table) -> dict[str, dict]:
             "parallels_goal_met": parallels <= 2 * bach_parallels,
             "log_p_gap_to_prior": log_p_gap,
             "log_p_goal_met": abs(log_p_gap) <= 1.0,
+            "bach_like": bach_like_goals(cells, prior, bach),
         }
     return verdicts
 
@@ -147,7 +186,25 @@ def chorale_goals_text(verdicts: dict[str, dict]) -> str:
             f"{verdict['log_p_gap_to_prior']:+.2f} nats from the prior's samples (goal within 1: "
             f"{'met' if verdict['log_p_goal_met'] else 'not met'})"
         )
+        lines.append(f"{name}, like Bach: " + _bach_like_text(verdict["bach_like"]))
     return "\n".join(lines)
+
+
+def _bach_like_text(verdict: dict) -> str:
+    def met(key: str) -> str:
+        return "met" if verdict[key] else "not met"
+
+    count = len(BACH_LIKE_STATISTICS)
+    return (
+        f"nearer Bach than the prior on {len(verdict['nearer_bach_on_means'])}/{count} means "
+        f"(goal 11: {met('nearer_goal_met')}), {len(verdict['nearer_bach_intervals_apart'])} "
+        f"with intervals apart (goal 8: {met('apart_goal_met')}); struck frames inside Bach's "
+        f"interval: {met('struck_frames_goal_met')}; pitch-class entropy inside Bach's interval: "
+        f"{met('entropy_goal_met')}; authentic cadences >= 60%: {met('cadence_goal_met')}; "
+        f"parallels {verdict['parallels_to_bach']:.2f}x Bach's (goal <= 1.5x: "
+        f"{met('parallels_1_5x_goal_met')}); log p per frame inside Bach's interval or nearer "
+        f"it than the prior's: {met('log_p_goal_met')}"
+    )
 
 
 class CharacterGoal(NamedTuple):

@@ -356,6 +356,7 @@ def test_chorale_demo_writes_chorales_and_their_statistics(tmp_path: Path, capsy
 
 def test_chorale_goals_count_statistics_closer_to_bach_with_intervals_apart() -> None:
     from musicgym.benchmarks.goals import chorale_goals as goals
+    from musicgym.benchmarks.goals import chorale_goals_text
 
     BACH = CHORALE.data_column
 
@@ -364,21 +365,36 @@ def test_chorale_goals_count_statistics_closer_to_bach_with_intervals_apart() ->
         cells.update({name: Cell(*value, "t") for name, value in values.items()})
         return cells
 
-    fifths, octaves = "parallel_fifths", "parallel_octaves"
+    fifths, octaves, struck = "parallel_fifths", "parallel_octaves", "struck_frames"
+    cadence, entropy = "authentic_cadence", "pitch_class_entropy"
     table = {
-        BACH: column(**{fifths: (0.2, 0.1, 0.3), octaves: (0.3, 0.2, 0.4), "log_p": (-2,) * 3}),
+        BACH: column(
+            **{fifths: (0.2, 0.1, 0.3), octaves: (0.3, 0.2, 0.4), "log_p": (-2,) * 3},
+            **{struck: (37.6, 35, 40), cadence: (89, 80, 98), entropy: (2.84, 2.77, 2.91)},
+        ),
         "prior": column(
-            **{fifths: (1.2, 1.0, 1.4), octaves: (1.8, 1.6, 2.0), "log_p": (-1.8, -1.9, -1.7)}
+            **{fifths: (1.2, 1.0, 1.4), octaves: (1.8, 1.6, 2.0), "log_p": (-1.8, -1.9, -1.7)},
+            **{struck: (34, 33, 35), cadence: (3.5, 1, 6), entropy: (2.87, 2.85, 2.89)},
         ),
         "tuned": column(
-            **{fifths: (0.3, 0.2, 0.4), octaves: (1.7, 1.5, 1.9), "log_p": (-2.9, -3.0, -2.8)}
+            **{fifths: (0.3, 0.2, 0.4), octaves: (1.7, 1.5, 1.9), "log_p": (-2.9, -3.0, -2.8)},
+            **{struck: (36, 35, 37), cadence: (61, 50, 72), entropy: (2.5, 2.4, 2.6)},
         ),
     }
     verdict = goals(table)["tuned"]
-    assert verdict["closer_to_bach_than_prior"] == ["parallel_fifths"]  # octaves: intervals overlap
+    assert verdict["closer_to_bach_than_prior"] == [fifths, cadence]  # octaves, struck: overlap
     assert verdict["parallels_per_100_transitions"] == pytest.approx(2.0)
     assert not verdict["parallels_goal_met"]  # 2.0 > 2 * 0.5
     assert verdict["log_p_gap_to_prior"] == pytest.approx(-1.1) and not verdict["log_p_goal_met"]
+    like_bach = verdict["bach_like"]  # the chorales-like-Bach issue's goals
+    assert like_bach["nearer_bach_on_means"] == [fifths, octaves, cadence, struck]
+    assert like_bach["nearer_bach_intervals_apart"] == [fifths, cadence]
+    assert not like_bach["nearer_goal_met"] and not like_bach["apart_goal_met"]
+    assert like_bach["struck_frames_goal_met"] and not like_bach["entropy_goal_met"]
+    assert like_bach["cadence_goal_met"] and like_bach["parallels_to_bach"] == pytest.approx(4.0)
+    assert not like_bach["parallels_1_5x_goal_met"] and not like_bach["log_p_goal_met"]
+    text = chorale_goals_text(goals(table))
+    assert "tuned, like Bach: nearer Bach than the prior on 4/13 means (goal 11: not met)" in text
 
 
 def test_chorale_bench_is_the_same_code_path(tmp_path: Path, monkeypatch) -> None:
