@@ -157,6 +157,26 @@ def test_cadence_rule_on_the_last_frame():
     assert BUILTIN_RULES["cadence"](last) == 1.0
 
 
+@pytest.mark.parametrize(
+    ("last", "key", "expected"),
+    [
+        (chord(48, 55, 64, 72), C_MAJOR, 1.0),  # the cadence's ending: all three parts
+        (chord(48, 55, 64, 67), C_MAJOR, 2 / 3),  # the fifth in the soprano
+        (chord(43, 55, 64, 72), C_MAJOR, 2 / 3),  # the fifth in the bass
+        (chord(48, 53, 65, 72), C_MAJOR, 2 / 3),  # C-F: not the tonic triad
+        (chord(45, 57, 64, 72), C_MAJOR, 1 / 3),  # A minor's triad: only the C on top
+        (chord(45, 57, 61, 69), A_MINOR, 1.0),  # a Picardy third counts
+        (chord(), C_MAJOR, 0.0),  # a silent ending
+    ],
+)
+def test_cadence_parts_give_a_third_for_each_part_of_the_ending(last, key, expected):
+    rule = BUILTIN_RULES["cadence_parts"]
+    ending = ChoraleContext((chord(43, 55, 62, 71),) * 15, last, 16, key)
+    assert rule(ending) == pytest.approx(expected)
+    assert BUILTIN_RULES["cadence"](ending) == float(expected == 1.0)
+    assert rule(ChoraleContext((), last, 16, key)) == 0.0  # not the last frame
+
+
 def test_soprano_rules_are_the_melody_rules_on_the_top_voice():
     chords = (chord(48, 60), chord(48, 67), chord(48, 65))  # soprano leaps C4 -> G4, back down
     soprano = soprano_tokens(chords)

@@ -163,15 +163,27 @@ def doubled_leading_tone(chord: Sonority, key: Key) -> bool:
     return sum(p % 12 == leading_tone(key) for p in chord.pitches) >= 2
 
 
-def authentic_cadence(chord: Sonority, key: Key) -> bool:
-    """Whether the frame is the tonic triad (its fifth may be missing; in minor its third may be
-    major) with the tonic in the bass and in the soprano."""
-    if not chord.pitches or chord.bass % 12 != key.tonic or chord.soprano % 12 != key.tonic:
-        return False
+def tonic_triad(chord: Sonority, key: Key) -> bool:
+    """Whether the frame's pitch classes are the tonic triad's (its fifth may be missing; in minor
+    its third may be major), in any voicing."""
     thirds = {3, 4} if key.mode == "minor" else {4}
     classes = pitch_classes(chord)
     triad_thirds = {(key.tonic + t) % 12 for t in thirds} & classes
     return len(triad_thirds) == 1 and classes <= {key.tonic, (key.tonic + 7) % 12, *triad_thirds}
+
+
+def cadence_parts(chord: Sonority, key: Key) -> tuple[bool, bool, bool]:
+    """What an authentic cadence asks of its last frame: the tonic in the bass, the tonic in the
+    soprano, the tonic triad (:func:`tonic_triad`)."""
+    if not chord.pitches:
+        return False, False, False
+    return chord.bass % 12 == key.tonic, chord.soprano % 12 == key.tonic, tonic_triad(chord, key)
+
+
+def authentic_cadence(chord: Sonority, key: Key) -> bool:
+    """Whether the frame is the tonic triad (its fifth may be missing; in minor its third may be
+    major) with the tonic in the bass and in the soprano: all of :func:`cadence_parts`."""
+    return all(cadence_parts(chord, key))
 
 
 # ------------------------------------------------------------- chord qualities and the cadence

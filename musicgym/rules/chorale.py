@@ -33,6 +33,7 @@ from musicgym.music.harmony import (
     PROFILES,
     Profile,
     authentic_cadence,
+    cadence_parts,
     chord_in_key,
     doubled_leading_tone,
     hidden_perfect,
@@ -197,6 +198,23 @@ class Cadence(ChoraleRule):
         return float(context.is_last and authentic_cadence(context.sonority, context.key))
 
 
+class CadenceParts(ChoraleRule):
+    """A third for each of what ``cadence`` asks of the last frame (the tonic in the bass, the
+    tonic in the soprano, the tonic triad: :func:`~musicgym.music.harmony.cadence_parts`): a
+    partial credit that an agent meets far more often than the whole cadence (the prior's
+    samples end with the tonic in the bass about a quarter of the time, on a cadence 3.5%), so
+    that its value is learned from many endings, not from the few whole ones."""
+
+    name = "cadence_parts"
+    default_weight = 6.0
+    judges_ending = True
+
+    def __call__(self, context: ChoraleContext) -> float:
+        if not context.is_last:
+            return 0.0
+        return sum(cadence_parts(context.sonority, context.key)) / 3
+
+
 class PerfectCadence(ChoraleRule):
     """+1 when the chorale ends on an authentic cadence approached from the dominant in root
     position (V or V7 with the leading tone, then the tonic triad with the tonic in bass and
@@ -301,6 +319,7 @@ CHORALE_RULES: dict[str, RewardRule] = {
         ChordInKey(),
         NotesInKey(),
         Cadence(),
+        CadenceParts(),
         PerfectCadence(),
         ProfileRule("harmonic_rhythm", PROFILES["harmonic_rhythm"]),
         ProfileRule("pitch_class_profile", PROFILES["pitch_classes"]),
