@@ -154,7 +154,7 @@ def test_frame_returns_add_the_frames_rewards_to_its_end(prior):
     """With ``frame_returns`` every kept transition whose frame has ended learns from the sum of
     its frame's rewards from it to the "end" decision (of its environment, as played) and
     bootstraps from that decision's next state; the others from their own reward and next
-    state."""
+    state. The transitions of the pieces' last frames are marked (``ending_share``)."""
     num_envs, end = 3, end_action(prior.num_pitches)
     config = RLTunerConfig(**{**SMALL, "num_envs": num_envs, "frame_returns": True})
     tuner = RLTuner(config, prior)
@@ -162,7 +162,7 @@ def test_frame_returns_add_the_frames_rewards_to_its_end(prior):
     envs, rng = tuner.make_envs(num_envs), np.random.default_rng(1)
     observations, infos = envs.reset(seed=0)
     replay.begin(observations, infos)
-    played, resetting = [], np.zeros(num_envs, bool)  # (number, env, frame, action, reward)
+    played, resetting = [], np.zeros(num_envs, bool)  # number, env, frame, action, reward, done
     for _ in range(150):
         notes = [np.flatnonzero(valid[:-1]) for valid in observations["action_mask"]]
         actions = np.array([rng.choice(n) if n.size and rng.random() > 0.4 else end for n in notes])
@@ -170,7 +170,7 @@ def test_frame_returns_add_the_frames_rewards_to_its_end(prior):
         observations, rewards, terminations, _, infos = envs.step(actions)
         replay.store(actions, rewards, terminations, ~resetting, observations, infos)
         for i in np.flatnonzero(~resetting):
-            played.append((number, i, frames[i], actions[i], rewards[i]))
+            played.append((number, i, frames[i], actions[i], rewards[i], terminations[i]))
             number += 1
         resetting = terminations
     kept = [move for move in played if move[0] >= replay.count - replay.capacity]
@@ -187,6 +187,9 @@ def test_frame_returns_add_the_frames_rewards_to_its_end(prior):
         elif not finished:  # its frame goes on: the next decision
             assert then == number % replay.capacity and value == replay.rewards[then]
     assert ended > 100 and ended < len(kept)
+    finished = {(env, frame) for _, env, frame, *_, done in played if done}  # pieces' last frames
+    marked = replay.last_frames[numbers % replay.capacity]
+    assert np.array_equal(marked, [(m[1], m[2]) in finished for m in kept]) and marked.any()
 
 
 @pytest.mark.parametrize(
@@ -263,9 +266,9 @@ def test_rl_tuner_trains_and_composes_chorales(prior, algo, tmp_path):
         {"algo": "q"},
         {"algo": "psi", "primer": True},
         {"algo": "q", **PHRASES},
-        {"algo": "q", "frame_returns": True},
+        {"algo": "q", "frame_returns": True, "ending_share": 0.25},
     ],
-    ids=["q", "psi-primed", "q-phrases", "q-frame-returns"],
+    ids=["q", "psi-primed", "q-phrases", "q-frame-returns-endings"],
 )
 def test_rl_tuner_interrupted_at_a_random_step_resumes_bit_for_bit(
     prior, settings, tmp_path, capsys
@@ -405,14 +408,36 @@ def test_cli_train_and_compose_chorales(prior, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--algo", "rltuner-psi", "--env", CHORALES], "frame-returns: only for algo q"),
-        (["--algo", "rltuner-q", "--prior", "note_rnn"], "frame.returns: only on Chorale"),
+        (["--algo", "rltuner-psi", "--env", CHORALES, "--frame-returns"], "frame-returns: only"),
+        (["--algo", "rltuner-q", "--prior", "note_rnn", "--frame-returns"], "frame.returns: only"),
+        (["--algo", "rltuner-q", "--prior", "note_rnn", "--ending-share", "0.2"], "ending.share"),
+        (["--algo", "rltuner-q", "--env", CHORALES, "--ending-share", "2"], "ending.share"),
     ],
 )
-def test_frame_returns_elsewhere_is_one_line(options, message, tmp_path, capsys):
+def test_chorale_options_elsewhere_are_one_line(options, message, tmp_path, capsys):
     from musicgym.cli import main
 
-    arguments = ["agent", "train", *options, "--frame-returns", "--steps", "64", "--no-progress"]
+    arguments = ["agent", "train", *options, "--steps", "64", "--no-progress"]
     assert main([*arguments, "--out", str(tmp_path / "run")]) == 2
     error = capsys.readouterr().err.strip()
     assert re.search(message, error) and len(error.splitlines()) == 1
+
+
+def test_ending_share_draws_that_share_among_the_last_frames(prior):
+    """A quarter of a batch of 32 comes from the last frames of the chorales (of one bar: their
+    16th frame), the rest uniformly (one in 16)."""
+    config = RLTunerConfig(**{**SMALL, "ending_share": 0.25})
+    tuner = RLTuner(config, prior)
+    replay: ChoraleReplay = tuner.part.make_replay(config.buffer_size, 2)
+    envs = tuner.make_envs(2)
+    observations, infos = envs.reset(seed=0)
+    replay.begin(observations, infos)
+    end, resetting = end_action(prior.num_pitches), np.zeros(2, bool)
+    for _ in range(120):  # silent frames: a chorale of 16 frames ends every 16 steps
+        actions = np.full(2, end)
+        observations, rewards, terminations, _, infos = envs.step(actions)
+        replay.store(actions, rewards, terminations, ~resetting, observations, infos)
+        resetting = terminations
+    batch = replay.sample(32, np.random.default_rng(0), torch.device("cpu"))
+    places = batch.states.place.tolist()
+    assert places[-8:] == [15] * 8 and places[:24].count(15) < 8  # 8 of 32 from the endings

@@ -26,6 +26,8 @@
   value of the next frame's first state: each transition keeps its frame's rewards before it,
   each kept frame its total and its "end" transition once it has ended (a decision of a frame
   not yet ended learns from the next decision, as without the option).
+* **Endings.** With ``ending_share`` that share of each batch is drawn among the transitions of
+  the pieces' last frames (marked when a piece ends), where the cadence rules pay.
 * **Phrases.** With ``--phrases`` the Tuner learns on phrase episodes (of varying lengths, up to
   ``bars`` bars, each with its own primer) and composes whole chorales.
 """
@@ -49,8 +51,9 @@ from musicgym.prior import NoteAxisPrior
 FRAMES_PER_TRANSITION = 4
 """The replay keeps one frame summary per this many transitions (a frame of four voices takes
 five decisions)."""
-FRAME_RETURNS = ("rewards_before", "frame_totals", "frame_ends", "frame_rewards")
-"""The replay's arrays of ``frame_returns`` (checkpoints before them lack them)."""
+FRAME_RETURNS = ("rewards_before", "frame_totals", "frame_ends", "frame_rewards", "last_frames")
+"""The replay's arrays of ``frame_returns`` and ``ending_share`` (checkpoints before them lack
+them)."""
 PHRASE_PRIMER_BARS = 32
 """Bars a phrase episode's primer (its chorale before the phrase) takes at most, for the replay's
 size estimate: Bach's longest chorale in 4/4 (bwv437) has 32."""
@@ -224,6 +227,8 @@ class ChoraleReplay:
         """The number of each kept frame's "end" transition (-1: not ended yet)."""
         self.frame_rewards = np.zeros(num_envs, np.float32)
         """Each environment's rewards so far in its current frame."""
+        self.last_frames = np.zeros(capacity, bool)
+        """Whether each transition is of its piece's last frame (``ending_share``)."""
         self.count = 0
         """Transitions written so far (the oldest are overwritten past ``capacity``)."""
         self.frames = np.zeros(num_envs, np.int64)
@@ -341,7 +346,17 @@ class ChoraleReplay:
                 self.sides[side][name][slots] = values
         self.actions[slots], self.rewards[slots] = actions[rows], rewards[rows]
         self.dones[slots] = terminations[rows]
+        self.last_frames[slots] = False
         self.count += len(rows)
+        self._mark_last_frames(before["frame"][terminations[rows]])
+
+    def _mark_last_frames(self, frames: np.ndarray) -> None:
+        """Mark the transitions of ``frames``, which ended their pieces: among the newest (a
+        frame takes at most one decision per action of each environment)."""
+        if len(frames):
+            window = min(len(self), self.part.num_actions * len(self.frames))
+            slots = (self.count - 1 - np.arange(window)) % self.capacity
+            self.last_frames[slots[np.isin(self.sides["state"]["frame"][slots], frames)]] = True
 
     def _add_rewards(
         self,
@@ -401,13 +416,21 @@ class ChoraleReplay:
     def sample(
         self, batch_size: int, rng: np.random.Generator, device: torch.device
     ) -> Transitions:
-        """``batch_size`` transitions drawn uniformly among the valid ones."""
-        chosen = rng.integers(0, len(self), batch_size)
+        """``batch_size`` transitions drawn uniformly among the valid ones (with
+        ``ending_share``, that share of them among those of the pieces' last frames)."""
+        share, last = self.part.config.ending_share, np.zeros(0, np.int64)
+        if share:
+            last = np.flatnonzero(self.last_frames[: len(self)])
+            last = last[self._valid(last)]
+        endings = round(share * batch_size) if len(last) else 0
+        chosen = rng.integers(0, len(self), batch_size - endings)
         for _ in range(100):
             stale = ~self._valid(chosen)
             if not stale.any():
                 break
             chosen[stale] = rng.integers(0, len(self), stale.sum())
+        if endings:
+            chosen = np.concatenate([chosen, last[rng.integers(0, len(last), endings)]])
         rewards, after = self.returns(chosen)
         ends_frame = tensor(self.actions[after] == self.part.num_actions - 1, device)
         return Transitions(
@@ -435,7 +458,9 @@ class ChoraleReplay:
         }
         arrays |= {name: (getattr(self, name), transitions) for name in ("actions", "rewards")}
         arrays |= {"dones": (self.dones, transitions)}
-        arrays |= {"rewards_before": (self.rewards_before, transitions)}
+        arrays |= {
+            name: (getattr(self, name), transitions) for name in ("rewards_before", "last_frames")
+        }
         arrays |= {name: (getattr(self, name), frames) for name in ("frame_totals", "frame_ends")}
         arrays |= {"frame_rewards": (self.frame_rewards, len(self.frames))}
         arrays |= {name: (getattr(self, name), frames) for name in ("frame_pieces", "frame_steps")}

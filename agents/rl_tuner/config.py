@@ -97,6 +97,10 @@ class RLTunerConfig(RunConfig):
     frame's later decisions as they were taken, undiscounted, as inside a frame) and the value of
     the next frame's first state, not from the next decision's value: what the rules judge at a
     frame's end (the cadence at the last) reaches every decision of the frame in one update."""
+    ending_share: float = 0.0
+    """Chorales: the share of each batch drawn among the decisions of the pieces' last frames,
+    where the cadence rules pay (about 1 decision in 300 of a chorale; uniform draws give them
+    a few samples a run). The rest is drawn uniformly, as without it."""
     rule_features: bool = False
     """Melodies: add to each action's value a learned weight of each of its rule outcomes
     (resolves or doubles the pending leap, repeats excessively, starts on the tonic, leaves the
@@ -145,6 +149,7 @@ class RLTunerConfig(RunConfig):
                 "start_e": FRACTION,
                 "end_e": FRACTION,
                 "exploration_fraction": FRACTION,
+                "ending_share": FRACTION,
                 "temperature": POSITIVE,
             },
         )

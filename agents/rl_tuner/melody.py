@@ -89,8 +89,9 @@ class MelodyPart:
             )
         if config.buffer_size < config.length:
             raise EnvArgumentError("buffer_size must hold at least one melody")
-        if config.frame_returns:
-            raise EnvArgumentError("frame_returns: only on ChoraleComposition-v0")
+        for name in ("frame_returns", "ending_share"):
+            if getattr(config, name):
+                raise EnvArgumentError(f"{name}: only on ChoraleComposition-v0")
         self.prior, self.config = prior, config
         self.length, self.context = config.length, config.context
         self.feature_size = config.length + config.context * NUM_TOKENS
