@@ -150,19 +150,17 @@ PHRASES = {"phrases": True, "primer": "chorale:bwv346", "bars": 2}
 (shorter than the chorales of two bars composed), primed by 28 to 188 frames."""
 
 
-def test_frame_returns_add_the_frames_rewards_to_its_end(prior):
-    """With ``frame_returns`` every kept transition whose frame has ended learns from the sum of
-    its frame's rewards from it to the "end" decision (of its environment, as played) and
-    bootstraps from that decision's next state; the others from their own reward and next
-    state. The transitions of the pieces' last frames are marked (``ending_share``)."""
+def test_replay_marks_the_transitions_of_the_pieces_last_frames(prior):
+    """Random decisions of 3 chorales of one bar: exactly the kept transitions of the frames that
+    ended a piece are marked (what ``ending_share`` draws from)."""
     num_envs, end = 3, end_action(prior.num_pitches)
-    config = RLTunerConfig(**{**SMALL, "num_envs": num_envs, "frame_returns": True})
+    config = RLTunerConfig(**{**SMALL, "num_envs": num_envs})
     tuner = RLTuner(config, prior)
     replay: ChoraleReplay = tuner.part.make_replay(config.buffer_size, num_envs)
     envs, rng = tuner.make_envs(num_envs), np.random.default_rng(1)
     observations, infos = envs.reset(seed=0)
     replay.begin(observations, infos)
-    played, resetting = [], np.zeros(num_envs, bool)  # number, env, frame, action, reward, done
+    played, resetting = [], np.zeros(num_envs, bool)  # number, env, frame, done
     for _ in range(150):
         notes = [np.flatnonzero(valid[:-1]) for valid in observations["action_mask"]]
         actions = np.array([rng.choice(n) if n.size and rng.random() > 0.4 else end for n in notes])
@@ -170,26 +168,14 @@ def test_frame_returns_add_the_frames_rewards_to_its_end(prior):
         observations, rewards, terminations, _, infos = envs.step(actions)
         replay.store(actions, rewards, terminations, ~resetting, observations, infos)
         for i in np.flatnonzero(~resetting):
-            played.append((number, i, frames[i], actions[i], rewards[i], terminations[i]))
+            played.append((number, i, frames[i], terminations[i]))
             number += 1
         resetting = terminations
     kept = [move for move in played if move[0] >= replay.count - replay.capacity]
-    numbers = np.array([move[0] for move in kept])
-    returns, after = replay.returns(numbers % replay.capacity)
-    ended = 0
-    for (number, env, frame, *_), value, then in zip(kept, returns, after):
-        rest = [m for m in played if m[1] == env and m[2] == frame and m[0] >= number]
-        finished = [m[0] for m in rest if m[3] == end]
-        if finished and frame >= replay._oldest_frame():
-            ended += 1
-            assert then == finished[0] % replay.capacity
-            assert value == pytest.approx(sum(m[4] for m in rest if m[0] <= finished[0]), abs=1e-4)
-        elif not finished:  # its frame goes on: the next decision
-            assert then == number % replay.capacity and value == replay.rewards[then]
-    assert ended > 100 and ended < len(kept)
-    finished = {(env, frame) for _, env, frame, *_, done in played if done}  # pieces' last frames
-    marked = replay.last_frames[numbers % replay.capacity]
-    assert np.array_equal(marked, [(m[1], m[2]) in finished for m in kept]) and marked.any()
+    marked = replay.last_frames[np.array([move[0] for move in kept]) % replay.capacity]
+    last = {(env, frame) for _, env, frame, done in played if done}
+    assert np.array_equal(marked, [(env, frame) in last for _, env, frame, _ in kept])
+    assert 0 < marked.sum() < len(kept) / 4
 
 
 @pytest.mark.parametrize(
@@ -266,9 +252,9 @@ def test_rl_tuner_trains_and_composes_chorales(prior, algo, tmp_path):
         {"algo": "q"},
         {"algo": "psi", "primer": True},
         {"algo": "q", **PHRASES},
-        {"algo": "q", "frame_returns": True, "ending_share": 0.25},
+        {"algo": "q", "ending_share": 0.25},
     ],
-    ids=["q", "psi-primed", "q-phrases", "q-frame-returns-endings"],
+    ids=["q", "psi-primed", "q-phrases", "q-endings"],
 )
 def test_rl_tuner_interrupted_at_a_random_step_resumes_bit_for_bit(
     prior, settings, tmp_path, capsys
@@ -408,8 +394,6 @@ def test_cli_train_and_compose_chorales(prior, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--algo", "rltuner-psi", "--env", CHORALES, "--frame-returns"], "frame-returns: only"),
-        (["--algo", "rltuner-q", "--prior", "note_rnn", "--frame-returns"], "frame.returns: only"),
         (["--algo", "rltuner-q", "--prior", "note_rnn", "--ending-share", "0.2"], "ending.share"),
         (["--algo", "rltuner-q", "--env", CHORALES, "--ending-share", "2"], "ending.share"),
     ],

@@ -21,11 +21,6 @@
   frames (bit-packed), so that checkpoints leave the summaries out (hundreds of MB) and
   ``--resume`` recomputes them with the frozen prior from each piece's primer and notes (a digest
   saved with the checkpoint checks them bit for bit), as the melody replay does from its tokens.
-* **Frame returns.** With ``frame_returns`` (algo q) a decision's target is the sum of its
-  frame's rewards from it to the frame's end (the later decisions as taken) plus the discounted
-  value of the next frame's first state: each transition keeps its frame's rewards before it,
-  each kept frame its total and its "end" transition once it has ended (a decision of a frame
-  not yet ended learns from the next decision, as without the option).
 * **Endings.** With ``ending_share`` that share of each batch is drawn among the transitions of
   the pieces' last frames (marked when a piece ends), where the cadence rules pay.
 * **Phrases.** With ``--phrases`` the Tuner learns on phrase episodes (of varying lengths, up to
@@ -51,9 +46,6 @@ from musicgym.prior import NoteAxisPrior
 FRAMES_PER_TRANSITION = 4
 """The replay keeps one frame summary per this many transitions (a frame of four voices takes
 five decisions)."""
-FRAME_RETURNS = ("rewards_before", "frame_totals", "frame_ends", "frame_rewards", "last_frames")
-"""The replay's arrays of ``frame_returns`` and ``ending_share`` (checkpoints before them lack
-them)."""
 PHRASE_PRIMER_BARS = 32
 """Bars a phrase episode's primer (its chorale before the phrase) takes at most, for the replay's
 size estimate: Bach's longest chorale in 4/4 (bwv437) has 32."""
@@ -219,14 +211,6 @@ class ChoraleReplay:
         self.actions = np.zeros(capacity, np.int64)
         self.rewards = np.zeros(capacity, np.float32)
         self.dones = np.zeros(capacity, bool)
-        self.rewards_before = np.zeros(capacity, np.float32)
-        """The rewards of each transition's frame before it (``frame_returns``)."""
-        self.frame_totals = np.zeros(F, np.float32)
-        """The rewards of each kept frame that has ended, all its decisions'."""
-        self.frame_ends = np.full(F, -1, np.int64)
-        """The number of each kept frame's "end" transition (-1: not ended yet)."""
-        self.frame_rewards = np.zeros(num_envs, np.float32)
-        """Each environment's rewards so far in its current frame."""
         self.last_frames = np.zeros(capacity, bool)
         """Whether each transition is of its piece's last frame (``ending_share``)."""
         self.count = 0
@@ -263,7 +247,6 @@ class ChoraleReplay:
         self.steps[starting], self.piece_frames[self.pieces[starting]] = 0, 0
         self._keep_primers(self.pieces[starting], [infos["primer"][i].matrix for i in starting])
         kept = frames % self.frame_capacity
-        self.frame_ends[kept], self.frame_rewards[slots] = -1, 0.0
         self.summaries[kept] = observations["prior_summary"][slots].astype(np.float16)
         self.frame_pieces[kept], self.frame_steps[kept] = self.pieces[slots], self.steps[slots]
         self.piece_last[self.pieces[slots]] = frames
@@ -331,9 +314,6 @@ class ChoraleReplay:
     ) -> None:
         rows = np.flatnonzero(stepped)
         before = {name: values[rows] for name, values in self.current.items()}
-        numbers = self.count + np.arange(len(rows))
-        slots = numbers % self.capacity
-        self._add_rewards(rows, numbers, actions[rows], rewards[rows], before["frame"])
         ended = stepped & (actions == self.part.num_actions - 1) & ~terminations
         ending = np.flatnonzero(ended)  # their frame's notes: those decided before "end"
         self.piece_frames[self.pieces[ending], self.steps[ending]] = self.current["decided"][ending]
@@ -341,6 +321,7 @@ class ChoraleReplay:
         self._add_frames(starting, next_observations, ~stepped[starting], infos)
         self.current = self._record(next_observations)
         after = {name: values[rows] for name, values in self.current.items()}
+        slots = (self.count + np.arange(len(rows))) % self.capacity
         for side, record in (("state", before), ("next", after)):
             for name, values in record.items():
                 self.sides[side][name][slots] = values
@@ -357,24 +338,6 @@ class ChoraleReplay:
             window = min(len(self), self.part.num_actions * len(self.frames))
             slots = (self.count - 1 - np.arange(window)) % self.capacity
             self.last_frames[slots[np.isin(self.sides["state"]["frame"][slots], frames)]] = True
-
-    def _add_rewards(
-        self,
-        rows: np.ndarray,
-        numbers: np.ndarray,
-        actions: np.ndarray,
-        rewards: np.ndarray,
-        frames: np.ndarray,
-    ) -> None:
-        """Each new transition (number ``numbers``, of the environments ``rows``, in their
-        ``frames``) keeps its frame's rewards before it; a frame that ``actions`` end keeps its
-        total and its "end" transition."""
-        self.rewards_before[numbers % self.capacity] = self.frame_rewards[rows]
-        self.frame_rewards[rows] += rewards
-        ending = actions == self.part.num_actions - 1
-        kept = frames[ending] % self.frame_capacity
-        self.frame_totals[kept] = self.frame_rewards[rows[ending]]
-        self.frame_ends[kept] = numbers[ending]
 
     def _valid(self, slots: np.ndarray) -> np.ndarray:
         """Whether the frames both sides of ``slots`` read are still kept."""
@@ -398,21 +361,6 @@ class ChoraleReplay:
             mask=tensor(valid_actions(kept["next_pitch"][slots], N), device),
         )
 
-    def returns(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The rewards each transition of ``slots`` learns from, and the slot of the transition
-        whose next state it bootstraps from: its own reward and itself, or with
-        ``frame_returns``, where its frame has ended, its frame's rewards from it to the end
-        and the frame's "end" transition."""
-        if not self.part.config.frame_returns:
-            return self.rewards[slots], slots
-        kept = self.sides["state"]["frame"][slots] % self.frame_capacity
-        ended = self.frame_ends[kept] >= 0
-        rest = self.frame_totals[kept] - self.rewards_before[slots]
-        return (
-            np.where(ended, rest, self.rewards[slots]),
-            np.where(ended, self.frame_ends[kept] % self.capacity, slots),
-        )
-
     def sample(
         self, batch_size: int, rng: np.random.Generator, device: torch.device
     ) -> Transitions:
@@ -431,14 +379,14 @@ class ChoraleReplay:
             chosen[stale] = rng.integers(0, len(self), stale.sum())
         if endings:
             chosen = np.concatenate([chosen, last[rng.integers(0, len(last), endings)]])
-        rewards, after = self.returns(chosen)
-        ends_frame = tensor(self.actions[after] == self.part.num_actions - 1, device)
+        actions = tensor(self.actions[chosen], device)
+        ends_frame = actions == self.part.num_actions - 1
         return Transitions(
             states=self.states(chosen, "state", device),
-            actions=tensor(self.actions[chosen], device),
-            rewards=tensor(rewards, device),
-            dones=tensor(self.dones[after], device),
-            next_states=self.states(after, "next", device),
+            actions=actions,
+            rewards=tensor(self.rewards[chosen], device),
+            dones=tensor(self.dones[chosen], device),
+            next_states=self.states(chosen, "next", device),
             gamma=torch.where(ends_frame, self.gamma, 1.0),
         )
 
@@ -457,12 +405,7 @@ class ChoraleReplay:
             for name, values in kept.items()
         }
         arrays |= {name: (getattr(self, name), transitions) for name in ("actions", "rewards")}
-        arrays |= {"dones": (self.dones, transitions)}
-        arrays |= {
-            name: (getattr(self, name), transitions) for name in ("rewards_before", "last_frames")
-        }
-        arrays |= {name: (getattr(self, name), frames) for name in ("frame_totals", "frame_ends")}
-        arrays |= {"frame_rewards": (self.frame_rewards, len(self.frames))}
+        arrays |= {name: (getattr(self, name), transitions) for name in ("dones", "last_frames")}
         arrays |= {name: (getattr(self, name), frames) for name in ("frame_pieces", "frame_steps")}
         arrays |= {
             name: (getattr(self, name), pieces)
@@ -482,8 +425,8 @@ class ChoraleReplay:
 
     def load_state_dict(self, state: dict[str, Any], prior: Any, device: torch.device) -> None:
         """Restore a :meth:`state_dict` (one saved before each piece kept its own primer: every
-        piece primed with the run's primer; before the places in the piece: all 0; before
-        :data:`FRAME_RETURNS`: no frame ended) and recompute the summaries."""
+        piece primed with the run's primer; before the places in the piece: all 0; before the
+        last frames were marked: none) and recompute the summaries."""
         if "primer_lengths" not in state:
             state = state | self._run_primers(len(state["piece_last"]))
         if "state_place" not in state:  # saved before piece_position (such a run has it off)
@@ -499,7 +442,7 @@ class ChoraleReplay:
             self._add_piece_rows(pieces - len(self.piece_last))
         self._widen_primers(primer_frames)
         for name, (values, _) in self._arrays().items():
-            if name in FRAME_RETURNS and name not in state:  # saved before them: none ended
+            if name == "last_frames" and name not in state:  # saved before: none marked
                 continue
             saved = state[name].numpy()
             values[tuple(map(slice, saved.shape))] = saved

@@ -92,11 +92,6 @@ class RLTunerConfig(RunConfig):
     ``t / length`` over the piece's frames: a whole chorale's time step ``t``), as it reads a
     melody's step, so that endings are learned where the cadence rules judge them. Runs saved
     before it existed keep it off."""
-    frame_returns: bool = False
-    """Chorales, algo q: each decision learns from the rewards to the end of its frame (the
-    frame's later decisions as they were taken, undiscounted, as inside a frame) and the value of
-    the next frame's first state, not from the next decision's value: what the rules judge at a
-    frame's end (the cadence at the last) reaches every decision of the frame in one update."""
     ending_share: float = 0.0
     """Chorales: the share of each batch drawn among the decisions of the pieces' last frames,
     where the cadence rules pay (about 1 decision in 300 of a chorale; uniform draws give them
@@ -155,8 +150,6 @@ class RLTunerConfig(RunConfig):
         )
         if self.algo not in ("q", "psi", "g"):
             raise ValueError(f"algo: expected q, psi or g, got {self.algo!r}")
-        if self.frame_returns and self.algo != "q":
-            raise ValueError("frame_returns: only for algo q (returns of the actions taken)")
         if self.train_readout and self.algo == "g":
             raise ValueError("train_readout: G-learning adds the frozen prior's log p itself")
 

@@ -89,9 +89,8 @@ class MelodyPart:
             )
         if config.buffer_size < config.length:
             raise EnvArgumentError("buffer_size must hold at least one melody")
-        for name in ("frame_returns", "ending_share"):
-            if getattr(config, name):
-                raise EnvArgumentError(f"{name}: only on ChoraleComposition-v0")
+        if config.ending_share:
+            raise EnvArgumentError("ending_share: only on ChoraleComposition-v0")
         self.prior, self.config = prior, config
         self.length, self.context = config.length, config.context
         self.feature_size = config.length + config.context * NUM_TOKENS
