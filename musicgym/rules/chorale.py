@@ -186,19 +186,31 @@ class NotesInKey(ChoraleRule):
         return -float(notes_not_in_key(context.sonority, context.key))
 
 
-class Cadence(ChoraleRule):
+class EndingRule(ChoraleRule):
+    """A rule of the chorale's ending: 0 on every frame but the last, :meth:`ending` there."""
+
+    judges_ending = True
+
+    def __call__(self, context: ChoraleContext) -> float:
+        return self.ending(context) if context.is_last else 0.0
+
+    def ending(self, context: ChoraleContext) -> float:
+        """The value of the last frame."""
+        raise NotImplementedError
+
+
+class Cadence(EndingRule):
     """+1 when the last frame is the tonic triad with the tonic in bass and soprano (an authentic
     cadence's ending)."""
 
     name = "cadence"
     default_weight = 10.0
-    judges_ending = True
 
-    def __call__(self, context: ChoraleContext) -> float:
-        return float(context.is_last and authentic_cadence(context.sonority, context.key))
+    def ending(self, context: ChoraleContext) -> float:
+        return float(authentic_cadence(context.sonority, context.key))
 
 
-class CadenceParts(ChoraleRule):
+class CadenceParts(EndingRule):
     """A third for each of what ``cadence`` asks of the last frame (the tonic in the bass, the
     tonic in the soprano, the tonic triad: :func:`~musicgym.music.harmony.cadence_parts`): a
     partial credit that an agent meets far more often than the whole cadence (the prior's
@@ -207,26 +219,20 @@ class CadenceParts(ChoraleRule):
 
     name = "cadence_parts"
     default_weight = 6.0
-    judges_ending = True
 
-    def __call__(self, context: ChoraleContext) -> float:
-        if not context.is_last:
-            return 0.0
+    def ending(self, context: ChoraleContext) -> float:
         return sum(cadence_parts(context.sonority, context.key)) / 3
 
 
-class PerfectCadence(ChoraleRule):
+class PerfectCadence(EndingRule):
     """+1 when the chorale ends on an authentic cadence approached from the dominant in root
     position (V or V7 with the leading tone, then the tonic triad with the tonic in bass and
     soprano: :func:`~musicgym.music.harmony.perfect_authentic_cadence`)."""
 
     name = "perfect_cadence"
     default_weight = 10.0
-    judges_ending = True
 
-    def __call__(self, context: ChoraleContext) -> float:
-        if not context.is_last:
-            return 0.0
+    def ending(self, context: ChoraleContext) -> float:
         chords = (*context.composition, context.sonority)
         return float(perfect_authentic_cadence(chords, context.key))
 
