@@ -300,13 +300,14 @@ def test_rl_tuner_interrupted_at_a_random_step_resumes_bit_for_bit(
 
 
 def test_a_run_from_before_the_piece_position_resumes_without_it(prior, tmp_path):
-    """A checkpoint whose settings and replay know nothing of the place in the piece (as saved
-    before it existed) loads and resumes with it off, as the run was trained."""
+    """A checkpoint whose settings and replay know nothing of the place in the piece nor of the
+    last frames' marks (as saved before they existed) loads and resumes with the place off, as
+    the run was trained."""
     config = RLTunerConfig(steps=200, **SMALL)
     train_rl_tuner(replace(config, piece_position=False), tmp_path, prior=prior, progress=False)
     checkpoint = torch.load(tmp_path / "agent.pt", weights_only=True)
     del checkpoint["config"]["piece_position"]
-    for name in ("state_place", "next_place", "current_place"):
+    for name in ("state_place", "next_place", "current_place", "last_frames"):
         del checkpoint["replay"][name]
     torch.save(checkpoint, tmp_path / "agent.pt")
     assert not RLTuner.load(tmp_path)[0].config.piece_position

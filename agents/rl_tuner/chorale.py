@@ -147,7 +147,7 @@ class ChoralePart:
             shortest, primer = self.piece_length, len(self.primer())
         pieces = frames // shortest + 2 * self.config.num_envs
         per_piece = (self.piece_length + primer) * packed + 16
-        return frames * (2 * K * H + 16) + capacity * (2 * per_side + 13) + pieces * per_piece
+        return frames * (2 * K * H + 16) + capacity * (2 * per_side + 14) + pieces * per_piece
 
     def primer(self) -> np.ndarray:
         """The frames ``(T, N, 2)`` the run's chorales start from without ``phrases`` (its
@@ -432,6 +432,8 @@ class ChoraleReplay:
         if "state_place" not in state:  # saved before piece_position (such a run has it off)
             sides = ("state", "next", "current")
             state = state | {f"{s}_place": torch.zeros_like(state[f"{s}_position"]) for s in sides}
+        if "last_frames" not in state:
+            state = state | {"last_frames": torch.zeros_like(state["dones"])}
         self.current = {
             name.removeprefix("current_"): values.numpy().copy()
             for name, values in state.items()
@@ -442,8 +444,6 @@ class ChoraleReplay:
             self._add_piece_rows(pieces - len(self.piece_last))
         self._widen_primers(primer_frames)
         for name, (values, _) in self._arrays().items():
-            if name == "last_frames" and name not in state:  # saved before: none marked
-                continue
             saved = state[name].numpy()
             values[tuple(map(slice, saved.shape))] = saved
         self.count, self.frames_written = int(state["count"]), int(state["frames_written"])
