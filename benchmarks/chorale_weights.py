@@ -100,12 +100,12 @@ def rule_weight_evidence(
         before = tuple(chords[:ending_start])
         for rule in ending_rules:
             own = ChoraleContext(tuple(chords[:-1]), chords[-1], length, key, resolution)
-            bach_value, best = rule(own), None
+            bach_value, best = rule.ending(own), None
             for drawn, log_p in zip(ending_frames, ending_log_p):
                 ending = [sonority(f, piece.lowest_pitch) for f in drawn]
                 sampled = (*before, *ending)
                 context = ChoraleContext(sampled[:-1], sampled[-1], length, key, resolution)
-                value = rule(context)
+                value = rule.ending(context)
                 if value <= bach_value - min_difference:
                     gap = (log_p - bach_ending_log_p) / (bach_value - value)
                     best = gap if best is None else max(best, gap)

@@ -150,17 +150,20 @@ PHRASES = {"phrases": True, "primer": "chorale:bwv346", "bars": 2}
 (shorter than the chorales of two bars composed), primed by 28 to 188 frames."""
 
 
-def test_replay_marks_the_transitions_of_the_pieces_last_frames(prior):
-    """Random decisions of 3 chorales of one bar: exactly the kept transitions of the frames that
-    ended a piece are marked (what ``ending_share`` draws from)."""
-    num_envs, end = 3, end_action(prior.num_pitches)
+def test_replay_marks_the_transitions_of_the_pieces_last_beats(prior):
+    """Random decisions of 3 chorales of one bar: exactly the kept transitions of the frames of
+    a finished piece's last beat (its last ``resolution`` frames) are marked (what
+    ``ending_share`` draws from)."""
+    num_envs, end, beat = 3, end_action(prior.num_pitches), prior.resolution
     config = RLTunerConfig(**{**SMALL, "num_envs": num_envs})
     tuner = RLTuner(config, prior)
     replay: ChoraleReplay = tuner.part.make_replay(config.buffer_size, num_envs)
     envs, rng = tuner.make_envs(num_envs), np.random.default_rng(1)
     observations, infos = envs.reset(seed=0)
     replay.begin(observations, infos)
-    played, resetting = [], np.zeros(num_envs, bool)  # number, env, frame, done
+    played, resetting = [], np.zeros(num_envs, bool)  # number, env, frame
+    piece_frames: list[list[int]] = [[] for _ in range(num_envs)]
+    ending: set[tuple[int, int]] = set()  # (env, frame) of a finished piece's last beat
     for _ in range(150):
         notes = [np.flatnonzero(valid[:-1]) for valid in observations["action_mask"]]
         actions = np.array([rng.choice(n) if n.size and rng.random() > 0.4 else end for n in notes])
@@ -168,14 +171,19 @@ def test_replay_marks_the_transitions_of_the_pieces_last_frames(prior):
         observations, rewards, terminations, _, infos = envs.step(actions)
         replay.store(actions, rewards, terminations, ~resetting, observations, infos)
         for i in np.flatnonzero(~resetting):
-            played.append((number, i, frames[i], terminations[i]))
+            played.append((number, i, frames[i]))
             number += 1
+            if not piece_frames[i] or piece_frames[i][-1] != frames[i]:
+                piece_frames[i].append(frames[i])
+            if terminations[i]:
+                assert len(piece_frames[i]) == 16
+                ending |= {(i, frame) for frame in piece_frames[i][-beat:]}
+                piece_frames[i] = []
         resetting = terminations
     kept = [move for move in played if move[0] >= replay.count - replay.capacity]
     marked = replay.last_frames[np.array([move[0] for move in kept]) % replay.capacity]
-    last = {(env, frame) for _, env, frame, done in played if done}
-    assert np.array_equal(marked, [(env, frame) in last for _, env, frame, _ in kept])
-    assert 0 < marked.sum() < len(kept) / 4
+    assert np.array_equal(marked, [(env, frame) in ending for _, env, frame in kept])
+    assert 0 < marked.sum() < len(kept) / 2
 
 
 @pytest.mark.parametrize(
@@ -253,8 +261,9 @@ def test_rl_tuner_trains_and_composes_chorales(prior, algo, tmp_path):
         {"algo": "psi", "primer": True},
         {"algo": "q", **PHRASES},
         {"algo": "q", "ending_share": 0.25},
+        {"algo": "q", "rule_features": True},
     ],
-    ids=["q", "psi-primed", "q-phrases", "q-endings"],
+    ids=["q", "psi-primed", "q-phrases", "q-endings", "q-rule-features"],
 )
 def test_rl_tuner_interrupted_at_a_random_step_resumes_bit_for_bit(
     prior, settings, tmp_path, capsys
@@ -408,9 +417,9 @@ def test_chorale_options_elsewhere_are_one_line(options, message, tmp_path, caps
     assert re.search(message, error) and len(error.splitlines()) == 1
 
 
-def test_ending_share_draws_that_share_among_the_last_frames(prior):
-    """A quarter of a batch of 32 comes from the last frames of the chorales (of one bar: their
-    16th frame), the rest uniformly (one in 16)."""
+def test_ending_share_draws_that_share_among_the_last_beats(prior):
+    """A quarter of a batch of 32 comes from the last beats of the chorales (of one bar: their
+    frames 12 to 15), the rest uniformly (one in 4)."""
     config = RLTunerConfig(**{**SMALL, "ending_share": 0.25})
     tuner = RLTuner(config, prior)
     replay: ChoraleReplay = tuner.part.make_replay(config.buffer_size, 2)
@@ -425,4 +434,85 @@ def test_ending_share_draws_that_share_among_the_last_frames(prior):
         resetting = terminations
     batch = replay.sample(32, np.random.default_rng(0), torch.device("cpu"))
     places = batch.states.place.tolist()
-    assert places[-8:] == [15] * 8 and places[:24].count(15) < 8  # 8 of 32 from the endings
+    in_last_beat = [place >= 12 for place in places]
+    assert all(in_last_beat[-8:]) and sum(in_last_beat[:24]) < 12  # 8 of 32 from the endings
+
+
+# --------------------------------------------------------------------------- rule features
+def test_action_outcomes_are_the_parallels_the_new_voice_makes_and_the_cadence_parts():
+    """On random frames: the outcome of striking or holding pitch ``p`` above the decided notes
+    is whether the voice of that rank and a voice below it form parallel fifths (octaves) when
+    matched by rank with the frame before, as :func:`parallel_perfects` judges each pair of
+    voices; that of "end" in the last beat is :func:`cadence_parts` of the frame it ends (A
+    minor, where a Picardy third counts)."""
+    from musicgym.agents.rl_tuner.chorale import RULE_OUTCOMES, action_outcomes
+    from musicgym.music.harmony import Sonority, cadence_parts, parallel_perfects
+    from musicgym.music.keys import Key
+
+    rng, N, lowest = np.random.default_rng(0), 24, 48
+    previous = torch.zeros(1000, N, dtype=torch.bool)
+    decided = torch.zeros_like(previous)
+    for i in range(1000):
+        previous[i, rng.choice(N, rng.integers(0, 5), replace=False)] = True
+        decided[i, rng.choice(N - 4, rng.integers(0, 4), replace=False)] = True
+        if i % 4 == 0:  # a frame of the A minor (or major) triad only, for the cadence parts
+            decided[i] = False
+            decided[i, rng.choice([9, 12, 16, 13, 21, 4], rng.integers(1, 4), replace=False)] = True
+    in_last_beat = torch.from_numpy(rng.random(1000) < 0.5)
+    key = Key.parse("A minor")
+    outcomes = action_outcomes(previous, decided, in_last_beat, lowest, key)
+    assert outcomes.shape == (1000, 2 * N + 1, len(RULE_OUTCOMES))
+    assert torch.equal(outcomes[:, :N], outcomes[:, N : 2 * N])
+    assert not outcomes[:, :N, 2:].any() and not outcomes[:, -1, :2].any()
+    found, cadences = 0, 0
+    for i in range(1000):
+        before = [lowest + int(p) for p in np.flatnonzero(previous[i])]
+        now = [lowest + int(p) for p in np.flatnonzero(decided[i])]
+        ending = Sonority(tuple(now), (True,) * len(now))
+        parts = [bool(in_last_beat[i]) and part for part in cadence_parts(ending, key)]
+        assert outcomes[i, -1, 2:].tolist() == parts, i
+        cadences += all(parts)
+        for p in range(N):
+            pitch, rank = lowest + p, len(now)
+            if now and pitch <= now[-1]:  # not a note an action may add
+                continue
+            expected = {"fifth": False, "octave": False}
+            for j in range(rank if rank < len(before) else 0):
+                pair = Sonority((before[j], before[rank]), (True, True))
+                moved = Sonority((now[j], pitch), (True, True))
+                for interval in parallel_perfects(pair, moved):
+                    expected[interval] = True
+            got = outcomes[i, p, :2].tolist()
+            assert got == [expected["fifth"], expected["octave"]], (i, p)
+            found += sum(got)
+    assert found > 20 and cadences > 2  # the random frames made some of each to check
+
+
+def test_rule_outcomes_in_the_replay_are_those_the_agent_saw(prior):
+    """With ``rule_features`` (and phrases, each with its primer), the outcomes the replay
+    recomputes for its kept transitions (the frame before from the pieces' notes and primers)
+    equal those the agent read from the observations when it acted."""
+    config = RLTunerConfig(**{**SMALL, **PHRASES, "rule_features": True, "num_envs": 3})
+    tuner = RLTuner(config, prior)
+    replay: ChoraleReplay = tuner.part.make_replay(config.buffer_size, 3)
+    envs, rng = tuner.make_envs(3, training=True), np.random.default_rng(2)
+    observations, infos = envs.reset(seed=0)
+    replay.begin(observations, infos)
+    seen, resetting, end = {}, np.zeros(3, bool), end_action(prior.num_pitches)
+    for _ in range(200):
+        states = tuner.part.observed_states(observations, torch.device("cpu"))
+        notes = [np.flatnonzero(valid[:-1]) for valid in observations["action_mask"]]
+        actions = np.array([rng.choice(n) if n.size and rng.random() > 0.3 else end for n in notes])
+        number = replay.count
+        observations, rewards, terminations, _, infos = envs.step(actions)
+        replay.store(actions, rewards, terminations, ~resetting, observations, infos)
+        for i in np.flatnonzero(~resetting):
+            seen[number] = states.outcomes[i]
+            number += 1
+        resetting = terminations
+    kept = np.array([n for n in seen if n >= replay.count - replay.capacity])
+    slots = kept % replay.capacity
+    valid = replay._valid(slots)
+    recomputed = replay.states(slots[valid], "state", torch.device("cpu")).outcomes
+    assert torch.equal(recomputed, torch.stack([seen[n] for n in kept[valid]]))
+    assert recomputed[..., :2].sum() > 0 and valid.sum() > 100

@@ -252,13 +252,18 @@ def test_bachs_profiles_rules_ask_for_chromaticism_and_new_chords():
 
 
 def test_perfect_cadence_rule():
+    """Its value as an ending, and a quarter of it on a frame of the last beat (of 4 frames)."""
     rule = BUILTIN_RULES["perfect_cadence"]
-    assert judge(rule, [SUBDOMINANT, DOMINANT_SEVENTH, TONIC], length=3) == 1.0
-    assert judge(rule, [DOMINANT_SEVENTH, SUBDOMINANT, TONIC], length=3) == 0.0  # plagal
-    assert judge(rule, [SUBDOMINANT, DOMINANT_SEVENTH, TONIC], length=4) == 0.0  # not the end
-    assert (
-        BUILTIN_RULES["cadence"](ChoraleContext((SUBDOMINANT,), TONIC, 2, C_MAJOR)) == 1.0
-    )  # the plain cadence asks for the final chord only
+
+    def ending(chords):
+        return rule.ending(ChoraleContext(tuple(chords[:-1]), chords[-1], len(chords), C_MAJOR))
+
+    assert ending([SUBDOMINANT, DOMINANT_SEVENTH, TONIC]) == 1.0
+    assert judge(rule, [SUBDOMINANT, DOMINANT_SEVENTH, TONIC], length=3) == 0.25
+    assert ending([DOMINANT_SEVENTH, SUBDOMINANT, TONIC]) == 0.0  # plagal
+    assert judge(rule, [SUBDOMINANT, DOMINANT_SEVENTH, TONIC], length=8) == 0.0  # not the end
+    plain = BUILTIN_RULES["cadence"].ending(ChoraleContext((SUBDOMINANT,), TONIC, 2, C_MAJOR))
+    assert plain == 1.0  # the plain cadence asks for the final chord only
 
 
 # ---------------------------------------------------------------------------------- preset

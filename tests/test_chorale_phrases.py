@@ -120,7 +120,7 @@ def test_a_chorales_key_is_its_last_bass_note_in_its_signatures_mode(name, key):
 def test_a_phrase_episode_is_primed_by_its_chorale_and_ends_at_the_fermata():
     """Every phrase of bwv347 after its first, written with Bach's own notes (transposed from
     A major to C major): the primer is the chorale before it, the episode ends with its last
-    frame, and the cadence rule judges that frame as the chorale's last."""
+    frame, and the cadence rule judges the frames of its last beat as the chorale's last."""
     bach = corpus.phrased_chorale(CHORALE, *AXIS)
     shift = bach.chorale.fitting_shift(semitones_between(chorale_key(bach), Key()))
     moved = bach.chorale.transpose(shift).matrix
@@ -135,13 +135,16 @@ def test_a_phrase_episode_is_primed_by_its_chorale_and_ends_at_the_fermata():
         assert info["primer"] == NoteState(moved[:start], 36, 4)  # what an agent replays
         position = observation[-17:-1]  # the bar one-hot: where the phrase starts in its bar
         assert position.argmax() == start % 16 and info["key"] == "C major"
+        paid = 0.0
         for t in range(start, end):
             for action in bach_actions(moved[t]):
                 _, _, terminated, _, info = env.step(action)
+                paid += info["rewards"]["cadence"]
         assert terminated and info["frames"] == end - start and "primer" not in info
         assert np.array_equal(env.note_state().matrix, moved[start:end])
-        ending = authentic_cadence(sonority(moved[end - 1], 36), Key())
-        assert info["rewards"]["cadence"] == weight / 0.5 * ending
+        last_beat = [authentic_cadence(sonority(moved[t], 36), Key()) for t in range(end - 4, end)]
+        assert paid == pytest.approx(weight / 0.5 * sum(last_beat) / 4)
+        ending = last_beat[-1]
         seen.add((start, ending))
     assert seen == {(44, False), (76, False), (108, False), (140, False), (172, True)}
 

@@ -145,16 +145,23 @@ def context(*chords: Sonority, length: int = 16, key: Key = C_MAJOR) -> ChoraleC
         ("doubled_leading_tone", (chord(47, 59, 62, 67),), -1.0),
         ("chord_in_key", (chord(48, 54, 64, 72),), -1.0),
         ("notes_in_key", (chord(48, 54, 63),), -2.0),
-        ("cadence", (chord(48, 55, 64, 72),), 0.0),  # not the last frame
+        ("cadence", (chord(48, 55, 64, 72),), 0.0),  # not the last beat
     ],
 )
 def test_chorale_rules(name, chords, expected):
     assert BUILTIN_RULES[name](context(*chords)) == expected
 
 
-def test_cadence_rule_on_the_last_frame():
-    last = ChoraleContext((chord(43, 55, 62, 71),) * 15, chord(48, 55, 64, 72), 16, C_MAJOR)
-    assert BUILTIN_RULES["cadence"](last) == 1.0
+def test_cadence_rule_pays_over_the_last_beat():
+    """A final tonic triad struck on the last beat (frame 12 of 16) and held earns the cadence
+    whole, a quarter on each of the beat's frames; struck on its last frame, a quarter."""
+    dominant, tonic = chord(43, 55, 62, 71), chord(48, 55, 64, 72)
+    rule = BUILTIN_RULES["cadence"]
+    held = (dominant,) * 12 + (tonic,) * 4
+    paid = [rule(ChoraleContext(held[:t], held[t], 16, C_MAJOR)) for t in range(16)]
+    assert paid == [0.0] * 12 + [0.25] * 4
+    late = (dominant,) * 15 + (tonic,)
+    assert sum(rule(ChoraleContext(late[:t], late[t], 16, C_MAJOR)) for t in range(16)) == 0.25
 
 
 @pytest.mark.parametrize(
@@ -172,9 +179,10 @@ def test_cadence_rule_on_the_last_frame():
 def test_cadence_parts_give_a_third_for_each_part_of_the_ending(last, key, expected):
     rule = BUILTIN_RULES["cadence_parts"]
     ending = ChoraleContext((chord(43, 55, 62, 71),) * 15, last, 16, key)
-    assert rule(ending) == pytest.approx(expected)
-    assert BUILTIN_RULES["cadence"](ending) == float(expected == 1.0)
-    assert rule(ChoraleContext((), last, 16, key)) == 0.0  # not the last frame
+    assert rule.ending(ending) == pytest.approx(expected)
+    assert rule(ending) == pytest.approx(expected / 4)  # a quarter on each frame of the beat
+    assert BUILTIN_RULES["cadence"].ending(ending) == float(expected == 1.0)
+    assert rule(ChoraleContext((), last, 16, key)) == 0.0  # not the last beat
 
 
 def test_soprano_rules_are_the_melody_rules_on_the_top_voice():

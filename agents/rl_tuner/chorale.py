@@ -22,7 +22,12 @@
   ``--resume`` recomputes them with the frozen prior from each piece's primer and notes (a digest
   saved with the checkpoint checks them bit for bit), as the melody replay does from its tokens.
 * **Endings.** With ``ending_share`` that share of each batch is drawn among the transitions of
-  the pieces' last frames (marked when a piece ends), where the cadence rules pay.
+  the pieces' last beats (marked when a piece ends), where the cadence rules pay.
+* **Rule features.** With ``rule_features``, each action's value also adds a learned weight
+  of each of its :data:`RULE_OUTCOMES` (:func:`action_outcomes`): the parallel fifths and
+  octaves a note makes with the voices decided below it, given the frame before (read from the
+  observation's frames before, and in the replay from the piece's notes), and, for "end" in the
+  chorale's last beat, where the ending rules pay, the cadence's parts in the frame it ends.
 * **Phrases.** With ``--phrases`` the Tuner learns on phrase episodes (of varying lengths, up to
   ``bars`` bars, each with its own primer) and composes whole chorales.
 """
@@ -41,6 +46,8 @@ from musicgym.agents.rl_tuner.config import RLTunerConfig
 from musicgym.agents.rl_tuner.parts import Observations, Transitions, tensor
 from musicgym.envs.decisions import BEATS_PER_BAR, end_action, parse_primer, valid_actions
 from musicgym.errors import EnvArgumentError
+from musicgym.music.harmony import PERFECT_INTERVALS, tonic_thirds
+from musicgym.music.keys import Key
 from musicgym.prior import NoteAxisPrior
 
 FRAMES_PER_TRANSITION = 4
@@ -49,6 +56,98 @@ five decisions)."""
 PHRASE_PRIMER_BARS = 32
 """Bars a phrase episode's primer (its chorale before the phrase) takes at most, for the replay's
 size estimate: Bach's longest chorale in 4/4 (bwv437) has 32."""
+
+
+PARALLELS = ("parallel fifths", "parallel octaves")
+"""What a note does at once to the voice-leading rules: the voice it adds forms parallel fifths,
+or parallel octaves (or unisons), with a voice below it."""
+CADENCE_PARTS = ("tonic in the bass", "tonic in the soprano", "tonic triad")
+"""What "end" in the chorale's last beat does at once to the ending rules: the frame it ends
+has each of :func:`~musicgym.music.harmony.cadence_parts`."""
+RULE_OUTCOMES = PARALLELS + CADENCE_PARTS
+"""The outcomes of an action (:func:`action_outcomes`): those of its note, then those of "end"."""
+
+
+def voices(notes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sounding pitches ``(M, N)`` (indices on the pitch axis, low to high, then ``N``) of
+    ``notes`` ``(M, N)`` (bool) and their number ``(M,)``."""
+    N = notes.shape[1]
+    pitches = torch.arange(N, device=notes.device)
+    ranked = torch.where(notes, pitches, N + pitches).sort(1).values
+    return ranked.clamp(max=N), notes.sum(1)
+
+
+def action_outcomes(
+    previous: torch.Tensor,
+    decided: torch.Tensor,
+    in_last_beat: torch.Tensor,
+    lowest_pitch: int,
+    key: Key,
+) -> torch.Tensor:
+    """``(M, 2N + 1, R)``: the :data:`RULE_OUTCOMES` of every action in ``M`` decision states:
+    ``previous`` ``(M, N)``, the notes sounding in the frame before; ``decided`` ``(M, N)``, those
+    decided in this frame (all below the open pitch); ``in_last_beat`` ``(M,)``.
+
+    A strike and a hold of a pitch do the same (:data:`PARALLELS`). The note of an action is the
+    frame's voice of the next rank up, matched (as
+    :func:`~musicgym.music.harmony.parallel_perfects` matches them) with the frame before's voice
+    of that rank, as when the frame ends with as many voices as the frame before: it forms
+    parallels with a voice below it that moved in the same direction (not held) from a perfect
+    interval to the same one. "End" in the last beat has the :data:`CADENCE_PARTS` of the frame
+    it ends (:func:`ending_outcomes`)."""
+    M, N = decided.shape
+    (before, count_before), (now, count_now) = voices(previous), voices(decided)
+    most = max(int(count_now.max()) if M else 0, 1)  # the ranks below a new voice
+    candidates = torch.arange(N, device=decided.device)
+    rank = count_now.clamp(max=N - 1)
+    matched = (count_now < count_before)[:, None]  # the new voice has one before it
+    leader = before.gather(1, rank[:, None])  # (M, 1): its note in the frame before
+    motion = torch.sign(candidates[None] - leader)  # (M, N)
+    device = decided.device
+    parallels = {
+        name: torch.zeros(M, N, dtype=torch.bool, device=device) for name in ("fifth", "octave")
+    }
+    for j in range(most):
+        below = (j < count_now)[:, None] & matched
+        moved = torch.sign(now[:, j] - before[:, j])[:, None]
+        interval = (candidates[None] - now[:, j, None]) % 12
+        same = below & (moved != 0) & (motion == moved)
+        same &= interval == ((leader - before[:, j, None]) % 12)
+        for semitones, name in PERFECT_INTERVALS.items():
+            parallels[name] |= same & (interval == semitones)
+    notes = torch.stack([parallels["fifth"], parallels["octave"]], 2).float()  # (M, N, 2)
+    ending = ending_outcomes(decided, count_now, lowest_pitch, key) & in_last_beat[:, None]
+    per_note = torch.cat([notes, notes.new_zeros(M, N, len(CADENCE_PARTS))], 2)
+    end = torch.cat([notes.new_zeros(M, 1, len(PARALLELS)), ending[:, None].float()], 2)
+    return torch.cat([per_note, per_note, end], 1)
+
+
+def ending_outcomes(
+    decided: torch.Tensor, counts: torch.Tensor, lowest_pitch: int, key: Key
+) -> torch.Tensor:
+    """``(M, 3)`` bool: :func:`~musicgym.music.harmony.cadence_parts` of the frames ``decided``
+    ``(M, N)`` (their notes ``counts``): the tonic in the bass, in the soprano, the tonic triad."""
+    M, N = decided.shape
+    classes = (lowest_pitch + torch.arange(N, device=decided.device)) % 12
+    pitches = torch.arange(N, device=decided.device).expand(M, N)
+    bass = torch.where(decided, pitches, N).min(1).values.clamp(max=N - 1)
+    soprano = torch.where(decided, pitches, -1).max(1).values.clamp(min=0)
+    counted = torch.zeros(M, 12, dtype=torch.long, device=decided.device)
+    present = counted.scatter_add_(1, classes.expand(M, N), decided.long()) > 0  # (M, 12)
+    thirds = torch.tensor(sorted(tonic_thirds(key)), device=decided.device)
+    allowed = torch.zeros(12, dtype=torch.bool, device=decided.device)
+    allowed[[key.tonic, (key.tonic + 7) % 12]] = True
+    allowed[thirds] = True
+    triad = (present & ~allowed).sum(1).eq(0) & present[:, thirds].sum(1).eq(1)
+    sounding = counts > 0
+    return torch.stack(
+        [
+            sounding & (classes[bass] == key.tonic),
+            sounding & (classes[soprano] == key.tonic),
+            triad,
+        ],
+        1,
+    )
 
 
 def packed_frames(frames: np.ndarray) -> np.ndarray:
@@ -75,8 +174,9 @@ class ChoraleStates:
     chorale's time step ``t``)."""
     mask: torch.Tensor
     """``(M, 2N + 1)`` bool: the valid actions."""
+    outcomes: torch.Tensor | None = None
+    """``(M, 2N + 1, R)``: each action's :func:`action_outcomes` (only with ``rule_features``)."""
     sounding = None
-    outcomes = None
 
 
 class ChoralePart:
@@ -84,13 +184,13 @@ class ChoralePart:
 
     model_tag = "rl-tuner-chorale"
     resumable = True
-    rule_outcomes = 0
 
     def __init__(self, prior: NoteAxisPrior, config: RLTunerConfig) -> None:
-        for name in ("train_readout", "rule_features"):
-            if getattr(config, name):
-                raise EnvArgumentError(f"{name}: only on MusicComposition-v0")
+        if config.train_readout:
+            raise EnvArgumentError("train_readout: only on MusicComposition-v0")
         self.prior, self.config = prior, config
+        self.rule_outcomes = len(RULE_OUTCOMES) if config.rule_features else 0
+        self.key = Key.parse(config.key)
         self.num_pitches = N = prior.num_pitches
         self.steps_per_bar = BEATS_PER_BAR * prior.resolution
         self.num_actions = end_action(N) + 1
@@ -108,29 +208,51 @@ class ChoralePart:
             features.append(F.one_hot(states.place, self.piece_length).float())
         return torch.cat(features, 1)
 
+    def outcomes(
+        self,
+        previous: np.ndarray | None,
+        decided: torch.Tensor,
+        place: torch.Tensor,
+        device: torch.device,
+    ) -> torch.Tensor | None:
+        """:func:`action_outcomes` of states (``None`` without ``rule_features``): ``previous``
+        and ``decided`` ``(M, N, 2)`` bits, ``place`` ``(M,)``."""
+        if not self.rule_outcomes:
+            return None
+        assert previous is not None, "rule outcomes need the frame before"
+        in_last_beat = place >= self.piece_length - self.prior.resolution
+        sounding = tensor(previous[..., 0], device) > 0, decided[..., 0] > 0
+        return action_outcomes(*sounding, in_last_beat, self.prior.lowest_pitch, self.key)
+
     def decode(self, observations: Observations) -> dict[str, np.ndarray]:
         """The decided notes ``(M, N, 2)``, open pitches, bar positions and places in the piece
         of the plain observations (their first ``3N + 1`` values, the bar one-hot and the
-        progress ``t / length``, read in ``piece_length`` frames)."""
+        progress ``t / length``, read in ``piece_length`` frames); with ``rule_features`` also
+        the notes of the frame before (``(M, N, 2)``, the next ``2N`` values)."""
         plain, N, bar = observations["observation"], self.num_pitches, self.steps_per_bar
         place = np.floor(plain[:, -1].astype(np.float64) * self.piece_length + 1e-3)
+        if self.rule_outcomes:
+            before = plain[:, 3 * N + 1 : 5 * N + 1].reshape(-1, N, 2).astype(np.uint8)
         return {
             "decided": plain[:, : 2 * N].reshape(-1, N, 2).astype(np.uint8),
             "next_pitch": plain[:, 2 * N : 3 * N + 1].argmax(1),
+            **({"previous": before} if self.rule_outcomes else {}),
             "position": plain[:, -bar - 1 : -1].argmax(1),
             "place": np.clip(place, 0, self.piece_length - 1).astype(np.int64),
         }
 
     def observed_states(self, observations: Observations, device: torch.device) -> ChoraleStates:
         decoded = self.decode(observations)
+        decided, place = tensor(decoded["decided"], device), tensor(decoded["place"], device)
         return ChoraleStates(
             summary=tensor(observations["prior_summary"], device),
             log_probs=tensor(observations["prior_log_probs"], device),
-            decided=tensor(decoded["decided"], device).float(),
+            decided=decided.float(),
             next_pitch=tensor(decoded["next_pitch"], device),
             position=tensor(decoded["position"], device),
-            place=tensor(decoded["place"], device),
+            place=place,
             mask=tensor(observations["action_mask"].astype(bool), device),
+            outcomes=self.outcomes(decoded.get("previous"), decided, place, device),
         )
 
     def make_replay(self, capacity: int, num_envs: int) -> ChoraleReplay:
@@ -212,7 +334,7 @@ class ChoraleReplay:
         self.rewards = np.zeros(capacity, np.float32)
         self.dones = np.zeros(capacity, bool)
         self.last_frames = np.zeros(capacity, bool)
-        """Whether each transition is of its piece's last frame (``ending_share``)."""
+        """Whether each transition is of its piece's last beat (``ending_share``)."""
         self.count = 0
         """Transitions written so far (the oldest are overwritten past ``capacity``)."""
         self.frames = np.zeros(num_envs, np.int64)
@@ -332,12 +454,21 @@ class ChoraleReplay:
         self._mark_last_frames(before["frame"][terminations[rows]])
 
     def _mark_last_frames(self, frames: np.ndarray) -> None:
-        """Mark the transitions of ``frames``, which ended their pieces: among the newest (a
-        frame takes at most one decision per action of each environment)."""
+        """Mark the transitions of the last beat of the pieces that ``frames`` ended (where the
+        ending rules pay): among the newest (a frame takes at most one decision per action of
+        each environment)."""
         if len(frames):
-            window = min(len(self), self.part.num_actions * len(self.frames))
+            beat = self.part.prior.resolution
+            window = min(len(self), self.part.num_actions * len(self.frames) * beat)
             slots = (self.count - 1 - np.arange(window)) % self.capacity
-            self.last_frames[slots[np.isin(self.sides["state"]["frame"][slots], frames)]] = True
+            read = self.sides["state"]["frame"][slots]
+            kept = read % self.frame_capacity
+            ends = frames % self.frame_capacity
+            ending = (self.frame_pieces[kept][:, None] == self.frame_pieces[ends][None]) & (
+                self.frame_steps[kept][:, None] > self.frame_steps[ends][None] - beat
+            )
+            current = read >= self._oldest_frame()
+            self.last_frames[slots[ending.any(1) & current]] = True
 
     def _valid(self, slots: np.ndarray) -> np.ndarray:
         """Whether the frames both sides of ``slots`` read are still kept."""
@@ -351,21 +482,40 @@ class ChoraleReplay:
         kept, N = self.sides[side], self.num_pitches
         bits = np.unpackbits(kept["decided"][slots], 1)[:, : 2 * N]
         frames = kept["frame"][slots] % self.frame_capacity
+        decided = tensor(bits.reshape(-1, N, 2), device)
+        place = tensor(kept["place"][slots], device)
+        outcomes = None
+        if self.part.rule_outcomes:
+            outcomes = self.part.outcomes(self._frames_before(frames), decided, place, device)
         return ChoraleStates(
             summary=tensor(self.summaries[frames], device),
             log_probs=tensor(kept["log_probs"][slots], device),
-            decided=tensor(bits.reshape(-1, N, 2), device).float(),
+            decided=decided.float(),
             next_pitch=tensor(kept["next_pitch"][slots], device),
             position=tensor(kept["position"][slots], device),
-            place=tensor(kept["place"][slots], device),
+            place=place,
             mask=tensor(valid_actions(kept["next_pitch"][slots], N), device),
+            outcomes=outcomes,
         )
+
+    def _frames_before(self, kept: np.ndarray) -> np.ndarray:
+        """``(M, N, 2)``: the notes of the frame before each of the frames in slots ``kept``
+        (its piece's frame before, or its primer's last; zeros for none), as the environment's
+        observation shows them."""
+        pieces, steps, N = self.frame_pieces[kept], self.frame_steps[kept], self.num_pitches
+        in_piece = self.piece_frames[pieces, np.maximum(steps - 1, 0)]
+        primed, in_primer = self.primer_lengths[pieces], np.zeros_like(in_piece)
+        if self.piece_primers.shape[1]:  # some piece was primed
+            last = self.piece_primers[pieces, np.maximum(primed - 1, 0)]
+            in_primer = np.where((primed > 0)[:, None], last, 0)
+        packed = np.where((steps > 0)[:, None], in_piece, in_primer)
+        return np.unpackbits(packed, 1)[:, : 2 * N].reshape(-1, N, 2)
 
     def sample(
         self, batch_size: int, rng: np.random.Generator, device: torch.device
     ) -> Transitions:
         """``batch_size`` transitions drawn uniformly among the valid ones (with
-        ``ending_share``, that share of them among those of the pieces' last frames)."""
+        ``ending_share``, that share of them among those of the pieces' last beats)."""
         share, last = self.part.config.ending_share, np.zeros(0, np.int64)
         if share:
             last = np.flatnonzero(self.last_frames[: len(self)])

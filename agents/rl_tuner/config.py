@@ -93,14 +93,16 @@ class RLTunerConfig(RunConfig):
     melody's step, so that endings are learned where the cadence rules judge them. Runs saved
     before it existed keep it off."""
     ending_share: float = 0.0
-    """Chorales: the share of each batch drawn among the decisions of the pieces' last frames,
-    where the cadence rules pay (about 1 decision in 300 of a chorale; uniform draws give them
-    a few samples a run). The rest is drawn uniformly, as without it."""
+    """Chorales: the share of each batch drawn among the decisions of the pieces' last beats,
+    where the cadence rules pay (about 1 decision in 60 of a chorale; uniform draws give them
+    few samples a run). The rest is drawn uniformly, as without it."""
     rule_features: bool = False
-    """Melodies: add to each action's value a learned weight of each of its rule outcomes
-    (resolves or doubles the pending leap, repeats excessively, starts on the tonic, leaves the
-    key, makes a motif or repeats one), some of which the recent tokens cannot show (a leap many
-    steps ago) or show only by counting."""
+    """Add to each action's value a learned weight of each of its rule outcomes. Melodies:
+    resolves or doubles the pending leap, repeats excessively, starts on the tonic, leaves the
+    key, makes a motif or repeats one, some of which the recent tokens cannot show (a leap many
+    steps ago) or show only by counting. Chorales: makes parallel fifths or octaves with a voice
+    below, is the tonic or in the tonic triad in the last beat
+    (:data:`~musicgym.agents.rl_tuner.chorale.RULE_OUTCOMES`)."""
     rule_learning_rate: float = 0.05
     """Learning rate of the rule outcomes' weights: Adam moves a weight by about this much a
     step, and a weight must reach several nats."""

@@ -163,12 +163,18 @@ def doubled_leading_tone(chord: Sonority, key: Key) -> bool:
     return sum(p % 12 == leading_tone(key) for p in chord.pitches) >= 2
 
 
+def tonic_thirds(key: Key) -> frozenset[int]:
+    """The pitch classes that may be the tonic triad's third: in minor the minor third or (a
+    Picardy third) the major one."""
+    thirds = (3, 4) if key.mode == "minor" else (4,)
+    return frozenset((key.tonic + third) % 12 for third in thirds)
+
+
 def tonic_triad(chord: Sonority, key: Key) -> bool:
-    """Whether the frame's pitch classes are the tonic triad's (its fifth may be missing; in minor
-    its third may be major), in any voicing."""
-    thirds = {3, 4} if key.mode == "minor" else {4}
+    """Whether the frame's pitch classes are the tonic triad's (its fifth may be missing; one of
+    :func:`tonic_thirds`), in any voicing."""
     classes = pitch_classes(chord)
-    triad_thirds = {(key.tonic + t) % 12 for t in thirds} & classes
+    triad_thirds = tonic_thirds(key) & classes
     return len(triad_thirds) == 1 and classes <= {key.tonic, (key.tonic + 7) % 12, *triad_thirds}
 
 

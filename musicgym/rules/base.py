@@ -80,6 +80,11 @@ class ChoraleContext:
         """Whether this is the chorale's last frame."""
         return self.step == self.length - 1
 
+    @property
+    def in_last_beat(self) -> bool:
+        """Whether this frame is in the chorale's last beat (its last ``resolution`` frames)."""
+        return self.step >= self.length - self.resolution
+
     def soprano_context(self) -> RuleContext:
         """The top voice as a melody step (:func:`musicgym.music.harmony.soprano_tokens`), for
         the melody rules that judge the soprano line."""

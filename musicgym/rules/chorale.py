@@ -5,7 +5,8 @@ chorale statistics count with). The melody rules judge the soprano line as ``sop
 (:class:`SopranoRule`).
 
 Each rule returns -1 per violation (``voice_range`` and ``notes_in_key``: per note) and 0
-otherwise, except ``cadence``, which returns +1 for the final authentic cadence. The weights of
+otherwise, except ``cadence``, which returns +1 for the final authentic cadence (the ending
+rules pay it over the chorale's last beat, a share on each frame: :class:`EndingRule`). The weights of
 the preset ``"chorale"`` (:data:`CHORALE`) are chosen so that each rule can outweigh the prior's
 log p where Bach obeys it; ``benchmarks/RESULTS.md`` ("Chorales: rule weights") gives the
 measurements behind them.
@@ -55,8 +56,8 @@ class ChoraleRule(RewardRule):
 
     context: ClassVar[type] = ChoraleContext
     judges_ending: ClassVar[bool] = False
-    """Whether the rule judges the chorale's last frame only (its weight is then measured on
-    sampled endings, not on single frames: ``musicgym bench chorales --weights``)."""
+    """Whether the rule judges the chorale's ending only (:class:`EndingRule`: its weight is then
+    measured on sampled endings, not on single frames: ``musicgym bench chorales --weights``)."""
 
 
 class ParallelFifths(ChoraleRule):
@@ -187,21 +188,25 @@ class NotesInKey(ChoraleRule):
 
 
 class EndingRule(ChoraleRule):
-    """A rule of the chorale's ending: 0 on every frame but the last, :meth:`ending` there."""
+    """A rule of the chorale's ending, judged on its last beat, where Bach holds the final chord:
+    each of the beat's ``resolution`` frames earns a ``1 / resolution`` share of :meth:`ending`
+    of the piece ending there, 0 every other frame. A final chord struck on the last beat and
+    held earns the ending's value whole, as the spec's judgement of the last frame does; the
+    reward comes when the chord is struck, not ``resolution - 1`` frames (and discounts) later."""
 
     judges_ending = True
 
     def __call__(self, context: ChoraleContext) -> float:
-        return self.ending(context) if context.is_last else 0.0
+        return self.ending(context) / context.resolution if context.in_last_beat else 0.0
 
     def ending(self, context: ChoraleContext) -> float:
-        """The value of the last frame."""
+        """The value of the piece ending with ``context``'s frame."""
         raise NotImplementedError
 
 
 class Cadence(EndingRule):
-    """+1 when the last frame is the tonic triad with the tonic in bass and soprano (an authentic
-    cadence's ending)."""
+    """+1 when the piece ends on the tonic triad with the tonic in bass and soprano (an authentic
+    cadence's ending), paid over the last beat (:class:`EndingRule`)."""
 
     name = "cadence"
     default_weight = 10.0
@@ -211,7 +216,7 @@ class Cadence(EndingRule):
 
 
 class CadenceParts(EndingRule):
-    """A third for each of what ``cadence`` asks of the last frame (the tonic in the bass, the
+    """A third for each of what ``cadence`` asks of the final chord (the tonic in the bass, the
     tonic in the soprano, the tonic triad: :func:`~musicgym.music.harmony.cadence_parts`): a
     partial credit that an agent meets far more often than the whole cadence (the prior's
     samples end with the tonic in the bass about a quarter of the time, on a cadence 3.5%), so
