@@ -58,14 +58,21 @@ PHRASE_PRIMER_BARS = 32
 size estimate: Bach's longest chorale in 4/4 (bwv437) has 32."""
 
 
-PARALLELS = ("parallel fifths", "parallel octaves")
-"""What a note does at once to the voice-leading rules: the voice it adds forms parallel fifths,
-or parallel octaves (or unisons), with a voice below it."""
+PERFECT = ("fifth", "octave")
+"""The perfect intervals the parallel rules watch
+(:data:`~musicgym.music.harmony.PERFECT_INTERVALS`)."""
+PARALLELS = tuple(f"parallel {interval}s" for interval in PERFECT)
+"""What a frame does to the voice-leading rules: parallel fifths, parallel octaves (or
+unisons) with the frame before."""
 CADENCE_PARTS = ("tonic in the bass", "tonic in the soprano", "tonic triad")
-"""What "end" in the chorale's last beat does at once to the ending rules: the frame it ends
-has each of :func:`~musicgym.music.harmony.cadence_parts`."""
-RULE_OUTCOMES = PARALLELS + CADENCE_PARTS
-"""The outcomes of an action (:func:`action_outcomes`): those of its note, then those of "end"."""
+"""What the frame that ends a chorale does to the ending rules: each of
+:func:`~musicgym.music.harmony.cadence_parts`."""
+RULE_OUTCOMES = (
+    *(f"note: {outcome}" for outcome in PARALLELS),
+    *(f"end: {outcome}" for outcome in PARALLELS + CADENCE_PARTS),
+)
+"""The outcomes of an action (:func:`action_outcomes`), each with its own weight: a note's
+(the voice it adds), then those of "end" (the frame it closes)."""
 
 
 def voices(notes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,6 +84,44 @@ def voices(notes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return ranked.clamp(max=N), notes.sum(1)
 
 
+def parallels(
+    low: tuple[torch.Tensor, torch.Tensor], high: tuple[torch.Tensor, torch.Tensor]
+) -> list[torch.Tensor]:
+    """Whether two voices, ``low`` and ``high`` ``(pitch before, pitch now)`` (tensors that
+    broadcast), form parallel fifths, and parallel octaves (:data:`PARALLELS`), as
+    :func:`~musicgym.music.harmony.parallel_perfects` judges a pair: both move in the same
+    direction, between two equal perfect intervals."""
+    direction = torch.sign(low[1] - low[0])
+    interval = (high[1] - low[1]) % 12
+    same = (direction != 0) & (torch.sign(high[1] - high[0]) == direction)
+    same &= interval == (high[0] - low[0]) % 12
+    semitones = {name: value for value, name in PERFECT_INTERVALS.items()}
+    return [same & (interval == semitones[name]) for name in PERFECT]
+
+
+def frame_parallels(
+    before: tuple[torch.Tensor, torch.Tensor], now: tuple[torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
+    """``(M, 2)``: the :data:`PARALLELS` of frames ``now`` after frames ``before`` (each
+    :func:`voices`), their voices matched as :func:`~musicgym.music.harmony.matched_voices`
+    matches them: every voice by rank with as many in both, else the bass and the soprano."""
+    (pitches_before, count_before), (pitches_now, count_now) = before, now
+    M = len(count_now)
+    found = torch.zeros(M, len(PARALLELS), dtype=torch.bool, device=count_now.device)
+    as_many = (count_before == count_now) & (count_now >= 2)
+    most = int(count_now[as_many].max()) if as_many.any() else 0
+    for i in range(most):
+        for j in range(i + 1, most):
+            pair = [(pitches_before[:, k], pitches_now[:, k]) for k in (i, j)]
+            found |= torch.stack(parallels(*pair), 1) & (as_many & (j < count_now))[:, None]
+    outer = (count_before != count_now) & (count_before >= 2) & (count_now >= 2)
+    top_before = pitches_before.gather(1, (count_before - 1).clamp(min=0)[:, None])[:, 0]
+    top_now = pitches_now.gather(1, (count_now - 1).clamp(min=0)[:, None])[:, 0]
+    bass = (pitches_before[:, 0], pitches_now[:, 0])
+    found |= torch.stack(parallels(bass, (top_before, top_now)), 1) & outer[:, None]
+    return found
+
+
 def action_outcomes(
     previous: torch.Tensor,
     decided: torch.Tensor,
@@ -85,40 +130,32 @@ def action_outcomes(
     key: Key,
 ) -> torch.Tensor:
     """``(M, 2N + 1, R)``: the :data:`RULE_OUTCOMES` of every action in ``M`` decision states:
-    ``previous`` ``(M, N)``, the notes sounding in the frame before; ``decided`` ``(M, N)``, those
-    decided in this frame (all below the open pitch); ``in_last_beat`` ``(M,)``.
+    ``previous`` ``(M, N)``, the notes sounding in the frame before (none in the first);
+    ``decided`` ``(M, N)``, those decided in this frame (all below the open pitch);
+    ``in_last_beat`` ``(M,)``.
 
-    A strike and a hold of a pitch do the same (:data:`PARALLELS`). The note of an action is the
-    frame's voice of the next rank up, matched (as
-    :func:`~musicgym.music.harmony.parallel_perfects` matches them) with the frame before's voice
-    of that rank, as when the frame ends with as many voices as the frame before: it forms
-    parallels with a voice below it that moved in the same direction (not held) from a perfect
-    interval to the same one. "End" in the last beat has the :data:`CADENCE_PARTS` of the frame
-    it ends (:func:`ending_outcomes`)."""
+    * A strike and a hold of a pitch do the same: the voice it adds, the next rank up, forms
+      :data:`PARALLELS` with a voice below it, matched by rank with the frame before's voices
+      as when the frame ends with as many voices as the frame before.
+    * "End" has the :data:`PARALLELS` of the frame it closes (:func:`frame_parallels`,
+      exactly what the parallel rules judge) and, in the last beat, its :data:`CADENCE_PARTS`
+      (:func:`ending_outcomes`)."""
     M, N = decided.shape
-    (before, count_before), (now, count_now) = voices(previous), voices(decided)
-    most = max(int(count_now.max()) if M else 0, 1)  # the ranks below a new voice
-    candidates = torch.arange(N, device=decided.device)
-    rank = count_now.clamp(max=N - 1)
-    matched = (count_now < count_before)[:, None]  # the new voice has one before it
-    leader = before.gather(1, rank[:, None])  # (M, 1): its note in the frame before
-    motion = torch.sign(candidates[None] - leader)  # (M, N)
-    device = decided.device
-    parallels = {
-        name: torch.zeros(M, N, dtype=torch.bool, device=device) for name in ("fifth", "octave")
-    }
-    for j in range(most):
-        below = (j < count_now)[:, None] & matched
-        moved = torch.sign(now[:, j] - before[:, j])[:, None]
-        interval = (candidates[None] - now[:, j, None]) % 12
-        same = below & (moved != 0) & (motion == moved)
-        same &= interval == ((leader - before[:, j, None]) % 12)
-        for semitones, name in PERFECT_INTERVALS.items():
-            parallels[name] |= same & (interval == semitones)
-    notes = torch.stack([parallels["fifth"], parallels["octave"]], 2).float()  # (M, N, 2)
-    ending = ending_outcomes(decided, count_now, lowest_pitch, key) & in_last_beat[:, None]
-    per_note = torch.cat([notes, notes.new_zeros(M, N, len(CADENCE_PARTS))], 2)
-    end = torch.cat([notes.new_zeros(M, 1, len(PARALLELS)), ending[:, None].float()], 2)
+    before, now = voices(previous), voices(decided)
+    (pitches_before, count_before), (pitches_now, count_now) = before, now
+    candidates = torch.arange(N, device=decided.device)[None]
+    rank = count_now.clamp(max=N - 1)[:, None]
+    leader = (pitches_before.gather(1, rank), candidates)  # (before, now) of the new voice
+    matched = count_now < count_before  # the new voice has one before it
+    notes = torch.zeros(M, N, len(PARALLELS), dtype=torch.bool, device=decided.device)
+    for j in range(int(count_now.max()) if M else 0):
+        below = (pitches_before[:, j, None], pitches_now[:, j, None])
+        found = torch.stack(parallels(below, leader), 2)  # (M, N, 2)
+        notes |= found & (matched & (j < count_now))[:, None, None]
+    cadence = ending_outcomes(decided, count_now, lowest_pitch, key) & in_last_beat[:, None]
+    end = torch.cat([frame_parallels(before, now), cadence], 1).float()  # (M, 5)
+    per_note = torch.cat([notes.float(), notes.new_zeros(M, N, end.shape[1]).float()], 2)
+    end = torch.cat([end.new_zeros(M, len(PARALLELS)), end], 1)[:, None]
     return torch.cat([per_note, per_note, end], 1)
 
 
@@ -216,13 +253,15 @@ class ChoralePart:
         device: torch.device,
     ) -> torch.Tensor | None:
         """:func:`action_outcomes` of states (``None`` without ``rule_features``): ``previous``
-        and ``decided`` ``(M, N, 2)`` bits, ``place`` ``(M,)``."""
+        and ``decided`` ``(M, N, 2)`` bits, ``place`` ``(M,)``. The first frame has none before
+        it (the rules judge the composition, not its primer)."""
         if not self.rule_outcomes:
             return None
         assert previous is not None, "rule outcomes need the frame before"
         in_last_beat = place >= self.piece_length - self.prior.resolution
-        sounding = tensor(previous[..., 0], device) > 0, decided[..., 0] > 0
-        return action_outcomes(*sounding, in_last_beat, self.prior.lowest_pitch, self.key)
+        before = (tensor(previous[..., 0], device) > 0) & (place > 0)[:, None]  # as the rules
+        sounding = decided[..., 0] > 0  # see the frames: from the piece's first
+        return action_outcomes(before, sounding, in_last_beat, self.prior.lowest_pitch, self.key)
 
     def decode(self, observations: Observations) -> dict[str, np.ndarray]:
         """The decided notes ``(M, N, 2)``, open pitches, bar positions and places in the piece
