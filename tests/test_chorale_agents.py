@@ -464,7 +464,7 @@ def test_action_outcomes_are_the_parallels_and_the_cadence_parts():
     in_last_beat = torch.from_numpy(rng.random(count) < 0.5)
     key = Key.parse("A minor")
     outcomes = action_outcomes(previous, decided, in_last_beat, lowest, key)
-    assert outcomes.shape == (count, 2 * N + 1, len(RULE_OUTCOMES)) and len(RULE_OUTCOMES) == 7
+    assert outcomes.shape == (count, 2 * N + 1, len(RULE_OUTCOMES)) and len(RULE_OUTCOMES) == 8
     assert torch.equal(outcomes[:, :N], outcomes[:, N : 2 * N])
     assert not outcomes[:, :N, 2:].any() and not outcomes[:, -1, :2].any()
     found = np.zeros(3, int)  # parallels of notes, of frames, whole cadences
@@ -473,7 +473,7 @@ def test_action_outcomes_are_the_parallels_and_the_cadence_parts():
         now = [lowest + int(p) for p in np.flatnonzero(decided[i])]
         closed = parallel_perfects(notes(before), notes(now))
         parts = [bool(in_last_beat[i]) and part for part in cadence_parts(notes(now), key)]
-        expected = ["fifth" in closed, "octave" in closed, *parts]
+        expected = ["fifth" in closed, "octave" in closed, *parts, all(parts)]
         assert outcomes[i, -1, 2:].tolist() == expected, i
         found[1:] += [bool(closed), all(parts)]
         for p in range(N):

@@ -64,9 +64,10 @@ PERFECT = ("fifth", "octave")
 PARALLELS = tuple(f"parallel {interval}s" for interval in PERFECT)
 """What a frame does to the voice-leading rules: parallel fifths, parallel octaves (or
 unisons) with the frame before."""
-CADENCE_PARTS = ("tonic in the bass", "tonic in the soprano", "tonic triad")
+CADENCE_PARTS = ("tonic in the bass", "tonic in the soprano", "tonic triad", "authentic cadence")
 """What the frame that ends a chorale does to the ending rules: each of
-:func:`~musicgym.music.harmony.cadence_parts`."""
+:func:`~musicgym.music.harmony.cadence_parts`, and all of them (the whole cadence, worth far
+more than its parts)."""
 RULE_OUTCOMES = (
     *(f"note: {outcome}" for outcome in PARALLELS),
     *(f"end: {outcome}" for outcome in PARALLELS + CADENCE_PARTS),
@@ -162,8 +163,9 @@ def action_outcomes(
 def ending_outcomes(
     decided: torch.Tensor, counts: torch.Tensor, lowest_pitch: int, key: Key
 ) -> torch.Tensor:
-    """``(M, 3)`` bool: :func:`~musicgym.music.harmony.cadence_parts` of the frames ``decided``
-    ``(M, N)`` (their notes ``counts``): the tonic in the bass, in the soprano, the tonic triad."""
+    """``(M, 4)`` bool: the :data:`CADENCE_PARTS` of the frames ``decided`` ``(M, N)`` (their
+    notes ``counts``): the tonic in the bass, in the soprano, the tonic triad
+    (:func:`~musicgym.music.harmony.cadence_parts`), all three."""
     M, N = decided.shape
     classes = (lowest_pitch + torch.arange(N, device=decided.device)) % 12
     pitches = torch.arange(N, device=decided.device).expand(M, N)
@@ -177,7 +179,7 @@ def ending_outcomes(
     allowed[thirds] = True
     triad = (present & ~allowed).sum(1).eq(0) & present[:, thirds].sum(1).eq(1)
     sounding = counts > 0
-    return torch.stack(
+    parts = torch.stack(
         [
             sounding & (classes[bass] == key.tonic),
             sounding & (classes[soprano] == key.tonic),
@@ -185,6 +187,7 @@ def ending_outcomes(
         ],
         1,
     )
+    return torch.cat([parts, parts.all(1, keepdim=True)], 1)
 
 
 def packed_frames(frames: np.ndarray) -> np.ndarray:
