@@ -107,20 +107,22 @@ def frame_parallels(
     :func:`voices`), their voices matched as :func:`~musicgym.music.harmony.matched_voices`
     matches them: every voice by rank with as many in both, else the bass and the soprano."""
     (pitches_before, count_before), (pitches_now, count_now) = before, now
-    M = len(count_now)
-    found = torch.zeros(M, len(PARALLELS), dtype=torch.bool, device=count_now.device)
+    most = max(int(count_now.max()) if len(count_now) else 0, 2)
     as_many = (count_before == count_now) & (count_now >= 2)
-    most = int(count_now[as_many].max()) if as_many.any() else 0
-    for i in range(most):
-        for j in range(i + 1, most):
-            pair = [(pitches_before[:, k], pitches_now[:, k]) for k in (i, j)]
-            found |= torch.stack(parallels(*pair), 1) & (as_many & (j < count_now))[:, None]
     outer = (count_before != count_now) & (count_before >= 2) & (count_now >= 2)
-    top_before = pitches_before.gather(1, (count_before - 1).clamp(min=0)[:, None])[:, 0]
-    top_now = pitches_now.gather(1, (count_now - 1).clamp(min=0)[:, None])[:, 0]
-    bass = (pitches_before[:, 0], pitches_now[:, 0])
-    found |= torch.stack(parallels(bass, (top_before, top_now)), 1) & outer[:, None]
-    return found
+    ranks = torch.arange(most, device=count_now.device)
+    # the pairs (i, j) of ranks i < j judged: all with as many voices, else bass and soprano
+    pairs = (ranks[:, None] < ranks[None]) & (ranks[None, None] < count_now[:, None, None])
+    pairs &= as_many[:, None, None]
+    rows = torch.nonzero(outer)[:, 0]
+    pairs[rows, 0, count_now[rows] - 1] = True
+    upper_before = pitches_before.gather(1, (count_before - 1).clamp(min=0)[:, None])
+    in_rank = torch.where(outer[:, None], upper_before, pitches_before[:, :most])
+    in_rank[:, 0] = pitches_before[:, 0]  # the frame before's voices by the ranks of ``now``
+    low = (in_rank[:, :, None], pitches_now[:, :most, None])
+    high = (in_rank[:, None], pitches_now[:, None, :most])
+    found = torch.stack(parallels(low, high), 3) & pairs[..., None]  # (M, V, V, 2)
+    return found.flatten(1, 2).any(1)
 
 
 def action_outcomes(
@@ -146,15 +148,15 @@ def action_outcomes(
     (pitches_before, count_before), (pitches_now, count_now) = before, now
     candidates = torch.arange(N, device=decided.device)[None]
     rank = count_now.clamp(max=N - 1)[:, None]
-    leader = (pitches_before.gather(1, rank), candidates)  # (before, now) of the new voice
+    leader = (pitches_before.gather(1, rank)[:, :, None], candidates[:, None])  # (M, 1, N)
     matched = count_now < count_before  # the new voice has one before it
-    notes = torch.zeros(M, N, len(PARALLELS), dtype=torch.bool, device=decided.device)
-    for j in range(int(count_now.max()) if M else 0):
-        below = (pitches_before[:, j, None], pitches_now[:, j, None])
-        found = torch.stack(parallels(below, leader), 2)  # (M, N, 2)
-        notes |= found & (matched & (j < count_now))[:, None, None]
+    most = max(int(count_now.max()) if M else 0, 1)  # the voices below a new one
+    below = (pitches_before[:, :most, None], pitches_now[:, :most, None])  # (M, V, 1)
+    found = torch.stack(parallels(below, leader), 3)  # (M, V, N, 2)
+    judged = matched[:, None] & (torch.arange(most, device=decided.device) < count_now[:, None])
+    notes = (found & judged[:, :, None, None]).any(1)  # (M, N, 2)
     cadence = ending_outcomes(decided, count_now, lowest_pitch, key) & in_last_beat[:, None]
-    end = torch.cat([frame_parallels(before, now), cadence], 1).float()  # (M, 5)
+    end = torch.cat([frame_parallels(before, now), cadence], 1).float()  # (M, 6)
     per_note = torch.cat([notes.float(), notes.new_zeros(M, N, end.shape[1]).float()], 2)
     end = torch.cat([end.new_zeros(M, len(PARALLELS)), end], 1)[:, None]
     return torch.cat([per_note, per_note, end], 1)
