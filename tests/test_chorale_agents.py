@@ -443,8 +443,9 @@ def test_action_outcomes_are_the_parallels_and_the_cadence_parts():
     """On random frames: the outcome of striking or holding pitch ``p`` above the decided notes
     is whether the voice of that rank and a voice below it form parallel fifths (octaves) when
     matched by rank with the frame before, as :func:`parallel_perfects` judges each pair of
-    voices; those of "end" are :func:`parallel_perfects` of the frame it closes and, in the last
-    beat, its :func:`cadence_parts` (A minor, where a Picardy third counts)."""
+    voices; those of "end" are :func:`parallel_perfects` of the frame it closes, on a beat
+    whether it has other than four voices and, in the last beat, its :func:`cadence_parts` (A
+    minor, where a Picardy third counts)."""
     from musicgym.agents.rl_tuner.chorale import RULE_OUTCOMES, action_outcomes
     from musicgym.music.harmony import Sonority, cadence_parts, parallel_perfects
     from musicgym.music.keys import Key
@@ -461,10 +462,10 @@ def test_action_outcomes_are_the_parallels_and_the_cadence_parts():
         if i % 4 == 0:  # a frame of the A minor (or major) triad only, for the cadence parts
             decided[i] = False
             decided[i, rng.choice([9, 12, 16, 13, 21, 4], rng.integers(1, 4), replace=False)] = True
-    in_last_beat = torch.from_numpy(rng.random(count) < 0.5)
+    on_beat, in_last_beat = torch.from_numpy(rng.random((2, count)) < 0.5)
     key = Key.parse("A minor")
-    outcomes = action_outcomes(previous, decided, in_last_beat, lowest, key)
-    assert outcomes.shape == (count, 2 * N + 1, len(RULE_OUTCOMES)) and len(RULE_OUTCOMES) == 8
+    outcomes = action_outcomes(previous, decided, on_beat, in_last_beat, lowest, key)
+    assert outcomes.shape == (count, 2 * N + 1, len(RULE_OUTCOMES)) and len(RULE_OUTCOMES) == 9
     assert torch.equal(outcomes[:, :N], outcomes[:, N : 2 * N])
     assert not outcomes[:, :N, 2:].any() and not outcomes[:, -1, :2].any()
     found = np.zeros(3, int)  # parallels of notes, of frames, whole cadences
@@ -473,7 +474,8 @@ def test_action_outcomes_are_the_parallels_and_the_cadence_parts():
         now = [lowest + int(p) for p in np.flatnonzero(decided[i])]
         closed = parallel_perfects(notes(before), notes(now))
         parts = [bool(in_last_beat[i]) and part for part in cadence_parts(notes(now), key)]
-        expected = ["fifth" in closed, "octave" in closed, *parts, all(parts)]
+        four = bool(on_beat[i]) and len(now) != 4
+        expected = ["fifth" in closed, "octave" in closed, four, *parts, all(parts)]
         assert outcomes[i, -1, 2:].tolist() == expected, i
         found[1:] += [bool(closed), all(parts)]
         for p in range(N):

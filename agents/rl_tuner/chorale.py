@@ -46,7 +46,7 @@ from musicgym.agents.rl_tuner.config import RLTunerConfig
 from musicgym.agents.rl_tuner.parts import Observations, Transitions, tensor
 from musicgym.envs.decisions import BEATS_PER_BAR, end_action, parse_primer, valid_actions
 from musicgym.errors import EnvArgumentError
-from musicgym.music.harmony import PERFECT_INTERVALS, tonic_thirds
+from musicgym.music.harmony import FOUR_VOICES, PERFECT_INTERVALS, tonic_thirds
 from musicgym.music.keys import Key
 from musicgym.prior import NoteAxisPrior
 
@@ -68,9 +68,11 @@ CADENCE_PARTS = ("tonic in the bass", "tonic in the soprano", "tonic triad", "au
 """What the frame that ends a chorale does to the ending rules: each of
 :func:`~musicgym.music.harmony.cadence_parts`, and all of them (the whole cadence, worth far
 more than its parts)."""
+VOICE_COUNT = ("a beat without four voices",)
+"""What a frame does to ``four_voices``."""
 RULE_OUTCOMES = (
     *(f"note: {outcome}" for outcome in PARALLELS),
-    *(f"end: {outcome}" for outcome in PARALLELS + CADENCE_PARTS),
+    *(f"end: {outcome}" for outcome in PARALLELS + VOICE_COUNT + CADENCE_PARTS),
 )
 """The outcomes of an action (:func:`action_outcomes`), each with its own weight: a note's
 (the voice it adds), then those of "end" (the frame it closes)."""
@@ -128,21 +130,23 @@ def frame_parallels(
 def action_outcomes(
     previous: torch.Tensor,
     decided: torch.Tensor,
+    on_beat: torch.Tensor,
     in_last_beat: torch.Tensor,
     lowest_pitch: int,
     key: Key,
 ) -> torch.Tensor:
     """``(M, 2N + 1, R)``: the :data:`RULE_OUTCOMES` of every action in ``M`` decision states:
     ``previous`` ``(M, N)``, the notes sounding in the frame before (none in the first);
-    ``decided`` ``(M, N)``, those decided in this frame (all below the open pitch);
-    ``in_last_beat`` ``(M,)``.
+    ``decided`` ``(M, N)``, those decided in this frame (all below the open pitch); ``on_beat``
+    and ``in_last_beat`` ``(M,)``, where the frame is.
 
     * A strike and a hold of a pitch do the same: the voice it adds, the next rank up, forms
       :data:`PARALLELS` with a voice below it, matched by rank with the frame before's voices
       as when the frame ends with as many voices as the frame before.
     * "End" has the :data:`PARALLELS` of the frame it closes (:func:`frame_parallels`,
-      exactly what the parallel rules judge) and, in the last beat, its :data:`CADENCE_PARTS`
-      (:func:`ending_outcomes`)."""
+      exactly what the parallel rules judge), on a beat of the bar whether it has other than
+      four voices (:data:`VOICE_COUNT`, what ``four_voices`` judges) and, in the last beat, its
+      :data:`CADENCE_PARTS` (:func:`ending_outcomes`)."""
     M, N = decided.shape
     before, now = voices(previous), voices(decided)
     (pitches_before, count_before), (pitches_now, count_now) = before, now
@@ -156,7 +160,8 @@ def action_outcomes(
     judged = matched[:, None] & (torch.arange(most, device=decided.device) < count_now[:, None])
     notes = (found & judged[:, :, None, None]).any(1)  # (M, N, 2)
     cadence = ending_outcomes(decided, count_now, lowest_pitch, key) & in_last_beat[:, None]
-    end = torch.cat([frame_parallels(before, now), cadence], 1).float()  # (M, 6)
+    voice_count = on_beat & (count_now != FOUR_VOICES)
+    end = torch.cat([frame_parallels(before, now), voice_count[:, None], cadence], 1).float()
     per_note = torch.cat([notes.float(), notes.new_zeros(M, N, end.shape[1]).float()], 2)
     end = torch.cat([end.new_zeros(M, len(PARALLELS)), end], 1)[:, None]
     return torch.cat([per_note, per_note, end], 1)
@@ -254,19 +259,22 @@ class ChoralePart:
         self,
         previous: np.ndarray | None,
         decided: torch.Tensor,
+        position: torch.Tensor,
         place: torch.Tensor,
         device: torch.device,
     ) -> torch.Tensor | None:
         """:func:`action_outcomes` of states (``None`` without ``rule_features``): ``previous``
-        and ``decided`` ``(M, N, 2)`` bits, ``place`` ``(M,)``. The first frame has none before
-        it (the rules judge the composition, not its primer)."""
+        and ``decided`` ``(M, N, 2)`` bits, ``position`` (in the bar) and ``place`` (in the
+        piece) ``(M,)``. The first frame has none before it (the rules judge the composition,
+        not its primer)."""
         if not self.rule_outcomes:
             return None
         assert previous is not None, "rule outcomes need the frame before"
-        in_last_beat = place >= self.piece_length - self.prior.resolution
+        beat = self.prior.resolution
+        where = position % beat == 0, place >= self.piece_length - beat  # on a beat, last beat
         before = (tensor(previous[..., 0], device) > 0) & (place > 0)[:, None]  # as the rules
         sounding = decided[..., 0] > 0  # see the frames: from the piece's first
-        return action_outcomes(before, sounding, in_last_beat, self.prior.lowest_pitch, self.key)
+        return action_outcomes(before, sounding, *where, self.prior.lowest_pitch, self.key)
 
     def decode(self, observations: Observations) -> dict[str, np.ndarray]:
         """The decided notes ``(M, N, 2)``, open pitches, bar positions and places in the piece
@@ -296,7 +304,9 @@ class ChoralePart:
             position=tensor(decoded["position"], device),
             place=place,
             mask=tensor(observations["action_mask"].astype(bool), device),
-            outcomes=self.outcomes(decoded.get("previous"), decided, place, device),
+            outcomes=self.outcomes(
+                decoded.get("previous"), decided, tensor(decoded["position"], device), place, device
+            ),
         )
 
     def make_replay(self, capacity: int, num_envs: int) -> ChoraleReplay:
@@ -527,16 +537,17 @@ class ChoraleReplay:
         bits = np.unpackbits(kept["decided"][slots], 1)[:, : 2 * N]
         frames = kept["frame"][slots] % self.frame_capacity
         decided = tensor(bits.reshape(-1, N, 2), device)
-        place = tensor(kept["place"][slots], device)
+        position, place = (tensor(kept[name][slots], device) for name in ("position", "place"))
         outcomes = None
         if self.part.rule_outcomes:
-            outcomes = self.part.outcomes(self._frames_before(frames), decided, place, device)
+            before = self._frames_before(frames)
+            outcomes = self.part.outcomes(before, decided, position, place, device)
         return ChoraleStates(
             summary=tensor(self.summaries[frames], device),
             log_probs=tensor(kept["log_probs"][slots], device),
             decided=decided.float(),
             next_pitch=tensor(kept["next_pitch"][slots], device),
-            position=tensor(kept["position"][slots], device),
+            position=position,
             place=place,
             mask=tensor(valid_actions(kept["next_pitch"][slots], N), device),
             outcomes=outcomes,
