@@ -100,8 +100,9 @@ class RLTunerConfig(RunConfig):
     """Add to each action's value a learned weight of each of its rule outcomes. Melodies:
     resolves or doubles the pending leap, repeats excessively, starts on the tonic, leaves the
     key, makes a motif or repeats one, some of which the recent tokens cannot show (a leap many
-    steps ago) or show only by counting. Chorales: makes parallel fifths or octaves with a voice
-    below, is the tonic or in the tonic triad in the last beat
+    steps ago) or show only by counting. Chorales: a note makes parallel fifths or octaves with
+    a voice below; "end" closes a frame with parallels, a beat without four voices, and in the
+    last beat the cadence's parts and the whole cadence
     (:data:`~musicgym.agents.rl_tuner.chorale.RULE_OUTCOMES`)."""
     rule_learning_rate: float = 0.05
     """Learning rate of the rule outcomes' weights: Adam moves a weight by about this much a

@@ -6,8 +6,8 @@ chorale statistics count with). The melody rules judge the soprano line as ``sop
 
 Each rule returns -1 per violation (``voice_range`` and ``notes_in_key``: per note) and 0
 otherwise, except ``cadence``, which returns +1 for the final authentic cadence (the ending
-rules pay it over the chorale's last beat, a share on each frame: :class:`EndingRule`). The weights of
-the preset ``"chorale"`` (:data:`CHORALE`) are chosen so that each rule can outweigh the prior's
+rules pay over the chorale's last beat, a share on each frame: :class:`EndingRule`). The weights
+of the preset ``"chorale"`` (:data:`CHORALE`) are chosen so that each rule can outweigh the prior's
 log p where Bach obeys it; ``benchmarks/RESULTS.md`` ("Chorales: rule weights") gives the
 measurements behind them.
 
