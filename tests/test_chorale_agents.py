@@ -443,11 +443,18 @@ def test_action_outcomes_are_the_parallels_and_the_cadence_parts():
     """On random frames: the outcome of striking or holding pitch ``p`` above the decided notes
     is whether the voice of that rank and a voice below it form parallel fifths (octaves) when
     matched by rank with the frame before, as :func:`parallel_perfects` judges each pair of
-    voices; those of "end" are :func:`parallel_perfects` of the frame it closes, on a beat
-    whether it has other than four voices and, in the last beat, its :func:`cadence_parts` (A
-    minor, where a Picardy third counts)."""
+    voices; those of "end" are :func:`parallel_perfects`, :func:`hidden_perfect` and
+    :func:`voice_overlap` of the frame it closes, on a beat whether it has other than four
+    voices and, in the last beat, its :func:`cadence_parts` (A minor, where a Picardy third
+    counts)."""
     from musicgym.agents.rl_tuner.chorale import RULE_OUTCOMES, action_outcomes
-    from musicgym.music.harmony import Sonority, cadence_parts, parallel_perfects
+    from musicgym.music.harmony import (
+        Sonority,
+        cadence_parts,
+        hidden_perfect,
+        parallel_perfects,
+        voice_overlap,
+    )
     from musicgym.music.keys import Key
 
     def notes(pitches: list[int]) -> Sonority:
@@ -465,19 +472,24 @@ def test_action_outcomes_are_the_parallels_and_the_cadence_parts():
     on_beat, in_last_beat = torch.from_numpy(rng.random((2, count)) < 0.5)
     key = Key.parse("A minor")
     outcomes = action_outcomes(previous, decided, on_beat, in_last_beat, lowest, key)
-    assert outcomes.shape == (count, 2 * N + 1, len(RULE_OUTCOMES)) and len(RULE_OUTCOMES) == 9
+    assert outcomes.shape == (count, 2 * N + 1, len(RULE_OUTCOMES)) and len(RULE_OUTCOMES) == 11
     assert torch.equal(outcomes[:, :N], outcomes[:, N : 2 * N])
     assert not outcomes[:, :N, 2:].any() and not outcomes[:, -1, :2].any()
-    found = np.zeros(3, int)  # parallels of notes, of frames, whole cadences
+    found = np.zeros(5, int)  # parallels of notes, of frames, cadences, hidden, crossings
     for i in range(count):
         before = [lowest + int(p) for p in np.flatnonzero(previous[i])]
         now = [lowest + int(p) for p in np.flatnonzero(decided[i])]
         closed = parallel_perfects(notes(before), notes(now))
         parts = [bool(in_last_beat[i]) and part for part in cadence_parts(notes(now), key)]
-        four = bool(on_beat[i]) and len(now) != 4
-        expected = ["fifth" in closed, "octave" in closed, four, *parts, all(parts)]
+        leading = [
+            hidden_perfect(notes(before), notes(now)),
+            voice_overlap(notes(before), notes(now)),
+            bool(on_beat[i]) and len(now) != 4,
+        ]
+        expected = ["fifth" in closed, "octave" in closed, *leading, *parts, all(parts)]
+        found[3:] += leading[:2]
         assert outcomes[i, -1, 2:].tolist() == expected, i
-        found[1:] += [bool(closed), all(parts)]
+        found[1:3] += [bool(closed), all(parts)]
         for p in range(N):
             pitch, rank = lowest + p, len(now)
             if now and pitch <= now[-1]:  # not a note an action may add
@@ -487,7 +499,9 @@ def test_action_outcomes_are_the_parallels_and_the_cadence_parts():
                 made |= parallel_perfects(notes([before[j], before[rank]]), notes([now[j], pitch]))
             assert outcomes[i, p, :2].tolist() == ["fifth" in made, "octave" in made], (i, p)
             found[0] += bool(made)
-    assert (found > [20, 10, 3]).all(), found  # the random frames made some of each to check
+    assert (found > [20, 10, 3, 10, 10]).all(), (
+        found
+    )  # the random frames made some of each to check
 
 
 def test_rule_outcomes_in_the_replay_are_those_the_agent_saw(prior):

@@ -47,7 +47,7 @@ from musicgym.agents.rl_tuner.config import RLTunerConfig
 from musicgym.agents.rl_tuner.parts import Observations, Transitions, tensor
 from musicgym.envs.decisions import BEATS_PER_BAR, end_action, parse_primer, valid_actions
 from musicgym.errors import EnvArgumentError
-from musicgym.music.harmony import FOUR_VOICES, PERFECT_INTERVALS, tonic_thirds
+from musicgym.music.harmony import FOUR_VOICES, MAX_STEP, PERFECT_INTERVALS, tonic_thirds
 from musicgym.music.keys import Key
 from musicgym.prior import NoteAxisPrior
 
@@ -69,11 +69,11 @@ CADENCE_PARTS = ("tonic in the bass", "tonic in the soprano", "tonic triad", "au
 """What the frame that ends a chorale does to the ending rules: each of
 :func:`~musicgym.music.harmony.cadence_parts`, and all of them (the whole cadence, worth far
 more than its parts)."""
-VOICE_COUNT = ("a beat without four voices",)
-"""What a frame does to ``four_voices``."""
+VOICE_LEADING = ("hidden perfects", "voice crossing", "a beat without four voices")
+"""What a frame does to ``hidden_perfects``, ``voice_crossing`` and ``four_voices``."""
 RULE_OUTCOMES = (
     *(f"note: {outcome}" for outcome in PARALLELS),
-    *(f"end: {outcome}" for outcome in PARALLELS + VOICE_COUNT + CADENCE_PARTS),
+    *(f"end: {outcome}" for outcome in PARALLELS + VOICE_LEADING + CADENCE_PARTS),
 )
 """The outcomes of an action (:func:`action_outcomes`), each with its own weight: a note's
 (the voice it adds), then those of "end" (the frame it closes)."""
@@ -128,6 +128,36 @@ def frame_parallels(
     return found.flatten(1, 2).any(1)
 
 
+def frame_voice_leading(
+    before: tuple[torch.Tensor, torch.Tensor],
+    now: tuple[torch.Tensor, torch.Tensor],
+    on_beat: torch.Tensor,
+) -> torch.Tensor:
+    """``(M, 3)``: the :data:`VOICE_LEADING` of frames ``now`` after frames ``before`` (each
+    :func:`voices`), as :func:`~musicgym.music.harmony.hidden_perfect`,
+    :func:`~musicgym.music.harmony.voice_overlap` and ``four_voices`` judge them."""
+    (pitches_before, count_before), (pitches_now, count_now) = before, now
+    outer = (count_before >= 2) & (count_now >= 2)
+    top_before = pitches_before.gather(1, (count_before - 1).clamp(min=0)[:, None])[:, 0]
+    top_now = pitches_now.gather(1, (count_now - 1).clamp(min=0)[:, None])[:, 0]
+    direction = torch.sign(pitches_now[:, 0] - pitches_before[:, 0])
+    together = (direction != 0) & (torch.sign(top_now - top_before) == direction)
+    interval_now = (top_now - pitches_now[:, 0]) % 12
+    into = torch.isin(interval_now, torch.tensor(list(PERFECT_INTERVALS), device=on_beat.device))
+    into &= interval_now != (top_before - pitches_before[:, 0]) % 12
+    hidden = outer & together & into & ((top_now - top_before).abs() > MAX_STEP)
+    most = max(int(count_now.max()) if len(count_now) else 0, 1)
+    ranks = torch.arange(most, device=on_beat.device)
+    voiced = ranks[None] < count_now[:, None]  # (M, V)
+    now_, before_ = pitches_now[:, :most], pitches_before[:, :most]
+    above = torch.cat([before_[:, 1:], before_.new_full((len(now_), 1), 10**6)], 1)
+    below = torch.cat([before_.new_full((len(now_), 1), -(10**6)), before_[:, :-1]], 1)
+    above = torch.where(ranks[None] + 1 < count_now[:, None], above, 10**6)
+    crossed = voiced & ((now_ > above) | (now_ < below))
+    crossing = (count_before == count_now) & (count_now >= 2) & crossed.any(1)
+    return torch.stack([hidden, crossing, on_beat & (count_now != FOUR_VOICES)], 1)
+
+
 def action_outcomes(
     previous: torch.Tensor,
     decided: torch.Tensor,
@@ -145,9 +175,10 @@ def action_outcomes(
       :data:`PARALLELS` with a voice below it, matched by rank with the frame before's voices
       as when the frame ends with as many voices as the frame before.
     * "End" has the :data:`PARALLELS` of the frame it closes (:func:`frame_parallels`,
-      exactly what the parallel rules judge), on a beat of the bar whether it has other than
-      four voices (:data:`VOICE_COUNT`, what ``four_voices`` judges) and, in the last beat, its
-      :data:`CADENCE_PARTS` (:func:`ending_outcomes`)."""
+      exactly what the parallel rules judge), its :data:`VOICE_LEADING` (hidden perfects, voice
+      crossing and, on a beat of the bar, other than four voices:
+      :func:`frame_voice_leading`) and, in the last beat, its :data:`CADENCE_PARTS`
+      (:func:`ending_outcomes`)."""
     M, N = decided.shape
     before, now = voices(previous), voices(decided)
     (pitches_before, count_before), (pitches_now, count_now) = before, now
@@ -161,8 +192,8 @@ def action_outcomes(
     judged = matched[:, None] & (torch.arange(most, device=decided.device) < count_now[:, None])
     notes = (found & judged[:, :, None, None]).any(1)  # (M, N, 2)
     cadence = ending_outcomes(decided, count_now, lowest_pitch, key) & in_last_beat[:, None]
-    voice_count = on_beat & (count_now != FOUR_VOICES)
-    end = torch.cat([frame_parallels(before, now), voice_count[:, None], cadence], 1).float()
+    leading = frame_voice_leading(before, now, on_beat)
+    end = torch.cat([frame_parallels(before, now), leading, cadence], 1).float()
     per_note = torch.cat([notes.float(), notes.new_zeros(M, N, end.shape[1]).float()], 2)
     end = torch.cat([end.new_zeros(M, len(PARALLELS)), end], 1)[:, None]
     return torch.cat([per_note, per_note, end], 1)
