@@ -27,8 +27,9 @@
   of each of its :data:`RULE_OUTCOMES` (:func:`action_outcomes`): the parallel fifths and
   octaves a note makes with the voices decided below it, given the frame before (read from the
   observation's frames before, and in the replay from the piece's notes and primer); for "end",
-  those of the frame it closes, a beat without four voices, and in the chorale's last beat,
-  where the ending rules pay, the cadence's parts and the whole cadence.
+  those of the frame it closes, its hidden perfects and voice crossing, a beat without four
+  voices, and in the chorale's last beat, where the ending rules pay, the cadence's parts and
+  the whole cadence.
 * **Phrases.** With ``--phrases`` the Tuner learns on phrase episodes (of varying lengths, up to
   ``bars`` bars, each with its own primer) and composes whole chorales.
 """

@@ -101,8 +101,8 @@ class RLTunerConfig(RunConfig):
     resolves or doubles the pending leap, repeats excessively, starts on the tonic, leaves the
     key, makes a motif or repeats one, some of which the recent tokens cannot show (a leap many
     steps ago) or show only by counting. Chorales: a note makes parallel fifths or octaves with
-    a voice below; "end" closes a frame with parallels, a beat without four voices, and in the
-    last beat the cadence's parts and the whole cadence
+    a voice below; "end" closes a frame with parallels, hidden perfects, a voice crossing, a beat
+    without four voices, and in the last beat the cadence's parts and the whole cadence
     (:data:`~musicgym.agents.rl_tuner.chorale.RULE_OUTCOMES`)."""
     rule_learning_rate: float = 0.05
     """Learning rate of the rule outcomes' weights: Adam moves a weight by about this much a
