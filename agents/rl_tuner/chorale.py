@@ -149,13 +149,11 @@ def frame_voice_leading(
     hidden = outer & together & into & ((top_now - top_before).abs() > MAX_STEP)
     most = max(int(count_now.max()) if len(count_now) else 0, 1)
     ranks = torch.arange(most, device=on_beat.device)
-    voiced = ranks[None] < count_now[:, None]  # (M, V)
-    now_, before_ = pitches_now[:, :most], pitches_before[:, :most]
-    above = torch.cat([before_[:, 1:], before_.new_full((len(now_), 1), 10**6)], 1)
-    below = torch.cat([before_.new_full((len(now_), 1), -(10**6)), before_[:, :-1]], 1)
-    above = torch.where(ranks[None] + 1 < count_now[:, None], above, 10**6)
-    crossed = voiced & ((now_ > above) | (now_ < below))
-    crossing = (count_before == count_now) & (count_now >= 2) & crossed.any(1)
+    ranked_now, ranked_before = pitches_now[:, :most], pitches_before[:, :most]
+    has_above, has_below = ranks[None] + 1 < count_now[:, None], (ranks > 0)[None]  # (M, V)
+    over = has_above & (ranked_now > ranked_before.roll(-1, 1))  # above the next voice's note
+    under = has_below & (ranked_now < ranked_before.roll(1, 1))  # below the last voice's note
+    crossing = (count_before == count_now) & (count_now >= 2) & (over | under).any(1)
     return torch.stack([hidden, crossing, on_beat & (count_now != FOUR_VOICES)], 1)
 
 
