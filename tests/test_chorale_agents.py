@@ -439,7 +439,7 @@ def test_ending_share_draws_that_share_among_the_last_beats(prior):
 
 
 # --------------------------------------------------------------------------- rule features
-def test_action_outcomes_are_the_parallels_and_the_cadence_parts():
+def test_action_outcomes_are_what_the_rules_judge():
     """On random frames: the outcome of striking or holding pitch ``p`` above the decided notes
     is whether the voice of that rank and a voice below it form parallel fifths (octaves) when
     matched by rank with the frame before, as :func:`parallel_perfects` judges each pair of
@@ -487,9 +487,8 @@ def test_action_outcomes_are_the_parallels_and_the_cadence_parts():
             bool(on_beat[i]) and len(now) != 4,
         ]
         expected = ["fifth" in closed, "octave" in closed, *leading, *parts, all(parts)]
-        found[3:] += leading[:2]
         assert outcomes[i, -1, 2:].tolist() == expected, i
-        found[1:3] += [bool(closed), all(parts)]
+        found[1:] += [bool(closed), all(parts), *leading[:2]]
         for p in range(N):
             pitch, rank = lowest + p, len(now)
             if now and pitch <= now[-1]:  # not a note an action may add
