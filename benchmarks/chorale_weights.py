@@ -43,7 +43,7 @@ def rule_weight_evidence(
     ``min_difference`` below Bach's frame: every sample the rule judges worse for the rules of
     whole violations, and for the profile rules a difference that matters, see
     :data:`MIN_DIFFERENCE`). A rule that judges the ending only
-    (:attr:`~musicgym.rules.chorale.ChoraleRule.judges_ending`) is measured on endings instead:
+    (:class:`~musicgym.rules.chorale.EndingRule`) is measured on endings instead:
     from ``ending_bars`` bars before each chorale's end, ``samples`` endings are drawn frame by
     frame, and the gap is the most likely worse ending's ``log p`` less that of Bach's ending. A
     weight of at least ``c`` times the gap makes the rule win. Prints and returns, per rule, the
@@ -53,13 +53,14 @@ def rule_weight_evidence(
 
     from musicgym.agents.common import load_prior
     from musicgym.rules import ChoraleContext, parse_rules, resolve_rules
+    from musicgym.rules.chorale import EndingRule
 
     prior = load_prior(prior_name)
     weighted = resolve_rules(parse_rules(rules), ChoraleContext)
     generator = torch.Generator().manual_seed(seed)
     gaps: dict[str, list[float]] = {rule.name: [] for rule, _ in weighted}
-    frame_rules = [rule for rule, _ in weighted if not getattr(rule, "judges_ending", False)]
-    ending_rules = [rule for rule, _ in weighted if getattr(rule, "judges_ending", False)]
+    frame_rules = [rule for rule, _ in weighted if not isinstance(rule, EndingRule)]
+    ending_rules = [rule for rule, _ in weighted if isinstance(rule, EndingRule)]
     states = 0
     config = AgentsBenchConfig(env=CHORALE.env_id, prior=prior_name, bars=bars)
     reference = reference_data(config)

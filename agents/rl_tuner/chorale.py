@@ -63,6 +63,8 @@ size estimate: Bach's longest chorale in 4/4 (bwv437) has 32."""
 PERFECT = ("fifth", "octave")
 """The perfect intervals the parallel rules watch
 (:data:`~musicgym.music.harmony.PERFECT_INTERVALS`)."""
+SEMITONES = {name: semitones for semitones, name in PERFECT_INTERVALS.items()}
+"""The interval class (semitones mod 12) of each of :data:`PERFECT`."""
 PARALLELS = tuple(f"parallel {interval}s" for interval in PERFECT)
 """What a frame does to the voice-leading rules: parallel fifths, parallel octaves (or
 unisons) with the frame before."""
@@ -89,6 +91,11 @@ def voices(notes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return ranked.clamp(max=N), notes.sum(1)
 
 
+def top_voice(pitches: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """``(M,)``: the highest of the :func:`voices` ``pitches`` (the lowest where none sound)."""
+    return pitches.gather(1, (counts - 1).clamp(min=0)[:, None])[:, 0]
+
+
 def parallels(
     low: tuple[torch.Tensor, torch.Tensor], high: tuple[torch.Tensor, torch.Tensor]
 ) -> list[torch.Tensor]:
@@ -100,8 +107,7 @@ def parallels(
     interval = (high[1] - low[1]) % 12
     same = (direction != 0) & (torch.sign(high[1] - high[0]) == direction)
     same &= interval == (high[0] - low[0]) % 12
-    semitones = {name: value for value, name in PERFECT_INTERVALS.items()}
-    return [same & (interval == semitones[name]) for name in PERFECT]
+    return [same & (interval == SEMITONES[name]) for name in PERFECT]
 
 
 def frame_parallels(
@@ -120,7 +126,7 @@ def frame_parallels(
     pairs &= as_many[:, None, None]
     rows = torch.nonzero(outer)[:, 0]
     pairs[rows, 0, count_now[rows] - 1] = True
-    upper_before = pitches_before.gather(1, (count_before - 1).clamp(min=0)[:, None])
+    upper_before = top_voice(pitches_before, count_before)[:, None]
     in_rank = torch.where(outer[:, None], upper_before, pitches_before[:, :most])
     in_rank[:, 0] = pitches_before[:, 0]  # the frame before's voices by the ranks of ``now``
     low = (in_rank[:, :, None], pitches_now[:, :most, None])
@@ -139,8 +145,7 @@ def frame_voice_leading(
     :func:`~musicgym.music.harmony.voice_overlap` and ``four_voices`` judge them."""
     (pitches_before, count_before), (pitches_now, count_now) = before, now
     outer = (count_before >= 2) & (count_now >= 2)
-    top_before = pitches_before.gather(1, (count_before - 1).clamp(min=0)[:, None])[:, 0]
-    top_now = pitches_now.gather(1, (count_now - 1).clamp(min=0)[:, None])[:, 0]
+    top_before, top_now = top_voice(*before), top_voice(*now)
     direction = torch.sign(pitches_now[:, 0] - pitches_before[:, 0])
     together = (direction != 0) & (torch.sign(top_now - top_before) == direction)
     interval_now = (top_now - pitches_now[:, 0]) % 12
@@ -190,7 +195,7 @@ def action_outcomes(
     found = torch.stack(parallels(below, leader), 3)  # (M, V, N, 2)
     judged = matched[:, None] & (torch.arange(most, device=decided.device) < count_now[:, None])
     notes = (found & judged[:, :, None, None]).any(1)  # (M, N, 2)
-    cadence = ending_outcomes(decided, count_now, lowest_pitch, key) & in_last_beat[:, None]
+    cadence = ending_outcomes(decided, now, lowest_pitch, key) & in_last_beat[:, None]
     leading = frame_voice_leading(before, now, on_beat)
     end = torch.cat([frame_parallels(before, now), leading, cadence], 1).float()
     per_note = torch.cat([notes.float(), notes.new_zeros(M, N, end.shape[1]).float()], 2)
@@ -199,16 +204,15 @@ def action_outcomes(
 
 
 def ending_outcomes(
-    decided: torch.Tensor, counts: torch.Tensor, lowest_pitch: int, key: Key
+    decided: torch.Tensor, now: tuple[torch.Tensor, torch.Tensor], lowest_pitch: int, key: Key
 ) -> torch.Tensor:
     """``(M, 4)`` bool: the :data:`CADENCE_PARTS` of the frames ``decided`` ``(M, N)`` (their
-    notes ``counts``): the tonic in the bass, in the soprano, the tonic triad
+    :func:`voices` ``now``): the tonic in the bass, in the soprano, the tonic triad
     (:func:`~musicgym.music.harmony.cadence_parts`), all three."""
     M, N = decided.shape
     classes = (lowest_pitch + torch.arange(N, device=decided.device)) % 12
-    pitches = torch.arange(N, device=decided.device).expand(M, N)
-    bass = torch.where(decided, pitches, N).min(1).values.clamp(max=N - 1)
-    soprano = torch.where(decided, pitches, -1).max(1).values.clamp(min=0)
+    bass, soprano = now[0][:, 0].clamp(max=N - 1), top_voice(*now).clamp(max=N - 1)
+    sounding = now[1] > 0
     counted = torch.zeros(M, 12, dtype=torch.long, device=decided.device)
     present = counted.scatter_add_(1, classes.expand(M, N), decided.long()) > 0  # (M, 12)
     thirds = torch.tensor(sorted(tonic_thirds(key)), device=decided.device)
@@ -216,7 +220,6 @@ def ending_outcomes(
     allowed[[key.tonic, (key.tonic + 7) % 12]] = True
     allowed[thirds] = True
     triad = (present & ~allowed).sum(1).eq(0) & present[:, thirds].sum(1).eq(1)
-    sounding = counts > 0
     parts = torch.stack(
         [
             sounding & (classes[bass] == key.tonic),
@@ -326,18 +329,18 @@ class ChoralePart:
 
     def observed_states(self, observations: Observations, device: torch.device) -> ChoraleStates:
         decoded = self.decode(observations)
-        decided, place = tensor(decoded["decided"], device), tensor(decoded["place"], device)
+        decided, position, place = (
+            tensor(decoded[name], device) for name in ("decided", "position", "place")
+        )
         return ChoraleStates(
             summary=tensor(observations["prior_summary"], device),
             log_probs=tensor(observations["prior_log_probs"], device),
             decided=decided.float(),
             next_pitch=tensor(decoded["next_pitch"], device),
-            position=tensor(decoded["position"], device),
+            position=position,
             place=place,
             mask=tensor(observations["action_mask"].astype(bool), device),
-            outcomes=self.outcomes(
-                decoded.get("previous"), decided, tensor(decoded["position"], device), place, device
-            ),
+            outcomes=self.outcomes(decoded.get("previous"), decided, position, place, device),
         )
 
     def make_replay(self, capacity: int, num_envs: int) -> ChoraleReplay:

@@ -55,9 +55,6 @@ class ChoraleRule(RewardRule):
     """A rule judged when a chorale's time step ends."""
 
     context: ClassVar[type] = ChoraleContext
-    judges_ending: ClassVar[bool] = False
-    """Whether the rule judges the chorale's ending only (:class:`EndingRule`: its weight is then
-    measured on sampled endings, not on single frames: ``musicgym bench chorales --weights``)."""
 
 
 class ParallelFifths(ChoraleRule):
@@ -192,9 +189,9 @@ class EndingRule(ChoraleRule):
     each of the beat's ``resolution`` frames earns a ``1 / resolution`` share of :meth:`ending`
     of the piece ending there, 0 every other frame. A final chord struck on the last beat and
     held earns the ending's value whole, as the spec's judgement of the last frame does; the
-    reward comes when the chord is struck, not ``resolution - 1`` frames (and discounts) later."""
-
-    judges_ending = True
+    reward comes when the chord is struck, not ``resolution - 1`` frames (and discounts) later.
+    Its weight is measured on sampled endings, not on single frames (``musicgym bench chorales
+    --weights``)."""
 
     def __call__(self, context: ChoraleContext) -> float:
         return self.ending(context) / context.resolution if context.in_last_beat else 0.0
