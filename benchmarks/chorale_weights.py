@@ -23,6 +23,10 @@ unit of so small a difference would ask for a weight that buys nothing where it 
 nat is about what a note costs, near the piece's end, of a pitch class the piece plays 1.65
 times as often as Bach."""
 
+WINNING_PERCENTILE = 90.0
+"""The percentile of what the prior gains by breaking a rule at which the measured weight wins
+by default: such a weight makes the rule win in 9 of 10 states where the prior would break it."""
+
 
 def rule_weight_evidence(
     prior_name: str = CHORALE_DEFAULTS.prior,
@@ -33,6 +37,7 @@ def rule_weight_evidence(
     rules: str = CHORALE_DEFAULTS.rules,
     ending_bars: int = 1,
     min_difference: float = MIN_DIFFERENCE,
+    percentile: float = WINNING_PERCENTILE,
 ) -> dict[str, dict[str, float]]:
     """What each rule of ``rules`` (a preset name or rule names, default ``"chorale"``) must
     outweigh: in every state of Bach's test chorales (the bench's Bach column,
@@ -47,8 +52,8 @@ def rule_weight_evidence(
     from ``ending_bars`` bars before each chorale's end, ``samples`` endings are drawn frame by
     frame, and the gap is the most likely worse ending's ``log p`` less that of Bach's ending. A
     weight of at least ``c`` times the gap makes the rule win. Prints and returns, per rule, the
-    states with such a sample, the median and 90th percentile of the gap, the weight that wins at
-    the 90th percentile, and the weight ``rules`` gives it."""
+    states with such a sample, the median and the ``percentile``-th percentile of the gap, the
+    weight that wins there (``c`` times that percentile), and the weight ``rules`` gives it."""
     import torch
 
     from musicgym.agents.common import load_prior
@@ -119,20 +124,24 @@ def rule_weight_evidence(
             f"rules on the ending ({', '.join(r.name for r in ending_rules)}): {samples} endings "
             f"of {ending_bars} bar(s) sampled from each chorale's state before them"
         )
-    print(f"{'rule':<26} {'states':>7} {'median':>8} {'p90':>8} {'wins':>6} {'preset':>7}")
+    tail = f"p{percentile:g}"
+    print(f"{'rule':<26} {'states':>7} {'median':>8} {tail:>8} {'wins':>6} {'preset':>7}")
     for rule, weight in weighted:
         found = np.asarray(gaps[rule.name])
-        median, p90 = (np.median(found), np.percentile(found, 90)) if found.size else (0.0, 0.0)
+        median, high = (
+            (np.median(found), np.percentile(found, percentile)) if found.size else (0.0, 0.0)
+        )
         evidence[rule.name] = {
             "states": float(found.size),
             "median_gap": float(median),
-            "p90_gap": float(p90),
-            "winning_weight": float(max(c * p90, 0.0)),
+            "percentile": percentile,
+            "percentile_gap": float(high),
+            "winning_weight": float(max(c * high, 0.0)),
             "preset_weight": weight,
         }
         print(
-            f"{rule.name:<26} {found.size:>7d} {median:>8.2f} {p90:>8.2f} "
-            f"{max(c * p90, 0.0):>6.2f} {weight:>7.1f}"
+            f"{rule.name:<26} {found.size:>7d} {median:>8.2f} {high:>8.2f} "
+            f"{max(c * high, 0.0):>6.2f} {weight:>7.1f}"
         )
     return evidence
 

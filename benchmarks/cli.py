@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from musicgym.arguments import thread_count
+from musicgym.arguments import percentile, thread_count
 
 BenchAdder = Callable[[argparse._SubParsersAction], None]
 BENCH_COMMANDS: list[BenchAdder] = []
@@ -314,6 +314,12 @@ def _add_chorales(benchmarks: argparse._SubParsersAction) -> None:
         "'chorale') instead",
     )
     parser.add_argument(
+        "--percentile",
+        type=percentile,
+        help="with --weights: the percentile of what the prior gains by breaking a rule at "
+        "which the measured weight wins (default 90)",
+    )
+    parser.add_argument(
         "--profiles",
         action="store_true",
         help="print Bach's profiles (the training chorales' shares that the profile rules "
@@ -326,11 +332,16 @@ def _run_chorales(args: argparse.Namespace) -> int:
     from musicgym.tasks import CHORALE
 
     prior = args.prior or CHORALE.defaults.prior
+    if args.percentile is not None and not args.weights:
+        from musicgym.errors import ArgumentError
+
+        raise ArgumentError("--percentile: only with --weights, whose measurement it sets")
     if args.weights:
         from musicgym.benchmarks.chorale_weights import rule_weight_evidence
 
         rules = args.rules or CHORALE.defaults.rules
-        rule_weight_evidence(prior, args.bars, c=args.c, rules=rules)
+        chosen = {} if args.percentile is None else {"percentile": args.percentile}
+        rule_weight_evidence(prior, args.bars, c=args.c, rules=rules, **chosen)
         return 0
     if args.profiles:
         from musicgym.benchmarks.chorale_weights import bach_profiles

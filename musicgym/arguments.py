@@ -72,6 +72,7 @@ def _number_type(kind: type, check: dict[str, Any]) -> Callable[[str], Any]:
 positive_int = _number_type(int, {"low": 1})
 non_negative_int = _number_type(int, {"low": 0})
 positive_float = _number_type(float, {"above": 0})
+percentile = _number_type(float, {"low": 0, "high": 100})
 thread_count = _number_type(int, {"low": 1, "high": CORES})
 """Torch threads of a benchmark: 1 up to this machine's cores."""
 

@@ -216,6 +216,11 @@ def test_other_commands_check_their_arguments_in_one_line(cli, files, tmp_path):
         ([*prior_train("p", files), "--dropout", "1"], "--dropout: expected a finite number"),
         ([*prior_train("p", files), "--time-sizes", "0"], "--time-sizes: expected an integer"),
         (["midi", "render", "missing.mid", "--png", "x.png"], "missing.mid"),
+        (
+            ["bench", "chorales", "--weights", "--percentile", "101"],
+            "argument --percentile: expected a finite number >= 0 <= 100",
+        ),
+        (["bench", "chorales", "--percentile", "99"], "--percentile: only with --weights"),
     ]:
         cli.run(args, tmp_path).assert_one_line_error(message)
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
