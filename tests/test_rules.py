@@ -20,6 +20,7 @@ from musicgym.rules import (
     RuleContext,
     available_rules,
     get_rule,
+    parse_rules,
     resolve_rules,
 )
 
@@ -256,6 +257,17 @@ def test_resolve_rules_forms():
         ("always_one", 2.0),
     ]
     assert len(resolve_rules(["jaques2017", custom])) == len(PRESETS["jaques2017"]) + 1
+
+
+def test_the_text_form_names_presets_rules_and_weights():
+    assert parse_rules("jaques2017") == "jaques2017"
+    assert parse_rules("key, tonic") == ["key", "tonic"]
+    assert parse_rules("key,tonic=3.5") == {"key": 1.0, "tonic": 3.5}
+    overridden = parse_rules("chorale,cadence_parts,voice_crossing=3")
+    assert overridden == {**PRESETS["chorale"], "cadence_parts": 6.0, "voice_crossing": 3.0}
+    assert list(overridden)[:4] == list(PRESETS["chorale"])[:4]  # the preset's order kept
+    with pytest.raises(RuleError, match="weight 'x' of 'tonic' is not a number"):
+        parse_rules("key,tonic=x")
 
 
 @pytest.mark.parametrize(

@@ -191,8 +191,9 @@ def rule_rewards(
 
 def parse_rules(text: str) -> RulesArgument:
     """A ``rules=`` argument from its text form (a command-line option, a config field): a preset
-    name, or comma-separated rule names, each optionally ``=weight`` (``"key,tonic=3"``); a name
-    without a weight keeps the rule's default weight."""
+    name, or comma-separated preset and rule names, each rule optionally ``=weight``
+    (``"key,tonic=3"``); a name without a weight keeps the rule's default weight, a preset its
+    weights, which a rule's ``=weight`` overrides (``"chorale_character,voice_crossing=3"``)."""
     if text in PRESETS:
         return text
     weights: dict[str, float] = {}
@@ -208,7 +209,10 @@ def parse_rules(text: str) -> RulesArgument:
             raise RuleError(f"rules: weight {weight!r} of {name!r} is not a number") from None
     if not weights:
         return plain
-    return {**{name: get_rule(name).default_weight for name in plain}, **weights}
+    given: dict[str, float] = {}
+    for name in plain:
+        given.update(PRESETS[name] if name in PRESETS else {name: get_rule(name).default_weight})
+    return {**given, **weights}
 
 
 __all__ = [
