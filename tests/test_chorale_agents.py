@@ -498,9 +498,8 @@ def test_action_outcomes_are_what_the_rules_judge():
                 made |= parallel_perfects(notes([before[j], before[rank]]), notes([now[j], pitch]))
             assert outcomes[i, p, :2].tolist() == ["fifth" in made, "octave" in made], (i, p)
             found[0] += bool(made)
-    assert (found > [20, 10, 3, 10, 10]).all(), (
-        found
-    )  # the random frames made some of each to check
+    # the random frames made some of each to check
+    assert (found > [20, 10, 3, 10, 10]).all(), found
 
 
 def test_rule_outcomes_in_the_replay_are_those_the_agent_saw(prior):

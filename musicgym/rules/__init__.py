@@ -193,7 +193,8 @@ def parse_rules(text: str) -> RulesArgument:
     """A ``rules=`` argument from its text form (a command-line option, a config field): a preset
     name, or comma-separated preset and rule names, each rule optionally ``=weight``
     (``"key,tonic=3"``); a name without a weight keeps the rule's default weight, a preset its
-    weights, which a rule's ``=weight`` overrides (``"chorale_character,voice_crossing=3"``)."""
+    weights, which a rule's ``=weight`` overrides (``"chorale_character,voice_crossing=3"``); the
+    names without a weight are :func:`resolve_rules`'s, presets expanded and each rule once."""
     if text in PRESETS:
         return text
     weights: dict[str, float] = {}
@@ -209,10 +210,7 @@ def parse_rules(text: str) -> RulesArgument:
             raise RuleError(f"rules: weight {weight!r} of {name!r} is not a number") from None
     if not weights:
         return plain
-    given: dict[str, float] = {}
-    for name in plain:
-        given.update(PRESETS[name] if name in PRESETS else {name: get_rule(name).default_weight})
-    return {**given, **weights}
+    return {**{rule.name: weight for rule, weight in resolve_rules(plain)}, **weights}
 
 
 __all__ = [
