@@ -24,8 +24,9 @@ each piece in the key :func:`musicgym.music.harmony.find_key` finds for it), ``d
 The data column is the test split of the prior's training data (its checkpoint's ``"data"``), cut
 as the environment composes (:meth:`musicgym.tasks.Task.reference_pieces`): the *test melodies*
 (windows of ``--length`` tokens starting on bar lines, ``--pieces`` of them sampled), or *Bach*
-(the last ``--bars`` bars of every test chorale). It is measured like an agent and cached in
-``runs/COLUMN/measures.json`` while the settings stay the same.
+(the last ``--bars`` bars of every test chorale). ``--split valid`` cuts it from the validation
+split instead, to choose settings on without looking at the test split. It is measured like an
+agent and cached in ``runs/COLUMN/measures.json`` while the settings stay the same.
 
 Every cell of the table is the mean and the half-width of its 95% confidence interval: a t interval
 over the seeds where a column has several (:func:`musicgym.metrics.t_interval`), else a percentile
@@ -59,7 +60,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from musicgym.agents.registry import ALGORITHMS
 from musicgym.benchmarks.goals import GOALS, RULES_ONLY
@@ -193,6 +194,9 @@ class AgentsBenchConfig:
     ray: str | None = None
     """Run each (agent, seed) as a Ray task: a cluster's address, or '' for a local Ray of --jobs
     CPUs; None: in processes of this machine (--jobs)."""
+    split: Literal["test", "valid"] = "test"
+    """The split of the prior's data the data column is cut from: test to report results on,
+    valid to choose settings on (train on train, choose on valid, report on test)."""
     allow_failures: bool = False
     """Exit 0 when some (agent, seed) runs failed: the tables of the others are written either
     way, and results.json lists the failures."""
@@ -314,20 +318,21 @@ def bench_agent(name: str, seed: int, config: AgentsBenchConfig) -> dict | None:
 
 
 def reference_data(config: AgentsBenchConfig) -> tuple[str, list[Any]] | None:
-    """``(dataset name, pieces)``: the test split of the data the prior was trained on (its
+    """``(dataset name, pieces)``: ``config.split`` of the data the prior was trained on (its
     checkpoint's ``"data"``, with its pitch range and key normalisation) cut as the environment
     composes (:meth:`musicgym.tasks.Task.reference_pieces`). ``None``, with a printed note,
     where the checkpoint records no dataset (and the task has none of its own) or it cannot be
     loaded or cut."""
     from musicgym.errors import MusicgymError
-    from musicgym.priors.registry import test_pieces
+    from musicgym.priors.registry import data_pieces
 
     task = config.task
     print(
-        f"{task.data_column}: the test split of the prior's data (a new pitch range converts once)"
+        f"{task.data_column}: the {config.split} split of the prior's data (a new pitch range "
+        "converts once)"
     )
     try:
-        return test_pieces(env_config(config), progress=True)
+        return data_pieces(env_config(config), config.split, progress=True)
     except (MusicgymError, OSError) as error:
         print(f"{error}; no {task.data_column}")
         return None
@@ -340,7 +345,7 @@ def bench_reference(data: str, pieces: list[Any], config: AgentsBenchConfig) -> 
     from musicgym.agents.common import load_prior
 
     task = config.task
-    settings = {**_settings(config), "data": data, "count": len(pieces)}
+    settings = {**_settings(config), "data": data, "split": config.split, "count": len(pieces)}
     cache = Path(config.out) / "runs" / column_folder(task.data_column) / MEASURES_FILE
     if (saved := cached(cache, settings)) is not None:
         return saved
@@ -419,7 +424,8 @@ def write_report(
         histograms = task.reference_histograms(pieces)
         columns[task.data_column] = [bench_reference(data, pieces, config)]
         sampled = len(columns[task.data_column][0]["pieces"])
-        described = {"column": task.data_column, "data": data, "pieces": len(pieces)}
+        described = {"column": task.data_column, "data": data, "split": config.split}
+        described["pieces"] = len(pieces)
         described["sampled"] = sampled
     failures = [
         {"agent": name, "seed": seed, "error": outcome.error}
@@ -466,8 +472,8 @@ def write_report(
     if described:
         text += (
             f"\n\n{task.data_column}: {described['sampled']} of the {described['pieces']} "
-            f"{task.plural} cut from the test split of {described['data']} (the data of the "
-            f"prior {config.prior})"
+            f"{task.plural} cut from the {config.split} split of {described['data']} (the data "
+            f"of the prior {config.prior})"
         )
     text += "\n\nruns per column: " + ", ".join(f"{n} {k}" for n, k in report["runs"].items())
     for failure in failures:

@@ -23,6 +23,10 @@ unit of so small a difference would ask for a weight that buys nothing where it 
 nat is about what a note costs, near the piece's end, of a pitch class the piece plays 1.65
 times as often as Bach."""
 
+WEIGHTS_SPLIT = "valid"
+"""The split of Bach's chorales the weights are measured on by default: weights are settings,
+chosen on the validation split, so that the test split the bench reports on stays unseen."""
+
 WINNING_PERCENTILE = 90.0
 """The percentile of what the prior gains by breaking a rule at which the measured weight wins
 by default: such a weight makes the rule win in 9 of 10 states where the prior would break it."""
@@ -38,10 +42,12 @@ def rule_weight_evidence(
     ending_bars: int = 1,
     min_difference: float = MIN_DIFFERENCE,
     percentile: float = WINNING_PERCENTILE,
+    split: str = WEIGHTS_SPLIT,
 ) -> dict[str, dict[str, float]]:
     """What each rule of ``rules`` (a preset name or rule names, default ``"chorale"``) must
-    outweigh: in every state of Bach's test chorales (the bench's Bach column,
-    :func:`~musicgym.benchmarks.agents_bench.reference_data`, teacher-forced), ``samples`` frames
+    outweigh: in every state of Bach's chorales of ``split`` (the validation split by default:
+    the bench's Bach column cut from it, :func:`~musicgym.benchmarks.agents_bench.reference_data`,
+    teacher-forced), ``samples`` frames
     are drawn from the prior; among those the rule judges worse than Bach's own frame, the most
     likely one's ``log p`` gap to Bach's frame, per unit of the rule's value, is what the prior
     gains by breaking the rule there (a sample breaks it when the rule values it at least
@@ -67,7 +73,7 @@ def rule_weight_evidence(
     frame_rules = [rule for rule, _ in weighted if not isinstance(rule, EndingRule)]
     ending_rules = [rule for rule, _ in weighted if isinstance(rule, EndingRule)]
     states = 0
-    config = AgentsBenchConfig(env=CHORALE.env_id, prior=prior_name, bars=bars)
+    config = AgentsBenchConfig(env=CHORALE.env_id, prior=prior_name, bars=bars, split=split)
     reference = reference_data(config)
     if reference is None:
         raise ArgumentError(f"prior {prior_name}: no Bach chorales to measure the rules on")
@@ -118,7 +124,7 @@ def rule_weight_evidence(
             if best is not None:
                 gaps[rule.name].append(best)
     evidence = {}
-    print(f"{states} states of Bach's test chorales, {samples} prior samples each, c = {c}")
+    print(f"{states} states of Bach's {split} chorales, {samples} prior samples each, c = {c}")
     if ending_rules:
         print(
             f"rules on the ending ({', '.join(r.name for r in ending_rules)}): {samples} endings "

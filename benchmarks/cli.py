@@ -211,7 +211,16 @@ def add_agents_arguments(parser: argparse.ArgumentParser, env: str) -> None:
     from musicgym.benchmarks.agents_bench import AgentsBenchConfig
     from musicgym.tasks import TASKS
 
-    add_dataclass_arguments(parser, AgentsBenchConfig, exclude=("env", "agents", "seeds", "ray"))
+    add_dataclass_arguments(
+        parser, AgentsBenchConfig, exclude=("env", "agents", "seeds", "ray", "split")
+    )
+    parser.add_argument(
+        "--split",
+        choices=("test", "valid"),
+        default=argparse.SUPPRESS,  # absent unless given: --weights has its own default
+        help="the split of the prior's data the data column is cut from: test (the default) to "
+        "report results on, valid to choose settings on without looking at the test split",
+    )
     parser.add_argument(
         "--env",
         choices=TASKS,
@@ -319,6 +328,10 @@ def _add_chorales(benchmarks: argparse._SubParsersAction) -> None:
         help="with --weights: the percentile of what the prior gains by breaking a rule at "
         "which the measured weight wins (default 90)",
     )
+    parser.epilog = (
+        "--weights measures on Bach's validation chorales unless --split says otherwise: "
+        "weights are settings, chosen without looking at the test split"
+    )
     parser.add_argument(
         "--profiles",
         action="store_true",
@@ -341,6 +354,8 @@ def _run_chorales(args: argparse.Namespace) -> int:
 
         rules = args.rules or CHORALE.defaults.rules
         chosen = {} if args.percentile is None else {"percentile": args.percentile}
+        if hasattr(args, "split"):
+            chosen["split"] = args.split
         rule_weight_evidence(prior, args.bars, c=args.c, rules=rules, **chosen)
         return 0
     if args.profiles:

@@ -47,7 +47,8 @@ class Dataset(Protocol):
     which the core does not import)."""
 
     resolution: int
-    test: list[NoteState]
+
+    def split(self, name: str) -> list[NoteState]: ...
 
     def melodies(self, split: str) -> list[list[int]]: ...
 
@@ -143,8 +144,11 @@ class Task(ABC, Generic[Piece]):
 
     # ----------------------------------------------------------------------- the data column
     @abstractmethod
-    def reference_pieces(self, dataset: Dataset, config: EnvConfig) -> list[Piece]:
-        """The data column's pieces, cut from the test split of ``dataset`` as ``config``'s
+    def reference_pieces(
+        self, dataset: Dataset, config: EnvConfig, split: str = "test"
+    ) -> list[Piece]:
+        """The data column's pieces, cut from ``split`` of ``dataset`` (the test split, which
+        results report; the validation split, which settings are chosen on) as ``config``'s
         environment composes them.
 
         Raises:
@@ -353,8 +357,10 @@ class MelodyTask(Task[Melody]):
             for name, histogram in HISTOGRAMS.items()
         }
 
-    def reference_pieces(self, dataset: Dataset, config: EnvConfig) -> list[Melody]:
-        """Each test piece's top voice as melody tokens cut into non-overlapping windows of
+    def reference_pieces(
+        self, dataset: Dataset, config: EnvConfig, split: str = "test"
+    ) -> list[Melody]:
+        """Each piece's top voice as melody tokens cut into non-overlapping windows of
         ``config.length`` tokens that start on bar lines (the incomplete last window left out),
         each in canonical spelling."""
         from musicgym.music.tokens import canonical_tokens
@@ -365,7 +371,7 @@ class MelodyTask(Task[Melody]):
         stride = -(-length // self.bar) * self.bar  # the first bar line at or after the end
         return [
             canonical_tokens(melody[start : start + length])
-            for melody in dataset.melodies("test")
+            for melody in dataset.melodies(split)
             for start in range(0, len(melody) - length + 1, stride)
         ]
 
@@ -499,11 +505,13 @@ class ChoraleTask(Task[NoteState]):
 
         return {DISTINCT_PIECES[0]: distinct_pieces(pieces)}
 
-    def reference_pieces(self, dataset: Dataset, config: EnvConfig) -> list[NoteState]:
-        """The last ``config.bars`` bars of every test chorale: each window ends at the chorale's
-        last sounding frame and starts on a beat (at most a beat longer)."""
+    def reference_pieces(
+        self, dataset: Dataset, config: EnvConfig, split: str = "test"
+    ) -> list[NoteState]:
+        """The last ``config.bars`` bars of every chorale of ``split``: each window ends at the
+        chorale's last sounding frame and starts on a beat (at most a beat longer)."""
         pieces = []
-        for chorale in dataset.test:
+        for chorale in dataset.split(split):
             sounding = np.flatnonzero(chorale.matrix[..., 0].any(1))
             end = int(sounding[-1]) + 1 if sounding.size else chorale.num_steps
             frames = config.bars * 4 * chorale.resolution

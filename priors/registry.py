@@ -117,11 +117,12 @@ def save_checkpoint(
     save_checkpoint_file(checkpoint, path)
 
 
-def test_pieces(config: Any, progress: bool = False) -> tuple[str, list[Any]]:
-    """``(dataset name, pieces)``: the test split of the data the prior of ``config`` (an
+def data_pieces(config: Any, split: str = "test", progress: bool = False) -> tuple[str, list[Any]]:
+    """``(dataset name, pieces)``: ``split`` of the data the prior of ``config`` (an
     :class:`~musicgym.config.EnvConfig`) was trained on (its checkpoint's ``"data"``, with its
     pitch range and key normalisation), cut as the environment composes
-    (:meth:`musicgym.tasks.Task.reference_pieces`); the data character is measured against.
+    (:meth:`musicgym.tasks.Task.reference_pieces`); the data character is measured against: the
+    test split for results, the validation split to choose settings on.
 
     Raises:
         MusicgymError: the checkpoint names no dataset (and the task has none of its own), or
@@ -144,7 +145,7 @@ def test_pieces(config: Any, progress: bool = False) -> tuple[str, list[Any]]:
         key_normalise=bool(data.get("key_normalised", False)),
         progress=progress,
     )
-    return name, task.reference_pieces(dataset, config)
+    return name, task.reference_pieces(dataset, config, split)
 
 
 TEST_HISTOGRAMS = "test_histograms"
@@ -152,14 +153,14 @@ TEST_HISTOGRAMS = "test_histograms"
 
 
 def test_histograms(config: Any, convert: bool = True) -> dict[str, np.ndarray] | None:
-    """The summed histograms (:meth:`musicgym.tasks.Task.reference_histograms`) of
-    :func:`test_pieces` of ``config``'s prior: from the shipped model card where it records them
-    for ``config``'s windows, else (``convert``) from the data, converting it once (minutes for
-    Essen; cached). ``None`` where the task has no such histograms, or they are not recorded and
-    ``convert`` is false.
+    """The summed histograms (:meth:`musicgym.tasks.Task.reference_histograms`) of the test
+    pieces (:func:`data_pieces`) of ``config``'s prior: from the shipped model card where it
+    records them for ``config``'s windows, else (``convert``) from the data, converting it once
+    (minutes for Essen; cached). ``None`` where the task has no such histograms, or they are not
+    recorded and ``convert`` is false.
 
     Raises:
-        MusicgymError, OSError: as :func:`test_pieces`.
+        MusicgymError, OSError: as :func:`data_pieces`.
     """
     from musicgym.tasks import task_of
 
@@ -173,7 +174,7 @@ def test_histograms(config: Any, convert: bool = True) -> dict[str, np.ndarray] 
         return {name: np.asarray(counts, dtype=float) for name, counts in recorded.items()}
     if not convert:
         return None
-    return task.reference_histograms(test_pieces(config)[1])
+    return task.reference_histograms(data_pieces(config)[1])
 
 
 def record_test_histograms(config: Any) -> Path:
@@ -186,7 +187,7 @@ def record_test_histograms(config: Any) -> Path:
 
     path = checkpoint_path(config.prior).with_suffix(".json")
     card = _model_card(config.prior)
-    histograms = task_of(config.env).reference_histograms(test_pieces(config)[1])
+    histograms = task_of(config.env).reference_histograms(data_pieces(config)[1])
     entry = {name: counts.tolist() for name, counts in (histograms or {}).items()}
     card.setdefault(TEST_HISTOGRAMS, {})[_window(config)] = entry
     write_text(path, json.dumps(card, indent=2) + "\n")

@@ -180,6 +180,8 @@ def test_reference_melodies_are_bar_aligned_windows_of_the_test_split(monkeypatc
         resolution = 4
 
         def melodies(self, split: str) -> list[list[int]]:
+            if split == "valid":
+                return [[5] * 32]
             assert split == "test"
             return [list(range(2, 38)) * 2 + [0] * 8, [14] * 20]  # 80 tokens, 20 tokens
 
@@ -198,6 +200,8 @@ def test_reference_melodies_are_bar_aligned_windows_of_the_test_split(monkeypatc
     assert windows == [list(range(2, 34)), [*range(34, 38), *range(2, 30)]]  # not from 64: short
     _, windows = reference_melodies("melody16", 20)  # windows start every 2 bars
     assert [w[0] for w in windows] == [2, 34, 14]
+    chosen_on = AgentsBenchConfig(prior="melody16", length=32, split="valid")
+    assert REFERENCE_DATA(chosen_on) == ("essen", [[5] * 32])  # settings are chosen on valid
     card.pop("key_normalised")  # an older card
     reference_melodies("melody16", 32)
     assert asked["key_normalise"] is False
@@ -218,7 +222,8 @@ def test_run_writes_tables_pictures_and_midi(tmp_path: Path, fake_test_melodies)
     assert saved["results"]["random"][0]["distinct_melodies"] == 100.0
     random_log_p = saved["results"]["random"][0]["log_p"]
     assert random_log_p < saved["results"]["prior"][0]["log_p"]  # the prior likes its own samples
-    described = {"column": TEST_MELODIES, "data": FAKE_DATA, "pieces": 40, "sampled": 8}
+    described = {"column": TEST_MELODIES, "data": FAKE_DATA, "split": "test", "pieces": 40}
+    described["sampled"] = 8
     assert saved["data_column"] == described
     cell = saved["table"]["random"]["notes_not_in_key"]
     assert cell["interval"] == "bootstrap" and cell["low"] <= cell["mean"] <= cell["high"]
@@ -428,6 +433,23 @@ def test_bench_chorales_is_bench_agents_on_the_chorale_env(monkeypatch) -> None:
     assert seen[0].seeds == (0, 1, 2) and seen[0].agents[-1] == "sb3-maskableppo"
     assert main(["bench", "agents", "--melodies", "7", "--out", "x"]) == 0  # the older name
     assert seen[2].pieces == 7 and seen[2].env == MELODY.env_id
+    assert seen[2].split == "test"  # results are reported on the test split
+    assert main(["bench", "chorales", "--split", "valid", "--out", "x"]) == 0
+    assert seen[3].split == "valid"
+
+
+def test_rule_weights_are_measured_on_the_validation_split(monkeypatch) -> None:
+    """Weights are settings: ``--weights`` measures on Bach's validation chorales unless
+    ``--split`` says otherwise."""
+    from musicgym.benchmarks import chorale_weights
+    from musicgym.cli import main
+
+    seen = []
+    monkeypatch.setattr(chorale_weights, "rule_weight_evidence", lambda *a, **kw: seen.append(kw))
+    assert main(["bench", "chorales", "--weights"]) == 0
+    assert main(["bench", "chorales", "--weights", "--split", "test", "--percentile", "99"]) == 0
+    assert "split" not in seen[0] and chorale_weights.WEIGHTS_SPLIT == "valid"
+    assert (seen[1]["percentile"], seen[1]["split"]) == (99.0, "test")
 
 
 def test_a_failed_run_is_recorded_and_fails_the_command(tmp_path: Path, monkeypatch, capsys):

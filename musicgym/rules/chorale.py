@@ -356,8 +356,9 @@ CHORALE: dict[str, float] = {
 resolution (the melody rule that still applies to a chorale's top voice at 16th notes; the others
 reward a melody's motifs or punish the held notes of a chorale), with their weights: each rule's
 ``c`` times the 90th percentile of what the prior gains by breaking it where Bach obeys it,
-rounded up to a half (``musicgym bench chorales --weights``; the cadence, which the prior's
-samples hardly ever reach, by the reasoning of RESULTS.md). ``notes_in_key`` is left out: on top
+rounded up to a half (``musicgym bench chorales --weights``, then on Bach's test chorales: the
+measurement reads the validation split now; the cadence, which the prior's samples hardly ever
+reach, by the reasoning of RESULTS.md). ``notes_in_key`` is left out: on top
 of ``chord_in_key`` it drove the tuned chorales' chromatic notes far below Bach's 5%."""
 
 CHORALE_CHARACTER: dict[str, float] = {
@@ -385,4 +386,6 @@ Bach's frame. The voice leading (parallels, hidden perfects, crossing) weighs tw
 ``c`` times it 6.5, 5.7, 5.0 and 4.6 in one measurement): beside the cadence and texture rules,
 whose rewards an agent can reach by breaking it, the tuned chorales broke it at 2.5 times Bach's
 rate with the 90th percentile's weights. ``benchmarks/RESULTS.md`` ("Chorales: Bach's
-character", "Voice leading that wins in the tail") gives the measurements."""
+character", "Voice leading that wins in the tail") gives the measurements, made on Bach's test
+chorales before ``--weights`` read the validation split ("Choosing on the validation split": the
+same measurement there)."""
