@@ -78,7 +78,7 @@ from musicgym.benchmarks.report import (
 from musicgym.config import DEFAULTS, ENV_ID, EnvConfig
 from musicgym.errors import BenchmarkError
 from musicgym.fileio import write_text
-from musicgym.tasks import CHORALE, MELODY, Task, task_of
+from musicgym.tasks import CHORALE, MELODY, REPORTED_SPLIT, Task, task_of
 
 REFERENCE_AGENTS = ("prior", "random")
 """Agents composed without training."""
@@ -194,7 +194,7 @@ class AgentsBenchConfig:
     ray: str | None = None
     """Run each (agent, seed) as a Ray task: a cluster's address, or '' for a local Ray of --jobs
     CPUs; None: in processes of this machine (--jobs)."""
-    split: Literal["test", "valid"] = "test"
+    split: Literal["test", "valid"] = REPORTED_SPLIT
     """The split of the prior's data the data column is cut from: test to report results on,
     valid to choose settings on (train on train, choose on valid, report on test)."""
     allow_failures: bool = False

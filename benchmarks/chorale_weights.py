@@ -46,16 +46,16 @@ def rule_weight_evidence(
 ) -> dict[str, dict[str, float]]:
     """What each rule of ``rules`` (a preset name or rule names, default ``"chorale"``) must
     outweigh: in every state of Bach's chorales of ``split`` (the validation split by default:
-    the bench's Bach column cut from it, :func:`~musicgym.benchmarks.agents_bench.reference_data`,
-    teacher-forced), ``samples`` frames
-    are drawn from the prior; among those the rule judges worse than Bach's own frame, the most
-    likely one's ``log p`` gap to Bach's frame, per unit of the rule's value, is what the prior
-    gains by breaking the rule there (a sample breaks it when the rule values it at least
-    ``min_difference`` below Bach's frame: every sample the rule judges worse for the rules of
-    whole violations, and for the profile rules a difference that matters, see
+    the bench's Bach column cut from it,
+    :func:`~musicgym.benchmarks.agents_bench.reference_data`, teacher-forced), ``samples``
+    frames are drawn from the prior; among those the rule judges worse than Bach's own frame,
+    the most likely one's ``log p`` gap to Bach's frame, per unit of the rule's value, is what
+    the prior gains by breaking the rule there (a sample breaks it when the rule values it at
+    least ``min_difference`` below Bach's frame: every sample the rule judges worse for the
+    rules of whole violations, and for the profile rules a difference that matters, see
     :data:`MIN_DIFFERENCE`). A rule that judges the ending only
-    (:class:`~musicgym.rules.chorale.EndingRule`) is measured on endings instead:
-    from ``ending_bars`` bars before each chorale's end, ``samples`` endings are drawn frame by
+    (:class:`~musicgym.rules.chorale.EndingRule`) is measured on endings instead: from
+    ``ending_bars`` bars before each chorale's end, ``samples`` endings are drawn frame by
     frame, and the gap is the most likely worse ending's ``log p`` less that of Bach's ending. A
     weight of at least ``c`` times the gap makes the rule win. Prints and returns, per rule, the
     states with such a sample, the median and the ``percentile``-th percentile of the gap, the

@@ -42,6 +42,10 @@ Piece = TypeVar("Piece")
 Melody = list[int]
 
 
+REPORTED_SPLIT = "test"
+"""The split of the data that results are reported on; settings are chosen on ``"valid"``."""
+
+
 class Dataset(Protocol):
     """What :meth:`Task.reference_pieces` reads of a dataset (:class:`musicgym.priors.data.Dataset`,
     which the core does not import)."""
@@ -145,7 +149,7 @@ class Task(ABC, Generic[Piece]):
     # ----------------------------------------------------------------------- the data column
     @abstractmethod
     def reference_pieces(
-        self, dataset: Dataset, config: EnvConfig, split: str = "test"
+        self, dataset: Dataset, config: EnvConfig, split: str = REPORTED_SPLIT
     ) -> list[Piece]:
         """The data column's pieces, cut from ``split`` of ``dataset`` (the test split, which
         results report; the validation split, which settings are chosen on) as ``config``'s
@@ -358,7 +362,7 @@ class MelodyTask(Task[Melody]):
         }
 
     def reference_pieces(
-        self, dataset: Dataset, config: EnvConfig, split: str = "test"
+        self, dataset: Dataset, config: EnvConfig, split: str = REPORTED_SPLIT
     ) -> list[Melody]:
         """Each piece's top voice as melody tokens cut into non-overlapping windows of
         ``config.length`` tokens that start on bar lines (the incomplete last window left out),
@@ -506,7 +510,7 @@ class ChoraleTask(Task[NoteState]):
         return {DISTINCT_PIECES[0]: distinct_pieces(pieces)}
 
     def reference_pieces(
-        self, dataset: Dataset, config: EnvConfig, split: str = "test"
+        self, dataset: Dataset, config: EnvConfig, split: str = REPORTED_SPLIT
     ) -> list[NoteState]:
         """The last ``config.bars`` bars of every chorale of ``split``: each window ends at the
         chorale's last sounding frame and starts on a beat (at most a beat longer)."""

@@ -30,6 +30,7 @@ from musicgym.fileio import load_checkpoint_file, save_checkpoint_file
 from musicgym.prior import checkpoint_path
 from musicgym.priors.model import BiaxialLSTM
 from musicgym.priors.note_rnn import NoteRNN
+from musicgym.tasks import REPORTED_SPLIT
 
 MODELS: dict[str, type[nn.Module]] = {
     BiaxialLSTM.model_tag: BiaxialLSTM,
@@ -117,7 +118,9 @@ def save_checkpoint(
     save_checkpoint_file(checkpoint, path)
 
 
-def data_pieces(config: Any, split: str = "test", progress: bool = False) -> tuple[str, list[Any]]:
+def data_pieces(
+    config: Any, split: str = REPORTED_SPLIT, progress: bool = False
+) -> tuple[str, list[Any]]:
     """``(dataset name, pieces)``: ``split`` of the data the prior of ``config`` (an
     :class:`~musicgym.config.EnvConfig`) was trained on (its checkpoint's ``"data"``, with its
     pitch range and key normalisation), cut as the environment composes
