@@ -358,8 +358,8 @@ reward a melody's motifs or punish the held notes of a chorale), with their weig
 ``c`` times the 90th percentile of what the prior gains by breaking it where Bach obeys it,
 rounded up to a half (``musicgym bench chorales --weights``, then on Bach's test chorales: the
 measurement reads the validation split now; the cadence, which the prior's samples hardly ever
-reach, by the reasoning of RESULTS.md). ``notes_in_key`` is left out: on top
-of ``chord_in_key`` it drove the tuned chorales' chromatic notes far below Bach's 5%."""
+reach, by the reasoning of RESULTS.md). ``notes_in_key`` is left out: on top of
+``chord_in_key`` it drove the tuned chorales' chromatic notes far below Bach's 5%."""
 
 CHORALE_CHARACTER: dict[str, float] = {
     "parallel_fifths": 4.0,
