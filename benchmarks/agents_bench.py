@@ -424,9 +424,13 @@ def write_report(
         histograms = task.reference_histograms(pieces)
         columns[task.data_column] = [bench_reference(data, pieces, config)]
         sampled = len(columns[task.data_column][0]["pieces"])
-        described = {"column": task.data_column, "data": data, "split": config.split}
-        described["pieces"] = len(pieces)
-        described["sampled"] = sampled
+        described = {
+            "column": task.data_column,
+            "data": data,
+            "split": config.split,
+            "pieces": len(pieces),
+            "sampled": sampled,
+        }
     failures = [
         {"agent": name, "seed": seed, "error": outcome.error}
         for (name, seed), outcome in zip(tasks, outcomes, strict=True)

@@ -12,7 +12,7 @@ from musicgym.benchmarks.agents_bench import AgentsBenchConfig, reference_data
 from musicgym.config import CHORALE_DEFAULTS
 from musicgym.errors import ArgumentError
 from musicgym.music.harmony import find_key, sonority
-from musicgym.tasks import CHORALE
+from musicgym.tasks import CHOOSING_SPLIT, CHORALE
 
 MIN_DIFFERENCE = 0.5
 """How much lower than Bach's frame a rule must value a sample for the sample to break it. The
@@ -22,10 +22,6 @@ is already near Bach's, values most samples only a little lower than Bach's fram
 unit of so small a difference would ask for a weight that buys nothing where it matters. Half a
 nat is about what a note costs, near the piece's end, of a pitch class the piece plays 1.65
 times as often as Bach."""
-
-WEIGHTS_SPLIT = "valid"
-"""The split of Bach's chorales the weights are measured on by default: weights are settings,
-chosen on the validation split, so that the test split the bench reports on stays unseen."""
 
 WINNING_PERCENTILE = 90.0
 """The percentile of what the prior gains by breaking a rule at which the measured weight wins
@@ -42,7 +38,7 @@ def rule_weight_evidence(
     ending_bars: int = 1,
     min_difference: float = MIN_DIFFERENCE,
     percentile: float = WINNING_PERCENTILE,
-    split: str = WEIGHTS_SPLIT,
+    split: str = CHOOSING_SPLIT,
 ) -> dict[str, dict[str, float]]:
     """What each rule of ``rules`` (a preset name or rule names, default ``"chorale"``) must
     outweigh: in every state of Bach's chorales of ``split`` (the validation split by default:

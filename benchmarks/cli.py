@@ -10,6 +10,7 @@ fast.
 from __future__ import annotations
 
 import argparse
+import typing
 from collections.abc import Callable
 
 from musicgym.arguments import percentile, thread_count
@@ -211,12 +212,14 @@ def add_agents_arguments(parser: argparse.ArgumentParser, env: str) -> None:
     from musicgym.benchmarks.agents_bench import AgentsBenchConfig
     from musicgym.tasks import TASKS
 
+    splits = typing.get_args(typing.get_type_hints(AgentsBenchConfig)["split"])
+
     add_dataclass_arguments(
         parser, AgentsBenchConfig, exclude=("env", "agents", "seeds", "ray", "split")
     )
     parser.add_argument(
         "--split",
-        choices=("test", "valid"),
+        choices=splits,
         default=argparse.SUPPRESS,  # absent unless given: --weights has its own default
         help="the split of the prior's data the data column is cut from: test (the default) to "
         "report results on, valid to choose settings on without looking at the test split",

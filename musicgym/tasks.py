@@ -43,7 +43,9 @@ Melody = list[int]
 
 
 REPORTED_SPLIT = "test"
-"""The split of the data that results are reported on; settings are chosen on ``"valid"``."""
+"""The split of the data that results are reported on."""
+CHOOSING_SPLIT = "valid"
+"""The split of the data that settings are chosen on, so that the reported split stays unseen."""
 
 
 class Dataset(Protocol):

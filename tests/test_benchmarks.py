@@ -222,8 +222,13 @@ def test_run_writes_tables_pictures_and_midi(tmp_path: Path, fake_test_melodies)
     assert saved["results"]["random"][0]["distinct_melodies"] == 100.0
     random_log_p = saved["results"]["random"][0]["log_p"]
     assert random_log_p < saved["results"]["prior"][0]["log_p"]  # the prior likes its own samples
-    described = {"column": TEST_MELODIES, "data": FAKE_DATA, "split": "test", "pieces": 40}
-    described["sampled"] = 8
+    described = {
+        "column": TEST_MELODIES,
+        "data": FAKE_DATA,
+        "split": "test",
+        "pieces": 40,
+        "sampled": 8,
+    }
     assert saved["data_column"] == described
     cell = saved["table"]["random"]["notes_not_in_key"]
     assert cell["interval"] == "bootstrap" and cell["low"] <= cell["mean"] <= cell["high"]
@@ -448,7 +453,7 @@ def test_rule_weights_are_measured_on_the_validation_split(monkeypatch) -> None:
     monkeypatch.setattr(chorale_weights, "rule_weight_evidence", lambda *a, **kw: seen.append(kw))
     assert main(["bench", "chorales", "--weights"]) == 0
     assert main(["bench", "chorales", "--weights", "--split", "test", "--percentile", "99"]) == 0
-    assert "split" not in seen[0] and chorale_weights.WEIGHTS_SPLIT == "valid"
+    assert "split" not in seen[0] and chorale_weights.CHOOSING_SPLIT == "valid"
     assert (seen[1]["percentile"], seen[1]["split"]) == (99.0, "test")
 
 
