@@ -307,7 +307,7 @@ class MusicStatisticsCallback(BaseCallback):
         task = task_of(self.env.env)
         agent = SB3Agent(self.model, self.env, self.prior)
         pieces = agent.compose(self.melodies, seed=self.env.seed)
-        statistics = task.statistics(self.prior, pieces, self.env.key, self.reference)
+        statistics = task.statistics(self.prior, pieces, self.env.judged_key, self.reference)
         for name, value in statistics.items():
             self.logger.record(f"music/{name}", value)
         self.logger.dump(self.num_timesteps)

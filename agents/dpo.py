@@ -297,7 +297,7 @@ def play_round(
     step = state["played"]
     writer.add_scalar("charts/mean_return", float(episodes.returns.mean()), step)
     task = task_of(config.env)
-    for name, value in task.statistics(None, episodes.pieces, config.key, reference).items():
+    for name, value in task.statistics(None, episodes.pieces, config.judged_key, reference).items():
         writer.add_scalar(f"music/{name}", value, step)
     objective = config.objective(agent, episodes, state)
     settle = 1 / math.sqrt(1 + config.learning_rate_decay * (state["round"] - 1))

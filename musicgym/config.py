@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from musicgym.checks import NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, check_numbers
 from musicgym.errors import EnvArgumentError
-from musicgym.music.keys import Key
+from musicgym.music.keys import parse_keys
 from musicgym.prior import DEFAULT_PRIOR
 from musicgym.rules import ChoraleContext, RuleContext, parse_rules, resolve_rules
 
@@ -60,7 +60,8 @@ class EnvConfig:
     c: float = 0.5
     """Divisor of the rule rewards."""
     key: str = "C major"
-    """Key of the rules and statistics."""
+    """Key of the rules and statistics; for ChoraleComposition-v0 also several, separated by
+    commas ('C major,A minor'), of which each episode draws one (the observation shows it)."""
     length: int = 32
     """Tokens per melody (16th notes; MusicComposition-v0)."""
     bars: int = 4
@@ -95,12 +96,20 @@ class EnvConfig:
             },
         )
         try:
-            Key.parse(self.key)
+            keys = set(parse_keys(self.key))
         except ValueError as error:
             raise EnvArgumentError(f"key: {error}") from None
+        if len(keys) > 1 and self.env != CHORALE_ENV_ID:
+            raise EnvArgumentError(f"key: only {CHORALE_ENV_ID} draws its episodes' keys")
         resolve_rules(parse_rules(self.rules), defaults.context)
         if self.phrases and self.env != CHORALE_ENV_ID:
             raise EnvArgumentError(f"phrases: only {CHORALE_ENV_ID} has phrase episodes")
+
+    @property
+    def judged_key(self) -> str | None:
+        """The key the statistics judge the pieces in: :attr:`key`, or where it names several
+        keys ``None`` (each chorale in the key it is in)."""
+        return None if len(set(parse_keys(self.key))) > 1 else self.key
 
     def env_kwargs(
         self,

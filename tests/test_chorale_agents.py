@@ -86,6 +86,23 @@ def test_network_reads_the_decided_notes_and_the_bar_and_piece_positions(prior, 
     assert (piece[5] == 1.0 and piece.sum() == 1.0) if piece_position else not len(piece)
 
 
+def test_network_reads_the_key_an_env_of_several_keys_shows(prior):
+    """``key="C major,A minor"``: the features end with the key of each state's piece,
+    one-hot, as ``info["key"]`` names it; with one key there is no such feature."""
+    from musicgym.music.keys import ALL_KEYS, Key
+
+    tuner = RLTuner(RLTunerConfig(**{**SMALL, "key": "C major,A minor"}), prior)
+    single = RLTuner(RLTunerConfig(**SMALL), prior)
+    assert tuner.part.feature_size == single.part.feature_size + len(ALL_KEYS)
+    envs = tuner.make_envs(6)
+    observations, infos = envs.reset(seed=0)
+    states = tuner.part.observed_states(observations, tuner.device)
+    shown = tuner.q_network.features(states)[:, -len(ALL_KEYS) :]
+    expected = [Key.parse(name).index for name in infos["key"]]
+    assert shown.argmax(1).tolist() == expected and shown.sum().item() == 6
+    assert len(set(expected)) == 2
+
+
 def test_place_in_the_piece_is_the_progress_in_its_frames(prior):
     """Every frame ``t`` of a piece (a phrase) of ``L`` frames, its progress ``t / L`` as the
     env's float32 observation: its place is ``t`` read in a whole chorale's frames, rounded
@@ -262,8 +279,9 @@ def test_rl_tuner_trains_and_composes_chorales(prior, algo, tmp_path):
         {"algo": "q", **PHRASES},
         {"algo": "q", "ending_share": 0.25},
         {"algo": "q", "rule_features": True},
+        {"algo": "q", "rule_features": True, "key": "C major,A minor"},
     ],
-    ids=["q", "psi-primed", "q-phrases", "q-endings", "q-rule-features"],
+    ids=["q", "psi-primed", "q-phrases", "q-endings", "q-rule-features", "q-keys"],
 )
 def test_rl_tuner_interrupted_at_a_random_step_resumes_bit_for_bit(
     prior, settings, tmp_path, capsys
@@ -306,18 +324,22 @@ def test_rl_tuner_interrupted_at_a_random_step_resumes_bit_for_bit(
     assert all(chorale.num_steps == 16 * config.bars for chorale in chorales)  # whole ones
     if config.phrases:  # phrases began, each with its primer, before and after the stop
         assert len(set(a["replay"]["primer_lengths"].tolist())) > 2
+    if "," in config.key:  # pieces in both keys were kept
+        assert set(a["replay"]["state_key"].tolist()) == {0, 21}
 
 
 def test_a_run_from_before_the_piece_position_resumes_without_it(prior, tmp_path):
-    """A checkpoint whose settings and replay know nothing of the place in the piece nor of the
-    last frames' marks (as saved before they existed) loads and resumes with the place off, as
-    the run was trained."""
+    """A checkpoint whose settings and replay know nothing of the place in the piece, of the
+    last frames' marks nor of the pieces' keys (as saved before they existed) loads and resumes
+    with the place off, as the run was trained, in its one key."""
     config = RLTunerConfig(steps=200, **SMALL)
     train_rl_tuner(replace(config, piece_position=False), tmp_path, prior=prior, progress=False)
     checkpoint = torch.load(tmp_path / "agent.pt", weights_only=True)
     del checkpoint["config"]["piece_position"]
     for name in ("state_place", "next_place", "current_place", "last_frames"):
         del checkpoint["replay"][name]
+    for side in ("state", "next", "current"):
+        del checkpoint["replay"][f"{side}_key"]
     torch.save(checkpoint, tmp_path / "agent.pt")
     assert not RLTuner.load(tmp_path)[0].config.piece_position
     resumed = train_rl_tuner(replace(config, steps=400), tmp_path, resume=True, progress=False)
@@ -445,8 +467,8 @@ def test_action_outcomes_are_what_the_rules_judge():
     matched by rank with the frame before, as :func:`parallel_perfects` judges each pair of
     voices; those of "end" are :func:`parallel_perfects`, :func:`hidden_perfect` and
     :func:`voice_overlap` of the frame it closes, on a beat whether it has other than four
-    voices and, in the last beat, its :func:`cadence_parts` (A minor, where a Picardy third
-    counts)."""
+    voices and, in the last beat, its :func:`cadence_parts` in each state's key (A minor,
+    where a Picardy third counts, A major or C major)."""
     from musicgym.agents.rl_tuner.chorale import RULE_OUTCOMES, action_outcomes
     from musicgym.music.harmony import (
         Sonority,
@@ -470,8 +492,9 @@ def test_action_outcomes_are_what_the_rules_judge():
             decided[i] = False
             decided[i, rng.choice([9, 12, 16, 13, 21, 4], rng.integers(1, 4), replace=False)] = True
     on_beat, in_last_beat = torch.from_numpy(rng.random((2, count)) < 0.5)
-    key = Key.parse("A minor")
-    outcomes = action_outcomes(previous, decided, on_beat, in_last_beat, lowest, key)
+    keys = [Key.parse(name) for name in rng.choice(["A minor", "A major", "C major"], count)]
+    indices = torch.tensor([key.index for key in keys])
+    outcomes = action_outcomes(previous, decided, on_beat, in_last_beat, lowest, indices)
     assert outcomes.shape == (count, 2 * N + 1, len(RULE_OUTCOMES)) and len(RULE_OUTCOMES) == 11
     assert torch.equal(outcomes[:, :N], outcomes[:, N : 2 * N])
     assert not outcomes[:, :N, 2:].any() and not outcomes[:, -1, :2].any()
@@ -480,7 +503,7 @@ def test_action_outcomes_are_what_the_rules_judge():
         before = [lowest + int(p) for p in np.flatnonzero(previous[i])]
         now = [lowest + int(p) for p in np.flatnonzero(decided[i])]
         closed = parallel_perfects(notes(before), notes(now))
-        parts = [bool(in_last_beat[i]) and part for part in cadence_parts(notes(now), key)]
+        parts = [bool(in_last_beat[i]) and part for part in cadence_parts(notes(now), keys[i])]
         leading = [
             hidden_perfect(notes(before), notes(now)),
             voice_overlap(notes(before), notes(now)),
@@ -502,11 +525,13 @@ def test_action_outcomes_are_what_the_rules_judge():
     assert (found > [20, 10, 3, 10, 10]).all(), found
 
 
-def test_rule_outcomes_in_the_replay_are_those_the_agent_saw(prior):
-    """With ``rule_features`` (and phrases, each with its primer), the outcomes the replay
-    recomputes for its kept transitions (the frame before from the pieces' notes and primers)
-    equal those the agent read from the observations when it acted."""
-    config = RLTunerConfig(**{**SMALL, **PHRASES, "rule_features": True, "num_envs": 3})
+@pytest.mark.parametrize("episodes", [PHRASES, {"key": "C major,A minor"}], ids=["phrases", "keys"])
+def test_rule_outcomes_in_the_replay_are_those_the_agent_saw(prior, episodes):
+    """With ``rule_features`` (and phrases, each with its primer, or each piece in a key drawn
+    from two), the outcomes the replay recomputes for its kept transitions (the frame before
+    from the pieces' notes and primers, the key from each transition's own) equal those the
+    agent read from the observations when it acted."""
+    config = RLTunerConfig(**{**SMALL, **episodes, "rule_features": True, "num_envs": 3})
     tuner = RLTuner(config, prior)
     replay: ChoraleReplay = tuner.part.make_replay(config.buffer_size, 3)
     envs, rng = tuner.make_envs(3, training=True), np.random.default_rng(2)
@@ -527,6 +552,8 @@ def test_rule_outcomes_in_the_replay_are_those_the_agent_saw(prior):
     kept = np.array([n for n in seen if n >= replay.count - replay.capacity])
     slots = kept % replay.capacity
     valid = replay._valid(slots)
-    recomputed = replay.states(slots[valid], "state", torch.device("cpu")).outcomes
-    assert torch.equal(recomputed, torch.stack([seen[n] for n in kept[valid]]))
-    assert recomputed[..., :2].sum() > 0 and valid.sum() > 100
+    recomputed = replay.states(slots[valid], "state", torch.device("cpu"))
+    assert torch.equal(recomputed.outcomes, torch.stack([seen[n] for n in kept[valid]]))
+    assert recomputed.outcomes[..., :2].sum() > 0 and valid.sum() > 100
+    if "key" in episodes:
+        assert set(recomputed.key.tolist()) == {0, 21}  # C major, A minor

@@ -316,6 +316,42 @@ def test_primer_is_fed_and_shown_but_not_judged(prior, tmp_path):
 
 
 # ------------------------------------------------------------------------------ bad input
+def test_several_keys_are_drawn_per_episode_and_shown(prior):
+    """``key="C major, A minor"``: each episode draws one of them from its seed (the vector
+    env's slots as the single env's), ``info["key"]`` names it, the observation shows it one-hot
+    before the bar position (one key: the observation is as before), and the rules judge in it;
+    a reset's key option still sets the episode's."""
+    from musicgym.music.keys import Key
+
+    one, both = make(prior, bars=1), make(prior, bars=1, key="C major, A minor")
+    N = prior.num_pitches
+    assert both.observation_space.shape[0] == one.observation_space.shape[0] + 24
+    drawn = []
+    for seed in range(12):
+        observation, info = both.reset(seed=seed)
+        key = Key.parse(info["key"])
+        assert both.unwrapped._batch.keys[0] == key
+        shown = observation[3 * N + 1 + 8 * 2 * N :][:24]
+        assert shown[key.index] == 1.0 and shown.sum() == 1.0
+        drawn.append(info["key"])
+    assert set(drawn) == {"C major", "A minor"}
+    assert [
+        make(prior, bars=1, key=["C major", "A minor"]).reset(seed=s)[1]["key"] for s in range(12)
+    ] == drawn  # a list is the same argument
+    assert both.reset(seed=0, options={"key": "G major"})[1]["key"] == "G major"
+    vector = gym.make_vec(
+        ENV_ID,
+        num_envs=3,
+        vectorization_mode="vector_entry_point",
+        prior=prior,
+        bars=1,
+        key="C major, A minor",
+    )
+    _, infos = vector.reset(seed=[4, 5, 6])
+    assert infos["key"].tolist() == drawn[4:7]
+    assert one.reset(seed=0)[1]["key"] == "C major"  # one key draws nothing
+
+
 def test_bad_input_is_one_line(prior, tmp_path):
     from musicgym.priors.note_rnn import NoteRNN, NoteRNNConfig
 
@@ -337,6 +373,10 @@ def test_bad_input_is_one_line(prior, tmp_path):
         make(prior, rules=["nope"])
     with pytest.raises(RuleError, match="'tonic' judge melody steps"):
         make(prior, rules=["tonic"])
+    with pytest.raises(EnvArgumentError, match="^key: key 'H minor' does not parse"):
+        make(prior, key="C major, H minor")
+    with pytest.raises(EnvArgumentError, match="^key: no key given"):
+        make(prior, key=[])
     bad = [("bars", 0), ("c", -1.0), ("history", 0), ("invalid_action", "skip"), ("threads", 0)]
     for name, value in bad:
         with pytest.raises(EnvArgumentError, match=f"^{name}: "):

@@ -2,9 +2,10 @@
 
 * **Features.** A state is a decision inside a frame. Beside the prior's summary of the frames so
   far, the Q-network reads the notes decided in this frame, the lowest pitch still open (one-hot),
-  the frame's place in the bar (one-hot) and, with ``piece_position``, its place in the piece
-  (one-hot of the progress ``t / length`` over the piece's frames), all from the environment's
-  plain observation.
+  the frame's place in the bar (one-hot), with ``piece_position`` its place in the piece
+  (one-hot of the progress ``t / length`` over the piece's frames) and, where the environment
+  draws each piece's key among several (``key="C major,A minor"``), that key (one-hot), all
+  from the environment's plain observation.
 * **Masks.** The invalid actions (pitches at or below the last one written in the frame) are left
   out of the max and the logsumexp of the targets, of the greedy choice and of exploration; the
   ``"prior"`` observation's ``"action_mask"`` gives them.
@@ -12,11 +13,11 @@
   where a step is a 16th note: inside a frame the decisions are not discounted, so the rules,
   judged when a time step ends, reach back to every decision of their frame.
 * **Replay.** Transitions are kept one by one (a frame takes a varying number of decisions): each
-  state keeps its frame's index into a store of the frames' summaries (float16, one per frame,
-  not per decision), its decided notes (bit-packed), its open pitch, its bar and piece positions
-  and its ``log p``. A frame summary overwritten by newer frames invalidates the old transitions
-  that read it; batches draw among the valid ones. Each kept frame also knows its piece and time
-  step, and the replay keeps those pieces' primers (each its own, read from the reset's
+  state keeps its frame's index into a store of the frames' summaries (float16, one per frame, not
+  per decision), its decided notes (bit-packed), its open pitch, its bar and piece positions, its
+  key and its ``log p``. A frame summary overwritten by newer frames invalidates the old
+  transitions that read it; batches draw among the valid ones. Each kept frame also knows its piece
+  and time step, and the replay keeps those pieces' primers (each its own, read from the reset's
   ``info["primer"]``: with ``--phrases`` its chorale before the phrase) and the notes of their
   frames (bit-packed), so that checkpoints leave the summaries out (hundreds of MB) and
   ``--resume`` recomputes them with the frozen prior from each piece's primer and notes (a digest
@@ -29,13 +30,14 @@
   observation's frames before, and in the replay from the piece's notes and primer); for "end",
   those of the frame it closes, its hidden perfects and voice crossing, a beat without four
   voices, and in the chorale's last beat, where the ending rules pay, the cadence's parts and
-  the whole cadence.
+  the whole cadence (in the piece's key).
 * **Phrases.** With ``--phrases`` the Tuner learns on phrase episodes (of varying lengths, up to
   ``bars`` bars, each with its own primer) and composes whole chorales.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +51,7 @@ from musicgym.agents.rl_tuner.parts import Observations, Transitions, tensor
 from musicgym.envs.decisions import BEATS_PER_BAR, end_action, parse_primer, valid_actions
 from musicgym.errors import EnvArgumentError
 from musicgym.music.harmony import FOUR_VOICES, MAX_STEP, PERFECT_INTERVALS, tonic_thirds
-from musicgym.music.keys import Key
+from musicgym.music.keys import ALL_KEYS, parse_keys
 from musicgym.prior import NoteAxisPrior
 
 FRAMES_PER_TRANSITION = 4
@@ -168,12 +170,13 @@ def action_outcomes(
     on_beat: torch.Tensor,
     in_last_beat: torch.Tensor,
     lowest_pitch: int,
-    key: Key,
+    keys: torch.Tensor,
 ) -> torch.Tensor:
     """``(M, 2N + 1, R)``: the :data:`RULE_OUTCOMES` of every action in ``M`` decision states:
     ``previous`` ``(M, N)``, the notes sounding in the frame before (none in the first);
     ``decided`` ``(M, N)``, those decided in this frame (all below the open pitch); ``on_beat``
-    and ``in_last_beat`` ``(M,)``, where the frame is.
+    and ``in_last_beat`` ``(M,)``, where the frame is; ``keys`` ``(M,)``, the
+    :attr:`~musicgym.music.keys.Key.index` of each state's key.
 
     * A strike and a hold of a pitch do the same: the voice it adds, the next rank up, forms
       :data:`PARALLELS` with a voice below it, matched by rank with the frame before's voices
@@ -195,7 +198,7 @@ def action_outcomes(
     found = torch.stack(parallels(below, leader), 3)  # (M, V, N, 2)
     judged = matched[:, None] & (torch.arange(most, device=decided.device) < count_now[:, None])
     notes = (found & judged[:, :, None, None]).any(1)  # (M, N, 2)
-    cadence = ending_outcomes(decided, now, lowest_pitch, key) & in_last_beat[:, None]
+    cadence = ending_outcomes(decided, now, lowest_pitch, keys) & in_last_beat[:, None]
     leading = frame_voice_leading(before, now, on_beat)
     end = torch.cat([frame_parallels(before, now), leading, cadence], 1).float()
     per_note = torch.cat([notes.float(), notes.new_zeros(M, N, end.shape[1]).float()], 2)
@@ -203,27 +206,43 @@ def action_outcomes(
     return torch.cat([per_note, per_note, end], 1)
 
 
+@functools.cache
+def tonic_triads(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Of each of :data:`~musicgym.music.keys.ALL_KEYS` (by index): its tonic ``(24,)``, the
+    pitch classes its tonic triad may hold ``(24, 12)`` (the tonic, the fifth and
+    :func:`~musicgym.music.harmony.tonic_thirds`) and those that may be its third ``(24, 12)``."""
+    tonics = torch.tensor([key.tonic for key in ALL_KEYS], device=device)
+    thirds = torch.zeros(len(ALL_KEYS), 12, dtype=torch.bool, device=device)
+    for key in ALL_KEYS:
+        thirds[key.index, sorted(tonic_thirds(key))] = True
+    triads = thirds.clone()
+    rows = torch.arange(len(ALL_KEYS), device=device)
+    triads[rows, tonics], triads[rows, (tonics + 7) % 12] = True, True
+    return tonics, triads, thirds
+
+
 def ending_outcomes(
-    decided: torch.Tensor, now: tuple[torch.Tensor, torch.Tensor], lowest_pitch: int, key: Key
+    decided: torch.Tensor,
+    now: tuple[torch.Tensor, torch.Tensor],
+    lowest_pitch: int,
+    keys: torch.Tensor,
 ) -> torch.Tensor:
     """``(M, 4)`` bool: the :data:`CADENCE_PARTS` of the frames ``decided`` ``(M, N)`` (their
-    :func:`voices` ``now``): the tonic in the bass, in the soprano, the tonic triad
-    (:func:`~musicgym.music.harmony.cadence_parts`), all three."""
+    :func:`voices` ``now``), each in its key (``keys`` ``(M,)``, by index): the tonic in the
+    bass, in the soprano, the tonic triad (:func:`~musicgym.music.harmony.cadence_parts`), all
+    three."""
     M, N = decided.shape
     classes = (lowest_pitch + torch.arange(N, device=decided.device)) % 12
     bass, soprano = now[0][:, 0].clamp(max=N - 1), top_voice(*now).clamp(max=N - 1)
     sounding = now[1] > 0
     counted = torch.zeros(M, 12, dtype=torch.long, device=decided.device)
     present = counted.scatter_add_(1, classes.expand(M, N), decided.long()) > 0  # (M, 12)
-    thirds = torch.tensor(sorted(tonic_thirds(key)), device=decided.device)
-    allowed = torch.zeros(12, dtype=torch.bool, device=decided.device)
-    allowed[[key.tonic, (key.tonic + 7) % 12]] = True
-    allowed[thirds] = True
-    triad = (present & ~allowed).sum(1).eq(0) & present[:, thirds].sum(1).eq(1)
+    tonics, triads, thirds = (table[keys] for table in tonic_triads(decided.device))
+    triad = (present & ~triads).sum(1).eq(0) & (present & thirds).sum(1).eq(1)
     parts = torch.stack(
         [
-            sounding & (classes[bass] == key.tonic),
-            sounding & (classes[soprano] == key.tonic),
+            sounding & (classes[bass] == tonics),
+            sounding & (classes[soprano] == tonics),
             triad,
         ],
         1,
@@ -255,6 +274,8 @@ class ChoraleStates:
     chorale's time step ``t``)."""
     mask: torch.Tensor
     """``(M, 2N + 1)`` bool: the valid actions."""
+    key: torch.Tensor
+    """``(M,)``: the :attr:`~musicgym.music.keys.Key.index` of the piece's key."""
     outcomes: torch.Tensor | None = None
     """``(M, 2N + 1, R)``: each action's :func:`action_outcomes` (only with ``rule_features``)."""
     sounding = None
@@ -271,7 +292,9 @@ class ChoralePart:
             raise EnvArgumentError("train_readout: only on MusicComposition-v0")
         self.prior, self.config = prior, config
         self.rule_outcomes = len(RULE_OUTCOMES) if config.rule_features else 0
-        self.key = Key.parse(config.key)
+        self.keys = parse_keys(config.key)
+        self.shows_key = len(set(self.keys)) > 1
+        """Whether the environment draws each piece's key (and shows it: a feature here)."""
         self.num_pitches = N = prior.num_pitches
         self.steps_per_bar = BEATS_PER_BAR * prior.resolution
         self.num_actions = end_action(N) + 1
@@ -280,6 +303,8 @@ class ChoralePart:
         self.feature_size = 2 * N + (N + 1) + self.steps_per_bar
         if config.piece_position:
             self.feature_size += self.piece_length
+        if self.shows_key:
+            self.feature_size += len(ALL_KEYS)
 
     def extra_features(self, states: ChoraleStates) -> torch.Tensor:
         open_pitch = F.one_hot(states.next_pitch, self.num_pitches + 1).float()
@@ -287,6 +312,8 @@ class ChoralePart:
         features = [states.decided.float().flatten(1), open_pitch, position]
         if self.config.piece_position:
             features.append(F.one_hot(states.place, self.piece_length).float())
+        if self.shows_key:
+            features.append(F.one_hot(states.key, len(ALL_KEYS)).float())
         return torch.cat(features, 1)
 
     def outcomes(
@@ -295,12 +322,13 @@ class ChoralePart:
         decided: torch.Tensor,
         position: torch.Tensor,
         place: torch.Tensor,
+        key: torch.Tensor,
         device: torch.device,
     ) -> torch.Tensor | None:
         """:func:`action_outcomes` of states (``None`` without ``rule_features``): ``previous``
-        and ``decided`` ``(M, N, 2)`` bits, ``position`` (in the bar) and ``place`` (in the
-        piece) ``(M,)``. The first frame has none before it (the rules judge the composition,
-        not its primer)."""
+        and ``decided`` ``(M, N, 2)`` bits, ``position`` (in the bar), ``place`` (in the
+        piece) and ``key`` (its index) ``(M,)``. The first frame has none before it (the rules
+        judge the composition, not its primer)."""
         if not self.rule_outcomes:
             return None
         assert previous is not None, "rule outcomes need the frame before"
@@ -308,18 +336,23 @@ class ChoralePart:
         where = position % beat == 0, place >= self.piece_length - beat  # on a beat, last beat
         before = (tensor(previous[..., 0], device) > 0) & (place > 0)[:, None]  # as the rules
         sounding = decided[..., 0] > 0  # see the frames: from the piece's first
-        return action_outcomes(before, sounding, *where, self.prior.lowest_pitch, self.key)
+        return action_outcomes(before, sounding, *where, self.prior.lowest_pitch, key)
 
     def decode(self, observations: Observations) -> dict[str, np.ndarray]:
-        """The decided notes ``(M, N, 2)``, open pitches, bar positions and places in the piece
-        of the plain observations (their first ``3N + 1`` values, the bar one-hot and the
-        progress ``t / length``, read in ``piece_length`` frames); with ``rule_features`` also
-        the notes of the frame before (``(M, N, 2)``, the next ``2N`` values)."""
+        """The decided notes ``(M, N, 2)``, open pitches, bar positions, places in the piece
+        and keys of the plain observations (their first ``3N + 1`` values, the bar one-hot, the
+        progress ``t / length``, read in ``piece_length`` frames, and the key one-hot before
+        the bar's, where the environment shows it); with ``rule_features`` also the notes of
+        the frame before (``(M, N, 2)``, the next ``2N`` values)."""
         plain, N, bar = observations["observation"], self.num_pitches, self.steps_per_bar
         place = np.floor(plain[:, -1].astype(np.float64) * self.piece_length + 1e-3)
         if self.rule_outcomes:
             before = plain[:, 3 * N + 1 : 5 * N + 1].reshape(-1, N, 2).astype(np.uint8)
+        key = np.full(len(plain), self.keys[0].index)
+        if self.shows_key:
+            key = plain[:, -bar - 1 - len(ALL_KEYS) : -bar - 1].argmax(1)
         return {
+            "key": key,
             "decided": plain[:, : 2 * N].reshape(-1, N, 2).astype(np.uint8),
             "next_pitch": plain[:, 2 * N : 3 * N + 1].argmax(1),
             **({"previous": before} if self.rule_outcomes else {}),
@@ -329,8 +362,8 @@ class ChoralePart:
 
     def observed_states(self, observations: Observations, device: torch.device) -> ChoraleStates:
         decoded = self.decode(observations)
-        decided, position, place = (
-            tensor(decoded[name], device) for name in ("decided", "position", "place")
+        decided, position, place, key = (
+            tensor(decoded[name], device) for name in ("decided", "position", "place", "key")
         )
         return ChoraleStates(
             summary=tensor(observations["prior_summary"], device),
@@ -340,7 +373,8 @@ class ChoralePart:
             position=position,
             place=place,
             mask=tensor(observations["action_mask"].astype(bool), device),
-            outcomes=self.outcomes(decoded.get("previous"), decided, position, place, device),
+            key=key,
+            outcomes=self.outcomes(decoded.get("previous"), decided, position, place, key, device),
         )
 
     def make_replay(self, capacity: int, num_envs: int) -> ChoraleReplay:
@@ -350,7 +384,7 @@ class ChoralePart:
         (K, H), N = self.prior.summary_shape, self.num_pitches  # type: ignore[attr-defined]
         frames = max(1, capacity // FRAMES_PER_TRANSITION)
         packed = (2 * N + 7) // 8
-        per_side = 8 * 4 + packed + 4 * (2 * N + 1)
+        per_side = 8 * 5 + packed + 4 * (2 * N + 1)
         if self.config.phrases:  # (the shortest: 3/4 of a bar), primed by up to a chorale
             shortest, primer = self.steps_per_bar // 2, PHRASE_PRIMER_BARS * self.steps_per_bar
         else:
@@ -414,6 +448,7 @@ class ChoraleReplay:
                 "next_pitch": np.zeros(capacity, np.int64),
                 "position": np.zeros(capacity, np.int64),
                 "place": np.zeros(capacity, np.int64),
+                "key": np.zeros(capacity, np.int64),
                 "log_probs": np.zeros((capacity, part.num_actions), np.float32),
             }
             for side in ("state", "next")
@@ -497,7 +532,7 @@ class ChoraleReplay:
 
     def _record(self, observations: Observations) -> dict[str, np.ndarray]:
         """One side of every environment's transition: its frame number, decided bits (packed),
-        open pitch, bar and piece positions and ``log p``."""
+        open pitch, bar and piece positions, key and ``log p``."""
         decoded = self.part.decode(observations)
         return {
             "frame": self.frames.copy(),
@@ -505,6 +540,7 @@ class ChoraleReplay:
             "next_pitch": decoded["next_pitch"],
             "position": decoded["position"],
             "place": decoded["place"],
+            "key": decoded["key"],
             "log_probs": observations["prior_log_probs"],
         }
 
@@ -571,11 +607,13 @@ class ChoraleReplay:
         bits = np.unpackbits(kept["decided"][slots], 1)[:, : 2 * N]
         frames = kept["frame"][slots] % self.frame_capacity
         decided = tensor(bits.reshape(-1, N, 2), device)
-        position, place = (tensor(kept[name][slots], device) for name in ("position", "place"))
+        position, place, key = (
+            tensor(kept[name][slots], device) for name in ("position", "place", "key")
+        )
         outcomes = None
         if self.part.rule_outcomes:
             before = self._frames_before(frames)
-            outcomes = self.part.outcomes(before, decided, position, place, device)
+            outcomes = self.part.outcomes(before, decided, position, place, key, device)
         return ChoraleStates(
             summary=tensor(self.summaries[frames], device),
             log_probs=tensor(kept["log_probs"][slots], device),
@@ -584,6 +622,7 @@ class ChoraleReplay:
             position=position,
             place=place,
             mask=tensor(valid_actions(kept["next_pitch"][slots], N), device),
+            key=key,
             outcomes=outcomes,
         )
 
@@ -665,7 +704,8 @@ class ChoraleReplay:
     def load_state_dict(self, state: dict[str, Any], prior: Any, device: torch.device) -> None:
         """Restore a :meth:`state_dict` (one saved before each piece kept its own primer: every
         piece primed with the run's primer; before the places in the piece: all 0; before the
-        last frames were marked: none) and recompute the summaries."""
+        last frames were marked: none; before the keys were kept: the run's one key) and
+        recompute the summaries."""
         if "primer_lengths" not in state:
             state = state | self._run_primers(len(state["piece_last"]))
         if "state_place" not in state:  # saved before piece_position (such a run has it off)
@@ -673,6 +713,11 @@ class ChoraleReplay:
             state = state | {f"{s}_place": torch.zeros_like(state[f"{s}_position"]) for s in sides}
         if "last_frames" not in state:
             state = state | {"last_frames": torch.zeros_like(state["dones"])}
+        if "state_key" not in state:  # saved before the keys (such a run has one key)
+            sides, index = ("state", "next", "current"), self.part.keys[0].index
+            state = state | {
+                f"{s}_key": torch.full_like(state[f"{s}_position"], index) for s in sides
+            }
         self.current = {
             name.removeprefix("current_"): values.numpy().copy()
             for name, values in state.items()

@@ -333,7 +333,7 @@ class Evaluation(Callback):
         agent, writer, step = run.agent, self.tensorboard.writer, run.global_step
         composed = agent.compose(config.eval_melodies, seed=config.seed)
         task = task_of(config.env)
-        statistics = task.statistics(agent.prior, composed, config.key, self.reference)
+        statistics = task.statistics(agent.prior, composed, config.judged_key, self.reference)
         for name, value in statistics.items():
             writer.add_scalar(f"music/{name}", value, step)
         task.log_compositions(writer, composed, step)

@@ -34,6 +34,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from musicgym.checks import CORES
 from musicgym.errors import EnvArgumentError
+from musicgym.music import keys as music_keys
 from musicgym.music.keys import Key
 
 RENDER_MODES = ["ansi", "human", "rgb_array"]
@@ -107,11 +108,18 @@ def generator_from(state: dict[str, Any]) -> np.random.Generator:
     return generator
 
 
-def parse_key(key: str | Key, what: str = "key") -> Key:
+def parse_keys(key: str | Key | Sequence[str | Key], what: str = "key") -> tuple[Key, ...]:
+    """The keys of a key argument (:func:`~musicgym.music.keys.parse_keys`), or one line naming
+    ``what``."""
     try:
-        return Key.parse(key)
+        return music_keys.parse_keys(key)
     except Exception as error:
         raise EnvArgumentError(f"{what}: {error}") from None
+
+
+def draw_key(keys: tuple[Key, ...], rng: np.random.Generator) -> Key:
+    """An episode's key: one of ``keys``, uniformly from ``rng`` (which one key leaves alone)."""
+    return keys[0] if len(keys) == 1 else keys[int(rng.integers(len(keys)))]
 
 
 def check_options(options: dict[str, Any] | None) -> dict[str, Any]:
@@ -221,7 +229,8 @@ class _Composing:
     """The hooks a composition environment fills in (shared by the single and the vector env)."""
 
     primer: Any
-    key: Key
+    keys: tuple[Key, ...]
+    """The keys of the rules, one drawn per episode (:func:`draw_key`)."""
     _batch: Any
     observation_mode: str = "plain"
     threads: int | None = 1
@@ -259,15 +268,17 @@ class _Composing:
     def attach_prior(self) -> None:
         """Give the batch its prior, if it has to be loaded first."""
 
-    def _episode_options(self, options: dict[str, Any] | None) -> tuple[Any, Key]:
+    def _episode_options(self, options: dict[str, Any] | None) -> tuple[Any, tuple[Key, ...]]:
+        """The primer and the keys an episode draws from: the reset ``options``', else the
+        environment's."""
         options = check_options(options)
         primer = (
             self.parse_primer(options["primer"], "options['primer']")
             if "primer" in options
             else self.primer
         )
-        key = parse_key(options["key"], "options['key']") if "key" in options else self.key
-        return primer, key
+        keys = parse_keys(options["key"], "options['key']") if "key" in options else self.keys
+        return primer, keys
 
 
 class BatchedEnv(_Composing, gym.Env[np.ndarray, np.int64]):
@@ -281,8 +292,9 @@ class BatchedEnv(_Composing, gym.Env[np.ndarray, np.int64]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start a piece; ``options`` may set this episode's ``"primer"`` and ``"key"``."""
         super().reset(seed=seed)
-        primer, key = self._episode_options(options)
+        primer, keys = self._episode_options(options)
         self.attach_prior()
+        key = draw_key(keys, self.np_random)
         self._batch.reset([0], [self.draw_primer(primer, key, self.np_random)], [key])
         self._needs_reset = False
         if self.render_mode == "human":
@@ -407,9 +419,12 @@ class BatchedVectorEnv(_Composing, VectorEnv):
     def _observations(self) -> Any:
         return self._observed(self._batch.observations())
 
-    def _reset_slots(self, index: Sequence[int], primer: Any, key: Key) -> None:
-        primers = [self.draw_primer(primer, key, self._generators[i]) for i in index]
-        self._batch.reset(index, primers, [key] * len(index))
+    def _reset_slots(self, index: Sequence[int], primer: Any, keys: tuple[Key, ...]) -> None:
+        drawn = [draw_key(keys, self._generators[i]) for i in index]
+        primers = [
+            self.draw_primer(primer, key, self._generators[i]) for i, key in zip(index, drawn)
+        ]
+        self._batch.reset(index, primers, drawn)
 
     @on_env_threads
     def reset(
@@ -432,7 +447,7 @@ class BatchedVectorEnv(_Composing, VectorEnv):
             raise EnvArgumentError(
                 f"options['reset_mask']: expected a bool array of shape ({self.num_envs},)"
             )
-        primer, key = self._episode_options(options)
+        primer, keys = self._episode_options(options)
         if seed is None or isinstance(seed, (int, np.integer)):
             seeds = [None if seed is None else int(seed) + i for i in range(self.num_envs)]
         else:
@@ -444,7 +459,7 @@ class BatchedVectorEnv(_Composing, VectorEnv):
         for i in index:
             if seeds[i] is not None:
                 self._generators[i] = seeding.np_random(seeds[i])[0]
-        self._reset_slots(index.tolist(), primer, key)
+        self._reset_slots(index.tolist(), primer, keys)
         self._autoreset[index] = False
         self._needs_reset = False
         infos = self._gather_infos({int(i): self._batch.info(i) for i in index})
@@ -486,8 +501,8 @@ class BatchedVectorEnv(_Composing, VectorEnv):
                     "final_info": self._batch.info(i, parts[i]),
                 }
         if ending.any():
-            # as the single env's reset() without options: the constructor's primer and key
-            self._reset_slots(np.flatnonzero(ending).tolist(), self.primer, self.key)
+            # as the single env's reset() without options: the constructor's primer and keys
+            self._reset_slots(np.flatnonzero(ending).tolist(), self.primer, self.keys)
         each = {}
         for i in range(self.num_envs):
             reported = active[i] and not (same_step and terminations[i])

@@ -31,7 +31,7 @@ from musicgym.envs.batched import (
     check_prior_weight,
     check_render_mode,
     check_threads,
-    parse_key,
+    parse_keys,
     prior_observation_space,
     shown_log_probs,
 )
@@ -56,7 +56,7 @@ from musicgym.envs.phrases import (
 )
 from musicgym.errors import EnvArgumentError
 from musicgym.music.harmony import Sonority, sonority, soprano_token, soprano_tokens
-from musicgym.music.keys import Key, pitch_name
+from musicgym.music.keys import ALL_KEYS, Key, pitch_name
 from musicgym.music.notestate import NoteState
 from musicgym.prior import NoteAxisPrior
 from musicgym.rules import ChoraleContext, RulesArgument, WeightedRule, resolve_rules, rule_rewards
@@ -92,6 +92,8 @@ class ChoraleBatch:
         invalid_action: ``"end"`` to end the time step instead (with a penalty), or ``"raise"``.
         device: where the prior's tensors live.
         prior_weight: the weight of the prior's ``log p`` in the reward.
+        shows_key: whether the observation shows each chorale's key (an environment that draws
+            its episodes' keys among several).
     """
 
     def __init__(
@@ -107,9 +109,10 @@ class ChoraleBatch:
         invalid_action: str = "end",
         device: str | torch.device = "cpu",
         prior_weight: float = 1.0,
+        shows_key: bool = False,
     ) -> None:
         self.num_chorales, self.c, self.history = num_chorales, c, history
-        self.prior_weight = prior_weight
+        self.prior_weight, self.shows_key = prior_weight, shows_key
         self.lowest_pitch, self.num_pitches = pitch_axis
         self.resolution, self.steps_per_bar = resolution, BEATS_PER_BAR * resolution
         self.length = bars * self.steps_per_bar
@@ -138,8 +141,8 @@ class ChoraleBatch:
 
     @property
     def observation_size(self) -> int:
-        N = self.num_pitches
-        return 2 * N + (N + 1) + self.history * 2 * N + self.steps_per_bar + 1
+        N, key = self.num_pitches, len(ALL_KEYS) if self.shows_key else 0
+        return 2 * N + (N + 1) + self.history * 2 * N + key + self.steps_per_bar + 1
 
     # ------------------------------------------------------------------------------ episodes
     def reset(self, index: Sequence[int], openings: Sequence[Opening], keys: Sequence[Key]) -> None:
@@ -281,12 +284,18 @@ class ChoraleBatch:
             self.stepper.frame.reshape(B, 2 * N),
             np.eye(N + 1, dtype=np.uint8)[self.stepper.next_pitch],
             self.recent.reshape(B, -1),
+            *([np.eye(len(ALL_KEYS), dtype=np.uint8)[self.key_indices]] if self.shows_key else []),
             np.eye(self.steps_per_bar, dtype=np.uint8)[
                 (self.bar_positions + positions) % self.steps_per_bar
             ],
         ]
         progress = (positions / self.lengths)[:, None]
         return np.concatenate([*parts, progress], 1).astype(np.float32)
+
+    @property
+    def key_indices(self) -> np.ndarray:
+        """``(B,)``: each chorale's key's :attr:`~musicgym.music.keys.Key.index`."""
+        return np.array([key.index for key in self.keys])
 
     def observation(self, i: int) -> np.ndarray:
         """The observation of chorale ``i``."""
@@ -384,7 +393,7 @@ class _Chorales:
         self,
         num_chorales: int,
         bars: int,
-        key: str | Key,
+        key: str | Key | Sequence[str | Key],
         prior: PriorArgument,
         rules: RulesArgument,
         c: float,
@@ -403,7 +412,7 @@ class _Chorales:
         self.observation_mode = check_observation_mode(observation, prior)
         self.prior_weight = check_prior_weight(prior_weight)
         self.bars, self.c, self.phrases = int(bars), float(c), bool(phrases)
-        self.key = parse_key(key)
+        self.keys = parse_keys(key)
         self.weighted_rules = resolve_rules(rules, ChoraleContext)
         loaded = load_note_axis_prior(prior, device)
         axis = PITCH_AXIS if loaded is None else (loaded.lowest_pitch, loaded.num_pitches)
@@ -421,10 +430,12 @@ class _Chorales:
             invalid_action,
             device,
             self.prior_weight,
+            shows_key=len(set(self.keys)) > 1,
         )
         self.primer = self.parse_primer(primer)
         if isinstance(self.primer, PhraseEpisodes):
-            self.primer.check(self.key)
+            for each in dict.fromkeys(self.keys):
+                self.primer.check(each)
         self.num_pitches, self.lowest_pitch = self._batch.num_pitches, self._batch.lowest_pitch
         actions = self._batch.num_actions
         plain = spaces.Box(0.0, 1.0, (self._batch.observation_size,), np.float32)
@@ -553,7 +564,8 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
 
     ## Observation Space
 
-    A flat ``Box(0, 1, (2N + (N + 1) + 2NK + 16 + 1,), float32)``, ``K = history`` (default 8):
+    A flat ``Box(0, 1, (2N + (N + 1) + 2NK [+ 24] + 16 + 1,), float32)``, ``K = history``
+    (default 8):
 
     | part                   | size      | content                                          |
     |------------------------|-----------|--------------------------------------------------|
@@ -563,6 +575,8 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
     | the frames before      | ``2 N K`` | (play, articulate) of the last ``K`` frames,     |
     |                        |           | most recent first, the primer's included (zeros  |
     |                        |           | before the start)                                |
+    | the key (only where    | 24        | one-hot of the episode's key's                   |
+    | ``key`` names several) |           | :attr:`~musicgym.music.keys.Key.index`           |
     | position in the bar    | 16        | one-hot of ``t mod 16`` of this frame ``t``      |
     |                        |           | (a phrase: of its frame in the chorale)          |
     | progress               | 1         | ``t / (16 bars)`` (a phrase: ``t / its length``) |
@@ -635,8 +649,10 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
     The defaults are :data:`musicgym.config.CHORALE_DEFAULTS`.
 
     * ``bars``: 4/4 bars per chorale.
-    * ``key``: the key of the rules (any name :meth:`musicgym.music.keys.Key.parse` reads); per
-      episode with ``reset(options={"key": ...})``.
+    * ``key``: the key of the rules (any name :meth:`musicgym.music.keys.Key.parse` reads), or
+      several (a list, or names separated by commas: ``"C major, A minor"``), of which each
+      episode draws one uniformly (a key named twice, twice as often) and the observation shows
+      it; per episode with ``reset(options={"key": ...})``.
     * ``prior``: a shipped prior name, a checkpoint path, a loaded ``NoteAxisPrior`` (its pitch
       axis must hold the voices' ranges, MIDI 40..79), or ``None`` for a rules-only env (whose
       action axis is :data:`PITCH_AXIS`). It is loaded when the env is made: the action space
@@ -666,7 +682,8 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
 
     * v0: initial version; ``observation="prior"`` and ``prior_weight`` added later (the
       defaults give the same numbers as before); ``threads`` added later (default 1;
-      ``threads=None`` is the earlier behaviour). Since 0.1.0 the default ``invalid_action`` is
+      ``threads=None`` is the earlier behaviour); several keys added later (one key gives the
+      same numbers as before). Since 0.1.0 the default ``invalid_action`` is
       ``"end"`` (it was ``"raise"``; an agent that masks sees no difference), and ``rgb_array``
       frames keep one size for the whole episode. ``phrases`` added later (default ``False``:
       the same numbers as before); then a reset's ``info["primer"]``.
@@ -677,7 +694,7 @@ class ChoraleCompositionEnv(_Chorales, BatchedEnv):
     def __init__(
         self,
         bars: int = CHORALE_DEFAULTS.bars,
-        key: str | Key = CHORALE_DEFAULTS.key,
+        key: str | Key | Sequence[str | Key] = CHORALE_DEFAULTS.key,
         prior: PriorArgument = CHORALE_DEFAULTS.prior,
         rules: RulesArgument = CHORALE_DEFAULTS.rules,
         c: float = CHORALE_DEFAULTS.c,
@@ -718,7 +735,7 @@ class ChoraleCompositionVectorEnv(_Chorales, BatchedVectorEnv):
         self,
         num_envs: int = 1,
         bars: int = CHORALE_DEFAULTS.bars,
-        key: str | Key = CHORALE_DEFAULTS.key,
+        key: str | Key | Sequence[str | Key] = CHORALE_DEFAULTS.key,
         prior: PriorArgument = CHORALE_DEFAULTS.prior,
         rules: RulesArgument = CHORALE_DEFAULTS.rules,
         c: float = CHORALE_DEFAULTS.c,

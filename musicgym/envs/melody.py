@@ -29,7 +29,7 @@ from musicgym.envs.batched import (
     check_prior_weight,
     check_render_mode,
     check_threads,
-    parse_key,
+    parse_keys,
     prior_observation_space,
     shown_log_probs,
 )
@@ -386,7 +386,12 @@ class _Melodies:
         self.observation_mode = check_observation_mode(observation, prior)
         self.length, self.c = int(length), float(c)
         self.prior_weight = check_prior_weight(prior_weight)
-        self.key = parse_key(key)
+        self.keys = parse_keys(key)
+        if len(set(self.keys)) > 1:
+            raise EnvArgumentError(
+                f"key: MusicComposition-v0 composes in one key (its observation does not show "
+                f"one), got {len(set(self.keys))}: {key!r}"
+            )
         self.primer = parse_primer(primer)
         self.weighted_rules = resolve_rules(rules, RuleContext)
         self._prior_loader = _PriorLoader(prior, device)

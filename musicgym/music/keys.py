@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from musicgym.errors import MusicgymError
@@ -99,3 +100,27 @@ class Key:
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def index(self) -> int:
+        """The key's place among :data:`ALL_KEYS`: its tonic, plus 12 in minor."""
+        return self.tonic + 12 * MODES.index(self.mode)
+
+
+MODES = tuple(_SCALE_STEPS)
+"""The modes of a :class:`Key`: major, minor."""
+ALL_KEYS = tuple(Key(tonic, mode) for mode in MODES for tonic in range(12))
+"""The 24 keys, in the order of :attr:`Key.index`."""
+
+
+def parse_keys(names: str | Key | Sequence[str | Key]) -> tuple[Key, ...]:
+    """The keys of a key argument: one key (a :class:`Key` or a name), or several, each drawn as
+    often as it is named (a sequence, or names separated by commas: ``"C major, A minor"``)."""
+    if isinstance(names, str):
+        names = [name.strip() for name in names.split(",")] if "," in names else [names]
+    elif isinstance(names, Key):
+        names = [names]
+    keys = tuple(Key.parse(name) for name in names)
+    if not keys:
+        raise KeyParseError("no key given; expected a key name such as 'C major'")
+    return keys
