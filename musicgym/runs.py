@@ -331,6 +331,22 @@ def _shown(value: Any) -> str:
     return str(value) if value != "" else "''"
 
 
+def _spelled_rules(saved: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``saved`` with its rules spelled out (:func:`musicgym.rules.spelled_rules`), as a config
+    keeps them: a run saved before runs kept them so names a preset as it is now."""
+    from musicgym.config import ENV_DEFAULTS
+    from musicgym.errors import MusicgymError
+    from musicgym.rules import spelled_rules
+
+    if not isinstance(saved.get("rules"), str) or saved.get("env") not in ENV_DEFAULTS:
+        return saved
+    try:
+        rules = spelled_rules(saved["rules"], ENV_DEFAULTS[saved["env"]].context)
+    except MusicgymError:  # a rule gone since: shown as it was
+        return saved
+    return {**saved, "rules": rules}
+
+
 def check_resume_settings(
     out: str | os.PathLike,
     saved: Mapping[str, Any],
@@ -340,6 +356,7 @@ def check_resume_settings(
     """One line listing every setting of ``config`` (a config dataclass) that differs from the
     run's ``saved`` ones, except ``may_change``; nothing if they agree."""
     may_change = tuple(may_change)
+    saved = _spelled_rules(saved)
     differences = []
     for f in fields(config):
         if f.name in may_change or f.name not in saved:

@@ -373,9 +373,9 @@ def test_bad_input_is_one_line(prior, tmp_path):
         make(prior, rules=["nope"])
     with pytest.raises(RuleError, match="'tonic' judge melody steps"):
         make(prior, rules=["tonic"])
-    with pytest.raises(EnvArgumentError, match="^key: key 'H minor' does not parse"):
+    with pytest.raises(EnvArgumentError, match=r"^key: key 'H minor' does not parse"):
         make(prior, key="C major, H minor")
-    with pytest.raises(EnvArgumentError, match="^key: no key given"):
+    with pytest.raises(EnvArgumentError, match=r"^key: no key given"):
         make(prior, key=[])
     bad = [("bars", 0), ("c", -1.0), ("history", 0), ("invalid_action", "skip"), ("threads", 0)]
     for name, value in bad:

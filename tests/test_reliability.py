@@ -12,6 +12,7 @@ import signal
 import stat
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -496,6 +497,33 @@ def test_rl_tuner_checkpoint_of_the_earlier_layout_resumes_bit_for_bit(tmp_path)
     resumed = train(config, tmp_path / "b", resume=True, progress=False)
     for name, tensor in straight.q_network.state_dict().items():
         assert torch.equal(resumed.q_network.state_dict()[name], tensor), name
+
+
+def test_a_run_keeps_its_rules_weights_when_a_preset_changes(tmp_path, monkeypatch):
+    """A run keeps its rules spelled out, every rule with its weight: after its preset changes,
+    ``--resume`` with the preset's name is refused in one line naming the weight that moved,
+    and the run loads with its own weights; a run saved when runs kept the preset's name
+    resumes as before."""
+    from musicgym.agents.rl_tuner import RLTuner, RLTunerConfig, train
+    from musicgym.errors import RunFolderError
+    from musicgym.rules import PRESETS
+
+    prior = tiny_prior()
+    config = RLTunerConfig(steps=32, rules="jaques2017", **RL_TUNER_SMALL)
+    assert config.rules.startswith("key=1,tonic=3,excessive_repetition=100")
+    train(config, tmp_path / "a", prior=prior, progress=False)
+    monkeypatch.setitem(PRESETS, "jaques2017", {**PRESETS["jaques2017"], "tonic": 4.0})
+    changed = RLTunerConfig(steps=64, rules="jaques2017", **RL_TUNER_SMALL)
+    with pytest.raises(RunFolderError, match=r"--rules key=1,tonic=3,.* -> key=1,tonic=4,"):
+        train(changed, tmp_path / "a", resume=True, progress=False)
+    assert RLTuner.load(tmp_path / "a")[0].config.rules == config.rules
+    monkeypatch.undo()
+    path = tmp_path / "a" / "agent.pt"
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["config"]["rules"] = "jaques2017"  # as a run saved it before
+    torch.save(checkpoint, path)
+    resumed = train(replace(config, steps=64), tmp_path / "a", resume=True, progress=False)
+    assert resumed.config.rules == config.rules
 
 
 SB3_RESUMED = ["dqn", "ppo"] + ["a2c", "qrdqn", "recurrentppo"] * ("MUSICGYM_ALL_SB3" in os.environ)

@@ -213,6 +213,20 @@ def parse_rules(text: str) -> RulesArgument:
     return {**{rule.name: weight for rule, weight in resolve_rules(plain)}, **weights}
 
 
+def spelled_rules(text: str, context: type | None = None) -> str:
+    """The text form of the rules ``text`` resolves to now, every rule with its weight
+    (``"jaques2017"`` -> ``"key=...,tonic=..."``): what a run keeps, so that a preset changed
+    later neither changes its rewards nor lets it resume with other ones."""
+    resolved = resolve_rules(parse_rules(text), context)
+    return ",".join(f"{rule.name}={_weight_text(weight)}" for rule, weight in resolved)
+
+
+def _weight_text(weight: float) -> str:
+    """A weight as text that reads back the same: ``4``, ``4.5``, ``0.1``."""
+    weight = float(weight)
+    return str(int(weight)) if weight.is_integer() else repr(weight)
+
+
 __all__ = [
     "BUILTIN_RULES",
     "ENTRY_POINT_GROUP",
@@ -231,4 +245,5 @@ __all__ = [
     "register_rule",
     "resolve_rules",
     "rule_rewards",
+    "spelled_rules",
 ]
