@@ -179,7 +179,9 @@ class AgentsBenchConfig:
     c: float = DEFAULTS.c
     """Divisor of the rule rewards."""
     key: str = DEFAULTS.key
-    """Key of the rules (and of the melody statistics)."""
+    """Key of the rules (and of the melody statistics); for ChoraleComposition-v0 also several,
+    separated by commas, of which each episode draws one ('C major,C major,A minor': Bach's
+    share of major and minor chorales)."""
     length: int = DEFAULTS.length
     """Tokens per melody."""
     bars: int = DEFAULTS.bars
