@@ -17,7 +17,7 @@ from musicgym.checks import NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, check_numb
 from musicgym.errors import EnvArgumentError
 from musicgym.music.keys import parse_keys
 from musicgym.prior import DEFAULT_PRIOR
-from musicgym.rules import ChoraleContext, RuleContext, parse_rules, spelled_rules
+from musicgym.rules import ChoraleContext, RuleContext, parse_rules, resolve_rules
 
 ENV_ID = "MusicComposition-v0"
 CHORALE_ENV_ID = "ChoraleComposition-v0"
@@ -56,8 +56,9 @@ class EnvConfig:
     on the rules alone (the benchmarks' rules-only agent). rltuner-g always adds log p itself."""
     rules: str = ""
     """Reward rules: a preset name, or rule names with optional weights, e.g. 'key,tonic=3' ('':
-    the environment's preset, jaques2017 or chorale). A run keeps them spelled out, every rule
-    with its weight, so that a preset changed later changes neither its rewards nor its resume."""
+    the environment's preset, jaques2017 or chorale). A training run keeps them spelled out, every
+    rule with its weight, so that a preset changed later changes neither its rewards nor its
+    resume."""
     c: float = 0.5
     """Divisor of the rule rewards."""
     key: str = "C major"
@@ -102,7 +103,7 @@ class EnvConfig:
             raise EnvArgumentError(f"key: {error}") from None
         if len(keys) > 1 and self.env != CHORALE_ENV_ID:
             raise EnvArgumentError(f"key: only {CHORALE_ENV_ID} draws its episodes' keys")
-        self.rules = spelled_rules(self.rules, defaults.context)
+        resolve_rules(parse_rules(self.rules), defaults.context)
         if self.phrases and self.env != CHORALE_ENV_ID:
             raise EnvArgumentError(f"phrases: only {CHORALE_ENV_ID} has phrase episodes")
 
