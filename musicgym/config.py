@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from musicgym.checks import NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, check_numbers
 from musicgym.errors import EnvArgumentError
-from musicgym.music.keys import parse_keys
+from musicgym.music.keys import parse_keys, several_keys
 from musicgym.prior import DEFAULT_PRIOR
 from musicgym.rules import ChoraleContext, RuleContext, parse_rules, resolve_rules
 
@@ -98,10 +98,10 @@ class EnvConfig:
             },
         )
         try:
-            keys = set(parse_keys(self.key))
+            keys = parse_keys(self.key)
         except ValueError as error:
             raise EnvArgumentError(f"key: {error}") from None
-        if len(keys) > 1 and self.env != CHORALE_ENV_ID:
+        if several_keys(keys) and self.env != CHORALE_ENV_ID:
             raise EnvArgumentError(f"key: only {CHORALE_ENV_ID} draws its episodes' keys")
         resolve_rules(parse_rules(self.rules), defaults.context)
         if self.phrases and self.env != CHORALE_ENV_ID:
@@ -111,7 +111,7 @@ class EnvConfig:
     def judged_key(self) -> str | None:
         """The key the statistics judge the pieces in: :attr:`key`, or where it names several
         keys ``None`` (each chorale in the key it is in)."""
-        return None if len(set(parse_keys(self.key))) > 1 else self.key
+        return None if several_keys(parse_keys(self.key)) else self.key
 
     def env_kwargs(
         self,

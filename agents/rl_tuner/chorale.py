@@ -51,7 +51,7 @@ from musicgym.agents.rl_tuner.parts import Observations, Transitions, tensor
 from musicgym.envs.decisions import BEATS_PER_BAR, end_action, parse_primer, valid_actions
 from musicgym.errors import EnvArgumentError
 from musicgym.music.harmony import FOUR_VOICES, MAX_STEP, PERFECT_INTERVALS, tonic_thirds
-from musicgym.music.keys import ALL_KEYS, parse_keys
+from musicgym.music.keys import ALL_KEYS, parse_keys, several_keys
 from musicgym.prior import NoteAxisPrior
 
 FRAMES_PER_TRANSITION = 4
@@ -293,7 +293,7 @@ class ChoralePart:
         self.prior, self.config = prior, config
         self.rule_outcomes = len(RULE_OUTCOMES) if config.rule_features else 0
         self.keys = parse_keys(config.key)
-        self.shows_key = len(set(self.keys)) > 1
+        self.shows_key = several_keys(self.keys)
         """Whether the environment draws each piece's key (and shows it: a feature here)."""
         self.num_pitches = N = prior.num_pitches
         self.steps_per_bar = BEATS_PER_BAR * prior.resolution

@@ -56,7 +56,7 @@ from musicgym.envs.phrases import (
 )
 from musicgym.errors import EnvArgumentError
 from musicgym.music.harmony import Sonority, sonority, soprano_token, soprano_tokens
-from musicgym.music.keys import ALL_KEYS, Key, pitch_name
+from musicgym.music.keys import ALL_KEYS, Key, pitch_name, several_keys
 from musicgym.music.notestate import NoteState
 from musicgym.prior import NoteAxisPrior
 from musicgym.rules import ChoraleContext, RulesArgument, WeightedRule, resolve_rules, rule_rewards
@@ -430,7 +430,7 @@ class _Chorales:
             invalid_action,
             device,
             self.prior_weight,
-            shows_key=len(set(self.keys)) > 1,
+            shows_key=several_keys(self.keys),
         )
         self.primer = self.parse_primer(primer)
         if isinstance(self.primer, PhraseEpisodes):

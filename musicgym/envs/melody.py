@@ -35,7 +35,7 @@ from musicgym.envs.batched import (
 )
 from musicgym.envs.stepper import TokenStepper, check_prior_range
 from musicgym.errors import CheckpointError, EnvArgumentError
-from musicgym.music.keys import Key, pitch_name
+from musicgym.music.keys import Key, pitch_name, several_keys
 from musicgym.music.tokens import (
     NO_EVENT,
     NOTE_OFF,
@@ -387,10 +387,10 @@ class _Melodies:
         self.length, self.c = int(length), float(c)
         self.prior_weight = check_prior_weight(prior_weight)
         self.keys = parse_keys(key)
-        if len(set(self.keys)) > 1:
+        if several_keys(self.keys):
             raise EnvArgumentError(
                 f"key: MusicComposition-v0 composes in one key (its observation does not show "
-                f"one), got {len(set(self.keys))}: {key!r}"
+                f"one), got several: {key!r}"
             )
         self.primer = parse_primer(primer)
         self.weighted_rules = resolve_rules(rules, RuleContext)

@@ -124,3 +124,9 @@ def parse_keys(names: str | Key | Sequence[str | Key]) -> tuple[Key, ...]:
     if not keys:
         raise KeyParseError("no key given; expected a key name such as 'C major'")
     return keys
+
+
+def several_keys(keys: Sequence[Key]) -> bool:
+    """Whether ``keys`` (of :func:`parse_keys`) are more than one key: an episode draws its own,
+    which a chorale observation then shows."""
+    return len(set(keys)) > 1
