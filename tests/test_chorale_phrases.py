@@ -302,8 +302,10 @@ def test_a_nan_weight_or_divisor_is_one_line():
         (["--env", "MusicComposition-v0"], "--phrases: only ChoraleComposition-v0 has phrase"),
         (["--c", "nan"], "--c: expected a finite number > 0, got nan"),
         (["--rules", "cadence=nan"], "rules: the weight of 'cadence' is nan, not finite"),
+        (["--key", "C major,A minor"], "the rules' key, A minor, but chorale 'bwv347' is in maj"),
+        (["--env", "MusicComposition-v0", "--key", "C,Am"], "key: only ChoraleComposition-v0 dr"),
     ],
-    ids=["voices", "melodies", "c", "weight"],
+    ids=["voices", "melodies", "c", "weight", "keys", "melody-keys"],
 )
 def test_bad_phrase_training_is_one_line_and_exit_2(tmp_path, capsys, extra, message):
     save_checkpoint(tmp_path / "tiny.pt", tiny_chorale_prior())

@@ -395,6 +395,11 @@ def test_vector_bad_actions():
     ("kwargs", "error", "message"),
     [
         ({"key": "H major"}, EnvArgumentError, "key: key 'H major' does not parse"),
+        (
+            {"key": "C major, A minor"},
+            EnvArgumentError,
+            "^key: MusicComposition-v0 composes in one",
+        ),
         ({"rules": "jaques2018"}, RuleError, "unknown rule 'jaques2018'.*presets: jaques2017"),
         ({"prior": TablePrior(lowest_pitch=50)}, EnvArgumentError, "prior: its pitch range 50"),
         ({"prior": TablePrior(num_pitches=40)}, EnvArgumentError, r"prior: .*36\.\.75"),
