@@ -409,7 +409,7 @@ def test_rl_tuner_resumes_a_checkpoint_without_its_replay_with_a_warning(cli, fi
     assert resumed.code == 0, resumed.stderr
     warnings = [line for line in resumed.stderr.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "written without the replay memory" in warnings[0], warnings
-    assert "with an empty replay memory and new melodies" in warnings[0]
+    assert "with an empty replay memory and new pieces" in warnings[0]
     assert checkpoint_step(path) >= 96 and "replay" in torch.load(path, weights_only=True)
 
 

@@ -151,7 +151,7 @@ class TrainingRun:
     def save(self, with_replay: bool = True) -> None:
         """One file, everything the rest of the run depends on (see the module docstring); the
         replay memory, the bulk of it, only ``with_replay`` (a resume without it starts with an
-        empty replay memory and new melodies)."""
+        empty replay memory and new pieces)."""
         agent, extra = self.agent, {}
         if agent.part.resumable:
             extra = {
@@ -202,7 +202,7 @@ class TrainingRun:
             warn(
                 f"{self.out / CHECKPOINT}: a periodic checkpoint, written without the replay "
                 "memory (--checkpoint-replay keeps it there): resumed at step "
-                f"{self.global_step} with an empty replay memory and new melodies, not exactly "
+                f"{self.global_step} with an empty replay memory and new pieces, not exactly "
                 "the run it would have been"
             )
             return {}
