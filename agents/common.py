@@ -16,11 +16,10 @@ import torch
 
 import musicgym  # noqa: F401  (registers the environments)
 from musicgym.checks import NON_NEGATIVE, POSITIVE_INT, THREADS, check_numbers
-from musicgym.config import ENV_DEFAULTS, EnvConfig
+from musicgym.config import EnvConfig, run_rules
 from musicgym.errors import CheckpointError, RunFolderError
 from musicgym.fileio import write_text
 from musicgym.prior import MelodyPrior, resolve_prior
-from musicgym.rules import spelled_rules
 
 AGENT_INFO = "agent.json"
 """The file in a run folder that says which algorithm made it and with which environment."""
@@ -58,7 +57,7 @@ class RunConfig(EnvConfig):
             self, {"steps": POSITIVE_INT, "max_minutes": NON_NEGATIVE, "threads": THREADS}
         )
         # the run keeps its rules as they resolve now: a preset changed later changes nothing
-        self.rules = spelled_rules(self.rules, ENV_DEFAULTS[self.env].context)
+        self.rules = run_rules(self.rules, self.env)
 
 
 SESSION_FIELDS = ("steps", "max_minutes", "threads")

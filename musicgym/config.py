@@ -17,7 +17,7 @@ from musicgym.checks import NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, check_numb
 from musicgym.errors import EnvArgumentError
 from musicgym.music.keys import parse_keys, several_keys
 from musicgym.prior import DEFAULT_PRIOR
-from musicgym.rules import ChoraleContext, RuleContext, parse_rules, resolve_rules
+from musicgym.rules import ChoraleContext, RuleContext, parse_rules, resolve_rules, spelled_rules
 
 ENV_ID = "MusicComposition-v0"
 CHORALE_ENV_ID = "ChoraleComposition-v0"
@@ -141,6 +141,12 @@ class EnvConfig:
             kwargs["phrases"] = True
         size = ENV_DEFAULTS[self.env].size
         return {size: getattr(self, size), **kwargs}
+
+
+def run_rules(rules: str, env: str) -> str:
+    """The rules ``rules`` of environment ``env`` as a training run keeps them: spelled out,
+    every rule with its weight as it resolves now (:func:`musicgym.rules.spelled_rules`)."""
+    return spelled_rules(rules, ENV_DEFAULTS[env].context)
 
 
 DEFAULTS = EnvConfig()

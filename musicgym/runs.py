@@ -332,16 +332,15 @@ def _shown(value: Any) -> str:
 
 
 def _spelled_rules(saved: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``saved`` with its rules spelled out (:func:`musicgym.rules.spelled_rules`), as a config
-    keeps them: a run saved before runs kept them so names a preset as it is now."""
-    from musicgym.config import ENV_DEFAULTS
+    """``saved`` with its rules as a run keeps them (:func:`musicgym.config.run_rules`): a run
+    saved before runs kept them so names a preset as it is now."""
+    from musicgym.config import ENV_DEFAULTS, run_rules
     from musicgym.errors import MusicgymError
-    from musicgym.rules import spelled_rules
 
     if not isinstance(saved.get("rules"), str) or saved.get("env") not in ENV_DEFAULTS:
         return saved
     try:
-        rules = spelled_rules(saved["rules"], ENV_DEFAULTS[saved["env"]].context)
+        rules = run_rules(saved["rules"], saved["env"])
     except MusicgymError:  # a rule gone since: shown as it was
         return saved
     return {**saved, "rules": rules}
