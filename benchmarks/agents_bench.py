@@ -78,6 +78,7 @@ from musicgym.benchmarks.report import (
 from musicgym.config import DEFAULTS, ENV_ID, EnvConfig
 from musicgym.errors import BenchmarkError
 from musicgym.fileio import write_text
+from musicgym.runs import StoppablePool
 from musicgym.tasks import CHORALE, MELODY, REPORTED_SPLIT, Task, task_of
 
 REFERENCE_AGENTS = ("prior", "random")
@@ -384,16 +385,17 @@ def run(config: AgentsBenchConfig) -> dict:
     if config.ray is not None:
         outcomes = _run_on_ray(tasks, config)
     elif config.jobs > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
         quiet = AgentsBenchConfig(**{**config.settings(), "progress": False})
-        context = multiprocessing.get_context("spawn")  # no forked torch or env state
-        with ProcessPoolExecutor(config.jobs, mp_context=context) as pool:
+        with StoppablePool(config.jobs) as pool:
             futures = [pool.submit(bench_agent, name, seed, quiet) for name, seed in tasks]
-            outcomes = [
-                _result(future.result, name, seed) for future, (name, seed) in zip(futures, tasks)
-            ]
+            pool.wait(
+                futures,
+                f"during the bench: each run wrote its checkpoint under {out / 'runs'}; the same "
+                "command goes on with them",
+            )
+        outcomes = [
+            _result(future.result, name, seed) for future, (name, seed) in zip(futures, tasks)
+        ]
     else:
         outcomes = [_result(partial(bench_agent, *task, config), *task) for task in tasks]
     report = write_report(config, tasks, outcomes, reference, (time.perf_counter() - start) / 60)

@@ -68,3 +68,6 @@ class Interrupted(KeyboardInterrupt):
 
     def __str__(self) -> str:
         return self.message
+
+    def __reduce__(self) -> tuple[type, tuple[str, int]]:  # raised in a pool worker: pickled
+        return type(self), (self.message, self.signal_number)

@@ -273,10 +273,17 @@ def _quiet_writer_threads() -> Iterator[None]:
         threading.excepthook = previous
 
 
+_POOL_STOP: Any = None
+"""In a worker process of :class:`StoppablePool`: the shared signal number (0 while none) its
+parent sets when it is asked to stop."""
+
+
 class StopSignals:
     """While active, SIGINT and SIGTERM set :attr:`requested` instead of stopping the process,
     so that a training loop can finish its step and write a checkpoint; a second signal stops
-    at once (``KeyboardInterrupt``). A no-op outside the main thread."""
+    at once (``KeyboardInterrupt``). A no-op outside the main thread. In a worker of
+    :class:`StoppablePool` the parent's signal is :attr:`requested` instead (the worker ignores
+    its own)."""
 
     def __init__(self) -> None:
         self.signal_number: int | None = None
@@ -284,6 +291,8 @@ class StopSignals:
 
     @property
     def requested(self) -> bool:
+        if self.signal_number is None and _POOL_STOP is not None and _POOL_STOP.value:
+            self.signal_number = int(_POOL_STOP.value)
         return self.signal_number is not None
 
     def _handle(self, number: int, frame: object) -> None:
@@ -309,7 +318,7 @@ class StopSignals:
             raise self.stopped_short(step, checkpoint)
 
     def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
+        if _POOL_STOP is None and threading.current_thread() is threading.main_thread():
             for number in EXIT_CODES:
                 self._previous[number] = signal.signal(number, self._handle)
         return self
@@ -318,6 +327,72 @@ class StopSignals:
         for number, handler in self._previous.items():
             signal.signal(number, handler)
         self._previous.clear()
+
+
+def _join_pool(stop: Any) -> None:
+    """A :class:`StoppablePool` worker's start: its runs stop when the parent sets ``stop``; the
+    signals a terminal sends the whole process group are the parent's to handle."""
+    global _POOL_STOP
+    _POOL_STOP = stop
+    for number in EXIT_CODES:
+        signal.signal(number, signal.SIG_IGN)
+
+
+class StoppablePool:
+    """Worker processes (spawned: no forked torch or env state) for runs side by side that stop
+    as one run does. The first SIGINT or SIGTERM to this process (alone, or with its workers, as a
+    terminal's Ctrl-C) lets each running run finish its step and write its checkpoint
+    (:class:`StopSignals` in the worker), cancels the runs not started, and :meth:`wait` raises
+    :class:`~musicgym.errors.Interrupted`; a second stops the workers at once::
+
+        with StoppablePool(jobs) as pool:
+            futures = [pool.submit(train, seed) for seed in seeds]
+            pool.wait(futures, "during the runs: each wrote its checkpoint; run again to go on")
+            outcomes = [future.result() for future in futures]
+    """
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+
+    def __enter__(self) -> StoppablePool:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")
+        self._stop = context.RawValue("i", 0)
+        self._signals = StopSignals().__enter__()
+        self._executor = ProcessPoolExecutor(
+            self.jobs, mp_context=context, initializer=_join_pool, initargs=(self._stop,)
+        )
+        return self
+
+    def submit(self, fn: Any, /, *args: Any) -> Any:
+        """``fn(*args)`` in a worker: a :class:`concurrent.futures.Future`."""
+        return self._executor.submit(fn, *args)
+
+    def wait(self, futures: Sequence[Any], stopped: str) -> None:
+        """Until every future is done; after a signal, once the running ones have stopped,
+        :class:`~musicgym.errors.Interrupted`: ``"SIGINT " + stopped``."""
+        from concurrent.futures import wait
+
+        pending = set(futures)
+        while pending:
+            pending = wait(pending, timeout=0.2).not_done
+            if self._signals.requested and not self._stop.value:
+                self._stop.value = int(self._signals.signal_number or signal.SIGINT)
+                for future in pending:
+                    future.cancel()
+        if self._stop.value:
+            raise self._signals.interrupted(stopped)
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        self._signals.__exit__()
+        if kind is KeyboardInterrupt:  # a second signal: stop now
+            import multiprocessing
+
+            for worker in multiprocessing.active_children():
+                worker.terminate()
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 def option_name(field: str) -> str:

@@ -144,6 +144,39 @@ def test_a_second_process_is_locked_out_and_sigint_or_sigterm_checkpoint(cli, fi
     assert len(stopped.errors) == 1
 
 
+def test_sigint_stops_a_bench_of_runs_side_by_side_at_their_checkpoints(cli, files, tmp_path):
+    """``bench --jobs 2``: SIGINT to the bench alone reaches its workers, each run writes its
+    checkpoint with the replay, the bench says so in one line and exits 130; the same command
+    goes on with the runs, exactly (no warning of a periodic checkpoint)."""
+
+    def bench(steps: int) -> list[str]:
+        return [
+            *("bench", "agents", "--agents", "rltuner-q", "--seeds", "0,1", "--jobs", "2"),
+            *("--steps", steps, "--pieces", "2", "--prior", files / "tiny.pt", "--no-progress"),
+            *("--hyperparameters", json.dumps(RL_TUNER_SMALL), "--out", "b"),
+        ]
+
+    first = cli.start(bench(100_000), tmp_path)
+    runs = [tmp_path / "b" / "runs" / f"rltuner-q-seed{seed}" for seed in (0, 1)]
+    wait_for(lambda: all((run / "agent.pt").exists() for run in runs))
+    first.signal(signal.SIGINT)
+    stopped = first.wait()
+    assert stopped.code == 130 and "Traceback" not in stopped.stderr, stopped.stderr
+    assert stopped.errors == [
+        "musicgym: SIGINT during the bench: each run wrote its checkpoint under b/runs; the same "
+        "command goes on with them"
+    ]
+    steps = []
+    for run in runs:
+        checkpoint = torch.load(run / "agent.pt", weights_only=True)
+        assert "replay" in checkpoint  # the final checkpoint, not a periodic one
+        assert not (run / LOCK_FILE).exists()
+        steps.append(int(checkpoint["step"]))
+    resumed = cli.run(bench(max(steps) + 32), tmp_path)
+    assert resumed.code == 0 and "warning" not in resumed.stderr, resumed.stderr
+    assert [read_agent_info(run)["trained_steps"] for run in runs] == [max(steps) + 32] * 2
+
+
 def test_a_stale_lock_is_taken_over_with_a_note(tmp_path, capsys):
     holder = subprocess.Popen([sys.executable, "-c", "pass"])
     holder.wait()  # its pid no longer runs
