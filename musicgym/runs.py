@@ -360,10 +360,10 @@ class StoppablePool:
 
         context = multiprocessing.get_context("spawn")
         self._stop = context.RawValue("i", 0)
-        self._signals = StopSignals().__enter__()
         self._executor = ProcessPoolExecutor(
             self.jobs, mp_context=context, initializer=_join_pool, initargs=(self._stop,)
         )
+        self._signals = StopSignals().__enter__()
         return self
 
     def submit(self, fn: Any, /, *args: Any) -> Any:
