@@ -8,7 +8,7 @@ Rows, all on the batched vector env of ``--num-envs`` melodies and one torch thr
   (batch 32) per 4 env steps; its gradient steps/s too. Its environments give it the prior's
   summary and log p (``observation="prior"``), so the prior runs once per step, in the
   environment, and an update runs only the Q-network's MLP over cached states;
-* **rltuner-q --compile**: the same with the learner's loss compiled and Adam fused;
+* **rltuner-q --compile**: the same with the learner's whole step compiled into one function;
 * **rltuner-q --train-readout**: the same with a trainable copy of the prior's readout (the
   Bi-axial's note axis: the whole network but the time axis), whose update scores 38
   candidates of 64 states.

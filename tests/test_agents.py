@@ -571,8 +571,8 @@ def test_rltuner_q_learns_the_key_rule(tmp_path):
 
 
 def test_compiled_learner_takes_the_eager_step(prior, tmp_path):
-    """``--compile``: the compiled loss (forward and backward) and fused Adam move the weights
-    as the eager step does, to float rounding."""
+    """``--compile``: the whole step compiled (forward, gradients by ``torch.func``, clipping,
+    fused Adam, soft update) moves the weights as the eager step does, to float rounding."""
     import dataclasses
 
     from musicgym.agents.rl_tuner.loop import TrainingRun
@@ -600,3 +600,31 @@ def test_compiled_learner_takes_the_eager_step(prior, tmp_path):
     for name, value in eager.items():
         torch.testing.assert_close(compiled[name], value, rtol=1e-4, atol=1e-6)
     assert any(not torch.equal(compiled[n], v) for n, v in agent.q_network.state_dict().items())
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adadelta"])
+def test_compiled_learner_step_is_one_graph(prior, tmp_path, optimizer):
+    """``--compile`` traces the whole step, the optimizer's included, into one graph: no graph
+    break (``torch.optim``'s own ``step()`` would break it before and after)."""
+    from musicgym.agents.rl_tuner.loop import TrainingRun
+    from musicgym.agents.rl_tuner.targets import Learner, start_optimizer_state
+
+    config = RLTunerConfig(
+        length=8, num_envs=4, buffer_size=64, steps=64, compile=True, optimizer=optimizer
+    )
+    agent = RLTuner(config, prior)
+    run = TrainingRun(agent, tmp_path, {})
+    observations = run.observations
+    for _ in range(4):
+        actions = run.act(observations)
+        observations, rewards, terminations, infos = run.step(actions)
+        run.store(actions, rewards, terminations, observations, infos)
+    learner = Learner(agent.q_network, agent.target_network, config)
+    start_optimizer_state(learner.optimizer)
+    with torch.no_grad():
+        explained = torch._dynamo.explain(learner._traced_step)(
+            run.replay.sample(8, run.rng, agent.device)
+        )
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), [
+        reason.reason.splitlines()[0] for reason in explained.break_reasons
+    ]

@@ -111,10 +111,10 @@ class RLTunerConfig(RunConfig):
     """Fine-tune a copy of the prior's weights above its summary too (q, psi; the Bi-axial's
     note axis: about 20x slower updates)."""
     compile: bool = False
-    """Compile the learner's loss (both networks' forward and its backward) with torch.compile
-    and take Adam's step fused: cheaper updates (measured in benchmarks/RESULTS.md), after about
-    a minute of compiling; it needs a C++ compiler. Not bit for bit the numbers of a run without
-    it."""
+    """Compile the learner's whole step (both networks' forward, the gradients, the clipping,
+    the optimizer's step, Adam fused, and the soft target update) into one function with
+    torch.compile: cheaper updates (measured in benchmarks/RESULTS.md), after up to a minute of
+    compiling; it needs a C++ compiler. Not bit for bit the numbers of a run without it."""
     device: str = "cpu"
     """Torch device of the networks and the prior (cpu, cuda, cuda:1, ...)."""
     eval_interval: int = 10_000

@@ -10,16 +10,19 @@ actions, its mask leaves them out of every max, logsumexp and choice.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.adadelta import adadelta as functional_adadelta
+from torch.optim.adam import adam as functional_adam
 
 from musicgym.agents.rl_tuner.config import RLTunerConfig, Target
 from musicgym.agents.rl_tuner.network import QNetwork, soft_update
-from musicgym.agents.rl_tuner.parts import Transitions
+from musicgym.agents.rl_tuner.parts import States, Transitions
 from musicgym.errors import EnvArgumentError
 
 
@@ -102,8 +105,9 @@ def explore(
 
 def make_optimizer(config: RLTunerConfig, network: nn.Module) -> torch.optim.Optimizer:
     """Adam (one fused call over the tensors: the same numbers as the loop over them; with
-    ``--compile`` one fused kernel, not quite the same numbers) or Adadelta; the rule outcomes'
-    weights (``--rule-features``) at ``rule_learning_rate``."""
+    ``--compile`` fused, whose state lives on the parameters' device, and stepped by
+    :func:`functional_step`) or Adadelta; the rule outcomes' weights (``--rule-features``) at
+    ``rule_learning_rate``."""
     rules = getattr(network, "rule_weights", None)
     params = [p for p in network.parameters() if p.requires_grad and p is not rules]
     groups = [{"params": params}]
@@ -131,15 +135,19 @@ def clip_gradients(config: RLTunerConfig, params: list[torch.Tensor]) -> None:
 
 
 def transition_loss(
-    q_network: QNetwork, target_network: QNetwork, config: RLTunerConfig, batch: Transitions
+    values: Callable[[States], torch.Tensor],
+    target_network: QNetwork,
+    config: RLTunerConfig,
+    batch: Transitions,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The TD loss of a batch of transitions and the Q-values of its actions ``(B,)``."""
-    q_values = q_network(batch.states).gather(1, batch.actions[:, None])[:, 0]
+    """The TD loss of a batch of transitions and the Q-values of its actions ``(B,)``;
+    ``values`` is the online network (or a call of it with other parameters)."""
+    q_values = values(batch.states).gather(1, batch.actions[:, None])[:, 0]
     with torch.no_grad():
         next_states = batch.next_states
         next_online = None
         if config.double_q and config.algo == "q":
-            next_online = q_network(next_states)
+            next_online = values(next_states)
         target = td_target(
             config.algo,
             batch.rewards,
@@ -154,33 +162,107 @@ def transition_loss(
     return loss_fn(q_values, target), q_values.detach()
 
 
+MOMENTS = {
+    torch.optim.Adam: ("exp_avg", "exp_avg_sq"),
+    torch.optim.Adadelta: ("square_avg", "acc_delta"),
+}
+"""The state each optimizer keeps per parameter beside its step count: zeros at step 0."""
+
+
+def start_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """Give ``optimizer`` the state its first step would start from (as its own lazy start:
+    the step count 0, on the parameter's device as with ``fused`` or ``capturable``, and
+    zeros of each moment)."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state[p]
+            state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+            for moment in MOMENTS[type(optimizer)]:
+                state[moment] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+
+def functional_step(optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.step()`` (Adam or Adadelta, state started) as torch.optim's functional API
+    computes it, which ``torch.compile`` traces into the graph around it; ``step()`` itself
+    breaks the graph before and after."""
+    for group in optimizer.param_groups:
+        params = group["params"]
+        state = [optimizer.state[p] for p in params]
+        kwargs = dict(
+            foreach=True,
+            capturable=True,
+            lr=group["lr"],
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            maximize=group["maximize"],
+        )
+        grads, steps = [p.grad for p in params], [s["step"] for s in state]
+        first, second = ([s[moment] for s in state] for moment in MOMENTS[type(optimizer)])
+        if isinstance(optimizer, torch.optim.Adam):
+            beta1, beta2 = group["betas"]
+            functional_adam(
+                params, grads, first, second, [], steps, amsgrad=False, beta1=beta1, beta2=beta2,
+                **kwargs,
+            )  # fmt: skip
+        else:
+            functional_adadelta(params, grads, first, second, steps, rho=group["rho"], **kwargs)
+
+
 class Learner:
-    """The online and target networks and the optimizer: one gradient step at a time (the loss
-    compiled with ``--compile``)."""
+    """The online and target networks and the optimizer: one gradient step at a time. With
+    ``--compile`` the whole step (both networks' forward, the gradients, the clipping, the
+    optimizer's step and the soft target update) is one compiled function."""
 
     def __init__(self, q_network: QNetwork, target_network: QNetwork, config: RLTunerConfig):
         self.q_network, self.target_network, self.config = q_network, target_network, config
         self.optimizer = make_optimizer(config, q_network)
         self.online_params = list(q_network.parameters())
         self.target_params = list(target_network.parameters())
-        self.loss = partial(transition_loss, q_network, target_network, config)
-        if config.compile:
-            self.loss = torch.compile(self.loss, dynamic=False)
+        self.trained = {n: p for n, p in q_network.named_parameters() if p.requires_grad}
+        self.compiled = torch.compile(self._traced_step, dynamic=False) if config.compile else None
 
     def step(self, batch: Transitions) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on a batch's TD loss (gradients clipped) and the soft target
         update ``θ⁻ ← (1 - eta) θ⁻ + eta θ``; the loss and the mean Q-value, as tensors."""
+        if self.compiled is not None:
+            return self._compiled_step(batch)
+        loss, q_values = transition_loss(self.q_network, self.target_network, self.config, batch)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self._apply_gradients(self.optimizer.step)
+        return loss.detach(), q_values.mean()
+
+    def _compiled_step(self, batch: Transitions) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.optimizer.state:
+            start_optimizer_state(self.optimizer)
         try:
-            loss, q_values = self.loss(batch)
+            with torch.no_grad():
+                return self.compiled(batch)
         except torch._dynamo.exc.BackendCompilerFailed as error:
             first = str(error).strip().splitlines()[0][:200]
             raise EnvArgumentError(
                 f"--compile: torch.compile could not compile the learner here ({first}); "
                 "train without --compile"
             ) from None
-        self.optimizer.zero_grad()
-        loss.backward()
+
+    def _traced_step(self, batch: Transitions) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`step` as one function ``torch.compile`` traces whole: the gradients by
+        ``torch.func`` instead of ``backward``."""
+
+        def loss_of(trained: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+            def values(states: States) -> torch.Tensor:
+                return torch.func.functional_call(self.q_network, trained, (states,))
+
+            return transition_loss(values, self.target_network, self.config, batch)
+
+        grads, (loss, q_values) = torch.func.grad_and_value(loss_of, has_aux=True)(self.trained)
+        for name, parameter in self.trained.items():
+            parameter.grad = grads[name]
+        self._apply_gradients(partial(functional_step, self.optimizer))
+        return loss, q_values.mean()
+
+    def _apply_gradients(self, optimizer_step: Callable[[], object]) -> None:
+        """Clip the gradients, take the optimizer's step, move the target network."""
         clip_gradients(self.config, self.online_params)
-        self.optimizer.step()
+        optimizer_step()
         soft_update(self.target_params, self.online_params, self.config.eta)
-        return loss.detach(), q_values.mean()
