@@ -570,22 +570,30 @@ def test_rltuner_q_learns_the_key_rule(tmp_path):
     assert after < before - 0.08 and after < 0.6 * before, (before, after)
 
 
-def test_compiled_learner_takes_the_eager_step(prior, tmp_path):
-    """``--compile``: the whole step compiled (forward, gradients by ``torch.func``, clipping,
-    fused Adam, soft update) moves the weights as the eager step does, to float rounding."""
-    import dataclasses
-
+def run_with_replay(config: RLTunerConfig, prior, out, vector_steps: int):
+    """An agent and its training run after ``vector_steps`` steps of acting and storing (no
+    update): a replay memory to draw batches from."""
     from musicgym.agents.rl_tuner.loop import TrainingRun
-    from musicgym.agents.rl_tuner.targets import Learner
 
-    config = RLTunerConfig(length=8, num_envs=4, buffer_size=64, steps=64)
     agent = RLTuner(config, prior)
-    run = TrainingRun(agent, tmp_path, {})
+    run = TrainingRun(agent, out, {})
     observations = run.observations
-    for _ in range(6):
+    for _ in range(vector_steps):
         actions = run.act(observations)
         observations, rewards, terminations, infos = run.step(actions)
         run.store(actions, rewards, terminations, observations, infos)
+    return agent, run
+
+
+def test_compiled_learner_takes_the_eager_step(prior, tmp_path):
+    """``--compile``: the whole step compiled (forward, gradients by ``torch.func``, clipping,
+    Adam, soft update) moves the weights as the eager step does, to float rounding."""
+    import dataclasses
+
+    from musicgym.agents.rl_tuner.targets import Learner
+
+    config = RLTunerConfig(length=8, num_envs=4, buffer_size=64, steps=64)
+    agent, run = run_with_replay(config, prior, tmp_path, vector_steps=6)
     learners = [
         Learner(copy.deepcopy(agent.q_network), copy.deepcopy(agent.target_network), settings)
         for settings in (config, dataclasses.replace(config, compile=True))
@@ -606,19 +614,12 @@ def test_compiled_learner_takes_the_eager_step(prior, tmp_path):
 def test_compiled_learner_step_is_one_graph(prior, tmp_path, optimizer):
     """``--compile`` traces the whole step, the optimizer's included, into one graph: no graph
     break (``torch.optim``'s own ``step()`` would break it before and after)."""
-    from musicgym.agents.rl_tuner.loop import TrainingRun
     from musicgym.agents.rl_tuner.targets import Learner, start_optimizer_state
 
     config = RLTunerConfig(
         length=8, num_envs=4, buffer_size=64, steps=64, compile=True, optimizer=optimizer
     )
-    agent = RLTuner(config, prior)
-    run = TrainingRun(agent, tmp_path, {})
-    observations = run.observations
-    for _ in range(4):
-        actions = run.act(observations)
-        observations, rewards, terminations, infos = run.step(actions)
-        run.store(actions, rewards, terminations, observations, infos)
+    agent, run = run_with_replay(config, prior, tmp_path, vector_steps=4)
     learner = Learner(agent.q_network, agent.target_network, config)
     start_optimizer_state(learner.optimizer)
     with torch.no_grad():
