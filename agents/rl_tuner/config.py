@@ -112,9 +112,9 @@ class RLTunerConfig(RunConfig):
     note axis: about 20x slower updates)."""
     compile: bool = False
     """Compile the learner's whole step (both networks' forward, the gradients, the clipping,
-    the optimizer's step, Adam fused, and the soft target update) into one function with
-    torch.compile: cheaper updates (measured in benchmarks/RESULTS.md), after up to a minute of
-    compiling; it needs a C++ compiler. Not bit for bit the numbers of a run without it."""
+    the optimizer's step and the soft target update) into one function with torch.compile:
+    cheaper updates (measured in benchmarks/RESULTS.md), after up to a minute of compiling; it
+    needs a C++ compiler. Not bit for bit the numbers of a run without it."""
     device: str = "cpu"
     """Torch device of the networks and the prior (cpu, cuda, cuda:1, ...)."""
     eval_interval: int = 10_000
