@@ -195,6 +195,28 @@ def test_recent_tokens_pad_before_the_start():
     assert got.tolist() == [[5, 6, 7], [-1, -1, -1], [-1, 20, 9]]  # the primer before step 0
 
 
+def test_melody_replay_draws_what_rng_choice_draws(prior):
+    """The replay draws its rows as ``rng.choice(rows, p=filled / filled.sum())`` would, from
+    the same generator (earlier runs reproduce), and each side's states of a transition are
+    those :meth:`states` gives."""
+    replay = MelodyReplay(16 * 50, 16, prior.summary_shape, 4, 3, 0.5, "C major")
+    replay.filled[:] = np.random.default_rng(0).integers(1, 17, replay.rows)
+    replay.rewards[:] = np.arange(replay.rewards.size).reshape(replay.rewards.shape)
+    replay.tokens[:] = np.arange(replay.tokens.size).reshape(replay.tokens.shape) % 38
+    drawing, expected = np.random.default_rng(1), np.random.default_rng(1)
+    for _ in range(5):
+        batch = replay.sample(32, drawing, torch.device("cpu"))
+        p = replay.filled / replay.filled.sum()
+        rows = expected.choice(replay.rows, 32, p=p)
+        steps = (expected.random(32) * replay.filled[rows]).astype(np.int64)
+        assert batch.rewards.tolist() == replay.rewards[rows, steps].tolist()
+        for states, after in ((batch.states, steps), (batch.next_states, steps + 1)):
+            alone = replay.states(rows, after, torch.device("cpu"))
+            assert torch.equal(states.context, alone.context)
+            assert torch.equal(states.step, alone.step)
+    assert drawing.random() == expected.random()
+
+
 def test_melody_features_are_one_hots_of_the_step_and_recent_tokens(prior):
     part = MelodyPart(prior, RLTunerConfig(length=8, context=3))
     context = torch.tensor([[-1, -1, 5], [0, 37, 2]])
@@ -608,13 +630,43 @@ def test_compiled_learner_takes_the_eager_step(prior, tmp_path):
     for name, value in eager.items():
         torch.testing.assert_close(compiled[name], value, rtol=1e-4, atol=1e-6)
     assert any(not torch.equal(compiled[n], v) for n, v in agent.q_network.state_dict().items())
+    eager, compiled = (learner.optimizer.state_dict()["state"] for learner in learners)
+    for index, state in eager.items():  # the step counts and moments alike
+        for name, value in state.items():
+            torch.testing.assert_close(compiled[index][name], value, rtol=1e-4, atol=1e-9)
+
+
+def test_compiled_learner_resumes_from_its_optimizer_state(prior, tmp_path):
+    """A compiled learner restored from a checkpoint's optimizer state (a new learner: Adam's
+    step count read again) takes the very step the uninterrupted one takes."""
+    from musicgym.agents.rl_tuner.targets import Learner
+
+    config = RLTunerConfig(length=8, num_envs=4, buffer_size=64, steps=64, compile=True)
+    agent, run = run_with_replay(config, prior, tmp_path, vector_steps=6)
+    learner = Learner(agent.q_network, agent.target_network, config)
+    batches = [run.replay.sample(8, run.rng, agent.device) for _ in range(3)]
+    learner.step(batches[0])
+    networks = agent.q_network, agent.target_network
+    saved = copy.deepcopy([learner.optimizer.state_dict(), *(n.state_dict() for n in networks)])
+    for batch in batches[1:]:
+        learner.step(batch)
+    uninterrupted = copy.deepcopy(agent.q_network.state_dict())
+    learner.optimizer.load_state_dict(saved[0])
+    for network, state in zip(networks, saved[1:]):
+        network.load_state_dict(state)
+    learner.adam_steps = None  # as a new learner's
+    for batch in batches[1:]:
+        learner.step(batch)
+    assert learner.adam_steps == 3
+    for name, value in uninterrupted.items():
+        assert torch.equal(agent.q_network.state_dict()[name], value), name
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adadelta"])
 def test_compiled_learner_step_is_one_graph(prior, tmp_path, optimizer):
     """``--compile`` traces the whole step, the optimizer's included, into one graph: no graph
     break (``torch.optim``'s own ``step()`` would break it before and after)."""
-    from musicgym.agents.rl_tuner.targets import Learner, start_optimizer_state
+    from musicgym.agents.rl_tuner.targets import Learner, adam_factors, start_optimizer_state
 
     config = RLTunerConfig(
         length=8, num_envs=4, buffer_size=64, steps=64, compile=True, optimizer=optimizer
@@ -622,9 +674,10 @@ def test_compiled_learner_step_is_one_graph(prior, tmp_path, optimizer):
     agent, run = run_with_replay(config, prior, tmp_path, vector_steps=4)
     learner = Learner(agent.q_network, agent.target_network, config)
     start_optimizer_state(learner.optimizer)
+    factors = adam_factors(learner.optimizer, 1) if optimizer == "adam" else None
     with torch.no_grad():
         explained = torch._dynamo.explain(learner._traced_step)(
-            run.replay.sample(8, run.rng, agent.device)
+            run.replay.sample(8, run.rng, agent.device), factors
         )
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), [
         reason.reason.splitlines()[0] for reason in explained.break_reasons

@@ -69,10 +69,11 @@ def recent_tokens(
     """``(M, K)``: of each melody ``tokens[m]`` ``(L,)`` played after the primer token
     ``primers[m]`` (-1 for none), the ``K = context`` tokens before ``steps[m]``, oldest first,
     the primer's included, -1 before the start."""
-    positions = steps[:, None] + np.arange(-context, 0)  # (M, K)
-    picked = np.take_along_axis(tokens, np.maximum(positions, 0), 1)
-    before = np.where(positions == -1, primers[:, None], -1)
-    return np.where(positions >= 0, picked, before)
+    M, L = tokens.shape
+    padded = np.full((M, context + 1 + L), -1, tokens.dtype)  # K x -1, the primer, the tokens
+    padded[:, context] = primers
+    padded[:, context + 1 :] = tokens
+    return padded[np.arange(M)[:, None], steps[:, None] + np.arange(1, context + 1)]
 
 
 class MelodyPart:
@@ -184,6 +185,8 @@ class MelodyReplay:
         self.log_probs = np.zeros((self.rows, length, NUM_TOKENS), np.float32)
         self.next_row = 0
         self.slots = np.zeros(num_envs, np.int64)
+        self._row_cdf: np.ndarray | None = None
+        """The rows' cumulative draw probabilities, kept until ``filled`` changes."""
 
     def __len__(self) -> int:
         """Transitions held."""
@@ -193,6 +196,7 @@ class MelodyReplay:
         """A row for a new melody (the oldest one is overwritten)."""
         row = self.next_row
         self.next_row = (row + 1) % self.rows
+        self._row_cdf = None
         self.tokens[row], self.filled[row], self.primers[row] = -1, 0, primer
         return row
 
@@ -225,6 +229,7 @@ class MelodyReplay:
         self.tokens[rows, steps] = actions[stepped]
         self.rewards[rows, steps] = rewards[stepped]
         self.filled[rows] += 1
+        self._row_cdf = None
         for i in np.flatnonzero(~stepped):
             self.slots[i] = self._start(self._primer(infos, i))
         going_on = ~terminations  # the next state of a stepped slot, or a new melody's first
@@ -233,9 +238,14 @@ class MelodyReplay:
     def states(self, rows: np.ndarray, steps: np.ndarray, device: torch.device) -> MelodyStates:
         """The cached states before step ``steps[j]`` of ``rows[j]`` (``steps`` may be
         ``length``: a terminal state, read as the last one; its value is never used)."""
+        return self._states(self._state_fields(rows, steps, device), slice(None), device)
+
+    def _state_fields(
+        self, rows: np.ndarray, steps: np.ndarray, device: torch.device
+    ) -> dict[str, Any]:
+        """:meth:`states`' fields: numpy arrays, or tensors on ``device`` where torch made them."""
         steps = np.minimum(steps, self.length - 1)
         tokens, primers = self.tokens[rows], self.primers[rows]
-        context = recent_tokens(tokens, primers, steps, self.context)
         sounding = outcomes = None
         if self.readout:
             played = np.concatenate([primers[:, None], tokens], 1).astype(np.int64)
@@ -244,27 +254,46 @@ class MelodyReplay:
         if self.rule_features:
             played = [row[:step] for row, step in zip(tokens, steps)]
             outcomes = rule_outcomes(played, Key.parse(self.key), device)
-        return MelodyStates(
-            summary=tensor(self.summaries[rows, steps], device),
-            log_probs=tensor(self.log_probs[rows, steps], device),
-            context=tensor(context.astype(np.int64), device),
-            step=tensor(steps, device),
-            sounding=sounding,
-            outcomes=outcomes,
-        )
+        return {
+            "summary": self.summaries[rows, steps],
+            "log_probs": self.log_probs[rows, steps],
+            "context": recent_tokens(tokens, primers, steps, self.context).astype(np.int64),
+            "step": steps,
+            "sounding": sounding,
+            "outcomes": outcomes,
+        }
+
+    @staticmethod
+    def _states(fields: dict[str, Any], part: slice, device: torch.device) -> MelodyStates:
+        """The states of rows ``part`` of :meth:`_state_fields`."""
+
+        def rows(values: Any) -> torch.Tensor | None:
+            if values is None:
+                return None
+            return values[part] if torch.is_tensor(values) else tensor(values[part], device)
+
+        return MelodyStates(**{name: rows(values) for name, values in fields.items()})
 
     def sample(
         self, batch_size: int, rng: np.random.Generator, device: torch.device
     ) -> Transitions:
-        """``batch_size`` transitions drawn independently and uniformly."""
-        rows = rng.choice(self.rows, batch_size, p=self.filled / self.filled.sum())
+        """``batch_size`` transitions drawn independently and uniformly: a row with probability
+        proportional to the steps it holds, then one of them (the draws of ``rng.choice(rows,
+        batch_size, p=filled / filled.sum())``, its cumulative probabilities kept between
+        batches of the same memory). Both sides' states are gathered in one pass."""
+        if self._row_cdf is None:
+            self._row_cdf = (self.filled / self.filled.sum()).cumsum()
+            self._row_cdf /= self._row_cdf[-1]
+        rows = self._row_cdf.searchsorted(rng.random(batch_size), side="right")
         steps = (rng.random(batch_size) * self.filled[rows]).astype(np.int64)
+        both = np.concatenate([rows, rows]), np.concatenate([steps, steps + 1])
+        fields = self._state_fields(*both, device)
         return Transitions(
-            states=self.states(rows, steps, device),
+            states=self._states(fields, slice(batch_size), device),
             actions=tensor(self.tokens[rows, steps].astype(np.int64), device),
             rewards=tensor(self.rewards[rows, steps], device),
             dones=tensor(steps == self.length - 1, device),
-            next_states=self.states(rows, steps + 1, device),
+            next_states=self._states(fields, slice(batch_size, None), device),
             gamma=self.gamma,
         )
 
@@ -298,6 +327,7 @@ class MelodyReplay:
         self.filled[:used] = state["filled"].numpy()
         self.primers[:used] = state["primers"].numpy()
         self.log_probs[:used] = state["log_probs"].numpy()
+        self._row_cdf = None
         self.next_row = int(state["next_row"])
         if "slots" in state:
             self.slots = np.array(state["slots"], np.int64)

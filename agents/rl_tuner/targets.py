@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim.adadelta import adadelta as functional_adadelta
-from torch.optim.adam import adam as functional_adam
 
 from musicgym.agents.rl_tuner.config import RLTunerConfig, Target
 from musicgym.agents.rl_tuner.network import QNetwork, soft_update
@@ -181,31 +180,51 @@ def start_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
                 state[moment] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
 
-def functional_step(optimizer: torch.optim.Optimizer) -> None:
-    """``optimizer.step()`` (Adam or Adadelta, state started) as torch.optim's functional API
-    computes it, which ``torch.compile`` traces into the graph around it; ``step()`` itself
-    breaks the graph before and after."""
+def adam_factors(optimizer: torch.optim.Optimizer, step: int) -> torch.Tensor:
+    """``(G, 2)``: for each parameter group of Adam, the step size ``lr / (1 - beta1^t)`` and
+    the square root of the bias correction ``1 - beta2^t`` of its ``t = step``-th step, computed
+    as torch.optim's Adam computes them (in Python floats). A compiled step takes them as an
+    input: traced from the step count, inductor would call ``pow`` and ``sqrt`` once for every
+    16 weights (libm calls that may set ``errno`` are not moved out of a loop)."""
+    factors = []
     for group in optimizer.param_groups:
+        beta1, beta2 = group["betas"]
+        factors.append([group["lr"] / (1 - beta1**step), (1 - beta2**step) ** 0.5])
+    device = optimizer.param_groups[0]["params"][0].device
+    return torch.tensor(factors, dtype=torch.float32, device=device)
+
+
+def functional_step(optimizer: torch.optim.Optimizer, factors: torch.Tensor | None) -> None:
+    """``optimizer.step()`` (Adam or Adadelta, state started) in operations that
+    ``torch.compile`` traces into the graph around it (``step()`` itself breaks the graph
+    before and after). Adam as torch.optim's foreach Adam computes it (no weight decay, as
+    :func:`make_optimizer` builds it), with its step's :func:`adam_factors` ``factors``;
+    Adadelta by torch.optim's functional API."""
+    for index, group in enumerate(optimizer.param_groups):
         params = group["params"]
         state = [optimizer.state[p] for p in params]
-        kwargs = dict(
-            foreach=True,
-            capturable=True,
-            lr=group["lr"],
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
         grads, steps = [p.grad for p in params], [s["step"] for s in state]
         first, second = ([s[moment] for s in state] for moment in MOMENTS[type(optimizer)])
-        if isinstance(optimizer, torch.optim.Adam):
-            beta1, beta2 = group["betas"]
-            functional_adam(
-                params, grads, first, second, [], steps, amsgrad=False, beta1=beta1, beta2=beta2,
-                **kwargs,
+        if isinstance(optimizer, torch.optim.Adadelta):
+            functional_adadelta(
+                params, grads, first, second, steps, foreach=True, capturable=True,
+                lr=group["lr"], rho=group["rho"], eps=group["eps"],
+                weight_decay=group["weight_decay"], maximize=group["maximize"],
             )  # fmt: skip
-        else:
-            functional_adadelta(params, grads, first, second, steps, rho=group["rho"], **kwargs)
+            continue
+        assert factors is not None, "Adam's step needs its factors"
+        beta1, beta2 = group["betas"]
+        step_size, bias_correction2_sqrt = factors[index]
+        torch._foreach_add_(steps, 1.0)
+        torch._foreach_lerp_(first, grads, 1 - beta1)
+        torch._foreach_mul_(second, beta2)
+        torch._foreach_addcmul_(second, grads, grads, 1 - beta2)
+        denominators = torch._foreach_sqrt(second)
+        torch._foreach_div_(denominators, bias_correction2_sqrt)
+        torch._foreach_add_(denominators, group["eps"])
+        updates = torch._foreach_div(first, denominators)
+        torch._foreach_mul_(updates, -step_size)
+        torch._foreach_add_(params, updates)
 
 
 class Learner:
@@ -220,6 +239,9 @@ class Learner:
         self.target_params = list(target_network.parameters())
         self.trained = {n: p for n, p in q_network.named_parameters() if p.requires_grad}
         self.compiled = torch.compile(self._traced_step, dynamic=False) if config.compile else None
+        self.adam_steps: int | None = None
+        """Adam's steps taken (``--compile``): read from its state at the first compiled step,
+        after any checkpoint restored it."""
 
     def step(self, batch: Transitions) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on a batch's TD loss (gradients clipped) and the soft target
@@ -233,11 +255,17 @@ class Learner:
         return loss.detach(), q_values.mean()
 
     def _compiled_step(self, batch: Transitions) -> tuple[torch.Tensor, torch.Tensor]:
-        if not self.optimizer.state:
-            start_optimizer_state(self.optimizer)
+        optimizer, factors = self.optimizer, None
+        if not optimizer.state:
+            start_optimizer_state(optimizer)
+        if isinstance(optimizer, torch.optim.Adam):
+            if self.adam_steps is None:
+                self.adam_steps = int(next(iter(optimizer.state.values()))["step"])
+            self.adam_steps += 1
+            factors = adam_factors(optimizer, self.adam_steps)
         try:
             with torch.no_grad():
-                return self.compiled(batch)
+                return self.compiled(batch, factors)
         except torch._dynamo.exc.BackendCompilerFailed as error:
             first = str(error).strip().splitlines()[0][:200]
             raise EnvArgumentError(
@@ -245,9 +273,11 @@ class Learner:
                 "train without --compile"
             ) from None
 
-    def _traced_step(self, batch: Transitions) -> tuple[torch.Tensor, torch.Tensor]:
+    def _traced_step(
+        self, batch: Transitions, factors: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`step` as one function ``torch.compile`` traces whole: the gradients by
-        ``torch.func`` instead of ``backward``."""
+        ``torch.func`` instead of ``backward``; Adam's ``factors`` (:func:`adam_factors`)."""
 
         def loss_of(trained: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
             def values(states: States) -> torch.Tensor:
@@ -258,7 +288,7 @@ class Learner:
         grads, (loss, q_values) = torch.func.grad_and_value(loss_of, has_aux=True)(self.trained)
         for name, parameter in self.trained.items():
             parameter.grad = grads[name]
-        self._apply_gradients(partial(functional_step, self.optimizer))
+        self._apply_gradients(partial(functional_step, self.optimizer, factors))
         return loss, q_values.mean()
 
     def _apply_gradients(self, optimizer_step: Callable[[], object]) -> None:
