@@ -239,9 +239,6 @@ class Learner:
         self.target_params = list(target_network.parameters())
         self.trained = {n: p for n, p in q_network.named_parameters() if p.requires_grad}
         self.compiled = torch.compile(self._traced_step, dynamic=False) if config.compile else None
-        self.adam_steps: int | None = None
-        """Adam's steps taken (``--compile``): read from its state at the first compiled step,
-        after any checkpoint restored it."""
 
     def step(self, batch: Transitions) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on a batch's TD loss (gradients clipped) and the soft target
@@ -258,11 +255,9 @@ class Learner:
         optimizer, factors = self.optimizer, None
         if not optimizer.state:
             start_optimizer_state(optimizer)
-        if isinstance(optimizer, torch.optim.Adam):
-            if self.adam_steps is None:
-                self.adam_steps = int(next(iter(optimizer.state.values()))["step"])
-            self.adam_steps += 1
-            factors = adam_factors(optimizer, self.adam_steps)
+        if isinstance(optimizer, torch.optim.Adam):  # the step count of the step to come
+            taken = int(next(iter(optimizer.state.values()))["step"])
+            factors = adam_factors(optimizer, taken + 1)
         try:
             with torch.no_grad():
                 return self.compiled(batch, factors)
