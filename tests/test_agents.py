@@ -621,9 +621,8 @@ def test_compiled_learner_takes_the_eager_step(prior, tmp_path):
         for settings in (config, dataclasses.replace(config, compile=True))
     ]
     assert learners[1].optimizer.defaults["fused"]
-    for _ in range(3):
-        batch = run.replay.sample(8, run.rng, agent.device)
-        (eager_loss, eager_q), (loss, q) = (learner.step(batch) for learner in learners)
+    batches = [run.replay.sample(8, run.rng, agent.device) for _ in range(5)]  # a call of 4, 1
+    for (eager_loss, eager_q), (loss, q) in zip(*(learner.steps(batches) for learner in learners)):
         torch.testing.assert_close(loss, eager_loss)
         torch.testing.assert_close(q, eager_q)
     eager, compiled = (learner.q_network.state_dict() for learner in learners)
@@ -661,10 +660,59 @@ def test_compiled_learner_resumes_from_its_optimizer_state(prior, tmp_path):
         assert torch.equal(agent.q_network.state_dict()[name], value), name
 
 
+def test_compiled_learner_takes_the_same_steps_four_in_a_call(prior, tmp_path):
+    """Four updates due at once are one compiled call, with the numbers of four calls of one."""
+    from musicgym.agents.rl_tuner.targets import UPDATES_PER_CALL, Learner
+
+    config = RLTunerConfig(length=8, num_envs=4, buffer_size=64, steps=64, compile=True)
+    agent, run = run_with_replay(config, prior, tmp_path, vector_steps=6)
+    learners = [
+        Learner(copy.deepcopy(agent.q_network), copy.deepcopy(agent.target_network), config)
+        for _ in range(2)
+    ]
+    batches = [run.replay.sample(8, run.rng, agent.device) for _ in range(UPDATES_PER_CALL)]
+    together = learners[0].steps(batches)
+    alone = [learners[1].step(batch) for batch in batches]
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(together, alone))
+    for name, value in learners[0].q_network.state_dict().items():
+        assert torch.equal(learners[1].q_network.state_dict()[name], value), name
+
+
+def test_feature_linear_passes_autograds_gradients_compiled():
+    """The head's first layer, compiled under ``torch.func``, gives every gradient autograd
+    gives for ``nn.Linear`` over the concatenated features (the learned part's, the weight's,
+    the bias')."""
+    from torch import nn
+
+    from musicgym.agents.rl_tuner.network import FeatureLinear
+
+    torch.manual_seed(0)
+    layer, plain = FeatureLinear(12, 16), nn.Linear(12, 16)
+    plain.load_state_dict(layer.state_dict())
+    summary, given = torch.randn(4, 3), torch.randn(4, 7)
+    weights = {"projection": torch.randn(3, 5), **dict(layer.named_parameters())}
+
+    def loss(weights: dict[str, torch.Tensor], module: nn.Module) -> torch.Tensor:
+        parts = summary @ weights["projection"], given
+        own = {k: v for k, v in weights.items() if k != "projection"}
+        if isinstance(module, FeatureLinear):
+            out = torch.func.functional_call(module, own, (parts,))
+        else:
+            out = torch.func.functional_call(module, own, (torch.cat(parts, 1),))
+        return (out.relu() ** 2).sum()
+
+    expected = torch.func.grad(loss)(weights, plain)
+    compiled = torch.compile(torch.func.grad(loss), dynamic=False)(weights, layer)
+    for name, value in expected.items():
+        torch.testing.assert_close(compiled[name], value, rtol=1e-5, atol=1e-5)
+        assert value.abs().sum() > 0, name
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "adadelta"])
 def test_compiled_learner_step_is_one_graph(prior, tmp_path, optimizer):
-    """``--compile`` traces the whole step, the optimizer's included, into one graph: no graph
-    break (``torch.optim``'s own ``step()`` would break it before and after)."""
+    """``--compile`` traces the whole step, the optimizer's included, into one graph, and four
+    steps due at once into one: no graph break (``torch.optim``'s own ``step()`` would break it
+    before and after)."""
     from musicgym.agents.rl_tuner.targets import Learner, adam_factors, start_optimizer_state
 
     config = RLTunerConfig(
@@ -673,11 +721,10 @@ def test_compiled_learner_step_is_one_graph(prior, tmp_path, optimizer):
     agent, run = run_with_replay(config, prior, tmp_path, vector_steps=4)
     learner = Learner(agent.q_network, agent.target_network, config)
     start_optimizer_state(learner.optimizer)
-    factors = adam_factors(learner.optimizer, 1) if optimizer == "adam" else None
+    factors = adam_factors(learner.optimizer, 1, 4) if optimizer == "adam" else None
+    batches = tuple(run.replay.sample(8, run.rng, agent.device) for _ in range(4))
     with torch.no_grad():
-        explained = torch._dynamo.explain(learner._traced_step)(
-            run.replay.sample(8, run.rng, agent.device), factors
-        )
+        explained = torch._dynamo.explain(learner._traced_steps)(batches, factors)
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), [
         reason.reason.splitlines()[0] for reason in explained.break_reasons
     ]

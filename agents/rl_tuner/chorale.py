@@ -286,6 +286,7 @@ class ChoralePart:
 
     model_tag = "rl-tuner-chorale"
     resumable = True
+    steps_together = False  # (a frame takes as many decisions as it has notes)
 
     def __init__(self, prior: NoteAxisPrior, config: RLTunerConfig) -> None:
         if config.train_readout:

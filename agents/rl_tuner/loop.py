@@ -139,12 +139,14 @@ class TrainingRun:
     def learn(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The gradient steps now due (one per ``train_frequency`` environment steps); the loss
         and mean Q of each."""
-        agent, config, done = self.agent, self.config, []
-        while self.updates_due >= config.train_frequency:
-            self.updates_due -= config.train_frequency
-            batch = self.replay.sample(config.batch_size, self.rng, agent.device)
-            done.append(self.learner.step(batch))
-            agent.updates += 1
+        agent, config = self.agent, self.config
+        count, self.updates_due = divmod(self.updates_due, config.train_frequency)
+        # All drawn first: an update neither changes the replay memory nor draws from the
+        # generator, so these are the batches drawn one before each update.
+        draw = self.replay.sample
+        batches = [draw(config.batch_size, self.rng, agent.device) for _ in range(count)]
+        done = self.learner.steps(batches)
+        agent.updates += count
         return done
 
     # ----------------------------------------------------------------------------- checkpoint

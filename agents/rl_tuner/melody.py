@@ -82,6 +82,7 @@ class MelodyPart:
     model_tag = "rl-tuner"
     num_actions = NUM_TOKENS
     resumable = True
+    steps_together = True  # (every melody is `length` tokens)
 
     def __init__(self, prior: MelodyPrior, config: RLTunerConfig) -> None:
         if config.primer not in ("", "random_note"):

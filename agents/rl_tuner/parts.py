@@ -107,6 +107,10 @@ class TunerPart(Protocol):
     """Whether its runs resume exactly (its replay checkpoints)."""
     rule_outcomes: int
     """The rule outcomes its states give per action (``rule_features``; 0: none)."""
+    steps_together: bool
+    """Whether every episode takes the same number of steps, so that the environments step
+    together and every vector step has as many updates due (the compiled learner then takes
+    them in calls of :data:`~musicgym.agents.rl_tuner.targets.UPDATES_PER_CALL`)."""
 
     def extra_features(self, states: Any) -> torch.Tensor:
         """``(M, feature_size)``: the environment's features of ``states`` (beside the prior's

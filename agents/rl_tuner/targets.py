@@ -180,16 +180,19 @@ def start_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
                 state[moment] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
 
-def adam_factors(optimizer: torch.optim.Optimizer, step: int) -> torch.Tensor:
-    """``(G, 2)``: for each parameter group of Adam, the step size ``lr / (1 - beta1^t)`` and
-    the square root of the bias correction ``1 - beta2^t`` of its ``t = step``-th step, computed
-    as torch.optim's Adam computes them (in Python floats). A compiled step takes them as an
-    input: traced from the step count, inductor would call ``pow`` and ``sqrt`` once for every
-    16 weights (libm calls that may set ``errno`` are not moved out of a loop)."""
+def adam_factors(optimizer: torch.optim.Optimizer, first: int, count: int = 1) -> torch.Tensor:
+    """``(count, G, 2)``: for each of Adam's steps ``t = first, ..., first + count - 1`` and each
+    parameter group, the step size ``lr / (1 - beta1^t)`` and the square root of the bias
+    correction ``1 - beta2^t``, computed as torch.optim's Adam computes them (in Python
+    floats). A compiled step takes them as an input: traced from the step count, inductor would
+    call ``pow`` and ``sqrt`` once for every 16 weights (libm calls that may set ``errno`` are
+    not moved out of a loop)."""
     factors = []
-    for group in optimizer.param_groups:
-        beta1, beta2 = group["betas"]
-        factors.append([group["lr"] / (1 - beta1**step), (1 - beta2**step) ** 0.5])
+    for step in range(first, first + count):
+        factors.append([])
+        for group in optimizer.param_groups:
+            beta1, beta2 = group["betas"]
+            factors[-1].append([group["lr"] / (1 - beta1**step), (1 - beta2**step) ** 0.5])
     device = optimizer.param_groups[0]["params"][0].device
     return torch.tensor(factors, dtype=torch.float32, device=device)
 
@@ -198,8 +201,8 @@ def functional_step(optimizer: torch.optim.Optimizer, factors: torch.Tensor | No
     """``optimizer.step()`` (Adam or Adadelta, state started) in operations that
     ``torch.compile`` traces into the graph around it (``step()`` itself breaks the graph
     before and after). Adam as torch.optim's foreach Adam computes it (no weight decay, as
-    :func:`make_optimizer` builds it), with its step's :func:`adam_factors` ``factors``;
-    Adadelta by torch.optim's functional API."""
+    :func:`make_optimizer` builds it), with its step's row of :func:`adam_factors`,
+    ``factors`` ``(G, 2)``; Adadelta by torch.optim's functional API."""
     for index, group in enumerate(optimizer.param_groups):
         params = group["params"]
         state = [optimizer.state[p] for p in params]
@@ -227,10 +230,21 @@ def functional_step(optimizer: torch.optim.Optimizer, factors: torch.Tensor | No
         torch._foreach_add_(params, updates)
 
 
+UPDATES_PER_CALL = 4
+"""Gradient steps one compiled call takes where that many are due at once (``--compile``;
+Magenta's one update per 4 environment steps makes 4 per vector step of 16 environments): the
+call's fixed cost, dynamo's guards and inductor's wrapper, is paid once for them (1.2x per
+update on the Note RNN). The rest take a call of one step each; the numbers are the same. Only
+where the environments step together (``TunerPart.steps_together``): there the counts due
+repeat from the start, so both graphs (four steps, one) compile in the first updates;
+elsewhere the second would compile whenever another count first came."""
+
+
 class Learner:
     """The online and target networks and the optimizer: one gradient step at a time. With
     ``--compile`` the whole step (both networks' forward, the gradients, the clipping, the
-    optimizer's step and the soft target update) is one compiled function."""
+    optimizer's step and the soft target update) is one compiled function, and
+    :data:`UPDATES_PER_CALL` steps due at once are one compiled call."""
 
     def __init__(self, q_network: QNetwork, target_network: QNetwork, config: RLTunerConfig):
         self.q_network, self.target_network, self.config = q_network, target_network, config
@@ -238,35 +252,62 @@ class Learner:
         self.online_params = list(q_network.parameters())
         self.target_params = list(target_network.parameters())
         self.trained = {n: p for n, p in q_network.named_parameters() if p.requires_grad}
-        self.compiled = torch.compile(self._traced_step, dynamic=False) if config.compile else None
+        self.compiled = torch.compile(self._traced_steps, dynamic=False) if config.compile else None
+        self.updates_per_call = UPDATES_PER_CALL if q_network.part.steps_together else 1
 
     def step(self, batch: Transitions) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on a batch's TD loss (gradients clipped) and the soft target
         update ``θ⁻ ← (1 - eta) θ⁻ + eta θ``; the loss and the mean Q-value, as tensors."""
-        if self.compiled is not None:
-            return self._compiled_step(batch)
+        return self.steps([batch])[0]
+
+    def steps(self, batches: list[Transitions]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """:meth:`step` on each of ``batches`` in turn (compiled, in calls of
+        :data:`UPDATES_PER_CALL` where the part steps together); the loss and mean Q-value of
+        each."""
+        if self.compiled is None:
+            return [self._eager_step(batch) for batch in batches]
+        done: list[tuple[torch.Tensor, torch.Tensor]] = []
+        calls, rest = divmod(len(batches), self.updates_per_call)
+        sizes = [self.updates_per_call] * calls + [1] * rest
+        for size in sizes:
+            done += self._compiled_steps(tuple(batches[len(done) : len(done) + size]))
+        return done
+
+    def _eager_step(self, batch: Transitions) -> tuple[torch.Tensor, torch.Tensor]:
         loss, q_values = transition_loss(self.q_network, self.target_network, self.config, batch)
         self.optimizer.zero_grad()
         loss.backward()
         self._apply_gradients(self.optimizer.step)
         return loss.detach(), q_values.mean()
 
-    def _compiled_step(self, batch: Transitions) -> tuple[torch.Tensor, torch.Tensor]:
+    def _compiled_steps(
+        self, batches: tuple[Transitions, ...]
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         optimizer, factors = self.optimizer, None
         if not optimizer.state:
             start_optimizer_state(optimizer)
-        if isinstance(optimizer, torch.optim.Adam):  # the step count of the step to come
+        if isinstance(optimizer, torch.optim.Adam):  # the step counts of the steps to come
             taken = int(next(iter(optimizer.state.values()))["step"])
-            factors = adam_factors(optimizer, taken + 1)
+            factors = adam_factors(optimizer, taken + 1, len(batches))
         try:
             with torch.no_grad():
-                return self.compiled(batch, factors)
+                return self.compiled(batches, factors)
         except torch._dynamo.exc.BackendCompilerFailed as error:
             first = str(error).strip().splitlines()[0][:200]
             raise EnvArgumentError(
                 f"--compile: torch.compile could not compile the learner here ({first}); "
                 "train without --compile"
             ) from None
+
+    def _traced_steps(
+        self, batches: tuple[Transitions, ...], factors: torch.Tensor | None
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """:meth:`_traced_step` on each of ``batches``, Adam's ``factors`` ``(len(batches), G,
+        2)``: what one compiled call traces."""
+        return [
+            self._traced_step(batch, None if factors is None else factors[index])
+            for index, batch in enumerate(batches)
+        ]
 
     def _traced_step(
         self, batch: Transitions, factors: torch.Tensor | None
