@@ -186,6 +186,20 @@ def action_outcomes(
       crossing and, on a beat of the bar, other than four voices:
       :func:`frame_voice_leading`) and, in the last beat, its :data:`CADENCE_PARTS`
       (:func:`ending_outcomes`)."""
+    return outcome_rows(*outcome_bits(previous, decided, on_beat, in_last_beat, lowest_pitch, keys))
+
+
+def outcome_bits(
+    previous: torch.Tensor,
+    decided: torch.Tensor,
+    on_beat: torch.Tensor,
+    in_last_beat: torch.Tensor,
+    lowest_pitch: int,
+    keys: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What :func:`action_outcomes` spreads over the actions (the same arguments): ``(M, N,
+    P)`` bool, the :data:`PARALLELS` of a note at each pitch (struck or held), and ``(M, E)``
+    bool, those of "end"."""
     M, N = decided.shape
     before, now = voices(previous), voices(decided)
     (pitches_before, count_before), (pitches_now, count_now) = before, now
@@ -200,8 +214,14 @@ def action_outcomes(
     notes = (found & judged[:, :, None, None]).any(1)  # (M, N, 2)
     cadence = ending_outcomes(decided, now, lowest_pitch, keys) & in_last_beat[:, None]
     leading = frame_voice_leading(before, now, on_beat)
-    end = torch.cat([frame_parallels(before, now), leading, cadence], 1).float()
-    per_note = torch.cat([notes.float(), notes.new_zeros(M, N, end.shape[1]).float()], 2)
+    return notes, torch.cat([frame_parallels(before, now), leading, cadence], 1)
+
+
+def outcome_rows(notes: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """``(M, 2N + 1, R)``: :func:`outcome_bits` ``notes`` and ``end`` as the outcomes of every
+    action (a strike and a hold of a pitch alike, then "end"; 0 where an action has none)."""
+    (M, N, _), notes, end = notes.shape, notes.float(), end.float()
+    per_note = torch.cat([notes, notes.new_zeros(M, N, end.shape[1])], 2)
     end = torch.cat([end.new_zeros(M, len(PARALLELS)), end], 1)[:, None]
     return torch.cat([per_note, per_note, end], 1)
 
@@ -297,6 +317,8 @@ class ChoralePart:
         self.shows_key = several_keys(self.keys)
         """Whether the environment draws each piece's key (and shows it: a feature here)."""
         self.num_pitches = N = prior.num_pitches
+        self.outcome_bytes = (N * len(PARALLELS) + len(RULE_OUTCOMES) - len(PARALLELS) + 7) // 8
+        """Bytes of a state's :func:`outcome_bits`, bit-packed (the replay keeps them)."""
         self.steps_per_bar = BEATS_PER_BAR * prior.resolution
         self.num_actions = end_action(N) + 1
         self.piece_length = config.bars * self.steps_per_bar
@@ -326,18 +348,31 @@ class ChoralePart:
         key: torch.Tensor,
         device: torch.device,
     ) -> torch.Tensor | None:
-        """:func:`action_outcomes` of states (``None`` without ``rule_features``): ``previous``
-        and ``decided`` ``(M, N, 2)`` bits, ``position`` (in the bar), ``place`` (in the
-        piece) and ``key`` (its index) ``(M,)``. The first frame has none before it (the rules
-        judge the composition, not its primer)."""
+        """:func:`action_outcomes` of states (``None`` without ``rule_features``): the
+        arguments of :meth:`outcome_bits`."""
         if not self.rule_outcomes:
             return None
         assert previous is not None, "rule outcomes need the frame before"
+        return outcome_rows(*self.outcome_bits(previous, decided, position, place, key, device))
+
+    def outcome_bits(
+        self,
+        previous: np.ndarray,
+        decided: torch.Tensor,
+        position: torch.Tensor,
+        place: torch.Tensor,
+        key: torch.Tensor,
+        device: torch.device,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`outcome_bits` of states: ``previous`` and ``decided`` ``(M, N, 2)`` bits,
+        ``position`` (in the bar), ``place`` (in the piece) and ``key`` (its index) ``(M,)``.
+        The first frame has none before it (the rules judge the composition, not its
+        primer)."""
         beat = self.prior.resolution
         where = position % beat == 0, place >= self.piece_length - beat  # on a beat, last beat
         before = (tensor(previous[..., 0], device) > 0) & (place > 0)[:, None]  # as the rules
         sounding = decided[..., 0] > 0  # see the frames: from the piece's first
-        return action_outcomes(before, sounding, *where, self.prior.lowest_pitch, key)
+        return outcome_bits(before, sounding, *where, self.prior.lowest_pitch, key)
 
     def decode(self, observations: Observations) -> dict[str, np.ndarray]:
         """The decided notes ``(M, N, 2)``, open pitches, bar positions, places in the piece
@@ -392,6 +427,8 @@ class ChoralePart:
             shortest, primer = self.piece_length, len(self.primer())
         pieces = frames // shortest + 2 * self.config.num_envs
         per_piece = (self.piece_length + primer) * packed + 16
+        if self.rule_outcomes:
+            per_side += self.outcome_bytes
         return frames * (2 * K * H + 16) + capacity * (2 * per_side + 14) + pieces * per_piece
 
     def primer(self) -> np.ndarray:
@@ -432,7 +469,7 @@ class ChoraleReplay:
         self.frame_steps = np.zeros(F, np.int64)
         """The time step of the frame in each slot, in its piece."""
         self.frames_written = 0
-        packed = (2 * self.num_pitches + 7) // 8
+        packed, judged = (2 * self.num_pitches + 7) // 8, bool(part.rule_outcomes)
         pieces = F // part.piece_length + 2 * num_envs
         self.piece_frames = np.zeros((pieces, part.piece_length - 1, packed), np.uint8)
         """The notes of each frame of each piece (bit-packed) that a later frame follows."""
@@ -452,6 +489,7 @@ class ChoraleReplay:
                 "key": np.zeros(capacity, np.int64),
                 "log_probs": np.zeros((capacity, part.num_actions), np.float32),
             }
+            | ({"outcomes": np.zeros((capacity, part.outcome_bytes), np.uint8)} if judged else {})
             for side in ("state", "next")
         }
         self.actions = np.zeros(capacity, np.int64)
@@ -533,9 +571,10 @@ class ChoraleReplay:
 
     def _record(self, observations: Observations) -> dict[str, np.ndarray]:
         """One side of every environment's transition: its frame number, decided bits (packed),
-        open pitch, bar and piece positions, key and ``log p``."""
+        open pitch, bar and piece positions, key and ``log p``; with ``rule_features`` its
+        :func:`outcome_bits` (packed), judged once here rather than at every draw."""
         decoded = self.part.decode(observations)
-        return {
+        record = {
             "frame": self.frames.copy(),
             "decided": packed_frames(decoded["decided"]),
             "next_pitch": decoded["next_pitch"],
@@ -544,6 +583,17 @@ class ChoraleReplay:
             "key": decoded["key"],
             "log_probs": observations["prior_log_probs"],
         }
+        return record | ({"outcomes": self._judge(record)} if self.part.rule_outcomes else {})
+
+    def _judge(self, record: dict[str, np.ndarray]) -> np.ndarray:
+        """``(M, outcome_bytes)``: the :func:`outcome_bits` of the states of ``record`` (one
+        side's fields), packed; the frame before each from the pieces' notes and primers."""
+        N, cpu = self.num_pitches, torch.device("cpu")
+        decided = np.unpackbits(record["decided"], 1)[:, : 2 * N].reshape(-1, N, 2)
+        before = self._frames_before(record["frame"] % self.frame_capacity)
+        fields = (tensor(record[name], cpu) for name in ("position", "place", "key"))
+        notes, end = self.part.outcome_bits(before, tensor(decided, cpu), *fields, cpu)
+        return np.packbits(torch.cat([notes.flatten(1), end], 1).numpy(), 1)
 
     def begin(self, observations: Observations, infos: dict[str, Any]) -> None:
         everyone = np.arange(len(self.frames))
@@ -613,8 +663,7 @@ class ChoraleReplay:
         )
         outcomes = None
         if self.part.rule_outcomes:
-            before = self._frames_before(frames)
-            outcomes = self.part.outcomes(before, decided, position, place, key, device)
+            outcomes = self._outcomes(kept["outcomes"][slots], device)
         return ChoraleStates(
             summary=tensor(self.summaries[frames], device),
             log_probs=tensor(kept["log_probs"][slots], device),
@@ -626,6 +675,13 @@ class ChoraleReplay:
             key=key,
             outcomes=outcomes,
         )
+
+    def _outcomes(self, packed: np.ndarray, device: torch.device) -> torch.Tensor:
+        """``(M, 2N + 1, R)``: the outcomes of every action from packed :meth:`_judge` bits."""
+        M, N, P = len(packed), self.num_pitches, len(PARALLELS)
+        notes, end = N * P, N * P + len(RULE_OUTCOMES) - P  # where each part of the bits ends
+        bits = tensor(np.unpackbits(packed, 1), device).bool()
+        return outcome_rows(bits[:, :notes].view(M, N, P), bits[:, notes:end])
 
     def _frames_before(self, kept: np.ndarray) -> np.ndarray:
         """``(M, N, 2)``: the notes of the frame before each of the frames in slots ``kept``
@@ -674,14 +730,15 @@ class ChoraleReplay:
         return sum(values.nbytes for values, _ in self._arrays().values())
 
     def _arrays(self) -> dict[str, tuple[np.ndarray, int]]:
-        """Every array a checkpoint keeps (all but the summaries) by name, and its rows in use
-        (the others are as new)."""
+        """Every array a checkpoint keeps (all but the summaries and the outcomes, which
+        loading computes again) by name, and its rows in use (the others are as new)."""
         transitions, frames = len(self), min(self.frames_written, self.frame_capacity)
         pieces = int(np.union1d(self.frame_pieces[:frames], self.pieces).max()) + 1
         arrays = {
             f"{side}_{name}": (values, transitions)
             for side, kept in self.sides.items()
             for name, values in kept.items()
+            if name != "outcomes"
         }
         arrays |= {name: (getattr(self, name), transitions) for name in ("actions", "rewards")}
         arrays |= {name: (getattr(self, name), transitions) for name in ("dones", "last_frames")}
@@ -692,7 +749,8 @@ class ChoraleReplay:
         }
         arrays |= {name: (getattr(self, name), len(self.frames)) for name in ("frames", "pieces")}
         arrays |= {"steps": (self.steps, len(self.frames))}
-        return arrays | {f"current_{name}": (v, len(v)) for name, v in self.current.items()}
+        current = {name: v for name, v in self.current.items() if name != "outcomes"}
+        return arrays | {f"current_{name}": (v, len(v)) for name, v in current.items()}
 
     def state_dict(self) -> dict[str, Any]:
         """Everything but the summaries, which :meth:`load_state_dict` recomputes from the
@@ -706,7 +764,7 @@ class ChoraleReplay:
         """Restore a :meth:`state_dict` (one saved before each piece kept its own primer: every
         piece primed with the run's primer; before the places in the piece: all 0; before the
         last frames were marked: none; before the keys were kept: the run's one key) and
-        recompute the summaries."""
+        recompute the summaries (and the outcomes)."""
         if "primer_lengths" not in state:
             state = state | self._run_primers(len(state["piece_last"]))
         if "state_place" not in state:  # saved before piece_position (such a run has it off)
@@ -732,6 +790,12 @@ class ChoraleReplay:
             saved = state[name].numpy()
             values[tuple(map(slice, saved.shape))] = saved
         self.count, self.frames_written = int(state["count"]), int(state["frames_written"])
+        if self.part.rule_outcomes:  # judged again from the pieces' notes, as when stored
+            self.current["outcomes"] = self._judge(self.current)
+            for kept in self.sides.values():
+                for begin in range(0, len(self), 4096):
+                    rows = slice(begin, begin + 4096)
+                    kept["outcomes"][rows] = self._judge({n: v[rows] for n, v in kept.items()})
         self._recompute_summaries(prior, device)
 
     def _run_primers(self, pieces: int) -> dict[str, torch.Tensor]:
