@@ -4,6 +4,7 @@ algorithm's train / checkpoint / resume / compose cycle, the CLI, and a real lea
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 
@@ -163,24 +164,31 @@ def test_fitting_one_state_action_target_changes_the_greedy_action(prior, algo):
     assert int(agent.act_logits(other)[0][0].argmax()) != action or algo == "g"
 
 
-def test_rule_outcomes_read_alike_acting_and_learning(prior):
+def test_rule_outcomes_read_alike_acting_and_learning(prior, tmp_path):
     """With ``rule_features``, each state's rule outcomes are those of its whole composition
-    (the primer left out), whether decoded from the observation or read from the replay; the
-    weights start at 0 (the prior) and learn at their own rate."""
+    (the primer left out), whether decoded from the observation or read from the replay (judged
+    when stored, the newest states included, in rows the memory went round); the weights start
+    at 0 (the prior) and learn at their own rate."""
     config = RLTunerConfig(
         rule_features=True, primer="random_note", length=16, rule_learning_rate=0.2
     )
     agent = RLTuner(config, prior)
     episodes = agent.play(3, seed=5, record=True)
-    replay = MelodyReplay(64, 16, prior.summary_shape, 8, 3, 0.5, "C major", rule_features=True)
-    replay.tokens[:3] = np.array(episodes.pieces)
     for i, piece in enumerate(episodes.pieces):
         observed_outcomes = episodes.states.outcomes[episodes.episode == i]
-        stored = replay.states(np.full(16, i), np.arange(16), agent.device).outcomes
         expected = [action_outcomes(piece[:t], Key.parse("C major")) for t in range(16)]
-        expected = torch.tensor(expected).float()
-        assert torch.equal(observed_outcomes, expected) and torch.equal(stored, expected)
+        assert torch.equal(observed_outcomes, torch.tensor(expected).float())
     assert episodes.states.outcomes[:, :, 1].any()  # a doubled leap was on offer somewhere
+    small = {"num_envs": 3, "buffer_size": 64, "steps": 64}
+    _, run = run_with_replay(dataclasses.replace(config, **small), prior, tmp_path, 45)
+    replay = run.replay
+    assert replay.next_row == 1 and replay.filled.tolist() == [11, 16, 11, 11]  # gone round
+    for row in range(replay.rows):
+        steps = np.arange(min(replay.filled[row] + 1, 16))
+        stored = replay.states(np.full(len(steps), row), steps, agent.device).outcomes
+        piece = replay.tokens[row].tolist()
+        expected = [action_outcomes(piece[:t], Key.parse("C major")) for t in steps]
+        assert torch.equal(stored, torch.tensor(expected).float()), row
     states = one_state(agent, [14, 1, 16])
     torch.testing.assert_close(agent.q_network(states), states.log_probs)
     groups = make_optimizer(config, agent.q_network).param_groups

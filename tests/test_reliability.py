@@ -472,8 +472,12 @@ def test_rl_tuner_progress_bar_ends_at_100_percent_of_the_steps_trained():
 
 @pytest.mark.parametrize(
     "settings",
-    [{"algo": "q"}, {"algo": "g", "primer": "random_note", "exploration": "boltzmann"}],
-    ids=["q", "g-boltzmann-primed"],
+    [
+        {"algo": "q"},
+        {"algo": "g", "primer": "random_note", "exploration": "boltzmann"},
+        {"algo": "q", "primer": "random_note", "rule_features": True},
+    ],
+    ids=["q", "g-boltzmann-primed", "q-rule-features"],
 )
 def test_rl_tuner_interrupted_at_a_random_step_resumes_bit_for_bit(tmp_path, settings):
     from musicgym.agents.rl_tuner import RLTunerConfig, train

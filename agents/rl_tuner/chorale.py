@@ -27,7 +27,8 @@
 * **Rule features.** With ``rule_features``, each action's value also adds a learned weight
   of each of its :data:`RULE_OUTCOMES` (:func:`action_outcomes`): the parallel fifths and
   octaves a note makes with the voices decided below it, given the frame before (read from the
-  observation's frames before, and in the replay from the piece's notes and primer); for "end",
+  observation's frames before, and in the replay from the piece's notes and primer, judged once
+  when a state is stored and again when a checkpoint is loaded); for "end",
   those of the frame it closes, its hidden perfects and voice crossing, a beat without four
   voices, and in the chorale's last beat, where the ending rules pay, the cadence's parts and
   the whole cadence (in the piece's key).

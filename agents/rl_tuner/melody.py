@@ -10,9 +10,11 @@ the whole composition.
 
 **The replay memory** keeps melodies row by row (tokens, rewards, and every state's cached summary
 and ``log p``, read from the ``"prior"`` observation); a transition is a (row, step) pair and
-batches are drawn uniformly from all of them. Checkpoints keep the tokens, rewards and ``log p``;
-the summaries are recomputed from the tokens on ``--resume`` (the frozen prior gives the same
-numbers: a digest saved with the checkpoint checks it bit for bit).
+batches are drawn uniformly from all of them. With ``rule_features`` it also keeps each state's
+rule outcomes, judged once when the step before it is stored. Checkpoints keep the tokens,
+rewards and ``log p``; the summaries are recomputed from the tokens on ``--resume`` (the frozen
+prior gives the same numbers: a digest saved with the checkpoint checks it bit for bit), and
+the rule outcomes judged again.
 """
 
 from __future__ import annotations
@@ -148,7 +150,8 @@ class MelodyPart:
 
     def replay_bytes(self, capacity: int) -> int:
         rows, (K, H) = max(1, capacity // self.length), self.prior.summary_shape
-        return rows * self.length * (K * H * 2 + NUM_TOKENS * 4 + 5) + rows * 9
+        judged = (NUM_TOKENS * self.rule_outcomes + 7) // 8
+        return rows * self.length * (K * H * 2 + NUM_TOKENS * 4 + 5 + judged) + rows * 9
 
 
 class MelodyReplay:
@@ -184,6 +187,10 @@ class MelodyReplay:
         self.primers = np.full(self.rows, -1, np.int8)
         self.summaries = np.zeros((self.rows, length, *summary_shape), np.float16)
         self.log_probs = np.zeros((self.rows, length, NUM_TOKENS), np.float32)
+        judged = (NUM_TOKENS * len(RULE_OUTCOMES) + 7) // 8 if rule_features else 0
+        self.outcomes = np.zeros((self.rows, length, judged), np.uint8)
+        """With ``rule_features``, each state's :func:`rule_outcomes` (bit-packed), judged once
+        when the step before it is stored rather than at every draw."""
         self.next_row = 0
         self.slots = np.zeros(num_envs, np.int64)
         self._row_cdf: np.ndarray | None = None
@@ -199,7 +206,19 @@ class MelodyReplay:
         self.next_row = (row + 1) % self.rows
         self._row_cdf = None
         self.tokens[row], self.filled[row], self.primers[row] = -1, 0, primer
+        self._judge(np.array([row]), np.zeros(1, np.int64))
         return row
+
+    def _judge(self, rows: np.ndarray, steps: np.ndarray) -> None:
+        """Keep the rule outcomes of the states before ``steps`` of ``rows`` (with
+        ``rule_features``; none after a melody's last step)."""
+        inside = steps < self.length
+        if not self.rule_features or not inside.any():
+            return
+        rows, steps = rows[inside], steps[inside]
+        played = [self.tokens[row, :step] for row, step in zip(rows, steps)]
+        judged = rule_outcomes(played, Key.parse(self.key), torch.device("cpu")).bool()
+        self.outcomes[rows, steps] = np.packbits(judged.flatten(1).numpy(), 1)
 
     def _primer(self, infos: dict[str, Any], slot: int) -> int:
         """The random-note primer token of ``slot``'s new melody, -1 for none."""
@@ -230,6 +249,7 @@ class MelodyReplay:
         self.tokens[rows, steps] = actions[stepped]
         self.rewards[rows, steps] = rewards[stepped]
         self.filled[rows] += 1
+        self._judge(rows, self.filled[rows])
         self._row_cdf = None
         for i in np.flatnonzero(~stepped):
             self.slots[i] = self._start(self._primer(infos, i))
@@ -253,8 +273,9 @@ class MelodyReplay:
             sounding = sounding_before(torch.from_numpy(played))[np.arange(len(rows)), steps + 1]
             sounding = sounding.to(device)
         if self.rule_features:
-            played = [row[:step] for row, step in zip(tokens, steps)]
-            outcomes = rule_outcomes(played, Key.parse(self.key), device)
+            judged = NUM_TOKENS * len(RULE_OUTCOMES)
+            bits = np.unpackbits(self.outcomes[rows, steps], 1, count=judged)
+            outcomes = tensor(bits.reshape(len(rows), NUM_TOKENS, -1).astype(np.float32), device)
         return {
             "summary": self.summaries[rows, steps],
             "log_probs": self.log_probs[rows, steps],
@@ -332,6 +353,9 @@ class MelodyReplay:
         self.next_row = int(state["next_row"])
         if "slots" in state:
             self.slots = np.array(state["slots"], np.int64)
+        for row in range(self._rows_in_use()):  # the outcomes, judged again
+            steps = np.arange(min(self.filled[row], self.length - 1) + 1)
+            self._judge(np.full(len(steps), row), steps)
         self._recompute_summaries(prior, device)
 
     def _recompute_summaries(self, prior: Any, device: torch.device, chunk: int = 256) -> None:
