@@ -9,6 +9,8 @@ Rows, all on the batched vector env of ``--num-envs`` melodies and one torch thr
   summary and log p (``observation="prior"``), so the prior runs once per step, in the
   environment, and an update runs only the Q-network's MLP over cached states;
 * **rltuner-q --compile**: the same with the learner's whole step compiled into one function;
+* **rltuner-q --rule-features**: the same with each action's rule outcomes in its value (the
+  research recipes' setting; the replay judges a state's outcomes once, when it stores it);
 * **rltuner-q --train-readout**: the same with a trainable copy of the prior's readout (the
   Bi-axial's note axis: the whole network but the time axis), whose update scores 38
   candidates of 64 states.
@@ -140,6 +142,8 @@ def run(
         if compile:
             compiled, compiled_updates = training_rates(prior, num_envs, steps, env, compile=True)
             rows.append(("rltuner-q --compile, same", compiled, compiled_updates))
+        rules, rules_updates = training_rates(prior, num_envs, steps, env, rule_features=True)
+        rows.append(("rltuner-q --rule-features, same", rules, rules_updates))
         readout = readout_updates = float("nan")
         try:  # about 20x slower updates: a shorter run tells as much
             readout, readout_updates = training_rates(
@@ -161,6 +165,8 @@ def run(
             "rltuner_q_compile": compiled,
             "rltuner_q_compile_updates": compiled_updates,
             "ratio_compile": compiled / env_rate,
+            "rule_features": rules,
+            "rule_features_updates": rules_updates,
         }
     for name, figure in figures.items():
         compiled = "" if not compile else f", {figure['ratio_compile']:.2f}x with --compile"

@@ -561,6 +561,7 @@ def test_bench_tuner_times_the_chorale_tuner_against_its_env(capsys):
     figures = tuner_bench.run(num_envs=4, steps=320, env="ChoraleComposition-v0", compile=False)
     (bach16,) = figures.values()
     assert bach16["env"] > 0 and bach16["rltuner_q"] > 0 and bach16["rltuner_q_updates"] > 0
+    assert bach16["rule_features"] > 0 and bach16["rule_features_updates"] > 0
     assert math.isnan(bach16["readout"])  # the chorale tuner has no trainable readout
     assert "no --train-readout row" in capsys.readouterr().out
 

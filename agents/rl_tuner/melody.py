@@ -59,6 +59,10 @@ class MelodyStates:
     """Every token is valid."""
 
 
+OUTCOME_BYTES = (NUM_TOKENS * len(RULE_OUTCOMES) + 7) // 8
+"""Bytes of a state's :func:`rule_outcomes`, bit-packed (the replay keeps them)."""
+
+
 def rule_outcomes(compositions: list[np.ndarray], key: Key, device: torch.device) -> torch.Tensor:
     """``(M, 38, R)``: :func:`~musicgym.music.melody.action_outcomes` of each composition."""
     outcomes = [action_outcomes(composition.tolist(), key) for composition in compositions]
@@ -150,7 +154,7 @@ class MelodyPart:
 
     def replay_bytes(self, capacity: int) -> int:
         rows, (K, H) = max(1, capacity // self.length), self.prior.summary_shape
-        judged = (NUM_TOKENS * self.rule_outcomes + 7) // 8
+        judged = OUTCOME_BYTES if self.rule_outcomes else 0
         return rows * self.length * (K * H * 2 + NUM_TOKENS * 4 + 5 + judged) + rows * 9
 
 
@@ -187,7 +191,7 @@ class MelodyReplay:
         self.primers = np.full(self.rows, -1, np.int8)
         self.summaries = np.zeros((self.rows, length, *summary_shape), np.float16)
         self.log_probs = np.zeros((self.rows, length, NUM_TOKENS), np.float32)
-        judged = (NUM_TOKENS * len(RULE_OUTCOMES) + 7) // 8 if rule_features else 0
+        judged = OUTCOME_BYTES if rule_features else 0
         self.outcomes = np.zeros((self.rows, length, judged), np.uint8)
         """With ``rule_features``, each state's :func:`rule_outcomes` (bit-packed), judged once
         when the step before it is stored rather than at every draw."""

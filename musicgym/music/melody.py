@@ -233,7 +233,13 @@ doubled, the tonic start at the first step)."""
 def action_outcomes(composition: Sequence[int], key: Key) -> list[tuple[bool, ...]]:
     """For every token (``NUM_TOKENS``) as the action after ``composition`` in ``key``: its
     :data:`RULE_OUTCOMES`, as the rules judge them (some rest on memory beyond the last few
-    tokens, a pending leap, or on counting them, a repetition)."""
+    tokens, a pending leap, or on counting them, a repetition). The latest compositions' are
+    cached: an agent asks for a state's when it stores it and again when it acts there."""
+    return list(_action_outcomes(tuple(composition), key))
+
+
+@lru_cache(maxsize=1024)
+def _action_outcomes(composition: tuple[int, ...], key: Key) -> tuple[tuple[bool, ...], ...]:
     tracker = _tracker_after(composition)
     in_key, tonic = in_key_tokens(key), tonic_token(key)
     outcomes = []
@@ -252,7 +258,7 @@ def action_outcomes(composition: Sequence[int], key: Key) -> list[tuple[bool, ..
                 motif and repeats_motif(played),
             )
         )
-    return outcomes
+    return tuple(outcomes)
 
 
 def leap_outcomes(tokens: Iterable[int]) -> list[int]:
