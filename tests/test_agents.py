@@ -686,6 +686,33 @@ def test_compiled_learner_takes_the_same_steps_four_in_a_call(prior, tmp_path):
         assert torch.equal(learners[1].q_network.state_dict()[name], value), name
 
 
+def test_every_compiled_learner_of_a_process_compiles_or_says_so(prior, tmp_path, monkeypatch):
+    """Past dynamo's default limit (8 cache entries: the fifth learner of a process, two
+    entries each) a learner is still compiled, up to ``COMPILED_LEARNERS``; the next one says
+    so in one line rather than running eagerly without a word."""
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+
+    from musicgym.agents.rl_tuner import targets
+
+    config = RLTunerConfig(length=8, num_envs=4, buffer_size=64, steps=64, compile=True)
+    agent, run = run_with_replay(config, prior, tmp_path, vector_steps=6)
+    batches = [run.replay.sample(8, run.rng, agent.device) for _ in range(5)]  # calls of 4, 1
+
+    def entries() -> int:
+        return len(_debug_get_cache_entry_list(targets.Learner._traced_steps.__code__))
+
+    monkeypatch.setattr(targets, "COMPILED_LEARNERS", (entries() + 1) // 2 + 5)  # 5 more
+    compiled = 0
+    with pytest.raises(EnvArgumentError, match=r"^--compile: this process has compiled \d+ "):
+        for _ in range(targets.COMPILED_LEARNERS + 1):
+            networks = (copy.deepcopy(n) for n in (agent.q_network, agent.target_network))
+            before = entries()
+            targets.Learner(*networks, config).steps(batches)
+            assert entries() == before + 2  # compiled, not run eagerly
+            compiled += 1
+    assert compiled == 5
+
+
 def test_feature_linear_passes_autograds_gradients_compiled():
     """The head's first layer, compiled under ``torch.func``, gives every gradient autograd
     gives for ``nn.Linear`` over the concatenated features (the learned part's, the weight's,

@@ -9,6 +9,7 @@ actions, its mask leaves them out of every max, logsumexp and choice.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from functools import partial
@@ -240,6 +241,14 @@ repeat from the start, so both graphs (four steps, one) compile in the first upd
 elsewhere the second would compile whenever another count first came."""
 
 
+COMPILED_LEARNERS = 32
+"""Learners one process may compile (``--compile``). Dynamo guards a learner's step on the
+learner's own parameters and optimizer, so each learner adds up to two entries (calls of four
+steps and of one) to the step's cache; past torch's default limit of 8 entries it would run
+the fifth learner of a process eagerly without a word. This raises the limit for the step
+alone, and past it the learner says so."""
+
+
 class Learner:
     """The online and target networks and the optimizer: one gradient step at a time. With
     ``--compile`` the whole step (both networks' forward, the gradients, the clipping, the
@@ -254,6 +263,8 @@ class Learner:
         self.trained = {n: p for n, p in q_network.named_parameters() if p.requires_grad}
         self.compiled = torch.compile(self._traced_steps, dynamic=False) if config.compile else None
         self.updates_per_call = UPDATES_PER_CALL if q_network.part.steps_together else 1
+        self.compiled_sizes: set[int] = set()
+        """The numbers of steps a compiled call has taken (each one's graph is made)."""
 
     def step(self, batch: Transitions) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on a batch's TD loss (gradients clipped) and the soft target
@@ -289,14 +300,24 @@ class Learner:
         if isinstance(optimizer, torch.optim.Adam):  # the step counts of the steps to come
             taken = int(next(iter(optimizer.state.values()))["step"])
             factors = adam_factors(optimizer, taken + 1, len(batches))
+        room = contextlib.nullcontext()
+        if len(batches) not in self.compiled_sizes:  # this call compiles: the limits above
+            self.compiled_sizes.add(len(batches))
+            limit = {"recompile_limit": 2 * COMPILED_LEARNERS, "fail_on_recompile_limit_hit": True}
+            room = torch._dynamo.config.patch(limit)
         try:
-            with torch.no_grad():
+            with torch.no_grad(), room:
                 return self.compiled(batches, factors)
         except torch._dynamo.exc.BackendCompilerFailed as error:
             first = str(error).strip().splitlines()[0][:200]
             raise EnvArgumentError(
                 f"--compile: torch.compile could not compile the learner here ({first}); "
                 "train without --compile"
+            ) from None
+        except torch._dynamo.exc.FailOnRecompileLimitHit:
+            raise EnvArgumentError(
+                f"--compile: this process has compiled {COMPILED_LEARNERS} learners, as many "
+                "as it may; train this one in a new process, or without --compile"
             ) from None
 
     def _traced_steps(
