@@ -469,7 +469,7 @@ def test_action_outcomes_are_what_the_rules_judge():
     :func:`voice_overlap` of the frame it closes, on a beat whether it has other than four
     voices and, in the last beat, its :func:`cadence_parts` in each state's key (A minor,
     where a Picardy third counts, A major or C major)."""
-    from musicgym.agents.rl_tuner.chorale import RULE_OUTCOMES, action_outcomes
+    from musicgym.agents.rl_tuner.chorale import RULE_OUTCOMES, action_outcomes, outcome_rows
     from musicgym.music.harmony import (
         Sonority,
         cadence_parts,
@@ -494,7 +494,8 @@ def test_action_outcomes_are_what_the_rules_judge():
     on_beat, in_last_beat = torch.from_numpy(rng.random((2, count)) < 0.5)
     keys = [Key.parse(name) for name in rng.choice(["A minor", "A major", "C major"], count)]
     indices = torch.tensor([key.index for key in keys])
-    outcomes = action_outcomes(previous, decided, on_beat, in_last_beat, lowest, indices)
+    judged = action_outcomes(previous, decided, on_beat, in_last_beat, lowest, indices)
+    outcomes = outcome_rows(*judged)
     assert outcomes.shape == (count, 2 * N + 1, len(RULE_OUTCOMES)) and len(RULE_OUTCOMES) == 11
     assert torch.equal(outcomes[:, :N], outcomes[:, N : 2 * N])
     assert not outcomes[:, :N, 2:].any() and not outcomes[:, -1, :2].any()

@@ -172,12 +172,13 @@ def action_outcomes(
     in_last_beat: torch.Tensor,
     lowest_pitch: int,
     keys: torch.Tensor,
-) -> torch.Tensor:
-    """``(M, 2N + 1, R)``: the :data:`RULE_OUTCOMES` of every action in ``M`` decision states:
-    ``previous`` ``(M, N)``, the notes sounding in the frame before (none in the first);
-    ``decided`` ``(M, N)``, those decided in this frame (all below the open pitch); ``on_beat``
-    and ``in_last_beat`` ``(M,)``, where the frame is; ``keys`` ``(M,)``, the
-    :attr:`~musicgym.music.keys.Key.index` of each state's key.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The :data:`RULE_OUTCOMES` of every action in ``M`` decision states, as ``(M, N, P)``
+    bool, the :data:`PARALLELS` of a note at each pitch, and ``(M, E)`` bool, those of "end"
+    (:func:`outcome_rows` spreads them over the actions): ``previous`` ``(M, N)``, the notes
+    sounding in the frame before (none in the first); ``decided`` ``(M, N)``, those decided in
+    this frame (all below the open pitch); ``on_beat`` and ``in_last_beat`` ``(M,)``, where the
+    frame is; ``keys`` ``(M,)``, the :attr:`~musicgym.music.keys.Key.index` of each state's key.
 
     * A strike and a hold of a pitch do the same: the voice it adds, the next rank up, forms
       :data:`PARALLELS` with a voice below it, matched by rank with the frame before's voices
@@ -187,20 +188,6 @@ def action_outcomes(
       crossing and, on a beat of the bar, other than four voices:
       :func:`frame_voice_leading`) and, in the last beat, its :data:`CADENCE_PARTS`
       (:func:`ending_outcomes`)."""
-    return outcome_rows(*outcome_bits(previous, decided, on_beat, in_last_beat, lowest_pitch, keys))
-
-
-def outcome_bits(
-    previous: torch.Tensor,
-    decided: torch.Tensor,
-    on_beat: torch.Tensor,
-    in_last_beat: torch.Tensor,
-    lowest_pitch: int,
-    keys: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """What :func:`action_outcomes` spreads over the actions (the same arguments): ``(M, N,
-    P)`` bool, the :data:`PARALLELS` of a note at each pitch (struck or held), and ``(M, E)``
-    bool, those of "end"."""
     M, N = decided.shape
     before, now = voices(previous), voices(decided)
     (pitches_before, count_before), (pitches_now, count_now) = before, now
@@ -219,8 +206,9 @@ def outcome_bits(
 
 
 def outcome_rows(notes: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
-    """``(M, 2N + 1, R)``: :func:`outcome_bits` ``notes`` and ``end`` as the outcomes of every
-    action (a strike and a hold of a pitch alike, then "end"; 0 where an action has none)."""
+    """``(M, 2N + 1, R)``: :func:`action_outcomes` ``notes`` and ``end`` as the outcomes of
+    every action (a strike and a hold of a pitch alike, then "end"; 0 where an action has
+    none)."""
     (M, N, _), notes, end = notes.shape, notes.float(), end.float()
     per_note = torch.cat([notes, notes.new_zeros(M, N, end.shape[1])], 2)
     end = torch.cat([end.new_zeros(M, len(PARALLELS)), end], 1)[:, None]
@@ -298,7 +286,7 @@ class ChoraleStates:
     key: torch.Tensor
     """``(M,)``: the :attr:`~musicgym.music.keys.Key.index` of the piece's key."""
     outcomes: torch.Tensor | None = None
-    """``(M, 2N + 1, R)``: each action's :func:`action_outcomes` (only with ``rule_features``)."""
+    """``(M, 2N + 1, R)``: each action's :func:`outcome_rows` (only with ``rule_features``)."""
     sounding = None
 
 
@@ -319,7 +307,7 @@ class ChoralePart:
         """Whether the environment draws each piece's key (and shows it: a feature here)."""
         self.num_pitches = N = prior.num_pitches
         self.outcome_bytes = (N * len(PARALLELS) + len(RULE_OUTCOMES) - len(PARALLELS) + 7) // 8
-        """Bytes of a state's :func:`outcome_bits`, bit-packed (the replay keeps them)."""
+        """Bytes of a state's :func:`action_outcomes`, bit-packed (the replay keeps them)."""
         self.steps_per_bar = BEATS_PER_BAR * prior.resolution
         self.num_actions = end_action(N) + 1
         self.piece_length = config.bars * self.steps_per_bar
@@ -349,8 +337,8 @@ class ChoralePart:
         key: torch.Tensor,
         device: torch.device,
     ) -> torch.Tensor | None:
-        """:func:`action_outcomes` of states (``None`` without ``rule_features``): the
-        arguments of :meth:`outcome_bits`."""
+        """:func:`outcome_rows` of states (``None`` without ``rule_features``): the arguments
+        of :meth:`outcome_bits`."""
         if not self.rule_outcomes:
             return None
         assert previous is not None, "rule outcomes need the frame before"
@@ -365,7 +353,7 @@ class ChoralePart:
         key: torch.Tensor,
         device: torch.device,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:func:`outcome_bits` of states: ``previous`` and ``decided`` ``(M, N, 2)`` bits,
+        """:func:`action_outcomes` of states: ``previous`` and ``decided`` ``(M, N, 2)`` bits,
         ``position`` (in the bar), ``place`` (in the piece) and ``key`` (its index) ``(M,)``.
         The first frame has none before it (the rules judge the composition, not its
         primer)."""
@@ -373,7 +361,7 @@ class ChoralePart:
         where = position % beat == 0, place >= self.piece_length - beat  # on a beat, last beat
         before = (tensor(previous[..., 0], device) > 0) & (place > 0)[:, None]  # as the rules
         sounding = decided[..., 0] > 0  # see the frames: from the piece's first
-        return outcome_bits(before, sounding, *where, self.prior.lowest_pitch, key)
+        return action_outcomes(before, sounding, *where, self.prior.lowest_pitch, key)
 
     def decode(self, observations: Observations) -> dict[str, np.ndarray]:
         """The decided notes ``(M, N, 2)``, open pitches, bar positions, places in the piece
@@ -573,7 +561,7 @@ class ChoraleReplay:
     def _record(self, observations: Observations) -> dict[str, np.ndarray]:
         """One side of every environment's transition: its frame number, decided bits (packed),
         open pitch, bar and piece positions, key and ``log p``; with ``rule_features`` its
-        :func:`outcome_bits` (packed), judged once here rather than at every draw."""
+        :func:`action_outcomes` (packed), judged once here rather than at every draw."""
         decoded = self.part.decode(observations)
         record = {
             "frame": self.frames.copy(),
@@ -587,7 +575,7 @@ class ChoraleReplay:
         return record | ({"outcomes": self._judge(record)} if self.part.rule_outcomes else {})
 
     def _judge(self, record: dict[str, np.ndarray]) -> np.ndarray:
-        """``(M, outcome_bytes)``: the :func:`outcome_bits` of the states of ``record`` (one
+        """``(M, outcome_bytes)``: the :func:`action_outcomes` of the states of ``record`` (one
         side's fields), packed; the frame before each from the pieces' notes and primers."""
         N, cpu = self.num_pitches, torch.device("cpu")
         decided = np.unpackbits(record["decided"], 1)[:, : 2 * N].reshape(-1, N, 2)
