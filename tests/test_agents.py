@@ -687,9 +687,10 @@ def test_compiled_learner_takes_the_same_steps_four_in_a_call(prior, tmp_path):
 
 
 def test_every_compiled_learner_of_a_process_compiles_or_says_so(prior, tmp_path, monkeypatch):
-    """Past dynamo's default limit (8 cache entries: the fifth learner of a process, two
-    entries each) a learner is still compiled, up to ``COMPILED_LEARNERS``; the next one says
-    so in one line rather than running eagerly without a word."""
+    """Past dynamo's default limit (8 cache entries: the fifth learner, two entries each) each
+    learner is still compiled: one made after others takes over the step's cache, and up to
+    ``COMPILED_LEARNERS`` in use at once keep theirs; one more says so in one line rather than
+    running eagerly without a word."""
     from torch._dynamo.eval_frame import _debug_get_cache_entry_list
 
     from musicgym.agents.rl_tuner import targets
@@ -698,19 +699,23 @@ def test_every_compiled_learner_of_a_process_compiles_or_says_so(prior, tmp_path
     agent, run = run_with_replay(config, prior, tmp_path, vector_steps=6)
     batches = [run.replay.sample(8, run.rng, agent.device) for _ in range(5)]  # calls of 4, 1
 
+    def learner() -> targets.Learner:
+        networks = (copy.deepcopy(n) for n in (agent.q_network, agent.target_network))
+        return targets.Learner(*networks, config)
+
     def entries() -> int:
         return len(_debug_get_cache_entry_list(targets.Learner._traced_steps.__code__))
 
-    monkeypatch.setattr(targets, "COMPILED_LEARNERS", (entries() + 1) // 2 + 5)  # 5 more
-    compiled = 0
-    with pytest.raises(EnvArgumentError, match=r"^--compile: this process has compiled \d+ "):
-        for _ in range(targets.COMPILED_LEARNERS + 1):
-            networks = (copy.deepcopy(n) for n in (agent.q_network, agent.target_network))
-            before = entries()
-            targets.Learner(*networks, config).steps(batches)
-            assert entries() == before + 2  # compiled, not run eagerly
-            compiled += 1
-    assert compiled == 5
+    for _ in range(5):  # one after another
+        learner().steps(batches)
+        assert entries() == 2  # its own two graphs: compiled, not run eagerly
+    monkeypatch.setattr(targets, "COMPILED_LEARNERS", 3)
+    together = [learner() for _ in range(4)]
+    for each in together[:3]:
+        each.steps(batches)
+    assert entries() == 6
+    with pytest.raises(EnvArgumentError, match=r"^--compile: this process uses 3 compiled "):
+        together[3].steps(batches)
 
 
 def test_feature_linear_passes_autograds_gradients_compiled():

@@ -242,11 +242,12 @@ elsewhere the second would compile whenever another count first came."""
 
 
 COMPILED_LEARNERS = 32
-"""Learners one process may compile (``--compile``). Dynamo guards a learner's step on the
-learner's own parameters and optimizer, so each learner adds up to two entries (calls of four
-steps and of one) to the step's cache; past torch's default limit of 8 entries it would run
-the fifth learner of a process eagerly without a word. This raises the limit for the step
-alone, and past it the learner says so."""
+"""Compiled learners (``--compile``) one process may use at once. Dynamo guards a learner's
+step on the learner's own parameters and optimizer, so each learner adds up to two entries
+(calls of four steps and of one) to the step's cache, where torch's default limit of 8 entries
+would run the fifth learner eagerly without a word. A new learner clears the entries of those
+before it (a sweep or a notebook trains one after another), the step's limit is raised to this
+many learners in use together, and past it the learner says so."""
 
 
 class Learner:
@@ -261,7 +262,10 @@ class Learner:
         self.online_params = list(q_network.parameters())
         self.target_params = list(target_network.parameters())
         self.trained = {n: p for n, p in q_network.named_parameters() if p.requires_grad}
-        self.compiled = torch.compile(self._traced_steps, dynamic=False) if config.compile else None
+        self.compiled = None
+        if config.compile:  # (the step's cache entries so far are of the learners before)
+            torch._dynamo.reset_code(Learner._traced_steps.__code__)
+            self.compiled = torch.compile(self._traced_steps, dynamic=False)
         self.updates_per_call = UPDATES_PER_CALL if q_network.part.steps_together else 1
         self.compiled_sizes: set[int] = set()
         """The numbers of steps a compiled call has taken (each one's graph is made)."""
@@ -316,8 +320,8 @@ class Learner:
             ) from None
         except torch._dynamo.exc.FailOnRecompileLimitHit:
             raise EnvArgumentError(
-                f"--compile: this process has compiled {COMPILED_LEARNERS} learners, as many "
-                "as it may; train this one in a new process, or without --compile"
+                f"--compile: this process uses {COMPILED_LEARNERS} compiled learners at once, "
+                "as many as it may; train this one in a new process, or without --compile"
             ) from None
 
     def _traced_steps(
