@@ -246,8 +246,9 @@ COMPILED_LEARNERS = 32
 step on the learner's own parameters and optimizer, so each learner adds up to two entries
 (calls of four steps and of one) to the step's cache, where torch's default limit of 8 entries
 would run the fifth learner eagerly without a word. A new learner clears the entries of those
-before it (a sweep or a notebook trains one after another), the step's limit is raised to this
-many learners in use together, and past it the learner says so."""
+before it (a sweep or a notebook trains one after another; one of them used again compiles
+again), the step's limit is raised to this many learners in use together, and past it the
+learner says so."""
 
 
 class Learner:
