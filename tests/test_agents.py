@@ -687,10 +687,10 @@ def test_compiled_learner_takes_the_same_steps_four_in_a_call(prior, tmp_path):
 
 
 def test_every_compiled_learner_of_a_process_compiles_or_says_so(prior, tmp_path, monkeypatch):
-    """Past dynamo's default limit (8 cache entries: the fifth learner, two entries each) each
-    learner is still compiled: one made after others takes over the step's cache, and up to
-    ``COMPILED_LEARNERS`` in use at once keep theirs; one more says so in one line rather than
-    running eagerly without a word."""
+    """Every compiled learner of a process is compiled (dynamo's default limit of 8 cache
+    entries, two a learner, would run the fifth eagerly without a word): one made after others
+    takes over the step's cache, up to ``COMPILED_LEARNERS`` in use at once keep theirs, and
+    one more says so in one line."""
     from torch._dynamo.eval_frame import _debug_get_cache_entry_list
 
     from musicgym.agents.rl_tuner import targets
@@ -706,16 +706,16 @@ def test_every_compiled_learner_of_a_process_compiles_or_says_so(prior, tmp_path
     def entries() -> int:
         return len(_debug_get_cache_entry_list(targets.Learner._traced_steps.__code__))
 
-    for _ in range(5):  # one after another
+    for _ in range(3):  # one after another: never more than one learner's entries
         learner().steps(batches)
         assert entries() == 2  # its own two graphs: compiled, not run eagerly
-    monkeypatch.setattr(targets, "COMPILED_LEARNERS", 3)
-    together = [learner() for _ in range(4)]
-    for each in together[:3]:
+    monkeypatch.setattr(targets, "COMPILED_LEARNERS", 2)
+    together = [learner() for _ in range(3)]
+    for each in together[:2]:
         each.steps(batches)
-    assert entries() == 6
-    with pytest.raises(EnvArgumentError, match=r"^--compile: this process uses 3 compiled "):
-        together[3].steps(batches)
+    assert entries() == 4
+    with pytest.raises(EnvArgumentError, match=r"^--compile: this process uses 2 compiled "):
+        together[2].steps(batches)
 
 
 def test_feature_linear_passes_autograds_gradients_compiled():
