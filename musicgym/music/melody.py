@@ -149,6 +149,13 @@ class LeapTracker:
     previous_pitch: int | None = None
     started: bool = False
 
+    def __copy__(self) -> LeapTracker:
+        """The same memory, every field (``copy.copy``'s generic way took a third of
+        :func:`action_outcomes`, which copies the tracker once per action)."""
+        copied = object.__new__(LeapTracker)
+        copied.__dict__.update(self.__dict__)
+        return copied
+
     def step(self, token: int) -> int:
         """Feed ``token``; returns ``LEAP_RESOLVED``, ``LEAP_DOUBLED`` or 0."""
         outcome = self._judge(token) if self.started else 0
