@@ -264,6 +264,13 @@ def packed_frames(frames: np.ndarray) -> np.ndarray:
     return np.packbits(frames.reshape(len(frames), 2 * frames.shape[1]), 1)
 
 
+def unpacked_frames(packed: np.ndarray, num_pitches: int) -> np.ndarray:
+    """``(..., N, 2)``: frames bit-packed by :func:`packed_frames` (``(..., ceil(2 N / 8))``)
+    as bits again."""
+    bits = np.unpackbits(packed, -1)[..., : 2 * num_pitches]
+    return bits.reshape(*packed.shape[:-1], num_pitches, 2)
+
+
 @dataclass
 class ChoraleStates:
     """``M`` decision states as the Q-network reads them (tensors on one device)."""
@@ -577,8 +584,8 @@ class ChoraleReplay:
     def _judge(self, record: dict[str, np.ndarray]) -> np.ndarray:
         """``(M, outcome_bytes)``: the :func:`action_outcomes` of the states of ``record`` (one
         side's fields), packed; the frame before each from the pieces' notes and primers."""
-        N, cpu = self.num_pitches, torch.device("cpu")
-        decided = np.unpackbits(record["decided"], 1)[:, : 2 * N].reshape(-1, N, 2)
+        cpu = torch.device("cpu")
+        decided = unpacked_frames(record["decided"], self.num_pitches)
         before = self._frames_before(record["frame"] % self.frame_capacity)
         fields = (tensor(record[name], cpu) for name in ("position", "place", "key"))
         notes, end = self.part.outcome_bits(before, tensor(decided, cpu), *fields, cpu)
@@ -644,9 +651,8 @@ class ChoraleReplay:
     def states(self, slots: np.ndarray, side: str, device: torch.device) -> ChoraleStates:
         """The ``"state"`` or ``"next"`` states of the transitions ``slots``."""
         kept, N = self.sides[side], self.num_pitches
-        bits = np.unpackbits(kept["decided"][slots], 1)[:, : 2 * N]
         frames = kept["frame"][slots] % self.frame_capacity
-        decided = tensor(bits.reshape(-1, N, 2), device)
+        decided = tensor(unpacked_frames(kept["decided"][slots], N), device)
         position, place, key = (
             tensor(kept[name][slots], device) for name in ("position", "place", "key")
         )
@@ -676,14 +682,14 @@ class ChoraleReplay:
         """``(M, N, 2)``: the notes of the frame before each of the frames in slots ``kept``
         (its piece's frame before, or its primer's last; zeros for none), as the environment's
         observation shows them."""
-        pieces, steps, N = self.frame_pieces[kept], self.frame_steps[kept], self.num_pitches
+        pieces, steps = self.frame_pieces[kept], self.frame_steps[kept]
         in_piece = self.piece_frames[pieces, np.maximum(steps - 1, 0)]
         primed, in_primer = self.primer_lengths[pieces], np.zeros_like(in_piece)
         if self.piece_primers.shape[1]:  # some piece was primed
             last = self.piece_primers[pieces, np.maximum(primed - 1, 0)]
             in_primer = np.where((primed > 0)[:, None], last, 0)
         packed = np.where((steps > 0)[:, None], in_piece, in_primer)
-        return np.unpackbits(packed, 1)[:, : 2 * N].reshape(-1, N, 2)
+        return unpacked_frames(packed, self.num_pitches)
 
     def sample(
         self, batch_size: int, rng: np.random.Generator, device: torch.device
@@ -825,8 +831,7 @@ class ChoraleReplay:
         for row, (piece, length) in enumerate(zip(pieces, lengths)):
             played[row, :length] = self.piece_primers[piece, :length]
             played[row, length : length + frames] = self.piece_frames[piece]
-        N = self.num_pitches
-        return np.unpackbits(played, 2)[..., : 2 * N].reshape(len(pieces), -1, N, 2)
+        return unpacked_frames(played, self.num_pitches)
 
     def digest(self) -> str:
         """A hash of the kept frames' summaries."""
