@@ -44,10 +44,12 @@ def reference_scores(prior: BiaxialLSTM, time_out: torch.Tensor, candidates: tor
 
 
 @torch.no_grad()
-def test_score_frames_of_chorale_like_frames_equal_the_reference(prior):
+@pytest.mark.parametrize("B", [1, 64])
+def test_score_frames_of_chorale_like_frames_equal_the_reference(prior, B):
     """Random frames of 1 to 6 notes, silent frames and the lowest and highest notes, from the
-    states of random pieces, 64 streams (the wave path)."""
-    B, C, N = 64, 8, prior.num_pitches
+    states of random pieces: one stream (dense, layer 0's time-axis projection selected per
+    note) and 64 (the wave path)."""
+    C, N = 8, prior.num_pitches
     generator = torch.Generator().manual_seed(0)
     state = prior.initial_state(B)
     for _ in range(3):
@@ -66,11 +68,13 @@ def test_score_frames_of_chorale_like_frames_equal_the_reference(prior):
 
 
 @torch.no_grad()
-def test_melody_action_log_probs_equal_the_reference_over_a_melody(prior):
-    """``log p(a | s)`` of the 38 tokens of 64 melodies (each in its own key) along random
-    melodies, as the environment computes them, against the reference scores renormalised."""
-    B = 64
-    keys = [Key.parse(name) for name in ("C major", "D major", "A minor", "F# major")] * (B // 4)
+@pytest.mark.parametrize("B", [1, 64])
+def test_melody_action_log_probs_equal_the_reference_over_a_melody(prior, B):
+    """``log p(a | s)`` of the 38 tokens of ``B`` melodies (each in its own key) along random
+    melodies, as the environment computes them, against the reference scores renormalised: one
+    env (layer 0's time-axis projection selected per note) and 64 (the wave path)."""
+    names = ("C major", "D major", "A minor", "F# major")
+    keys = [Key.parse(names[i % len(names)]) for i in range(B)]
     stepper = TokenStepper(prior, B)
     stepper.restart(list(range(B)), [[]] * B, keys)
     rng = np.random.default_rng(0)
