@@ -53,9 +53,10 @@ SHARED_SCORING_MIN_CANDIDATES = 256
 scores densely."""
 WAVE_SCORING_MIN_CANDIDATES = 64
 """Below this many candidates in one call without autograd, :meth:`BiaxialLSTM.score_candidates`
-scores densely: one env's 38 candidates score ~1.4x faster in two ``nn.LSTM`` calls than in the
-waves of :meth:`BiaxialLSTM._score_in_waves` (whose ~10 operations per note cost more than the
-arithmetic they skip), 76 candidates ~1.1x slower, 256 ~1.7x slower."""
+scores densely: one env's 38 candidates score ~1.8x faster in two ``nn.LSTM`` calls (layer 0's
+time-axis input selected by note, :meth:`BiaxialLSTM._note_axis_selecting`) than in the waves of
+:meth:`BiaxialLSTM._score_in_waves` (whose ~10 operations per note cost more than the arithmetic
+they skip), 76 candidates alike, 256 ~1.7x slower."""
 CHUNK_STEPS = 8
 """On large inputs (training batches, evaluation) both axes run each LSTM over this many steps
 per call, each call going on from the state where the last ended: oneDNN keeps a whole call's
