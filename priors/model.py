@@ -420,8 +420,8 @@ class BiaxialLSTM(nn.Module, FrameMelodyPrior):
             groups = SCORE_GROUPS
         if dense:
             frames = frames.reshape(B * C, N, 2)
-            selecting = not (torch.is_grad_enabled() or self.training)
-            if selecting and time_out.shape[-1] >= 2 * B * N:
+            frozen = not (torch.is_grad_enabled() or self.training)
+            if frozen and time_out.device.type == "cpu" and time_out.shape[-1] >= 2 * B * N:
                 logits = self._note_axis_selecting(time_out, frames)  # (B * C, N, 2)
             else:
                 repeated = time_out.unsqueeze(1).expand(B, C, N, -1).reshape(B * C, N, -1)
@@ -465,9 +465,9 @@ class BiaxialLSTM(nn.Module, FrameMelodyPrior):
         input columns of that layer, which a one-hot of the row's (stream, note) selects: an
         input of ``B * N + 2`` columns instead of ``H + 2``, in the same ``nn.LSTM`` kernel, the
         same sums (equal bit for bit on this machine's kernels). :meth:`score_candidates` takes
-        it where ``2 B N <= H``: one env's 38 candidates score 1.24x (``bach16``) to 1.41x
-        (``melody16``) faster than with :meth:`_note_axis`; for two streams the two ways measured
-        alike."""
+        it on the CPU where ``2 B N <= H``: one env's 38 candidates score 1.24x (``bach16``) to
+        1.41x (``melody16``) faster than with :meth:`_note_axis`; for two streams the two ways
+        measured alike."""
         B, N, H = time_out.shape
         first = self.note_lstms[0]
         weight = first.weight_ih_l0  # (4 h, H + 2): the time-axis output's columns, then the bits
