@@ -2,9 +2,12 @@
 
 Rows: (a) one env; (b) ``SyncVectorEnv`` of ``n`` single envs; (c) the batched vector env of
 ``n`` (one prior call per step for all sub-environments); (d) the rules-only env (``prior=None``);
-and the **naive limit**: the float32 matrix-multiply FLOP/s measured in the same run divided by the
-FLOPs of scoring all 38 candidate frames independently over every note (``38 x`` the prior's
-``flops_per_frame()``), in env-steps/s. Ratios: (c) / (b) at each ``n`` and (c) / naive limit.
+(e) the prior's own calls alone, for one melody and for ``n`` (per step, what an env of that
+size asks of its prior: ``log p`` of the 38 next tokens, then playing one; the env's ceiling on
+this prior); and the **naive limit**: the float32 matrix-multiply FLOP/s measured in the same run
+divided by the FLOPs of scoring all 38 candidate frames independently over every note (``38 x``
+the prior's ``flops_per_frame()``), in env-steps/s. Ratios: (c) / (b) at each ``n``, and (a),
+(c) and (e) / naive limit.
 
 The prior is the shipped ``bach16`` when its checkpoint exists; otherwise a randomly initialised
 Bi-axial LSTM of the same default size (the timing does not depend on the weights). Actions are
@@ -33,6 +36,7 @@ import numpy as np
 import torch
 
 from musicgym.envs.melody import MusicCompositionEnv, MusicCompositionVectorEnv
+from musicgym.envs.stepper import TokenStepper
 from musicgym.prior import MelodyPrior
 
 NUM_CANDIDATES = 38
@@ -95,6 +99,26 @@ def _vector_env_rate(envs: gym.vector.VectorEnv, actions: np.ndarray, seconds: f
     return _steps_per_second(envs.step, actions, seconds)
 
 
+def _prior_rate(prior: MelodyPrior, actions: np.ndarray, seconds: float, length: int) -> float:
+    """Env-steps/s of the prior's calls alone for ``actions.shape[1]`` melodies of ``length``
+    tokens: each step ``log p`` of the 38 next tokens and playing one (a :class:`TokenStepper`,
+    as the env steps its prior), each melody restarted after ``length`` tokens."""
+    batch = actions.shape[1]
+    stepper = TokenStepper(prior, batch)
+    played = 0
+
+    def step(tokens: np.ndarray) -> None:
+        nonlocal played
+        if played == length:
+            stepper.restart(range(batch), [[]] * batch)
+            played = 0
+        stepper.action_log_probs()
+        stepper.play(torch.as_tensor(tokens))
+        played += 1
+
+    return _steps_per_second(step, actions, seconds)
+
+
 def run(
     num_envs: Sequence[int] = (8, 64),
     seconds: float = 3.0,
@@ -122,6 +146,9 @@ def run(
         results[f"(c) batched vector env x{n}"] = _vector_env_rate(batched, actions[:, :n], seconds)
     rules_only = MusicCompositionEnv(length=length, prior=None)
     results["(d) rules-only env"] = _single_env_rate(rules_only, actions, seconds)
+    for n in (1, *num_envs):
+        rate = _prior_rate(prior, actions[:, :n], seconds, length)
+        results[f"(e) the prior's calls alone x{n}"] = rate
 
     print(f"MusicComposition-v0 env-steps/s; prior: {prior_description}")
     print(
@@ -132,11 +159,18 @@ def run(
     print(f"{'row':<32} {'steps/s':>10}")
     for name, rate in results.items():
         print(f"{name:<32} {rate:>10.1f}")
-    for n in num_envs:
-        batched, sync = results[f"(c) batched vector env x{n}"], results[f"(b) SyncVectorEnv x{n}"]
-        line = f"x{n}: (c)/(b) = {batched / sync:.2f}x"
-        if "naive limit" in results:
-            line += f", (c)/naive limit = {batched / results['naive limit']:.2f}x"
+    naive = results.get("naive limit")
+    for n in (1, *num_envs):
+        ceiling = results[f"(e) the prior's calls alone x{n}"]
+        if n == 1:
+            env, line = results["(a) one env"], "x1: "
+        else:
+            env, sync = results[f"(c) batched vector env x{n}"], results[f"(b) SyncVectorEnv x{n}"]
+            line = f"x{n}: (c)/(b) = {env / sync:.2f}x, "
+        line += f"(a or c)/(e) = {env / ceiling:.2f}x"
+        if naive:
+            line += f", /naive limit: {'(a)' if n == 1 else '(c)'} {env / naive:.2f}x"
+            line += f", (e) {ceiling / naive:.2f}x"
         print(line)
     return results
 

@@ -566,6 +566,20 @@ def test_bench_tuner_times_the_chorale_tuner_against_its_env(capsys):
     assert "no --train-readout row" in capsys.readouterr().out
 
 
+def test_bench_env_times_the_priors_calls_alone_beside_the_envs(capsys):
+    """The (e) rows: the prior's own calls for one melody and for ``n``, each an env's ceiling,
+    with their ratios to the naive limit."""
+    from musicgym.benchmarks import env_bench
+
+    figures = env_bench.run(num_envs=[2], seconds=0.05)
+    for row in ("(a) one env", "(c) batched vector env x2", "naive limit"):
+        assert figures[row] > 0
+    for n in (1, 2):
+        assert figures[f"(e) the prior's calls alone x{n}"] > 0
+    out = capsys.readouterr().out
+    assert "x1: (a or c)/(e) = " in out and "x2: (c)/(b) = " in out and "(e) " in out
+
+
 def test_the_chorale_demo_runs_again_in_its_folder(tmp_path: Path, capsys) -> None:
     """A second demo into the same folder uses the finished chorale run."""
     from musicgym.benchmarks.demo import DemoConfig, run
