@@ -129,8 +129,8 @@ def run(
     """Time every row and print the table with its ratios; returns the figures by row name."""
     torch.set_num_threads(threads)
     prior, prior_description = load_bench_prior(prior_name)
-    config = getattr(prior, "config", None)
-    flops_per_step = NUM_CANDIDATES * config.flops_per_frame() if config is not None else None
+    flops_per_frame = getattr(getattr(prior, "config", None), "flops_per_frame", None)
+    flops_per_step = NUM_CANDIDATES * flops_per_frame() if flops_per_frame else None  # Bi-axial
     actions = np.random.default_rng(0).integers(0, NUM_CANDIDATES, (256, max(num_envs)))
     kwargs = {"length": length, "prior": prior}
 
