@@ -9,9 +9,10 @@ divided by the FLOPs of scoring all 38 candidate frames independently over every
 the prior's ``flops_per_frame()``), in env-steps/s. Ratios: (c) / (b) at each ``n``, and (a),
 (c) and (e) / naive limit.
 
-The prior is the shipped ``bach16`` when its checkpoint exists; otherwise a randomly initialised
-Bi-axial LSTM of the same default size (the timing does not depend on the weights). Actions are
-uniform random tokens drawn in advance, the same for every row.
+The prior is the shipped ``bach16`` (``--prior``: another shipped name or a checkpoint); where
+its checkpoint is missing, a randomly initialised Bi-axial LSTM of the same default size (the
+timing does not depend on the weights). Actions are uniform random tokens drawn in advance, the
+same for every row.
 
     musicgym bench env                # or: python -m musicgym.benchmarks.env_bench
 
@@ -45,16 +46,17 @@ DEFAULT_THREADS = torch.get_num_threads()
 
 
 def load_bench_prior(name: str = "bach16") -> tuple[MelodyPrior, str]:
-    """The prior to time and a description of it: the shipped checkpoint if it exists, else a
-    randomly initialised model of the default configuration."""
+    """The prior to time and a description of it: a shipped name or a checkpoint path (one line
+    if it is neither); for the default ``bach16`` without its checkpoint, a randomly initialised
+    model of the default configuration."""
     from musicgym.prior import resolve_prior
     from musicgym.priors.model import BiaxialConfig, BiaxialLSTM
     from musicgym.priors.registry import shipped_priors
 
-    if name in shipped_priors():
-        return resolve_prior(name), f"shipped {name}.pt"
-    model = BiaxialLSTM(BiaxialConfig()).eval().requires_grad_(False)
-    return model, f"random-weight BiaxialLSTM, default config ({name}.pt not found)"
+    if name == "bach16" and name not in shipped_priors():
+        model = BiaxialLSTM(BiaxialConfig()).eval().requires_grad_(False)
+        return model, f"random-weight BiaxialLSTM, default config ({name}.pt not found)"
+    return resolve_prior(name), f"shipped {name}.pt" if name in shipped_priors() else name
 
 
 def matmul_flops_per_second(size: int = 256, seconds: float = 1.0) -> float:

@@ -582,6 +582,17 @@ def test_bench_env_times_the_priors_calls_alone_beside_the_envs(capsys, prior):
     assert ("naive limit" in figures) == (prior == "bach16") == ("/naive limit: (a)" in out)
 
 
+@pytest.mark.parametrize("env", ["MusicComposition-v0", "ChoraleComposition-v0"])
+def test_bench_env_names_an_unknown_prior_in_one_line(capsys, env):
+    from musicgym.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        raise SystemExit(main(["bench", "env", "--env", env, "--prior", "bach61"]))
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert "bach61" in error and "\n" not in error
+
+
 def test_the_chorale_demo_runs_again_in_its_folder(tmp_path: Path, capsys) -> None:
     """A second demo into the same folder uses the finished chorale run."""
     from musicgym.benchmarks.demo import DemoConfig, run
