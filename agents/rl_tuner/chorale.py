@@ -271,6 +271,26 @@ def unpacked_frames(packed: np.ndarray, num_pitches: int) -> np.ndarray:
     return bits.reshape(*packed.shape[:-1], num_pitches, 2)
 
 
+def outcome_bytes(num_pitches: int) -> int:
+    """Bytes of one state's :func:`action_outcomes` bit-packed by :func:`packed_outcomes`."""
+    return (num_pitches * len(PARALLELS) + len(RULE_OUTCOMES) - len(PARALLELS) + 7) // 8
+
+
+def packed_outcomes(notes: torch.Tensor, end: torch.Tensor) -> np.ndarray:
+    """``(M, outcome_bytes(N))``: :func:`action_outcomes` ``notes`` ``(M, N, P)`` and ``end``
+    ``(M, E)`` bit-packed, the notes' bits first."""
+    return np.packbits(torch.cat([notes.flatten(1), end], 1).cpu().numpy(), 1)
+
+
+def unpacked_outcomes(
+    packed: np.ndarray, num_pitches: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`packed_outcomes` bits as :func:`action_outcomes`' ``(notes, end)`` again."""
+    M, N, P = len(packed), num_pitches, len(PARALLELS)
+    bits = tensor(np.unpackbits(packed, 1), device).bool()
+    return bits[:, : N * P].view(M, N, P), bits[:, N * P : N * P + len(RULE_OUTCOMES) - P]
+
+
 @dataclass
 class ChoraleStates:
     """``M`` decision states as the Q-network reads them (tensors on one device)."""
@@ -313,8 +333,6 @@ class ChoralePart:
         self.shows_key = several_keys(self.keys)
         """Whether the environment draws each piece's key (and shows it: a feature here)."""
         self.num_pitches = N = prior.num_pitches
-        self.outcome_bytes = (N * len(PARALLELS) + len(RULE_OUTCOMES) - len(PARALLELS) + 7) // 8
-        """Bytes of a state's :func:`action_outcomes`, bit-packed (the replay keeps them)."""
         self.steps_per_bar = BEATS_PER_BAR * prior.resolution
         self.num_actions = end_action(N) + 1
         self.piece_length = config.bars * self.steps_per_bar
@@ -424,7 +442,7 @@ class ChoralePart:
         pieces = frames // shortest + 2 * self.config.num_envs
         per_piece = (self.piece_length + primer) * packed + 16
         if self.rule_outcomes:
-            per_side += self.outcome_bytes
+            per_side += outcome_bytes(self.num_pitches)
         return frames * (2 * K * H + 16) + capacity * (2 * per_side + 14) + pieces * per_piece
 
     def primer(self) -> np.ndarray:
@@ -465,7 +483,8 @@ class ChoraleReplay:
         self.frame_steps = np.zeros(F, np.int64)
         """The time step of the frame in each slot, in its piece."""
         self.frames_written = 0
-        packed, judged = (2 * self.num_pitches + 7) // 8, bool(part.rule_outcomes)
+        packed = (2 * self.num_pitches + 7) // 8
+        judged = outcome_bytes(self.num_pitches) if part.rule_outcomes else 0
         pieces = F // part.piece_length + 2 * num_envs
         self.piece_frames = np.zeros((pieces, part.piece_length - 1, packed), np.uint8)
         """The notes of each frame of each piece (bit-packed) that a later frame follows."""
@@ -485,7 +504,7 @@ class ChoraleReplay:
                 "key": np.zeros(capacity, np.int64),
                 "log_probs": np.zeros((capacity, part.num_actions), np.float32),
             }
-            | ({"outcomes": np.zeros((capacity, part.outcome_bytes), np.uint8)} if judged else {})
+            | ({"outcomes": np.zeros((capacity, judged), np.uint8)} if judged else {})
             for side in ("state", "next")
         }
         self.actions = np.zeros(capacity, np.int64)
@@ -582,14 +601,13 @@ class ChoraleReplay:
         return record | ({"outcomes": self._judge(record)} if self.part.rule_outcomes else {})
 
     def _judge(self, record: dict[str, np.ndarray]) -> np.ndarray:
-        """``(M, outcome_bytes)``: the :func:`action_outcomes` of the states of ``record`` (one
-        side's fields), packed; the frame before each from the pieces' notes and primers."""
+        """:func:`packed_outcomes` of the states of ``record`` (one side's fields); the frame
+        before each from the pieces' notes and primers."""
         cpu = torch.device("cpu")
         decided = unpacked_frames(record["decided"], self.num_pitches)
         before = self._frames_before(record["frame"] % self.frame_capacity)
         fields = (tensor(record[name], cpu) for name in ("position", "place", "key"))
-        notes, end = self.part.outcome_bits(before, tensor(decided, cpu), *fields, cpu)
-        return np.packbits(torch.cat([notes.flatten(1), end], 1).numpy(), 1)
+        return packed_outcomes(*self.part.outcome_bits(before, tensor(decided, cpu), *fields, cpu))
 
     def begin(self, observations: Observations, infos: dict[str, Any]) -> None:
         everyone = np.arange(len(self.frames))
@@ -658,7 +676,7 @@ class ChoraleReplay:
         )
         outcomes = None
         if self.part.rule_outcomes:
-            outcomes = self._outcomes(kept["outcomes"][slots], device)
+            outcomes = outcome_rows(*unpacked_outcomes(kept["outcomes"][slots], N, device))
         return ChoraleStates(
             summary=tensor(self.summaries[frames], device),
             log_probs=tensor(kept["log_probs"][slots], device),
@@ -670,13 +688,6 @@ class ChoraleReplay:
             key=key,
             outcomes=outcomes,
         )
-
-    def _outcomes(self, packed: np.ndarray, device: torch.device) -> torch.Tensor:
-        """``(M, 2N + 1, R)``: the outcomes of every action from packed :meth:`_judge` bits."""
-        M, N, P = len(packed), self.num_pitches, len(PARALLELS)
-        notes, end = N * P, N * P + len(RULE_OUTCOMES) - P  # where each part of the bits ends
-        bits = tensor(np.unpackbits(packed, 1), device).bool()
-        return outcome_rows(bits[:, :notes].view(M, N, P), bits[:, notes:end])
 
     def _frames_before(self, kept: np.ndarray) -> np.ndarray:
         """``(M, N, 2)``: the notes of the frame before each of the frames in slots ``kept``

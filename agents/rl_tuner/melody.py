@@ -59,8 +59,9 @@ class MelodyStates:
     """Every token is valid."""
 
 
-OUTCOME_BYTES = (NUM_TOKENS * len(RULE_OUTCOMES) + 7) // 8
-"""Bytes of a state's :func:`rule_outcomes`, bit-packed (the replay keeps them)."""
+OUTCOME_BITS = NUM_TOKENS * len(RULE_OUTCOMES)
+"""Bits of a state's :func:`rule_outcomes` (the replay keeps them packed)."""
+OUTCOME_BYTES = (OUTCOME_BITS + 7) // 8
 
 
 def rule_outcomes(compositions: list[np.ndarray], key: Key, device: torch.device) -> torch.Tensor:
@@ -277,8 +278,7 @@ class MelodyReplay:
             sounding = sounding_before(torch.from_numpy(played))[np.arange(len(rows)), steps + 1]
             sounding = sounding.to(device)
         if self.rule_features:
-            judged = NUM_TOKENS * len(RULE_OUTCOMES)
-            bits = np.unpackbits(self.outcomes[rows, steps], 1, count=judged)
+            bits = np.unpackbits(self.outcomes[rows, steps], 1, count=OUTCOME_BITS)
             outcomes = tensor(bits.reshape(len(rows), NUM_TOKENS, -1).astype(np.float32), device)
         return {
             "summary": self.summaries[rows, steps],
